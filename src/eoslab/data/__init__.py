@@ -1,0 +1,105 @@
+"""Datasets as float64 tensors (PAPER.md §8): one loader per dataset, one registry.
+
+Every loader returns a :class:`Dataset` whose inputs are flattened to vectors (``X``: (N, n_0),
+float64) and whose labels are class indices (``y``: (N,), int64).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+
+@dataclass
+class Dataset:
+    """A classification dataset held in memory.
+
+    Attributes:
+        X: inputs, shape (N, n_0), float64 (flattened).
+        y: labels, shape (N,), int64 in ``range(len(classes))``.
+        classes: class names, index = label.
+        name: registry name (e.g. ``"dice"``).
+        source: where it came from (a path, or a generator description).
+        meta: anything else worth recording (image shape, window length, encoder, ...).
+    """
+
+    X: torch.Tensor
+    y: torch.Tensor
+    classes: list[str]
+    name: str
+    source: str = ""
+    meta: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.X.ndim != 2:
+            raise ValueError(f"dataset {self.name!r}: X must be 2-D (N, n_0), got shape {tuple(self.X.shape)}")
+        if self.y.shape != (self.X.shape[0],):
+            raise ValueError(f"dataset {self.name!r}: y has shape {tuple(self.y.shape)}, expected ({self.X.shape[0]},)")
+
+    @property
+    def input_dim(self) -> int:
+        return int(self.X.shape[1])
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    def __len__(self) -> int:
+        return int(self.X.shape[0])
+
+
+class DatasetError(Exception):
+    """A dataset file is missing, malformed or fails its checksum; the message names the file."""
+
+
+_REGISTRY: dict[str, Callable[..., Dataset]] = {}
+
+
+def register(name: str) -> Callable[[Callable[..., Dataset]], Callable[..., Dataset]]:
+    """Decorator: register a loader ``fn(split=..., data_root=..., **options) -> Dataset``."""
+
+    def deco(fn: Callable[..., Dataset]) -> Callable[..., Dataset]:
+        _REGISTRY[name] = fn
+        return fn
+
+    return deco
+
+
+def available() -> list[str]:
+    """Names accepted by :func:`load_dataset`."""
+    _import_loaders()
+    return sorted(_REGISTRY)
+
+
+def default_data_root() -> Path:
+    """``$EOSLAB_DATA`` if set, else ``~/.cache/eoslab``."""
+    env = os.environ.get("EOSLAB_DATA")
+    if env:
+        return Path(env)
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "eoslab"
+
+
+def load_dataset(name: str, split: str = "train", *, data_root: str | Path | None = None, **options) -> Dataset:
+    """Load a registered dataset by name (``synthetic``, ``dice``, ``cifar10``, ``uea``,
+    ``atrial_fibrillation``, ``sst``)."""
+    _import_loaders()
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown dataset {name!r}; available: {', '.join(sorted(_REGISTRY))}")
+    root = Path(data_root) if data_root is not None else default_data_root()
+    return _REGISTRY[name](split=split, data_root=root, **options)
+
+
+def _import_loaders() -> None:
+    # Loaders register themselves on import; import lazily so `import eoslab.data` stays cheap.
+    import importlib
+
+    for mod in ("synthetic", "dice", "cifar10", "uea", "sst"):
+        try:
+            importlib.import_module(f"eoslab.data.{mod}")
+        except ModuleNotFoundError as e:  # a loader module not written yet
+            if e.name != f"eoslab.data.{mod}":
+                raise
