@@ -1,0 +1,59 @@
+"""The ``eoslab`` command. Each subcommand lives in ``eoslab.commands.<name>`` and defines
+``add_arguments(parser)`` and ``run(args) -> int``; it is imported only when used."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import sys
+
+# name -> one-line help. A command appears once its module exists.
+COMMANDS: dict[str, str] = {
+    "demo": "run the demo preset end to end (sweep, analysis, report)",
+    "train": "train one network to a target loss (GD or exponential Euler), resumable",
+    "analyze": "compute the decomposition (analysis.parquet) for every snapshot of a run",
+    "sweep": "run train + analyze over a grid of configs (local processes or Ray)",
+    "status": "table of done / running / failed / pending runs of a sweep",
+    "collect": "join a sweep's configs and analyses into one Parquet table",
+    "report": "power-law fits (Table 2), the paper's figures and an index.html",
+    "data": "dataset tools: preview, fetch, info",
+}
+
+
+def _module_name(name: str) -> str:
+    return f"eoslab.commands.{name}"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    parser = argparse.ArgumentParser(prog="eoslab", description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--version", action="version", version=f"eoslab {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, help_text in COMMANDS.items():
+        if importlib.util.find_spec(_module_name(name)) is None:
+            continue
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.set_defaults(_command=name)
+        p.set_defaults(_parser=p)
+        importlib.import_module(_module_name(name)).add_arguments(p)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "_command", None) is None:
+        parser.print_help()
+        return 2
+    module = importlib.import_module(_module_name(args._command))
+    try:
+        return int(module.run(args) or 0)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
