@@ -1,0 +1,110 @@
+"""Criteria ℓ(f, y) and their output Hessians H_ℓ = ∇²_f ℓ (PAPER.md §2, §3, D6).
+
+Each criterion gives per-sample losses whose mean over the data is the training loss
+L̃(θ) = E ℓ(f(x, θ), y), the per-sample criterion Hessian H_ℓ in closed form, its PSD square root
+S = H_ℓ^{1/2} (so that J̃ = S J and G = E[J̃ᵀ J̃], Eq. 3), and the product H_ℓ u.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+class Criterion:
+    """Base class. ``f``: (N, n_L) outputs; ``y``: (N,) class indices."""
+
+    name: str = ""
+
+    def losses(self, f: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Per-sample ℓ(f, y), shape (N,)."""
+        raise NotImplementedError
+
+    def hessian(self, f: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Per-sample H_ℓ = ∇²_f ℓ, shape (N, n_L, n_L)."""
+        raise NotImplementedError
+
+    def hessian_vp(self, f: torch.Tensor, y: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+        """H_ℓ u for u of shape (..., N, n_L) (leading batch dims broadcast)."""
+        raise NotImplementedError
+
+    def hessian_sqrt(self, f: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """S = H_ℓ^{1/2}, the PSD square root: U diag(√max(μ, 0)) Uᵀ (PAPER.md §3)."""
+        mu, U = torch.linalg.eigh(self.hessian(f, y))
+        return (U * mu.clamp(min=0).sqrt().unsqueeze(-2)) @ U.transpose(-1, -2)
+
+    def hessian_norm(self, f: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Per-sample ‖H_ℓ‖ (operator norm), shape (N,)."""
+        return torch.linalg.eigvalsh(self.hessian(f, y))[..., -1]
+
+    def accuracy(self, f: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Fraction of samples whose largest output is the label."""
+        return (f.argmax(dim=-1) == y).to(f.dtype).mean()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+class CrossEntropy(Criterion):
+    """ℓ(f, y) = −f_y + log Σ_j e^{f_j};  H_ℓ = diag(p) − p pᵀ with p = softmax(f) (PSD, rank n_L − 1)."""
+
+    name = "ce"
+
+    def losses(self, f, y):
+        return F.cross_entropy(f, y, reduction="none")
+
+    def hessian(self, f, y):
+        p = torch.softmax(f, dim=-1)
+        return torch.diag_embed(p) - p.unsqueeze(-1) * p.unsqueeze(-2)
+
+    def hessian_vp(self, f, y, u):
+        p = torch.softmax(f, dim=-1)
+        return p * u - p * (p * u).sum(-1, keepdim=True)
+
+
+class MSE(Criterion):
+    """Squared error against the one-hot vector e_y (D6).
+
+    ``reduction="mean"`` (default, PyTorch's ``MSELoss``): ℓ = ‖f − e_y‖² / n_L, H_ℓ = (2/n_L) I.
+    ``reduction="sum"`` (as in the authors' code): ℓ = ‖f − e_y‖², H_ℓ = 2 I.
+    """
+
+    name = "mse"
+
+    def __init__(self, reduction: str = "mean") -> None:
+        if reduction not in ("mean", "sum"):
+            raise ValueError(f"MSE reduction must be 'mean' or 'sum', got {reduction!r}")
+        self.reduction = reduction
+
+    def _scale(self, n_out: int) -> float:
+        return 1.0 / n_out if self.reduction == "mean" else 1.0
+
+    def losses(self, f, y):
+        target = F.one_hot(y, f.shape[-1]).to(f.dtype)
+        return self._scale(f.shape[-1]) * ((f - target) ** 2).sum(-1)
+
+    def hessian(self, f, y):
+        n = f.shape[-1]
+        eye = torch.eye(n, dtype=f.dtype, device=f.device)
+        return (2.0 * self._scale(n) * eye).expand(f.shape[0], n, n).clone()
+
+    def hessian_vp(self, f, y, u):
+        return 2.0 * self._scale(f.shape[-1]) * u
+
+    def hessian_sqrt(self, f, y):
+        return self.hessian(f, y).sqrt()  # elementwise √ of a scaled identity
+
+    def __repr__(self) -> str:
+        return f"MSE(reduction={self.reduction!r})"
+
+
+def make_criterion(name: str, **options) -> Criterion:
+    """``"ce"`` / ``"cross_entropy"`` or ``"mse"`` (options: ``reduction``)."""
+    key = name.lower()
+    if key in ("ce", "cross_entropy", "crossentropy"):
+        if options:
+            raise ValueError(f"cross-entropy takes no options, got {sorted(options)}")
+        return CrossEntropy()
+    if key == "mse":
+        return MSE(**options)
+    raise ValueError(f"unknown criterion {name!r}; use 'ce' or 'mse'")

@@ -1,0 +1,214 @@
+"""Top eigenpairs of the symmetric curvature operators H, G, R (PAPER.md §6, D4, D14).
+
+Two solvers return the same :class:`EigResult`:
+
+* :func:`block_power` — the paper's block power iteration (§6 steps 1–5): V ← QR(A V), eigenvalue
+  estimates from diag(R), stop when every estimate changes by less than ``tol`` relatively.
+  It converges to the eigenvalues of largest *magnitude*; ``shift`` σ iterates on A + σI instead,
+  which turns the algebraically largest into the largest in magnitude when σ ≥ −λ_min.
+* :class:`LOBPCG` — locally optimal block preconditioned conjugate gradient with Rayleigh–Ritz on
+  span[X, W, P] and guard vectors. It targets the algebraically largest eigenvalues (D14), so the
+  indefinite R is handled natively, and it stops on residuals ‖A x − θ x‖ ≤ tol·|θ|, which
+  bounds the eigenvalue error rigorously; a warm start that is already accurate costs one block.
+  The block buffers are kept between calls (they are hundreds of MB at the paper's size).
+
+Neither raises on non-convergence: ``converged`` says whether the criterion was met.
+Eigenvalues are returned in descending algebraic order (D14), eigenvectors as columns (P, k).
+Inside, blocks are stored with vectors as rows, (k, P), as the operators take them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .curvature import LinearOperator
+
+
+@dataclass
+class EigResult:
+    """Top-k eigenpairs of a symmetric operator.
+
+    Attributes:
+        eigenvalues: (k,), descending by value.
+        eigenvectors: (P, k), orthonormal columns, matching ``eigenvalues``.
+        iterations: block iterations performed.
+        products: single-vector operator products used (a block of k counts k).
+        residual_norms: (k,), ‖A v − λ v‖ for each returned pair (block power: of the last
+            iterate, which the returned vectors improve on).
+        converged: whether the stopping criterion was met for all k pairs.
+    """
+
+    eigenvalues: torch.Tensor
+    eigenvectors: torch.Tensor
+    iterations: int
+    products: int
+    residual_norms: torch.Tensor
+    converged: bool
+
+
+def _random_block(k: int, dim: int, like: LinearOperator, generator: torch.Generator | None) -> torch.Tensor:
+    return torch.randn(k, dim, generator=generator, dtype=like.dtype).to(like.device)
+
+
+def _orthonormal_rows(V: torch.Tensor) -> torch.Tensor:
+    """Orthonormalise the rows of V (k, P) by Householder QR of Vᵀ."""
+    Q, _ = torch.linalg.qr(V.T)
+    return Q.T.contiguous()
+
+
+def _sorted(values: torch.Tensor, vectors_rows: torch.Tensor, residuals: torch.Tensor):
+    order = torch.argsort(values, descending=True)
+    return values[order], vectors_rows[order], residuals[order]
+
+
+def block_power(op: LinearOperator, k: int, V0: torch.Tensor | None = None, *, tol: float = 1e-4,
+                max_iters: int = 1000, shift: float = 0.0,
+                generator: torch.Generator | None = None) -> EigResult:
+    """The paper's block power iteration (PAPER.md §6, D4).
+
+    Args:
+        op: the operator A.
+        k: number of eigenpairs.
+        V0: warm start, (P, k) columns (e.g. the previous call's eigenvectors); random N(0, 1)
+            otherwise.
+        tol: stop when |λ_new − λ_old| / (|λ_old| + 1e-6) < tol for every estimate.
+        max_iters: give up (``converged=False``) after this many block products.
+        shift: iterate on A + σI and report eigenvalues of A (σ = 0 is the paper's method).
+    """
+    start = op.products
+    V = _random_block(k, op.dim, op, generator) if V0 is None else V0.T.to(op.dtype).contiguous()
+    V = _orthonormal_rows(V)
+    lam_old = torch.full((k,), float("inf"), dtype=op.dtype, device=op.device)
+    converged, it = False, 0
+    for it in range(1, max_iters + 1):
+        W = op(V)
+        if shift:
+            W = W + shift * V
+        Q, Rm = torch.linalg.qr(W.T)
+        # diag(R) carries the sign of the QR's column flips; undo it against the input block.
+        signs = torch.sign((Q * V.T).sum(0))
+        signs[signs == 0] = 1.0
+        lam = torch.diagonal(Rm) * signs
+        residual = torch.linalg.vector_norm(W - (V * W).sum(1, keepdim=True) * V, dim=1)
+        rel = (lam - lam_old).abs() / (lam_old.abs() + 1e-6)
+        V = (Q * signs).T.contiguous()
+        lam_old = lam
+        if bool((rel < tol).all()):
+            converged = True
+            break
+    values, rows, res = _sorted(lam_old - shift, V, residual)
+    return EigResult(values, rows.T, it, op.products - start, res, converged)
+
+
+class LOBPCG:
+    """LOBPCG for the algebraically largest k eigenpairs, with ``guard`` extra vectors.
+
+    Args:
+        k: eigenpairs wanted.
+        guard: extra vectors iterated alongside (they speed up convergence of the k-th pair and
+            are not checked for convergence). Default max(2, k // 4).
+        tol: stop when ‖A x_j − θ_j x_j‖ ≤ tol · |θ_j| for j < k (then |λ_j − θ_j| ≤ tol·|θ_j|).
+        max_iters: block iterations after the first product.
+        generator: RNG for random starts and for padding a warm start with fewer than k + guard
+            vectors.
+    """
+
+    def __init__(self, k: int, *, guard: int | None = None, tol: float = 1e-4, max_iters: int = 200,
+                 generator: torch.Generator | None = None) -> None:
+        if k < 1:
+            raise ValueError(f"k must be >= 1, got {k}")
+        self.k = k
+        self.guard = max(2, k // 4) if guard is None else guard
+        self.tol, self.max_iters, self.generator = tol, max_iters, generator
+        self._S: torch.Tensor | None = None      # basis [X; W; P], vectors as rows
+        self._AS: torch.Tensor | None = None     # A times the basis
+
+    def _buffers(self, m: int, op: LinearOperator) -> tuple[torch.Tensor, torch.Tensor]:
+        shape = (3 * m, op.dim)
+        if self._S is None or self._S.shape != shape or self._S.dtype != op.dtype or self._S.device != op.device:
+            self._S = torch.empty(shape, dtype=op.dtype, device=op.device)
+            self._AS = torch.empty(shape, dtype=op.dtype, device=op.device)
+        return self._S, self._AS
+
+    def solve(self, op: LinearOperator, V0: torch.Tensor | None = None) -> EigResult:
+        """Top-k eigenpairs of ``op``; ``V0`` (P, j) warm-starts the first j vectors."""
+        m = min(self.k + self.guard, op.dim)
+        k = min(self.k, m)
+        start = op.products
+        S, AS = self._buffers(m, op)        # rows: X = [0, m), P = [m, m + n_p), W after P
+        X0 = _random_block(m, op.dim, op, self.generator)
+        if V0 is not None:
+            j = min(V0.shape[1], m)
+            X0[:j] = V0[:, :j].T.to(op.dtype)
+        S[:m] = _orthonormal_rows(X0)
+        AS[:m] = op(S[:m])
+        theta, n_p = self._rayleigh_ritz(S, AS, m, n_basis=m), 0
+        converged, it = False, 0
+        for it in range(1, self.max_iters + 1):
+            X, AX = S[:m], AS[:m]
+            Rres = AX - theta.unsqueeze(1) * X
+            ok = torch.linalg.vector_norm(Rres, dim=1) <= self.tol * theta.abs()
+            if bool(ok[:k].all()):
+                converged = True
+                break
+            W = Rres[~ok]                   # residuals of the unconverged pairs (guards included)
+            for _ in range(2):              # orthogonal to X, twice for accuracy
+                W = W - (W @ X.T) @ X
+            W = self._orthonormalise(W)
+            if W is None:                   # residuals lie in span(X): nothing left to add
+                break
+            n_w = W.shape[0]
+            S[m + n_p:m + n_p + n_w] = W
+            AS[m + n_p:m + n_p + n_w] = op(W)
+            theta = self._rayleigh_ritz(S, AS, m, n_basis=m + n_p + n_w)
+            n_p = m
+        residual = torch.linalg.vector_norm(AS[:m] - theta.unsqueeze(1) * S[:m], dim=1)
+        return EigResult(theta[:k].clone(), S[:k].clone().T, it, op.products - start, residual[:k], converged)
+
+    # -- helpers ---------------------------------------------------------------------------
+    @staticmethod
+    def _orthonormalise(W: torch.Tensor, drop: float = 1e-10) -> torch.Tensor | None:
+        """Orthonormal rows spanning W's rows (SVQB twice: eigh of the Gram matrix, directions
+        with relative weight below ``drop`` dropped). None if nothing is left."""
+        W = W / torch.linalg.vector_norm(W, dim=1, keepdim=True).clamp(min=torch.finfo(W.dtype).tiny)
+        for _ in range(2):
+            mu, U = torch.linalg.eigh(W @ W.T)
+            keep = mu > drop * mu.max().clamp(min=0)
+            if not bool(keep.any()):
+                return None
+            W = (U[:, keep].T @ W) / mu[keep].sqrt().unsqueeze(1)
+        return W
+
+    def _rayleigh_ritz(self, S: torch.Tensor, AS: torch.Tensor, m: int, *, n_basis: int) -> torch.Tensor:
+        """Rayleigh–Ritz on span of the rows S[:n_basis] (orthonormalised here through the Gram
+        matrix). The top m Ritz vectors go to S[:m] (A times them to AS[:m]); when the basis has
+        more than X, the new search directions P = (W, P parts of the Ritz vectors), normalised,
+        go to S[m:2m]. Returns the m Ritz values, descending."""
+        B, AB = S[:n_basis], AS[:n_basis]
+        gram = B @ B.T
+        mu, U = torch.linalg.eigh((gram + gram.T) / 2)
+        keep = mu > 1e-12 * mu.max()
+        T = U[:, keep] / mu[keep].sqrt()                     # B-coordinates of an orthonormal basis
+        small = T.T @ (B @ AB.T) @ T
+        theta, C = torch.linalg.eigh((small + small.T) / 2)
+        theta, C = theta.flip(0)[:m], C.flip(1)[:, :m]
+        D = T @ C                                            # Ritz vectors = Dᵀ B
+        Xn, AXn = D.T @ B, D.T @ AB
+        if n_basis > m:
+            Pn, APn = D[m:].T @ B[m:], D[m:].T @ AB[m:]
+            nrm = torch.linalg.vector_norm(Pn, dim=1, keepdim=True).clamp(min=torch.finfo(S.dtype).tiny)
+            S[m:2 * m], AS[m:2 * m] = Pn / nrm, APn / nrm
+        S[:m], AS[:m] = Xn, AXn
+        return theta
+
+
+def top_eigenpairs(op: LinearOperator, k: int, V0: torch.Tensor | None = None, *, method: str = "lobpcg",
+                   tol: float = 1e-4, max_iters: int = 1000, generator: torch.Generator | None = None) -> EigResult:
+    """Top-k eigenpairs of ``op`` by ``method`` = ``"lobpcg"`` (default) or ``"power"`` (the paper's)."""
+    if method == "power":
+        return block_power(op, k, V0, tol=tol, max_iters=max_iters, generator=generator)
+    if method == "lobpcg":
+        return LOBPCG(k, tol=tol, max_iters=max_iters, generator=generator).solve(op, V0)
+    raise ValueError(f"eigensolver method must be 'lobpcg' or 'power', got {method!r}")

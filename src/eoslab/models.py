@@ -1,0 +1,160 @@
+"""The paper's MLP (PAPER.md §1, D8).
+
+    a_0 = x,  z_i = W_i a_{i-1} + b_i  (i = 1..L),  a_i = σ(z_i)  (i < L),  f(x, θ) = z_L,
+
+with σ = ELU. All numerics work on the flat parameter vector θ ∈ R^P, ordered
+(W_1, b_1, ..., W_L, b_L) with each W_i row-major; :meth:`MLP.unflatten` gives per-layer views.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+ACTIVATIONS = ("elu",)
+INITS = ("xavier_normal", "xavier_uniform")
+
+
+def elu_derivative(z: torch.Tensor) -> torch.Tensor:
+    """σ'(z) for ELU with α = 1: 1 for z > 0, e^z for z ≤ 0 (PAPER.md §1)."""
+    return torch.where(z > 0, torch.ones_like(z), torch.exp(torch.clamp(z, max=0.0)))
+
+
+@dataclass
+class Forward:
+    """Everything one forward pass records, per sample (batch dimension first).
+
+    Attributes:
+        z: pre-activations z_1..z_L, each (N, n_i); z[-1] is the output f.
+        a: activations a_0..a_{L-1}, each (N, n_{i}); a[0] is the input x.
+    """
+
+    z: list[torch.Tensor]
+    a: list[torch.Tensor]
+
+    @property
+    def output(self) -> torch.Tensor:
+        return self.z[-1]
+
+
+class MLP:
+    """Layer sizes n_0 → width → … → width → n_L with ``depth`` Linear layers (D8 init).
+
+    Args:
+        input_dim: n_0.
+        output_dim: n_L.
+        depth: L, the number of Linear layers (≥ 1).
+        width: hidden width.
+        activation: only ``"elu"`` (the paper's choice, for smoothness).
+        init: ``"xavier_normal"`` (default, D8) or ``"xavier_uniform"``; biases are zero.
+        gain: init gain g (default √2, the Kaiming gain).
+        dtype, device: of the parameters (float64 by default).
+    """
+
+    def __init__(self, input_dim: int, output_dim: int, depth: int = 6, width: int = 512, *,
+                 activation: str = "elu", init: str = "xavier_normal", gain: float = math.sqrt(2.0),
+                 dtype: torch.dtype = torch.float64, device: torch.device | str | None = None) -> None:
+        if depth < 1 or width < 1 or input_dim < 1 or output_dim < 1:
+            raise ValueError(f"MLP needs depth, width, input_dim, output_dim >= 1 "
+                             f"(got {depth}, {width}, {input_dim}, {output_dim})")
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"activation must be one of {ACTIVATIONS}, got {activation!r}")
+        if init not in INITS:
+            raise ValueError(f"init must be one of {INITS}, got {init!r}")
+        self.sizes = [input_dim] + [width] * (depth - 1) + [output_dim]
+        self.init, self.gain, self.dtype = init, gain, dtype
+        self.device = torch.device(device) if device is not None else torch.device("cpu")
+        shapes: list[tuple[int, ...]] = []
+        for i in range(depth):
+            shapes += [(self.sizes[i + 1], self.sizes[i]), (self.sizes[i + 1],)]
+        self.shapes = shapes
+        self.numels = [math.prod(s) for s in shapes]
+        self.num_params = sum(self.numels)
+
+    @property
+    def depth(self) -> int:
+        return len(self.sizes) - 1
+
+    @property
+    def input_dim(self) -> int:
+        return self.sizes[0]
+
+    @property
+    def output_dim(self) -> int:
+        return self.sizes[-1]
+
+    def param_names(self) -> list[str]:
+        """``W1, b1, …, WL, bL`` (layers numbered 1..L as in the paper)."""
+        return [f"{kind}{i + 1}" for i in range(self.depth) for kind in ("W", "b")]
+
+    def init_params(self, seed: int) -> torch.Tensor:
+        """A fresh θ: W_i ~ N(0, g²·2/(n_{i-1}+n_i)) (or the uniform variant), b_i = 0 (D8)."""
+        g = torch.Generator(device="cpu").manual_seed(seed)
+        theta = torch.zeros(self.num_params, dtype=self.dtype)
+        for i, (W, _) in enumerate(self.layers(theta)):
+            fan_in, fan_out = self.sizes[i], self.sizes[i + 1]
+            std = self.gain * math.sqrt(2.0 / (fan_in + fan_out))
+            if self.init == "xavier_normal":
+                W.copy_(torch.randn(W.shape, generator=g, dtype=torch.float64) * std)
+            else:
+                bound = math.sqrt(3.0) * std
+                W.copy_((torch.rand(W.shape, generator=g, dtype=torch.float64) * 2 - 1) * bound)
+        return theta.to(self.device)
+
+    def unflatten(self, theta: torch.Tensor) -> list[torch.Tensor]:
+        """Views [W_1, b_1, …, W_L, b_L] into θ (differentiable; one split, so one backward node)."""
+        return [t.view(s) for t, s in zip(torch.split(theta, self.numels), self.shapes)]
+
+    def layers(self, theta: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """[(W_1, b_1), …, (W_L, b_L)] as views into θ."""
+        p = self.unflatten(theta)
+        return [(p[2 * i], p[2 * i + 1]) for i in range(self.depth)]
+
+    def layer_slices(self) -> list[slice]:
+        """Slice of θ holding (W_i, b_i) for each layer i (used for the layerwise J̃_i, Eq. 4)."""
+        out, start = [], 0
+        for i in range(self.depth):
+            n = self.numels[2 * i] + self.numels[2 * i + 1]
+            out.append(slice(start, start + n))
+            start += n
+        return out
+
+    def __call__(self, theta: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """f(x, θ): (N, n_0) → (N, n_L)."""
+        a = x
+        layers = self.layers(theta)
+        for i, (W, b) in enumerate(layers):
+            z = torch.addmm(b, a, W.T)
+            a = F.elu(z) if i < len(layers) - 1 else z
+        return a
+
+    def forward_all(self, theta: torch.Tensor, x: torch.Tensor) -> Forward:
+        """One forward pass that keeps every z_i and a_i (PAPER.md §1)."""
+        a, zs, acts = x, [], [x]
+        layers = self.layers(theta)
+        for i, (W, b) in enumerate(layers):
+            z = torch.addmm(b, a, W.T)
+            zs.append(z)
+            if i < len(layers) - 1:
+                a = F.elu(z)
+                acts.append(a)
+        return Forward(z=zs, a=acts)
+
+    def to_state_dict(self, theta: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Named per-layer tensors (contiguous copies) for safetensors files."""
+        return {n: t.detach().clone().contiguous() for n, t in zip(self.param_names(), self.unflatten(theta))}
+
+    def from_state_dict(self, state: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Inverse of :meth:`to_state_dict`; checks names and shapes."""
+        parts = []
+        for name, shape in zip(self.param_names(), self.shapes):
+            if name not in state:
+                raise KeyError(f"parameter {name!r} missing (have {sorted(state)})")
+            t = state[name]
+            if tuple(t.shape) != shape:
+                raise ValueError(f"parameter {name!r} has shape {tuple(t.shape)}, expected {shape}")
+            parts.append(t.reshape(-1))
+        return torch.cat(parts).to(dtype=self.dtype, device=self.device)
