@@ -1,0 +1,238 @@
+"""Run configurations: TOML files loaded into dataclasses (ARCHITECTURE.md).
+
+A run is fully described by a :class:`RunConfig`. Loading checks every key, type and value and
+fails with :class:`ConfigError` naming the field (``solver.lr: must be > 0, got -1``). Defaults
+follow PAPER.md's decisions; :func:`resolve` fills the criterion-dependent ones (target loss,
+k) so the ``config.toml`` written into a run directory holds every value that was used.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+
+
+class ConfigError(ValueError):
+    """A bad config key, type or value; the message starts with the dotted field name."""
+
+
+@dataclass
+class DataConfig:
+    """Which data, and which subset of it (PAPER.md §8)."""
+
+    name: str = "synthetic"           #: registry name: synthetic, dice, cifar10, atrial_fibrillation, sst, uea
+    split: str = "train"
+    n: int | None = None              #: training-subset size; None = the whole split
+    subset_seed: int = 0
+    nested: bool = True               #: subsets of one seed are nested across sizes
+    data_root: str | None = None      #: None = $EOSLAB_DATA or the user cache folder
+    options: dict = field(default_factory=dict)  #: loader options (e.g. synthetic: n, input_dim)
+
+
+@dataclass
+class ModelConfig:
+    """The paper's MLP (PAPER.md §1, D8)."""
+
+    depth: int = 6
+    width: int = 512
+    init: str = "xavier_normal"
+    gain: float = math.sqrt(2.0)
+    init_seed: int = 0
+    dtype: str = "float64"
+
+
+@dataclass
+class CriterionConfig:
+    """ℓ (D6)."""
+
+    name: str = "ce"                  #: ce | mse
+    mse_reduction: str = "mean"       #: mean (D6 default, H_ℓ = 2/n_L I) | sum (H_ℓ = 2I)
+
+
+@dataclass
+class SolverConfig:
+    """The integrator (PAPER.md §2, §7; D3, D4)."""
+
+    method: str = "exp_euler"         #: exp_euler | gd
+    lr: float = 0.01                  #: GD: η.  exp_euler: η_max, the largest step (D3)
+    step_c: float = 1.0               #: exp_euler: Δt = min(η_max, c / |λ^{k+1}|) (D3)
+    k: int | None = None              #: exp_euler: eigenpairs in the exact part; None = n_L (§7)
+    eig_method: str = "lobpcg"        #: lobpcg | power (D4)
+    eig_tol: float = 1e-4             #: D4
+    eig_max_iters: int = 1000
+    measure_sharpness_every: int = 0  #: GD: also record λ¹(H) every this many steps (0 = never)
+
+
+@dataclass
+class TrainConfig:
+    """When to stop and what to save."""
+
+    target_loss: float | None = None  #: None = 0.01 for CE, 0.02 for MSE (§8)
+    max_steps: int = 100_000
+    max_time_s: float | None = None
+    snapshot_every: int = 100
+    chunk_size: int | None = None     #: samples per chunk in full-batch passes
+    threads: int | None = None        #: torch intra-op threads; None = leave as is
+
+
+@dataclass
+class AnalysisConfig:
+    """The decomposition of every snapshot (PAPER.md §3–§6)."""
+
+    skip_before: int = 10             #: D13: steps < this are not analysed
+    every: int = 1                    #: analyse every this-many-th snapshot
+    eig_tol: float = 1e-4
+    chunk_size: int | None = None
+
+
+@dataclass
+class RunConfig:
+    """Everything that determines one run."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    criterion: CriterionConfig = field(default_factory=CriterionConfig)
+    solver: SolverConfig = field(default_factory=SolverConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    analysis: AnalysisConfig = field(default_factory=AnalysisConfig)
+
+
+_CHOICES = {
+    "model.init": ("xavier_normal", "xavier_uniform"),
+    "model.dtype": ("float64", "float32"),
+    "criterion.name": ("ce", "mse"),
+    "criterion.mse_reduction": ("mean", "sum"),
+    "solver.method": ("exp_euler", "gd"),
+    "solver.eig_method": ("lobpcg", "power"),
+    "data.split": ("train", "test"),
+}
+_POSITIVE = {"model.depth", "model.width", "model.gain", "solver.lr", "solver.step_c", "solver.k",
+             "solver.eig_tol", "solver.eig_max_iters", "train.target_loss", "train.max_steps",
+             "train.max_time_s", "train.snapshot_every", "train.chunk_size", "train.threads",
+             "data.n", "analysis.every", "analysis.eig_tol", "analysis.chunk_size"}
+_NONNEGATIVE = {"analysis.skip_before", "solver.measure_sharpness_every", "model.init_seed", "data.subset_seed"}
+
+
+def _check_type(name: str, value: Any, tp: Any) -> Any:
+    origin = typing.get_origin(tp)
+    if origin in (types.UnionType, typing.Union):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _check_type(name, value, inner[0])
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    base = origin or tp
+    if base is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{name}: expected a table, got {type(value).__name__} {value!r}")
+        return dict(value)
+    if not isinstance(value, base) or (base is int and isinstance(value, bool)):
+        raise ConfigError(f"{name}: expected {getattr(base, '__name__', base)}, got {type(value).__name__} {value!r}")
+    return value
+
+
+def _build(cls: type, data: Any, prefix: str) -> Any:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{prefix}: expected a table, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        where = f"{prefix}." if prefix else ""
+        raise ConfigError(f"{where}{unknown[0]}: unknown key (allowed: {', '.join(sorted(names))})")
+    kwargs = {}
+    for key, value in data.items():
+        name = f"{prefix}.{key}" if prefix else key
+        tp = hints[key]
+        if dataclasses.is_dataclass(tp):
+            kwargs[key] = _build(tp, value, name)
+        else:
+            kwargs[key] = _check_type(name, value, tp)
+    return cls(**kwargs)
+
+
+def validate(cfg: RunConfig) -> RunConfig:
+    """Check values (choices, signs); raise ConfigError naming the field."""
+    for section in dataclasses.fields(cfg):
+        sub = getattr(cfg, section.name)
+        for f in dataclasses.fields(sub):
+            name, value = f"{section.name}.{f.name}", getattr(sub, f.name)
+            if value is None:
+                continue
+            if name in _CHOICES and value not in _CHOICES[name]:
+                raise ConfigError(f"{name}: must be one of {', '.join(_CHOICES[name])}, got {value!r}")
+            if name in _POSITIVE and not value > 0:
+                raise ConfigError(f"{name}: must be > 0, got {value!r}")
+            if name in _NONNEGATIVE and value < 0:
+                raise ConfigError(f"{name}: must be >= 0, got {value!r}")
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ConfigError(f"{name}: must be finite, got {value!r}")
+    return cfg
+
+
+def from_dict(data: dict) -> RunConfig:
+    """A validated RunConfig from nested dicts (as parsed from TOML)."""
+    return validate(_build(RunConfig, data, ""))
+
+
+def load_config(path: str | Path) -> RunConfig:
+    """Load and validate a TOML run config; errors name the file and the field."""
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: not valid TOML: {e}") from None
+    try:
+        return from_dict(data)
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e}") from None
+
+
+def default_target_loss(criterion: str) -> float:
+    """0.01 for cross-entropy, 0.02 for MSE (PAPER.md §8)."""
+    return 0.01 if criterion == "ce" else 0.02
+
+
+def resolve(cfg: RunConfig, num_outputs: int | None = None) -> RunConfig:
+    """Fill the defaults that depend on other values: the target loss (by criterion) and the
+    number k of exact eigen-directions (= n_L, PAPER.md §7) when ``num_outputs`` is known."""
+    cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train), solver=dataclasses.replace(cfg.solver))
+    if cfg.train.target_loss is None:
+        cfg.train.target_loss = default_target_loss(cfg.criterion.name)
+    if cfg.solver.k is None and num_outputs is not None:
+        cfg.solver.k = num_outputs
+    return validate(cfg)
+
+
+def to_dict(cfg: RunConfig) -> dict:
+    """Nested plain dict (None values dropped: TOML has no null, and None is the default)."""
+    def strip(d: Any) -> Any:
+        if isinstance(d, dict):
+            return {k: strip(v) for k, v in d.items() if v is not None}
+        return d
+
+    return strip(dataclasses.asdict(cfg))
+
+
+def to_toml(cfg: RunConfig) -> str:
+    return tomli_w.dumps(to_dict(cfg))
+
+
+def config_hash(cfg: RunConfig, length: int = 12) -> str:
+    """A stable hash of the config's values (key order and formatting do not matter)."""
+    blob = json.dumps(to_dict(cfg), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()[:length]
