@@ -1,0 +1,177 @@
+"""The report of a sweep: the collected table it reads, and the report as a whole.
+
+The input is the *collected* table (``eoslab collect``): one tidy long table, one row per
+``(run, step, metric, layer)``, with the run's configuration repeated on every row::
+
+    run_id, dataset, n, criterion, init_seed, subset_seed, width, depth, solver, lr,
+    step, t, metric, layer, value
+
+``metric`` uses the names of ``analysis.parquet`` (ARCHITECTURE.md); ``layer`` is null for
+whole-network metrics and ``value`` is NaN for a negative top eigenvalue (PAPER.md D12).
+
+The parts of the report live in submodules, one concept each:
+
+* :mod:`eoslab.report.powerlaw` -- the power law of peak alignment against ``n`` (Eq. 9, Table 2);
+* :mod:`eoslab.report.checks` -- the numbers of the paper's Section 5 on our runs;
+* :mod:`eoslab.report.figures` -- the paper's figure families (Figs. 1-4 and the supplement);
+* :mod:`eoslab.report.html` -- one static ``index.html`` that shows them together.
+
+:func:`write_report` draws all of them into one folder.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from .checks import Check
+    from .figures import FigureFile, FigureJob
+    from .powerlaw import GroupFit
+
+#: Columns every collected table must have.
+REQUIRED_COLUMNS = ("run_id", "dataset", "n", "criterion", "step", "t", "metric", "layer", "value")
+#: Columns that describe a run (constant over its rows); the ones absent get these defaults.
+RUN_COLUMNS: dict[str, Any] = {
+    "run_id": None,
+    "dataset": None,
+    "n": None,
+    "criterion": None,
+    "solver": "exp_euler",
+    "lr": float("nan"),
+    "init_seed": -1,
+    "subset_seed": -1,
+    "width": -1,
+    "depth": -1,
+}
+#: The solver whose runs the analyses of the paper use (exponential Euler, PAPER.md §7).
+ANALYSIS_SOLVER = "exp_euler"
+#: Analyses ignore the initial transient, steps below this (PAPER.md §5, D13).
+SKIP_BEFORE = 10
+
+
+def collected_frame(table: Any) -> "pd.DataFrame":
+    """The collected table as a pandas DataFrame the report can rely on.
+
+    Accepts a ``pyarrow.Table`` or a ``pandas.DataFrame``. Missing optional run columns are
+    filled with their defaults (``solver`` = ``"exp_euler"``), ``layer`` becomes a float column
+    with NaN for whole-network metrics, and ``value`` a float column.
+
+    Raises:
+        ValueError: if the table is empty, lacks a required column, or a run's configuration
+            (dataset, n, criterion, solver, lr, ...) differs between its rows.
+    """
+    import pandas as pd
+
+    frame = table.to_pandas() if hasattr(table, "to_pandas") else pd.DataFrame(table).copy()
+    missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
+    if missing:
+        raise ValueError(
+            f"collected table lacks the column(s) {', '.join(missing)}; "
+            f"it needs {', '.join(REQUIRED_COLUMNS)} (see eoslab.report)"
+        )
+    if frame.empty:
+        raise ValueError("collected table is empty: no (run, step, metric) rows to report on")
+    for column, default in RUN_COLUMNS.items():
+        if column not in frame.columns:
+            frame[column] = default
+    frame["run_id"] = frame["run_id"].astype(str)
+    frame["n"] = frame["n"].astype("int64")
+    frame["layer"] = pd.to_numeric(frame["layer"], errors="coerce").astype("float64")
+    frame["value"] = pd.to_numeric(frame["value"], errors="coerce").astype("float64")
+    runs = frame[list(RUN_COLUMNS)].drop_duplicates()
+    clash = runs["run_id"][runs["run_id"].duplicated()]
+    if len(clash):
+        raise ValueError(
+            f"run {clash.iloc[0]!r} has different configurations on different rows "
+            f"({', '.join(c for c in RUN_COLUMNS if c != 'run_id')} must be constant per run)"
+        )
+    return frame
+
+
+def runs_of(frame: "pd.DataFrame") -> "pd.DataFrame":
+    """One row per run: its ``run_id`` and configuration columns, sorted by group, n and id."""
+    runs = frame[list(RUN_COLUMNS)].drop_duplicates("run_id")
+    return runs.sort_values(["dataset", "criterion", "n", "run_id"]).reset_index(drop=True)
+
+
+def metric_rows(frame: "pd.DataFrame", metric: str, layer: int | None = None) -> "pd.DataFrame":
+    """The rows of one metric; of one ``layer``, or the whole-network rows when ``layer`` is None."""
+    rows = frame[frame["metric"] == metric]
+    return rows[rows["layer"].isna()] if layer is None else rows[rows["layer"] == layer]
+
+
+@dataclass(frozen=True)
+class ReportResult:
+    """What :func:`write_report` wrote, relative paths below ``out_dir`` included."""
+
+    out_dir: Path
+    index: Path
+    fits: "list[GroupFit]"
+    checks: "list[Check]"
+    figures: "list[FigureFile]"
+    notes: list[str]
+
+
+def write_report(
+    table: Any,
+    out_dir: str | Path,
+    *,
+    metric: str = "eq7_c5",
+    layer: int | None = 1,
+    skip_before: int = SKIP_BEFORE,
+    per_size_means: bool = False,
+    n_boot: int = 1000,
+    seed: int = 0,
+    source: str = "",
+    track: Callable[[Sequence["FigureJob"]], Iterable["FigureJob"]] = lambda jobs: jobs,
+) -> ReportResult:
+    """Write the whole report of a collected table into ``out_dir``.
+
+    Writes ``table2.csv`` / ``table2.md`` (Eq. 9 fits per (dataset, criterion), beside the
+    paper's Table 2), ``peaks.csv`` (the per-run ``y`` of Eq. 9), ``checks.csv`` /
+    ``checks.md`` (Section 5), ``figures/*.png`` and ``figures/*.pdf``, and ``index.html``.
+    A (dataset, criterion) group that cannot be fitted gets its reason in the table instead of
+    stopping the report. ``track`` wraps the list of figures to draw (a progress bar, say).
+    """
+    from eoslab.store import write_text
+
+    from . import checks as checks_mod
+    from . import figures as figures_mod
+    from . import html as html_mod
+    from . import powerlaw
+
+    out_dir = Path(out_dir)
+    frame = collected_frame(table)
+    fits = powerlaw.fit_power_laws(
+        frame,
+        metric=metric,
+        layer=layer,
+        skip_before=skip_before,
+        per_size_means=per_size_means,
+        n_boot=n_boot,
+        seed=seed,
+        on_error="record",
+    )
+    write_text(powerlaw.fits_frame(fits).to_csv(index=False), out_dir / "table2.csv")
+    write_text(powerlaw.fits_markdown(fits), out_dir / "table2.md")
+    write_text(powerlaw.peaks_frame(fits).to_csv(index=False), out_dir / "peaks.csv")
+
+    checks = checks_mod.section5_checks(frame, skip_before=skip_before)
+    write_text(checks_mod.checks_frame(checks).to_csv(index=False), out_dir / "checks.csv")
+    write_text(checks_mod.checks_markdown(checks), out_dir / "checks.md")
+
+    jobs, notes = figures_mod.plan_figures(frame, fits=fits, skip_before=skip_before)
+    figures = [figures_mod.render(job, out_dir / "figures") for job in track(jobs)]
+
+    index = out_dir / "index.html"
+    write_text(
+        html_mod.index_html(
+            fits=fits, checks=checks, figures=figures, notes=notes, out_dir=out_dir, source=source
+        ),
+        index,
+    )
+    return ReportResult(out_dir=out_dir, index=index, fits=fits, checks=checks, figures=figures, notes=notes)
