@@ -1,0 +1,379 @@
+"""The decomposition of the sharpness at one snapshot, and over a run (PAPER.md §3–§6, Eqs. 2–8).
+
+For one parameter vector θ and one dataset (a :class:`FullBatchLoss`) :func:`analyze_snapshot`
+computes
+
+* λ¹ of H, G and R = H − G (Eq. 2), the algebraically largest (D14), by LOBPCG; a negative λ¹ is
+  recorded as NaN (D12), the raw value is kept;
+* E‖J̃‖² (Eq. 4) and the overlap ratio ρ = λ¹(G) / E‖J̃‖² (Eq. 3);
+* for every layer: E‖J̃_i‖², E‖P̃_i‖², E[s_i], E[r_i], E‖K_i‖², the alignment ratios κ (Eq. 6), the
+  activation alignment, the five factors of Eq. 7 (boxed form, D1), E‖H_ℓ‖ and the
+  counterfactual stability bound (§4, D15).
+
+The per-sample part uses the network's structure (PAPER.md §4) and never forms a per-sample
+parameter Jacobian nor a per-sample K_i: the pre-activation Jacobians are back-propagated from the
+n_L rows of S = H_ℓ^{1/2}, P̃_L = S and P̃_i = P̃_{i+1} K_i = (P̃_{i+1} W_{i+1}) ⊙ σ'(z_i) (Eq. 5);
+J̃_i J̃_iᵀ = s_i P̃_i P̃_iᵀ, so every squared norm of an n_L-row matrix is the top eigenvalue of an
+n_L × n_L Gram matrix; ‖K_i‖² is the top eigenvalue of K_iᵀK_i = diag(σ'(z_i)) W_{i+1}ᵀW_{i+1}
+diag(σ'(z_i)) (or of K_i K_iᵀ when that is smaller), found for all samples at once by batched
+Lanczos. Samples are processed in chunks, so memory is bounded for any N.
+
+:func:`analyze_run` applies :func:`analyze_snapshot` to the snapshots of a run directory and
+writes ``analysis.parquet`` (long format ``step, t, metric, layer, value``, ARCHITECTURE.md).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .criteria import Criterion
+from .curvature import FullBatchLoss
+from .eigen import LOBPCG, EigResult
+from .models import MLP, elu_derivative
+
+OPERATORS = ("H", "G", "R")
+#: §4: E‖J̃_i‖² ≤ 1.37 E‖J̃_1‖² for i > 1, so λ¹(G) ≤ (1 + 1.37 (L − 1)) E‖J̃_1‖².
+LAYER_RATIO_BOUND = 1.37
+DEFAULT_CHUNK_SIZE = 256
+#: Relative Lanczos residual at which ‖K_i‖² is accepted; the eigenvalue error is about its square.
+LANCZOS_TOL = 1e-8
+#: Lanczos steps per cycle before a restart from the current Ritz vector.
+LANCZOS_STEPS = 64
+ANALYSIS_FILE = "analysis.parquet"
+
+
+# ----------------------------------------------------------------------------- per sample
+def preactivation_jacobians(model: MLP, theta: torch.Tensor, z: list[torch.Tensor],
+                            S: torch.Tensor) -> list[torch.Tensor]:
+    """P̃_1..P̃_L (Eq. 5), each (n, n_L, n_i): P̃_L = S, P̃_i = P̃_{i+1} K_i = (P̃_{i+1} W_{i+1}) ⊙ σ'(z_i).
+
+    Args:
+        z: pre-activations z_1..z_L of the n samples, each (n, n_i).
+        S: (n, n_L, n_L), the square roots H_ℓ^{1/2}.
+    """
+    layers = model.layers(theta)
+    P = [S]
+    for i in range(model.depth - 2, -1, -1):          # 0-based: P[i] belongs to layer i + 1
+        P.append((P[-1] @ layers[i + 1][0]) * elu_derivative(z[i]).unsqueeze(1))
+    return P[::-1]
+
+
+def _top_ritz(alpha: torch.Tensor, beta: torch.Tensor, Q: torch.Tensor, j: int):
+    """Top Ritz value, Ritz vector and relative residual ‖B y − θ y‖ / θ after Lanczos step j."""
+    T = torch.diag_embed(alpha[:, :j + 1]) + torch.diag_embed(beta[:, :j], offset=-1)
+    theta, s = torch.linalg.eigh(T, UPLO="L")
+    top, s_top = theta[:, -1], s[:, :, -1]
+    residual = beta[:, j] * s_top[:, -1].abs() / top.abs().clamp(min=torch.finfo(T.dtype).tiny)
+    return top, (s_top.unsqueeze(1) @ Q[:, :j + 1]).squeeze(1), residual
+
+
+def _lanczos_cycle(matvec, q: torch.Tensor, steps: int, tol: float):
+    """Up to ``steps`` Lanczos steps from the unit rows of q (n, d), with full reorthogonalisation
+    (a second pass where cancellation demands it), stopping early once every relative residual
+    is ≤ tol (checked every 8 steps). Returns the top Ritz values (n,), their Ritz vectors (n, d)
+    and the relative residuals (n,)."""
+    n, d = q.shape
+    Q = q.new_empty(n, steps, d)
+    alpha, beta = q.new_zeros(n, steps), q.new_zeros(n, steps)
+    Q[:, 0] = q
+    for j in range(steps):
+        w = matvec(Q[:, j])
+        alpha[:, j] = (w * Q[:, j]).sum(1)
+        w = w - alpha[:, j:j + 1] * Q[:, j] - (beta[:, j - 1:j] * Q[:, j - 1] if j else 0.0)
+        for _ in range(2):
+            before = torch.linalg.vector_norm(w, dim=1)
+            Qj = Q[:, :j + 1]
+            w = w - (Qj.transpose(1, 2) @ (Qj @ w.unsqueeze(-1))).squeeze(-1)
+            beta[:, j] = torch.linalg.vector_norm(w, dim=1)
+            if not bool((beta[:, j] < 0.7 * before).any()):
+                break
+        if j + 1 == steps or (j + 1) % 8 == 0:
+            ritz = _top_ritz(alpha, beta, Q, j)
+            if j + 1 == steps or bool((ritz[2] <= tol).all()):
+                return ritz
+        Q[:, j + 1] = w / beta[:, j:j + 1].clamp(min=torch.finfo(q.dtype).tiny)
+
+
+def layerjac_sqnorms(W: torch.Tensor, dsigma: torch.Tensor, *, tol: float = LANCZOS_TOL,
+                     steps: int = LANCZOS_STEPS, max_cycles: int = 20,
+                     generator: torch.Generator | None = None) -> torch.Tensor:
+    """‖K_i‖² = ‖W_{i+1} diag(σ'(z_i))‖² for n samples at once (the "layerwise Jacobian norms", §4, §6).
+
+    The top eigenvalue of the per-sample Gram matrix diag(d) WᵀW diag(d) (or W diag(d²) Wᵀ when W
+    has fewer rows than columns) by batched Lanczos with full reorthogonalisation, restarted from
+    the Ritz vector every ``steps`` steps until the relative residual is ≤ ``tol`` (exact when
+    the Gram matrix has at most ``steps`` rows). K_i is never formed.
+
+    Args:
+        W: W_{i+1}, (n_{i+1}, n_i).
+        dsigma: σ'(z_i), (n, n_i).
+    Returns:
+        (n,) squared spectral norms.
+    """
+    n = dsigma.shape[0]
+    if W.shape[0] < W.shape[1]:
+        d2 = dsigma.square()
+        dim, matvec = W.shape[0], lambda v, idx: ((v @ W) * d2[idx]) @ W.T
+    else:
+        A = W.T @ W
+        dim, matvec = W.shape[1], lambda v, idx: ((v * dsigma[idx]) @ A) * dsigma[idx]
+    steps = min(steps, dim)
+    q = torch.randn(n, dim, generator=generator, dtype=W.dtype).to(W.device)
+    q = q / torch.linalg.vector_norm(q, dim=1, keepdim=True)
+    out = torch.empty(n, dtype=W.dtype, device=W.device)
+    active = torch.arange(n, device=W.device)
+    for _ in range(max_cycles):
+        top, y, residual = _lanczos_cycle(lambda v: matvec(v, active), q, steps, tol)
+        out[active] = top
+        open_ = residual > tol
+        if steps == dim or not bool(open_.any()):      # a full Krylov space is exact
+            break
+        active, q = active[open_], y[open_] / torch.linalg.vector_norm(y[open_], dim=1, keepdim=True)
+    return out
+
+
+@dataclass
+class PerSample:
+    """Per-sample quantities of PAPER.md §4 for n samples (layers 1..L in columns 0..L−1).
+
+    Attributes:
+        act_scale: (n, L), s_i = ‖a_{i−1}‖² + 1.
+        preact_sqnorm: (n, L), ‖P̃_i‖² (‖P̃_L‖² = ‖S‖² = ‖H_ℓ‖).
+        layerjac_sqnorm: (n, L−1), ‖K_i‖².
+        jtilde_sqnorm: (n,), ‖J̃‖² = λ¹(Σ_i s_i P̃_i P̃_iᵀ) (Eq. 4).
+        hessian_norm: (n,), ‖H_ℓ‖.
+    """
+
+    act_scale: torch.Tensor
+    preact_sqnorm: torch.Tensor
+    layerjac_sqnorm: torch.Tensor
+    jtilde_sqnorm: torch.Tensor
+    hessian_norm: torch.Tensor
+
+    @property
+    def layer_sqnorm(self) -> torch.Tensor:
+        """(n, L), ‖J̃_i‖² = s_i ‖P̃_i‖² (§4, chain rule)."""
+        return self.act_scale * self.preact_sqnorm
+
+
+def per_sample_statistics(model: MLP, criterion: Criterion, theta: torch.Tensor, X: torch.Tensor,
+                          y: torch.Tensor, *, generator: torch.Generator | None = None) -> PerSample:
+    """The per-sample quantities of §4 for the samples (X, y), from one forward pass, the
+    back-propagated P̃_i (Eq. 5) and batched Lanczos for ‖K_i‖² (:func:`layerjac_sqnorms`)."""
+    with torch.no_grad():
+        fwd = model.forward_all(theta, X)
+        f = fwd.output
+        S = criterion.hessian_sqrt(f, y)
+        P = preactivation_jacobians(model, theta, fwd.z, S)
+        grams = torch.stack([p @ p.transpose(1, 2) for p in P], dim=1)       # (n, L, n_L, n_L)
+        s = torch.stack([a.square().sum(1) + 1 for a in fwd.a], dim=1)       # (n, L)
+        layers = model.layers(theta)
+        K = [layerjac_sqnorms(layers[i + 1][0], elu_derivative(fwd.z[i]), generator=generator)
+             for i in range(model.depth - 1)]
+        return PerSample(
+            act_scale=s,
+            preact_sqnorm=torch.linalg.eigvalsh(grams)[..., -1],
+            layerjac_sqnorm=torch.stack(K, dim=1) if K else f.new_zeros(f.shape[0], 0),
+            jtilde_sqnorm=torch.linalg.eigvalsh((s[:, :, None, None] * grams).sum(1))[:, -1],
+            hessian_norm=criterion.hessian_norm(f, y),
+        )
+
+
+# ----------------------------------------------------------------------------- expectations
+def _suffix_products(x: torch.Tensor) -> torch.Tensor:
+    """out[i] = Π_{k ≥ i} x[k]."""
+    return x.flip(0).cumprod(0).flip(0)
+
+
+@dataclass
+class LayerwiseStats:
+    """Expectations over the dataset of §4 (Eqs. 4–7); tensors indexed by layer − 1.
+
+    Attributes:
+        jtilde_sqnorm: E‖J̃‖² (Eq. 4).
+        criterion_hessian_norm: E‖H_ℓ‖.
+        layer_sqnorm: (L,), E‖J̃_i‖², the layer components (Eq. 4).
+        preact_sqnorm: (L,), E‖P̃_i‖².
+        act_scale: (L,), E[s_i].
+        act_ratio: (L−1,), E[r_i], r_i = s_i / s_{i+1} (Eq. 7, C2).
+        layerjac_sqnorm: (L−1,), E‖K_i‖² (Eq. 7, C4).
+        align_ratio: (L−1,), κ(J̌_{i+1}, K_i) (Eq. 6 form; Eq. 7, C5).
+        align_ratio_preact: (L−1,), κ(P̃_{i+1}, K_i) (Eq. 6).
+        act_align: (L−1,), κ(r_i^{1/2}, J̌_{i+1} K_i) (Eq. 7, C1).
+        eq7: (L−1, 5), columns C1..C5 of Eq. 7 for layer i (products over k = i..L−1); their
+            product is E‖J̃_i‖².
+    """
+
+    jtilde_sqnorm: float
+    criterion_hessian_norm: float
+    layer_sqnorm: torch.Tensor
+    preact_sqnorm: torch.Tensor
+    act_scale: torch.Tensor
+    act_ratio: torch.Tensor
+    layerjac_sqnorm: torch.Tensor
+    align_ratio: torch.Tensor
+    align_ratio_preact: torch.Tensor
+    act_align: torch.Tensor
+    eq7: torch.Tensor
+
+    @property
+    def depth(self) -> int:
+        return int(self.layer_sqnorm.shape[0])
+
+    def layer1_factors(self) -> torch.Tensor:
+        """C1..C5 of Eq. 7 for layer 1 ((1, 1, E‖J̃_1‖², 1, 1) for a one-layer network)."""
+        if self.depth == 1:
+            return torch.tensor([1.0, 1.0, float(self.layer_sqnorm[0]), 1.0, 1.0], dtype=self.eq7.dtype)
+        return self.eq7[0]
+
+
+def layerwise_statistics(model: MLP, criterion: Criterion, theta: torch.Tensor, X: torch.Tensor,
+                         y: torch.Tensor, *, chunk_size: int | None = DEFAULT_CHUNK_SIZE,
+                         seed: int = 0) -> LayerwiseStats:
+    """Expectations of §4 over (X, y), accumulated over chunks of ``chunk_size`` samples.
+
+    Alignment ratios (Eq. 6, D2) are ratios of expectations, κ(M, N) = E‖MN‖² / (E‖M‖² E‖N‖²),
+    evaluated with P̃_{i+1} K_i = P̃_i (Eq. 5) and J̌_i = s_i^{1/2} P̃_i (so ‖J̌_i‖ = ‖J̃_i‖):
+
+    * κ(P̃_{i+1}, K_i) = E‖P̃_i‖² / (E‖P̃_{i+1}‖² E‖K_i‖²),
+    * κ(J̌_{i+1}, K_i) = E[s_{i+1}‖P̃_i‖²] / (E‖J̃_{i+1}‖² E‖K_i‖²),
+    * κ(r_i^{1/2}, J̌_{i+1}K_i) = E‖J̃_i‖² / (E[r_i] E[s_{i+1}‖P̃_i‖²]).
+
+    Eq. 7 (boxed, D1): E‖J̃_i‖² = C1·C2·C3·C4·C5 with C1 = Π_k κ(r_k^{1/2}, J̌_{k+1}K_k),
+    C2 = Π_k E[r_k], C3 = E‖J̃_L‖², C4 = Π_k E‖K_k‖², C5 = Π_k κ(J̌_{k+1}, K_k), k = i..L−1.
+    """
+    n = X.shape[0]
+    chunk = n if chunk_size is None else chunk_size
+    if chunk < 1:
+        raise ValueError(f"chunk_size must be a positive integer or None, got {chunk_size}")
+    generator = torch.Generator(device="cpu").manual_seed(seed)
+    sums: dict[str, torch.Tensor] = {}
+    for start in range(0, n, chunk):
+        ps = per_sample_statistics(model, criterion, theta, X[start:start + chunk], y[start:start + chunk],
+                                   generator=generator)
+        s, pn = ps.act_scale, ps.preact_sqnorm
+        parts = {"s": s, "pn": pn, "spn": s * pn, "s_next_pn": s[:, 1:] * pn[:, :-1],
+                 "r": s[:, :-1] / s[:, 1:], "kn": ps.layerjac_sqnorm, "jt": ps.jtilde_sqnorm,
+                 "hn": ps.hessian_norm}
+        for key, value in parts.items():
+            sums[key] = sums.get(key, 0) + value.sum(0)
+    E = {key: value / n for key, value in sums.items()}
+    layer = E["spn"]
+    align = E["s_next_pn"] / (layer[1:] * E["kn"])
+    act_align = layer[:-1] / (E["r"] * E["s_next_pn"])
+    c3 = layer[-1].expand_as(align)
+    eq7 = torch.stack([_suffix_products(act_align), _suffix_products(E["r"]), c3,
+                       _suffix_products(E["kn"]), _suffix_products(align)], dim=1)
+    return LayerwiseStats(
+        jtilde_sqnorm=float(E["jt"]), criterion_hessian_norm=float(E["hn"]),
+        layer_sqnorm=layer, preact_sqnorm=E["pn"], act_scale=E["s"], act_ratio=E["r"],
+        layerjac_sqnorm=E["kn"], align_ratio=align,
+        align_ratio_preact=E["pn"][:-1] / (E["pn"][1:] * E["kn"]), act_align=act_align, eq7=eq7)
+
+
+# ----------------------------------------------------------------------------- one snapshot
+def _nan_if_negative(value: float) -> float:
+    return float("nan") if value < 0 else value
+
+
+@dataclass
+class SnapshotAnalysis:
+    """The decomposition of one snapshot (PAPER.md §3–§6).
+
+    Attributes:
+        step, t: the snapshot's step and (gradient-flow) time.
+        eig: the λ¹ solves of H, G, R by name (eigenvalues, eigenvectors for warm starts,
+            iterations, products, ``converged``).
+        stats: the per-sample expectations (:class:`LayerwiseStats`).
+        c5_t0: C5 of layer 1 used in the stability bound (D15).
+    """
+
+    step: int
+    t: float
+    eig: dict[str, EigResult]
+    stats: LayerwiseStats
+    c5_t0: float
+
+    def raw_sharpness(self, which: str) -> float:
+        """λ¹ of ``which`` ∈ {H, G, R} as solved, sign included (D14)."""
+        return float(self.eig[which].eigenvalues[0])
+
+    def sharpness(self, which: str) -> float:
+        """λ¹ of ``which``, NaN when negative (D12)."""
+        return _nan_if_negative(self.raw_sharpness(which))
+
+    @property
+    def overlap_ratio(self) -> float:
+        """ρ = λ¹(G) / E‖J̃‖² (Eq. 3; in [0, 1] by Lemma 7.2)."""
+        return self.sharpness("G") / self.stats.jtilde_sqnorm
+
+    @property
+    def stability_bound(self) -> float:
+        """(1 + 1.37 (L − 1)) · C1 C2 C3 C4 (t) · C5(t0), layer-1 components of Eq. 7 (§4, D15)."""
+        c = self.stats.layer1_factors()
+        prefactor = 1 + LAYER_RATIO_BOUND * (self.stats.depth - 1)
+        return prefactor * float(c[:4].prod()) * self.c5_t0
+
+    def eigenvectors(self) -> dict[str, torch.Tensor]:
+        """{H, G, R: (P, 1)} to warm-start the next snapshot's solves."""
+        return {k: r.eigenvectors for k, r in self.eig.items()}
+
+    def rows(self) -> list[dict]:
+        """Long-format rows ``step, t, metric, layer, value`` (ARCHITECTURE.md metric names;
+        ``layer`` is None for whole-network metrics, else 1..L)."""
+        st = self.stats
+        whole = {"sharpness_H": self.sharpness("H"), "sharpness_G": self.sharpness("G"),
+                 "sharpness_R": self.sharpness("R"), "jtilde_sqnorm": st.jtilde_sqnorm,
+                 "overlap_ratio": self.overlap_ratio, "criterion_hessian_norm": st.criterion_hessian_norm,
+                 "stability_bound": self.stability_bound}
+        per_layer = {"layer_sqnorm": st.layer_sqnorm, "preact_sqnorm": st.preact_sqnorm,
+                     "act_scale": st.act_scale, "act_ratio": st.act_ratio,
+                     "layerjac_sqnorm": st.layerjac_sqnorm, "align_ratio": st.align_ratio,
+                     "align_ratio_preact": st.align_ratio_preact, "act_align": st.act_align}
+        per_layer.update({f"eq7_c{c + 1}": st.eq7[:, c] for c in range(5)})
+        rows = [dict(step=self.step, t=self.t, metric=m, layer=None, value=float(v)) for m, v in whole.items()]
+        for metric, values in per_layer.items():
+            rows += [dict(step=self.step, t=self.t, metric=metric, layer=i + 1, value=float(v))
+                     for i, v in enumerate(values.tolist())]
+        return rows
+
+
+def top_eigenvalues(loss: FullBatchLoss, theta: torch.Tensor, *, tol: float = 1e-4, max_iters: int = 200,
+                    guard: int = 1, warm_start: dict[str, torch.Tensor] | None = None,
+                    seed: int = 0) -> dict[str, EigResult]:
+    """λ¹ (algebraically largest, D14) of H, G and R = H − G (Eq. 2) by LOBPCG with k = 1.
+
+    Args:
+        tol: LOBPCG stops when ‖A v − λ v‖ ≤ tol·|λ| (D4's 1e-4 by default).
+        guard: extra vectors iterated alongside the wanted one.
+        warm_start: optional start vectors (P, j) per operator name, e.g. the previous
+            snapshot's :meth:`SnapshotAnalysis.eigenvectors`.
+    """
+    warm_start = warm_start or {}
+    solver = LOBPCG(1, guard=guard, tol=tol, max_iters=max_iters,
+                    generator=torch.Generator(device="cpu").manual_seed(seed))
+    return {which: solver.solve(loss.operator(theta, which), warm_start.get(which)) for which in OPERATORS}
+
+
+def analyze_snapshot(loss: FullBatchLoss, theta: torch.Tensor, *, step: int = 0, t: float = 0.0,
+                     tol: float = 1e-4, max_iters: int = 200, guard: int = 1,
+                     warm_start: dict[str, torch.Tensor] | None = None, c5_t0: float | None = None,
+                     chunk_size: int | None = DEFAULT_CHUNK_SIZE, seed: int = 0) -> SnapshotAnalysis:
+    """The full decomposition of §3–§6 at θ over the dataset of ``loss``.
+
+    Args:
+        tol, max_iters, guard, warm_start: of the three λ¹ solves (:func:`top_eigenvalues`).
+        c5_t0: C5 of layer 1 at t0 for the stability bound (D15: the run's first analysed
+            snapshot); None uses this snapshot's own C5 (a lone snapshot).
+        chunk_size: samples per chunk of the per-sample part (memory ∝ chunk_size × width²/8).
+        seed: for the random starts of the eigensolvers.
+    """
+    eig = top_eigenvalues(loss, theta, tol=tol, max_iters=max_iters, guard=guard, warm_start=warm_start,
+                          seed=seed)
+    stats = layerwise_statistics(loss.model, loss.criterion, theta, loss.X, loss.y, chunk_size=chunk_size,
+                                 seed=seed)
+    c5 = float(stats.layer1_factors()[4]) if c5_t0 is None else float(c5_t0)
+    return SnapshotAnalysis(step=int(step), t=float(t), eig=eig, stats=stats, c5_t0=c5)
