@@ -38,11 +38,14 @@ Rendering choices (the paper is silent; see also the module constants):
 * **Boxes.** ``polygon`` draws a *closed* path, so Cairo puts no caps on it: ``lend`` has no visible
   effect on a box and its corners are R's default round joins (``ljoin = 0``). ``lend`` is still
   drawn and recorded, as the paper says.
-* **Anti-aliasing.** Each pixel's ink is the fraction of a unit-area disc-shaped pixel footprint
-  (radius 1/√π) covered by the shape. This is exact for discs (circle–circle lens area), for rings
-  and for the body of a stroke; butt/square ends use the product of the across- and along-stroke
-  fractions. Separate draw calls composite like opaque black over white with coverage alpha:
-  ``ink = 1 − Π(1 − coverage)``; the four sides of one polygon are one path (union, ``max``).
+* **Anti-aliasing.** Each pixel's ink is the fraction of the pixel square covered by the shape
+  (what Cairo's default anti-aliasing computes). Pips: the exact area of disc ∩ pixel square
+  (closed form), evaluated on a small window around each pip. Strokes: the overlap of the pixel's
+  unit interval with the stroke across its width (exact for axis-parallel strokes, mass-preserving
+  at any angle), times the same along the stroke for butt/square ends; round caps use the
+  distance to the segment. Separate draw calls composite like opaque black over white with
+  coverage alpha: ``ink = 1 − Π(1 − coverage)``; the four sides of one polygon are one path
+  (union, ``max``).
 * **Values.** Ink ∈ [0, 1] (decision D9: black on white rendered as ink = 1 on background 0),
   quantised to 8 bits like R's PNG output (``quantize=False`` keeps the exact coverage).
 * **Split.** ``n_per_class`` images per class (20,000 in the paper); the first half of each class
@@ -93,8 +96,6 @@ _R_RADIUS = 0.375
 #: R's Cairo devices: lwd = 1 is 1/96 inch.
 _R_LWD_INCH = 1.0 / 96.0
 
-#: Radius of the unit-area disc pixel footprint used for anti-aliasing.
-_RHO = 1.0 / math.sqrt(math.pi)
 
 _LEND_NAMES = {0: "round", 1: "butt", 2: "square"}
 
@@ -157,47 +158,47 @@ def _class_params(k: int, n: int, seed: int) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------------------------
-# Anti-aliased coverage primitives (all lengths in output pixels)
+# Anti-aliased coverage primitives (all lengths in output pixels; a pixel is a unit square)
 
 
-def _frac_below(t: np.ndarray) -> np.ndarray:
-    """Fraction of the unit-area footprint disc whose coordinate along some axis is < ``t``."""
-    t = np.clip(t, -_RHO, _RHO)
-    seg = _RHO * _RHO * np.arccos(t / _RHO) - t * np.sqrt(np.maximum(_RHO * _RHO - t * t, 0.0))
-    return 1.0 - seg  # footprint area is 1
+def _box_band(u: np.ndarray, h: np.ndarray) -> np.ndarray:
+    """Coverage of the band |coordinate| <= h by a unit pixel interval centred at ``u``
+    (exact pixel-square coverage for axis-aligned strokes; mass-preserving at any angle)."""
+    return np.clip(np.minimum(u + 0.5, h) - np.maximum(u - 0.5, -h), 0.0, 1.0)
 
 
-def _band(u: np.ndarray, h: np.ndarray) -> np.ndarray:
-    """Coverage of a band |coordinate| <= h by the footprint centred at coordinate ``u``."""
-    return _frac_below(u + h) - _frac_below(u - h)
+def _box_interval(t: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Coverage of the interval [a, b] by a unit pixel interval centred at ``t``."""
+    return np.clip(np.minimum(t + 0.5, b) - np.maximum(t - 0.5, a), 0.0, 1.0)
 
 
-def _interval(t: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Coverage of the interval [a, b] by the footprint centred at ``t``."""
-    return np.maximum(_frac_below(b - t) - _frac_below(a - t), 0.0)
+def _disc_quadrant_area(a: np.ndarray, b: np.ndarray, r: np.ndarray) -> np.ndarray:
+    """Exact area of {X <= a, Y <= b} inside the disc of radius r centred at the origin.
 
-
-def _lens(s: np.ndarray, r: np.ndarray) -> np.ndarray:
-    """Coverage of a disc of radius ``r`` by the footprint whose centre is at distance ``s``.
-
-    The area of the intersection of two discs (radii r and _RHO, centres s apart); the footprint
-    has unit area, so this is the covered fraction.
+    The chord length at abscissa x is clip(b + s(x), 0, 2 s(x)) with s(x) = sqrt(r² − x²); it is
+    integrated in closed form with S(x) = ∫ s = (x s(x) + r² asin(x/r)) / 2.
     """
-    r = np.broadcast_to(np.maximum(r, 0.0), np.broadcast_shapes(np.shape(s), np.shape(r)))
-    s = np.broadcast_to(s, r.shape)
-    rho = _RHO
-    out = np.zeros(r.shape, dtype=np.result_type(s, r))
-    inside = s <= np.abs(r - rho)
-    out[inside] = (np.pi * np.minimum(r, rho) ** 2)[inside]
-    part = (~inside) & (s < r + rho)
-    if part.any():
-        sp, rp = s[part], r[part]
-        sp = np.maximum(sp, 1e-12)
-        c1 = np.clip((sp * sp + rp * rp - rho * rho) / (2 * sp * rp), -1.0, 1.0)
-        c2 = np.clip((sp * sp + rho * rho - rp * rp) / (2 * sp * rho), -1.0, 1.0)
-        k = (-sp + rp + rho) * (sp + rp - rho) * (sp - rp + rho) * (sp + rp + rho)
-        out[part] = rp * rp * np.arccos(c1) + rho * rho * np.arccos(c2) - 0.5 * np.sqrt(np.maximum(k, 0.0))
-    return np.clip(out, 0.0, 1.0)
+    r2 = r * r
+
+    def S(x):
+        return 0.5 * (x * np.sqrt(np.maximum(r2 - x * x, 0.0)) + r2 * np.arcsin(np.clip(x / r, -1.0, 1.0)))
+
+    a = np.clip(a, -r, r)
+    bc = np.clip(b, -r, r)
+    xb = np.sqrt(np.maximum(r2 - bc * bc, 0.0))  # where the line Y = b meets the circle
+    hi = np.minimum(a, xb)
+    inner = np.where(hi > -xb, bc * (hi + xb) + S(hi) - S(-xb), 0.0)  # |x| < xb: chord b + s(x)
+    s_r = S(-r)
+    outer = 2.0 * ((S(np.minimum(a, -xb)) - s_r) + np.where(a > xb, S(a) - S(xb), 0.0))  # |x| >= xb: 2 s(x) if b >= 0
+    return inner + np.where(bc >= 0, outer, 0.0)
+
+
+def _disc_pixel_area(dx: np.ndarray, dy: np.ndarray, r: np.ndarray) -> np.ndarray:
+    """Exact area of the unit pixel centred at (dx, dy) (relative to the disc centre) inside the disc."""
+    r = np.maximum(r, 1e-12)
+    A = _disc_quadrant_area
+    x0, x1, y0, y1 = dx - 0.5, dx + 0.5, dy - 0.5, dy + 0.5
+    return np.clip(A(x1, y1, r) - A(x0, y1, r) - A(x1, y0, r) + A(x0, y0, r), 0.0, 1.0)
 
 
 def _segment_frame(px, py, ax, ay, bx, by):
@@ -229,26 +230,50 @@ def _stroke(px, py, ax, ay, bx, by, h, lend) -> np.ndarray:
         if style == 0:  # round: distance to the segment
             tc = np.clip(tr, 0.0, Lr)
             dist = np.sqrt(ur * ur + (tr - tc) ** 2)
-            out[rows] = _band(dist, hr)
+            out[rows] = _box_band(dist, hr)
         elif style == 1:  # butt
-            out[rows] = _band(ur, hr) * _interval(tr, 0.0 * Lr, Lr)
+            out[rows] = _box_band(ur, hr) * _box_interval(tr, 0.0 * Lr, Lr)
         else:  # square
-            out[rows] = _band(ur, hr) * _interval(tr, -hr, Lr + hr)
+            out[rows] = _box_band(ur, hr) * _box_interval(tr, -hr, Lr + hr)
     return out
 
 
 def _capsule(px, py, ax, ay, bx, by, h) -> np.ndarray:
     t, L, u = _segment_frame(px, py, ax, ay, bx, by)
     tc = np.clip(t, 0.0, L)
-    return _band(np.sqrt(u * u + (t - tc) ** 2), h)
+    return _box_band(np.sqrt(u * u + (t - tc) ** 2), h)
 
 
-def _pip(px, py, cx, cy, r, style: str, ring_h) -> np.ndarray:
-    s = np.sqrt((px - cx) ** 2 + (py - cy) ** 2)
+def _pip(size: int, cx: np.ndarray, cy: np.ndarray, r: np.ndarray, style: str, ring_h: float) -> np.ndarray:
+    """Coverage (B, size²) of one pip per image: a filled disc of radius r (pch = 16), or a
+    ring r ± ring_h (pch = 1). Exact pixel-square areas, computed on a window around each pip.
+
+    Args: cx, cy, r: (B,) centre (column, row coordinates) and radius in output pixels.
+    """
+    B = cx.shape[0]
+    out = np.zeros((B, size * size), dtype=np.float32)
+    if B == 0:
+        return out
+    outer = r + (ring_h if style == "open" else 0.0)
+    half = int(math.ceil(float(outer.max()))) + 1
+    m = 2 * half
+    j0 = np.floor(cx).astype(np.int64) - half + 1  # window columns j0 .. j0 + m - 1 cover cx ± outer
+    i0 = np.floor(cy).astype(np.int64) - half + 1
+    off = np.arange(m)
+    jj = j0[:, None, None] + off[None, None, :]  # (B, 1, m)
+    ii = i0[:, None, None] + off[None, :, None]  # (B, m, 1)
+    dx = (jj + 0.5) - cx[:, None, None]
+    dy = (ii + 0.5) - cy[:, None, None]
+    rr = r[:, None, None]
     if style == "filled":
-        return _lens(s, r)
-    # open circle (pch = 1): annulus r ± ring_h
-    return np.clip(_lens(s, r + ring_h) - _lens(s, np.maximum(r - ring_h, 0.0)), 0.0, 1.0)
+        cov = _disc_pixel_area(dx, dy, rr)
+    else:
+        cov = _disc_pixel_area(dx, dy, rr + ring_h) - _disc_pixel_area(dx, dy, np.maximum(rr - ring_h, 0.0))
+    jj, ii = np.broadcast_arrays(jj, ii)
+    valid = (jj >= 0) & (jj < size) & (ii >= 0) & (ii < size)
+    b = np.broadcast_to(np.arange(B)[:, None, None], valid.shape)
+    out[b[valid], (ii * size + jj)[valid]] = np.clip(cov, 0.0, 1.0)[valid]
+    return out
 
 
 def _over(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -317,15 +342,18 @@ def render_dice(
             p = params[idx]
             x, y, cex, lwd, lend, ddx, ddy = (p[:, j] for j in range(7))
             name = DICE_CLASSES[cls]
-            if name in ("one", "two", "five"):
-                r = (sym_r * cex).astype(np.float32)[:, None]
+            r = sym_r * cex  # pip radius in output pixels (NaN for classes without pips)
+
+            def pip_at(xc, yc, r=r):
+                return _pip(size, (xc + 1.0) * k, (1.0 - yc) * k, r, pip, ring_h)
+
             if name in ("three", "four", "five", "six"):
                 h = (0.5 * lwd_w * lwd).astype(np.float32)[:, None]
                 le = lend.astype(np.int64)
             if name == "one":
-                img = _pip(px, py, X(x), Y(y), r, pip, ring_h)
+                img = pip_at(x, y)
             elif name == "two":
-                img = _over(_pip(px, py, X(x), Y(y), r, pip, ring_h), _pip(px, py, X(-x), Y(-y), r, pip, ring_h))
+                img = _over(pip_at(x, y), pip_at(-x, -y))
             elif name == "three":
                 img = _stroke(px, py, X(x), Y(y), X(-x), Y(-y), h, le)
             elif name in ("four", "five"):
@@ -337,7 +365,7 @@ def render_dice(
                     img = cov if img is None else np.maximum(img, cov)
                 if name == "five":
                     zero = np.zeros_like(x)
-                    img = _over(img, _pip(px, py, X(zero), Y(zero), r, pip, ring_h))
+                    img = _over(img, pip_at(zero, zero))
             else:  # six
                 a = _stroke(px, py, X(x + ddx), Y(y + ddy), X(-x + ddx), Y(-y + ddy), h, le)
                 b = _stroke(px, py, X(x - ddx), Y(y - ddy), X(-x - ddx), Y(-y - ddy), h, le)
