@@ -1,0 +1,251 @@
+"""CIFAR-10 readers on tiny files written in the official layouts (binary and pickle, folder and
+tar.gz), the restricted unpickler, and the error messages."""
+
+from __future__ import annotations
+
+import io
+import os
+import pickle
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from eoslab.data import DatasetError, load_dataset
+from eoslab.data.cifar10 import (
+    BIN_DIR,
+    BIN_TAR,
+    CIFAR10_CLASSES,
+    PY_DIR,
+    PY_TAR,
+    RECORD,
+    fetch_cifar10,
+    md5_file,
+    read_bin_batch,
+    restricted_loads,
+)
+
+PER_BATCH = 3  # images per tiny batch
+
+
+def _batch(seed: int, n: int = PER_BATCH):
+    rng = np.random.default_rng(seed)
+    pixels = rng.integers(0, 256, size=(n, 3072), dtype=np.uint8)
+    labels = rng.integers(0, 10, size=n).astype(np.int64)
+    return pixels, labels
+
+
+def _all_batches():
+    """{file stem: (pixels, labels)} for data_batch_1..5 and test_batch."""
+    out = {f"data_batch_{i}": _batch(i) for i in range(1, 6)}
+    out["test_batch"] = _batch(99, 4)
+    return out
+
+
+def _bin_bytes(pixels, labels) -> bytes:
+    rec = np.concatenate([labels.astype(np.uint8)[:, None], pixels], axis=1)
+    return rec.tobytes()
+
+
+def _py_bytes(pixels, labels, name: str) -> bytes:
+    # the official files are Python 2 pickles of dicts with byte-string keys
+    d = {b"batch_label": name.encode(), b"labels": [int(v) for v in labels], b"data": pixels,
+         b"filenames": [f"img_{i}.png".encode() for i in range(len(labels))]}
+    return pickle.dumps(d, protocol=2)
+
+
+def _meta_py() -> bytes:
+    return pickle.dumps({b"label_names": [c.encode() for c in CIFAR10_CLASSES], b"num_cases_per_batch": PER_BATCH,
+                         b"num_vis": 3072}, protocol=2)
+
+
+def _files(fmt: str) -> dict[str, bytes]:
+    files = {}
+    for stem, (pix, lab) in _all_batches().items():
+        if fmt == "bin":
+            files[f"{stem}.bin"] = _bin_bytes(pix, lab)
+        else:
+            files[stem] = _py_bytes(pix, lab, stem)
+    if fmt == "bin":
+        files["batches.meta.txt"] = ("\n".join(CIFAR10_CLASSES) + "\n\n").encode()
+    else:
+        files["batches.meta"] = _meta_py()
+    return files
+
+
+def _write(root: Path, fmt: str, container: str, files: dict[str, bytes] | None = None) -> Path:
+    files = _files(fmt) if files is None else files
+    sub = BIN_DIR if fmt == "bin" else PY_DIR
+    if container == "dir":
+        d = root / sub
+        d.mkdir(parents=True)
+        for name, data in files.items():
+            (d / name).write_bytes(data)
+        return d
+    path = root / (BIN_TAR if fmt == "bin" else PY_TAR)
+    with tarfile.open(path, "w:gz") as tf:
+        for name, data in files.items():
+            info = tarfile.TarInfo(f"{sub}/{name}")
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+    return path
+
+
+def _expected(split: str):
+    b = _all_batches()
+    stems = [f"data_batch_{i}" for i in range(1, 6)] if split == "train" else ["test_batch"]
+    pix = np.concatenate([b[s][0] for s in stems])
+    lab = np.concatenate([b[s][1] for s in stems])
+    return pix, lab
+
+
+@pytest.mark.parametrize("fmt", ["bin", "py"])
+@pytest.mark.parametrize("container", ["dir", "tar"])
+def test_reads_official_layouts_exactly(tmp_path, fmt, container):
+    _write(tmp_path, fmt, container)
+    for split in ("train", "test"):
+        ds = load_dataset("cifar10", split, data_root=tmp_path, verify=False)
+        pix, lab = _expected(split)
+        assert ds.X.dtype == torch.float64 and ds.y.dtype == torch.int64
+        assert ds.X.shape == (len(lab), 3072) and ds.input_dim == 3072
+        # pixels / 255, exactly, in the files' CHW order
+        assert torch.equal(ds.X, torch.from_numpy(pix.astype(np.float64) / 255.0))
+        assert torch.equal(ds.y, torch.from_numpy(lab))
+        assert ds.classes == CIFAR10_CLASSES and ds.meta["image_shape"] == (3, 32, 32)
+        assert ds.meta["format"] == fmt and ds.meta["container"] == container
+
+
+def test_chw_flatten_order(tmp_path):
+    # one image whose red plane is 10, green 20, blue 30, with a marker at row 1, column 2 of green
+    img = np.zeros((3, 32, 32), dtype=np.uint8)
+    img[0], img[1], img[2] = 10, 20, 30
+    img[1, 1, 2] = 255
+    d = tmp_path / BIN_DIR
+    d.mkdir()
+    rec = bytes([7]) + img.tobytes()
+    for i in range(1, 6):
+        (d / f"data_batch_{i}.bin").write_bytes(rec)
+    (d / "test_batch.bin").write_bytes(rec)
+    ds = load_dataset("cifar10", "test", data_root=tmp_path)
+    x = ds.X[0]
+    assert x[0].item() == 10 / 255 and x[1023].item() == 10 / 255
+    assert x[1024].item() == 20 / 255 and x[2048].item() == 30 / 255
+    assert x[1024 + 1 * 32 + 2].item() == 1.0
+    assert torch.equal(x.reshape(3, 32, 32), torch.from_numpy(img.astype(np.float64) / 255))
+    assert ds.y.tolist() == [7]
+
+
+def test_search_order_prefers_extracted_binary(tmp_path):
+    _write(tmp_path, "py", "tar")
+    _write(tmp_path, "bin", "dir")
+    ds = load_dataset("cifar10", "test", data_root=tmp_path, verify=False)
+    assert ds.meta["format"] == "bin" and ds.meta["container"] == "dir"
+    ds = load_dataset("cifar10", "test", data_root=tmp_path, verify=False, format="py")
+    assert ds.meta["format"] == "py" and ds.meta["container"] == "tar"
+
+
+class _Evil:
+    def __reduce__(self):
+        return (os.system, ("echo pwned > /dev/null",))
+
+
+def test_pickle_smuggling_a_callable_is_refused(tmp_path, monkeypatch):
+    payload = pickle.dumps({b"data": _Evil(), b"labels": [0]}, protocol=2)
+    assert b"system" in payload  # the pickle really references os.system (posix.system)
+    files = _files("py")
+    files["test_batch"] = payload
+    _write(tmp_path, "py", "dir", files)
+    called = []
+    import importlib
+
+    osmod = importlib.import_module(os.system.__module__)  # 'posix' (what the pickle names)
+    monkeypatch.setattr(osmod, "system", lambda *a: called.append(a) or 0)  # records instead of running
+    with pytest.raises(DatasetError, match=r"not allowed") as ei:
+        restricted_loads(payload, source="evil.pkl")
+    assert "evil.pkl" in str(ei.value) and "system" in str(ei.value)
+    # through the loader: the file is named, nothing was called
+    with pytest.raises(DatasetError) as ei:
+        load_dataset("cifar10", "test", data_root=tmp_path)
+    assert str(tmp_path / PY_DIR / "test_batch") in str(ei.value)
+    assert called == []
+    pickle.loads(payload)  # control: the stock unpickler would have called it
+    assert called == [("echo pwned > /dev/null",)]
+    for proto in (0, 2, 4, 5):  # other globals and protocols are refused too
+        with pytest.raises(DatasetError):
+            restricted_loads(pickle.dumps(eval, protocol=proto), source="x")  # builtins.eval
+        with pytest.raises(DatasetError):
+            restricted_loads(pickle.dumps(np.load, protocol=proto), source="x")
+
+
+@pytest.mark.parametrize("proto", [2, 4, 5])
+def test_restricted_unpickler_reads_numpy_arrays(proto):
+    a = np.arange(3072 * 2, dtype=np.uint8).reshape(2, 3072)
+    d = restricted_loads(pickle.dumps({"data": a, "labels": [1, 2]}, protocol=proto))
+    assert np.array_equal(d["data"], a) and d["labels"] == [1, 2]
+
+
+def test_truncated_binary_batch_names_file_and_offset(tmp_path):
+    files = _files("bin")
+    files["data_batch_3.bin"] = files["data_batch_3.bin"][: 2 * RECORD + 100]
+    _write(tmp_path, "bin", "dir", files)
+    with pytest.raises(DatasetError) as ei:
+        load_dataset("cifar10", "train", data_root=tmp_path)
+    msg = str(ei.value)
+    assert str(tmp_path / BIN_DIR / "data_batch_3.bin") in msg
+    assert f"offset {2 * RECORD}" in msg and "record 2" in msg and "3073" in msg
+    # inside a tar.gz the member is named too
+    (tmp_path / BIN_DIR).rename(tmp_path / "elsewhere")
+    _write(tmp_path, "bin", "tar", files)
+    with pytest.raises(DatasetError, match=r"cifar-10-binary\.tar\.gz:cifar-10-batches-bin/data_batch_3\.bin.*offset 6146"):
+        load_dataset("cifar10", "train", data_root=tmp_path, verify=False)
+
+
+def test_bad_label_byte_names_offset():
+    data = _bin_bytes(*_batch(0, 3))
+    data = data[:RECORD] + bytes([12]) + data[RECORD + 1:]
+    with pytest.raises(DatasetError, match=r"f\.bin: record 1 at byte offset 3073 has label byte 12; expected 0\.\.9"):
+        read_bin_batch(data, source="f.bin")
+
+
+def test_missing_files_name_every_path_looked_for(tmp_path):
+    with pytest.raises(DatasetError) as ei:
+        load_dataset("cifar10", "train", data_root=tmp_path)
+    msg = str(ei.value)
+    for name in (BIN_DIR, PY_DIR, BIN_TAR, PY_TAR):
+        assert str(tmp_path / name) in msg
+    assert "eoslab data fetch cifar10" in msg
+    # a folder with one batch missing names that file
+    files = _files("bin")
+    del files["data_batch_4.bin"]
+    _write(tmp_path, "bin", "dir", files)
+    with pytest.raises(DatasetError, match=str(tmp_path / BIN_DIR / "data_batch_4.bin").replace(".", r"\.")):
+        load_dataset("cifar10", "train", data_root=tmp_path)
+
+
+def test_wrong_checksum_of_official_archive(tmp_path):
+    path = _write(tmp_path, "py", "tar")
+    with pytest.raises(DatasetError) as ei:
+        load_dataset("cifar10", "train", data_root=tmp_path)  # verify=True by default
+    msg = str(ei.value)
+    assert str(path) in msg and md5_file(path) in msg and "c58f30108f718f92721af3b95e74349a" in msg
+
+
+def test_fetch_verifies_checksum_and_reports_no_network(tmp_path):
+    # a local "server": file:// URL with the wrong content -> checksum error, nothing saved
+    src = tmp_path / "src.tar.gz"
+    src.write_bytes(b"not cifar")
+    root = tmp_path / "root"
+    with pytest.raises(DatasetError, match=r"MD5 .* expected c58f30108f718f92721af3b95e74349a") as ei:
+        fetch_cifar10(root, url=src.as_uri(), progress=False)
+    assert not (root / PY_TAR).exists() and not list(root.glob(".*part"))
+    assert str(root / PY_TAR) in str(ei.value)
+    # the right checksum: saved atomically under the data root
+    got = fetch_cifar10(root, url=src.as_uri(), md5=md5_file(src), progress=False)
+    assert got == root / PY_TAR and got.read_bytes() == b"not cifar"
+    # unreachable: names the file and where to put it
+    with pytest.raises(DatasetError) as ei:
+        fetch_cifar10(tmp_path / "r2", url="http://127.0.0.1:9/cifar-10-python.tar.gz", timeout=2, progress=False)
+    msg = str(ei.value)
+    assert PY_TAR in msg and str(tmp_path / "r2" / PY_TAR) in msg and "c58f30108f718f92721af3b95e74349a" in msg
