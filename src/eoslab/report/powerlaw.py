@@ -326,7 +326,8 @@ def fits_markdown(fits: list[GroupFit]) -> str:
         name = f"| {dataset_name(g.dataset)} | {criterion_name(g.criterion)} |"
         pa = f" {_num(paper[0], '.4f')} | {_num(paper[1], '.2f')} | {_num(paper[2], '.2f')} |"
         if g.fit is None:
-            lines.append(f"{name} – | – | – |{pa} not fitted: {g.error} | | |")
+            error = (g.error or "").replace("|", "\\|")
+            lines.append(f"{name} – | – | – |{pa} not fitted: {error} | | |")
             continue
         f = g.fit
         ci = f"[{_num(f.b_ci[0], '.2f')}, {_num(f.b_ci[1], '.2f')}]"

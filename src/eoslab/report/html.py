@@ -1,0 +1,135 @@
+"""One static ``index.html`` that shows the report together: the Eq. 9 fits beside the paper's
+Table 2, the Section-5 checks, notes on skipped figures, and every figure (PNG, linked to its
+PDF). All links are relative to the report folder, so the folder can be moved or served as is.
+"""
+
+from __future__ import annotations
+
+import html
+import os
+from datetime import datetime, timezone
+from pathlib import Path
+
+from eoslab.report.checks import Check, format_value
+from eoslab.report.figures import FigureFile
+from eoslab.report.powerlaw import GroupFit, criterion_name, dataset_name
+
+STYLE = """
+body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; color: #222; }
+table { border-collapse: collapse; margin: 1em 0; font-size: 0.9em; }
+th, td { border: 1px solid #ccc; padding: 0.3em 0.6em; text-align: right; }
+th { background: #f3f3f3; } td.l, th.l { text-align: left; }
+td.no { color: #b00; font-weight: bold; } td.yes { color: #070; }
+figure { margin: 1.5em 0; } figure img { max-width: 100%; border: 1px solid #eee; }
+figcaption { font-size: 0.9em; color: #555; }
+.paper { color: #666; }
+"""
+
+
+def _e(text: object) -> str:
+    return html.escape(str(text))
+
+
+def _num(x: float | None, fmt: str) -> str:
+    return "–" if x is None or x != x else format(x, fmt)
+
+
+def _rel(path: Path, out_dir: Path) -> str:
+    """``path`` relative to the report folder, with forward slashes."""
+    return Path(os.path.relpath(path, out_dir)).as_posix()
+
+
+def _table2(fits: list[GroupFit]) -> str:
+    """Table 2: Dataset | Criterion | a | b | R², the paper's values beside ours."""
+    head = (
+        "<tr><th class=l>Dataset</th><th class=l>Criterion</th><th>a</th><th>b</th><th>R²</th>"
+        "<th class=paper>paper a</th><th class=paper>paper b</th><th class=paper>paper R²</th>"
+        "<th>b 95% CI</th><th>runs</th><th>sizes</th></tr>"
+    )
+    rows = []
+    for g in fits:
+        a_p, b_p, r2_p = g.paper or (None, None, None)
+        paper = (
+            f"<td class=paper>{_num(a_p, '.4f')}</td><td class=paper>{_num(b_p, '.2f')}</td>"
+            f"<td class=paper>{_num(r2_p, '.2f')}</td>"
+        )
+        name = f"<td class=l>{_e(dataset_name(g.dataset))}</td><td class=l>{_e(criterion_name(g.criterion))}</td>"
+        if g.fit is None:
+            rows.append(f"<tr>{name}<td>–</td><td>–</td><td>–</td>{paper}<td class=l colspan=3>"
+                        f"not fitted: {_e(g.error)}</td></tr>")
+            continue
+        f = g.fit
+        dropped = f" (+{f.n_dropped} dropped)" if f.n_dropped else ""
+        rows.append(
+            f"<tr>{name}<td>{_num(f.a, '.2g')}</td><td>{_num(f.b, '.2f')}</td><td>{_num(f.r2, '.2f')}</td>"
+            f"{paper}<td>[{_num(f.b_ci[0], '.2f')}, {_num(f.b_ci[1], '.2f')}]</td>"
+            f"<td>{f.n_runs}{dropped}</td><td>{f.n_sizes}</td></tr>"
+        )
+    return f"<table>{head}{''.join(rows)}</table>"
+
+
+def _checks(checks: list[Check]) -> str:
+    head = "<tr><th class=l>check</th><th>ours</th><th>paper</th><th>holds</th><th class=l>where</th></tr>"
+    rows = [
+        f"<tr><td class=l>{_e(c.description)}</td><td>{_e(format_value(c.ours, c.percent))}</td>"
+        f"<td>{_e(format_value(c.paper, c.percent))}</td>"
+        f"<td class={'yes' if c.holds else 'no'}>{'yes' if c.holds else 'no'}</td><td class=l>{_e(c.at)}</td></tr>"
+        for c in checks
+    ]
+    return f"<table>{head}{''.join(rows)}</table>"
+
+
+def _figures(figures: list[FigureFile], out_dir: Path) -> str:
+    """Figures grouped by (dataset, criterion), each PNG linked to its PDF."""
+    parts = []
+    groups = sorted({(f.dataset, f.criterion) for f in figures})
+    for dataset, criterion in groups:
+        parts.append(f"<h3>{_e(dataset_name(dataset))} · {_e(criterion_name(criterion))}</h3>")
+        for f in (f for f in figures if (f.dataset, f.criterion) == (dataset, criterion)):
+            parts.append(
+                f'<figure id="{_e(f.png.stem)}"><a href="{_e(_rel(f.pdf, out_dir))}">'
+                f'<img src="{_e(_rel(f.png, out_dir))}" alt="{_e(f.caption)}" loading="lazy"></a>'
+                f"<figcaption>{_e(f.caption)} — <a href=\"{_e(_rel(f.pdf, out_dir))}\">PDF</a></figcaption></figure>"
+            )
+    return "\n".join(parts)
+
+
+def index_html(
+    *,
+    fits: list[GroupFit],
+    checks: list[Check],
+    figures: list[FigureFile],
+    notes: list[str],
+    out_dir: str | Path,
+    source: str = "",
+) -> str:
+    """The report page. Image and PDF links are relative to ``out_dir``, where the page goes."""
+    out_dir = Path(out_dir)
+    head = fits[0] if fits else None
+    fitted = "" if head is None else (
+        f"y is the peak of <code>{_e(head.metric)}</code>"
+        + ("" if head.layer is None else f" for layer {head.layer}")
+        + f" over steps ≥ {head.skip_before}, per exponential Euler run; "
+        "a, b by least squares of log y on log n, R² in log space, b's interval by a bootstrap over runs."
+    )
+    note_list = "".join(f"<li>{_e(n)}</li>" for n in notes)
+    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>eoslab report</title><style>{STYLE}</style></head>
+<body>
+<h1>eoslab report</h1>
+<p>Source: <code>{_e(source)}</code> · written {stamp} ·
+files: <a href="table2.csv">table2.csv</a>, <a href="table2.md">table2.md</a>, <a href="peaks.csv">peaks.csv</a>,
+<a href="checks.csv">checks.csv</a>, <a href="checks.md">checks.md</a></p>
+<h2>Power law of peak alignment (Eq. 9, Table 2)</h2>
+<p>y = a·n<sup>b</sup>. {fitted}</p>
+{_table2(fits)}
+<h2>Section 5 checks</h2>
+<p>Maxima over exponential Euler runs after the transient; a check holds when ours ≤ the paper's.</p>
+{_checks(checks)}
+{f"<h2>Notes</h2><ul>{note_list}</ul>" if notes else ""}
+<h2>Figures</h2>
+<p>One curve per run, coloured by dataset size n (log scale). Click a figure for its PDF.</p>
+{_figures(figures, out_dir)}
+</body></html>
+"""
