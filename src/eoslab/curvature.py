@@ -133,7 +133,7 @@ class FullBatchLoss:
             lc = self.criterion.losses(f, yc).mean() * w
             (g,) = torch.autograd.grad(lc, th)
             grad += g
-            loss += float(lc)
+            loss += float(lc.detach())
             correct += float((f.detach().argmax(-1) == yc).sum())
         return LossValue(loss=loss, grad=grad, accuracy=correct / self.num_samples)
 
