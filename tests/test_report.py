@@ -281,3 +281,14 @@ def test_report_reads_a_sweep_directory(tmp_path, monkeypatch, capsys):
     # a missing source is an error, not a traceback
     assert main(["report", str(tmp_path / "missing"), "--out", str(tmp_path / "c")]) == 1
     assert "neither a collected Parquet table nor a sweep directory" in capsys.readouterr().err
+
+
+def test_a_table_without_the_fitted_metric_still_gets_a_report(tmp_path):
+    from eoslab.report import write_report
+
+    frame = make_collected(groups=(("cifar10", "ce", (390, 781), 4e-4, 0.49),), gd=False)
+    result = write_report(frame[frame["metric"] == "sharpness_H"], tmp_path, n_boot=10)
+    assert result.fits == [] and any("No power-law fit: no eq7_c5 (layer 1) values" in n for n in result.notes)
+    assert [f.family for f in result.figures] == ["fig1_sharpness"]
+    assert "No power-law fit" in (tmp_path / "index.html").read_text()
+    assert pd.read_csv(tmp_path / "peaks.csv").empty

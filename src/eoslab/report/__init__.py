@@ -106,7 +106,8 @@ def metric_rows(frame: "pd.DataFrame", metric: str, layer: int | None = None) ->
 
 @dataclass(frozen=True)
 class ReportResult:
-    """What :func:`write_report` wrote, relative paths below ``out_dir`` included."""
+    """What :func:`write_report` wrote: the folder, its ``index.html``, the fits, the checks, the
+    figure files and the notes on what was skipped."""
 
     out_dir: Path
     index: Path
@@ -134,8 +135,8 @@ def write_report(
     Writes ``table2.csv`` / ``table2.md`` (Eq. 9 fits per (dataset, criterion), beside the
     paper's Table 2), ``peaks.csv`` (the per-run ``y`` of Eq. 9), ``checks.csv`` /
     ``checks.md`` (Section 5), ``figures/*.png`` and ``figures/*.pdf``, and ``index.html``.
-    A (dataset, criterion) group that cannot be fitted gets its reason in the table instead of
-    stopping the report. ``track`` wraps the list of figures to draw (a progress bar, say).
+    A (dataset, criterion) group that cannot be fitted gets its reason in the table, and a table
+    without the fitted metric gets a note, instead of stopping the report. ``track`` wraps the list of figures to draw (a progress bar, say).
     """
     from eoslab.store import write_text
 
@@ -146,16 +147,21 @@ def write_report(
 
     out_dir = Path(out_dir)
     frame = collected_frame(table)
-    fits = powerlaw.fit_power_laws(
-        frame,
-        metric=metric,
-        layer=layer,
-        skip_before=skip_before,
-        per_size_means=per_size_means,
-        n_boot=n_boot,
-        seed=seed,
-        on_error="record",
-    )
+    notes = []
+    try:
+        fits = powerlaw.fit_power_laws(
+            frame,
+            metric=metric,
+            layer=layer,
+            skip_before=skip_before,
+            per_size_means=per_size_means,
+            n_boot=n_boot,
+            seed=seed,
+            on_error="record",
+        )
+    except ValueError as e:  # the metric is absent altogether; the rest of the report still stands
+        fits = []
+        notes.append(f"No power-law fit: {e}")
     write_text(powerlaw.fits_frame(fits).to_csv(index=False), out_dir / "table2.csv")
     write_text(powerlaw.fits_markdown(fits), out_dir / "table2.md")
     write_text(powerlaw.peaks_frame(fits).to_csv(index=False), out_dir / "peaks.csv")
@@ -164,7 +170,8 @@ def write_report(
     write_text(checks_mod.checks_frame(checks).to_csv(index=False), out_dir / "checks.csv")
     write_text(checks_mod.checks_markdown(checks), out_dir / "checks.md")
 
-    jobs, notes = figures_mod.plan_figures(frame, fits=fits, skip_before=skip_before)
+    jobs, figure_notes = figures_mod.plan_figures(frame, fits=fits, skip_before=skip_before)
+    notes += figure_notes
     figures = [figures_mod.render(job, out_dir / "figures") for job in track(jobs)]
 
     index = out_dir / "index.html"

@@ -205,6 +205,7 @@ class GroupFit:
     metric: str
     layer: int | None
     skip_before: int
+    per_size_means: bool
     peaks: pd.DataFrame = field(repr=False)
     fit: PowerLawFit | None = None
     error: str | None = None
@@ -248,7 +249,10 @@ def fit_power_laws(
     fits = []
     for (dataset, criterion), group in frame.groupby(["dataset", "criterion"], sort=True):
         peaks = peak_per_run(group, metric=metric, layer=layer, skip_before=skip_before)
-        common = dict(dataset=dataset, criterion=criterion, metric=metric, layer=layer, skip_before=skip_before)
+        common = dict(
+            dataset=dataset, criterion=criterion, metric=metric, layer=layer, skip_before=skip_before,
+            per_size_means=per_size_means,
+        )
         try:
             fit = fit_power_law(
                 peaks["n"].to_numpy(),
@@ -279,7 +283,7 @@ def fits_frame(fits: list[GroupFit]) -> pd.DataFrame:
                 "metric": g.metric,
                 "layer": g.layer,
                 "skip_before": g.skip_before,
-                "per_size_means": f.per_size_means if f else np.nan,
+                "per_size_means": g.per_size_means,
                 "a": f.a if f else np.nan,
                 "b": f.b if f else np.nan,
                 "r2": f.r2 if f else np.nan,
@@ -299,6 +303,8 @@ def fits_frame(fits: list[GroupFit]) -> pd.DataFrame:
 
 def peaks_frame(fits: list[GroupFit]) -> pd.DataFrame:
     """The per-run ``y`` of every group (``run_id, dataset, criterion, n, peak``)."""
+    if not fits:
+        return pd.DataFrame(columns=["run_id", "dataset", "criterion", "n", "peak"])
     return pd.concat([g.peaks for g in fits], ignore_index=True)
 
 
@@ -309,12 +315,12 @@ def _num(x: float, fmt: str) -> str:
 def fits_markdown(fits: list[GroupFit]) -> str:
     """Table 2 in Markdown: Dataset | Criterion | a | b | R², then the paper's a, b, R² where the
     group is a row of the paper's table, the bootstrap interval of b and the run counts."""
-    head = fits[0] if fits else None
-    what = "" if head is None else (
-        f"y = peak of `{head.metric}`" + ("" if head.layer is None else f" (layer {head.layer})")
-        + f" over steps ≥ {head.skip_before}; OLS of log y on log n"
-        + (" (per-size means)" if head.fit and head.fit.per_size_means else " (one point per run)")
-    )
+    what = ""
+    if fits:
+        head = fits[0]
+        layer = "" if head.layer is None else f" (layer {head.layer})"
+        points = "per-size means" if head.per_size_means else "one point per run"
+        what = f"y = peak of `{head.metric}`{layer} over steps ≥ {head.skip_before}; OLS of log y on log n ({points})"
     lines = [
         "Power law y = a·n^b (Eq. 9, Table 2). " + what,
         "",
