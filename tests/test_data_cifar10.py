@@ -186,6 +186,37 @@ def test_restricted_unpickler_reads_numpy_arrays(proto):
     assert np.array_equal(d["data"], a) and d["labels"] == [1, 2]
 
 
+def _py2_pickle(pixels: np.ndarray, labels: list[int]) -> bytes:
+    """A batch pickled the way Python 2's cPickle wrote CIFAR-10 (protocol 2, str as BINSTRING,
+    globals under numpy.core.multiarray), assembled opcode by opcode."""
+
+    def s(b: bytes) -> bytes:  # SHORT_BINSTRING
+        return b"U" + bytes([len(b)]) + b
+
+    def i(v: int) -> bytes:  # BININT1 / BININT
+        return b"K" + bytes([v]) if 0 <= v < 256 else b"J" + int(v).to_bytes(4, "little", signed=True)
+
+    n, d = pixels.shape
+    raw = pixels.tobytes()
+    arr = (b"cnumpy.core.multiarray\n_reconstruct\ncnumpy\nndarray\n" + i(0) + b"\x85" + s(b"b") + b"\x87R"
+           + b"(" + i(1) + b"M" + n.to_bytes(2, "little") + b"M" + d.to_bytes(2, "little") + b"\x86"
+           + b"cnumpy\ndtype\n" + s(b"u1") + i(0) + i(1) + b"\x87R"
+           + b"(" + i(3) + s(b"|") + b"NNN" + i(-1) + i(-1) + i(0) + b"tb"
+           + b"\x89" + b"T" + len(raw).to_bytes(4, "little") + raw + b"tb")
+    labs = b"](" + b"".join(i(v) for v in labels) + b"e"
+    return b"\x80\x02}(" + s(b"data") + arr + s(b"labels") + labs + s(b"batch_label") + s(b"testing batch 1 of 1") + b"u."
+
+
+def test_reads_python2_style_pickles():
+    pix, lab = _batch(7, 5)
+    data = _py2_pickle(pix, lab.tolist())
+    assert b"numpy.core.multiarray" in data and b"_codecs" not in data
+    from eoslab.data.cifar10 import read_py_batch
+
+    p, y = read_py_batch(data, source="py2")
+    assert np.array_equal(p, pix) and np.array_equal(y, lab)
+
+
 def test_truncated_binary_batch_names_file_and_offset(tmp_path):
     files = _files("bin")
     files["data_batch_3.bin"] = files["data_batch_3.bin"][: 2 * RECORD + 100]

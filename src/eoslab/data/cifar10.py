@@ -97,8 +97,9 @@ class RestrictedUnpickler(pickle.Unpickler):
             return _codecs.encode
         if module == "numpy":
             return getattr(np, name)
-        # numpy.core.* is a deprecated alias of numpy._core.* in numpy 2; resolve whichever exists
-        for mod in (module, module.replace("numpy.core", "numpy._core"), module.replace("numpy._core", "numpy.core")):
+        # numpy.core.* (what CIFAR's Python-2 pickles name) is a deprecated alias of numpy._core.* in
+        # numpy 2; prefer numpy._core (no deprecation warning), fall back to numpy.core on numpy 1
+        for mod in (module.replace("numpy.core", "numpy._core"), module.replace("numpy._core", "numpy.core")):
             try:
                 __import__(mod)
                 return getattr(sys.modules[mod], name)
@@ -366,10 +367,11 @@ def _progress(total: int, *, enabled: bool):
     if not enabled:
         return lambda n: None
     try:
+        from rich.console import Console
         from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 
         prog = Progress("[progress.description]{task.description}", BarColumn(), DownloadColumn(),
-                        TransferSpeedColumn(), transient=True, console=None)
+                        TransferSpeedColumn(), transient=True, console=Console(stderr=True))
         prog.start()
         task = prog.add_task("cifar-10", total=total or None)
 
