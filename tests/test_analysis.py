@@ -14,7 +14,7 @@ import torch.nn.functional as F
 
 from eoslab.analysis import (LayerwiseStats, SnapshotAnalysis, analyze_snapshot,
                              layerjac_sqnorms, layerwise_statistics, per_sample_statistics,
-                             preactivation_jacobians)
+                             preactivation_jacobians, residual_operator)
 from eoslab.criteria import MSE, CrossEntropy
 from eoslab.curvature import FullBatchLoss
 from eoslab.eigen import EigResult
@@ -255,17 +255,27 @@ def test_chunked_equals_unchunked(criterion):
             assert torch.allclose(x, z, rtol=1e-12, atol=0), name
 
 
-@pytest.mark.parametrize("shape", [(40, 50), (50, 40), (3, 30)])
-@pytest.mark.parametrize("steps", [6, 64])
-def test_layerjac_sqnorms_by_batched_lanczos(shape, steps):
-    """‖W diag(d)‖² for many d at once, through restarts (steps < dim) or in one cycle."""
+@pytest.mark.parametrize("shape", [(40, 50), (50, 40), (3, 30), (120, 120)])
+def test_layerjac_sqnorms_by_batched_lanczos(shape):
+    """‖W diag(d)‖² for many d at once, also past the dimension (where plain Lanczos repeats
+    converged Ritz values) and with a nearly flat ELU region."""
     g = torch.Generator().manual_seed(3)
     W = torch.randn(*shape, generator=g, dtype=torch.float64)
     d = torch.rand(9, shape[1], generator=g, dtype=torch.float64)
-    d[0, : shape[1] // 2] = 1e-9                                  # a nearly flat ELU region
+    d[0, : shape[1] // 2] = 1e-9
     ref = torch.stack([torch.linalg.svdvals(W * dx)[0] ** 2 for dx in d])
-    got = layerjac_sqnorms(W, d, steps=steps, tol=1e-10, generator=g)
+    got = layerjac_sqnorms(W, d, tol=1e-10, generator=g)
     assert torch.allclose(got, ref, rtol=1e-12, atol=0)
+
+
+@pytest.mark.parametrize("criterion", CRITERIA, ids=lambda c: c.name)
+def test_residual_operator_is_H_minus_G(criterion):
+    model, theta, X, y, loss = make_problem(criterion, trained=True)
+    loss.chunk_size = 6
+    V = torch.randn(3, model.num_params, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    ref = loss.operator(theta, "H")(V) - loss.operator(theta, "G")(V)
+    got = residual_operator(loss, theta)(V)
+    assert torch.allclose(got, ref, rtol=1e-10, atol=1e-12 * float(ref.abs().max()))
 
 
 def test_per_sample_parts_are_consistent():
@@ -309,6 +319,6 @@ def test_one_layer_network():
     got = as_dict(res)
     ref = brute_force(model, CrossEntropy(), theta, X, y)
     assert set(got) == set(ref)
-    # R = 0 for a linear network: its λ¹ is round-off, and no relative tolerance can be met
     assert all(rel(got[k], ref[k]) <= 1e-9 for k in ref if k != ("sharpness_R", None))
+    assert got[("sharpness_R", None)] == 0.0 and abs(ref[("sharpness_R", None)]) < 1e-14  # linear: R = 0
     assert rel(res.stability_bound, float(res.stats.layer_sqnorm[0])) < 1e-14

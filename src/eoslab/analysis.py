@@ -16,7 +16,7 @@ n_L rows of S = H_ℓ^{1/2}, P̃_L = S and P̃_i = P̃_{i+1} K_i = (P̃_{i+1} W_
 J̃_i J̃_iᵀ = s_i P̃_i P̃_iᵀ, so every squared norm of an n_L-row matrix is the top eigenvalue of an
 n_L × n_L Gram matrix; ‖K_i‖² is the top eigenvalue of K_iᵀK_i = diag(σ'(z_i)) W_{i+1}ᵀW_{i+1}
 diag(σ'(z_i)) (or of K_i K_iᵀ when that is smaller), found for all samples at once by batched
-Lanczos. Samples are processed in chunks, so memory is bounded for any N.
+Lanczos (:func:`layerjac_sqnorms`). Samples are processed in chunks, so memory is bounded for any N.
 
 :func:`analyze_run` applies :func:`analyze_snapshot` to the snapshots of a run directory and
 writes ``analysis.parquet`` (long format ``step, t, metric, layer, value``, ARCHITECTURE.md).
@@ -27,21 +27,22 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.compute as pc
 import torch
 
 from .criteria import Criterion
-from .curvature import FullBatchLoss
+from .curvature import FullBatchLoss, LinearOperator
 from .eigen import LOBPCG, EigResult
 from .models import MLP, elu_derivative
 
 OPERATORS = ("H", "G", "R")
 #: §4: E‖J̃_i‖² ≤ 1.37 E‖J̃_1‖² for i > 1, so λ¹(G) ≤ (1 + 1.37 (L − 1)) E‖J̃_1‖².
 LAYER_RATIO_BOUND = 1.37
-DEFAULT_CHUNK_SIZE = 256
+DEFAULT_CHUNK_SIZE = 512
 #: Relative Lanczos residual at which ‖K_i‖² is accepted; the eigenvalue error is about its square.
 LANCZOS_TOL = 1e-8
-#: Lanczos steps per cycle before a restart from the current Ritz vector.
-LANCZOS_STEPS = 64
+LANCZOS_MAX_STEPS = 1000
 ANALYSIS_FILE = "analysis.parquet"
 
 
@@ -61,51 +62,17 @@ def preactivation_jacobians(model: MLP, theta: torch.Tensor, z: list[torch.Tenso
     return P[::-1]
 
 
-def _top_ritz(alpha: torch.Tensor, beta: torch.Tensor, Q: torch.Tensor, j: int):
-    """Top Ritz value, Ritz vector and relative residual ‖B y − θ y‖ / θ after Lanczos step j."""
-    T = torch.diag_embed(alpha[:, :j + 1]) + torch.diag_embed(beta[:, :j], offset=-1)
-    theta, s = torch.linalg.eigh(T, UPLO="L")
-    top, s_top = theta[:, -1], s[:, :, -1]
-    residual = beta[:, j] * s_top[:, -1].abs() / top.abs().clamp(min=torch.finfo(T.dtype).tiny)
-    return top, (s_top.unsqueeze(1) @ Q[:, :j + 1]).squeeze(1), residual
-
-
-def _lanczos_cycle(matvec, q: torch.Tensor, steps: int, tol: float):
-    """Up to ``steps`` Lanczos steps from the unit rows of q (n, d), with full reorthogonalisation
-    (a second pass where cancellation demands it), stopping early once every relative residual
-    is ≤ tol (checked every 8 steps). Returns the top Ritz values (n,), their Ritz vectors (n, d)
-    and the relative residuals (n,)."""
-    n, d = q.shape
-    Q = q.new_empty(n, steps, d)
-    alpha, beta = q.new_zeros(n, steps), q.new_zeros(n, steps)
-    Q[:, 0] = q
-    for j in range(steps):
-        w = matvec(Q[:, j])
-        alpha[:, j] = (w * Q[:, j]).sum(1)
-        w = w - alpha[:, j:j + 1] * Q[:, j] - (beta[:, j - 1:j] * Q[:, j - 1] if j else 0.0)
-        for _ in range(2):
-            before = torch.linalg.vector_norm(w, dim=1)
-            Qj = Q[:, :j + 1]
-            w = w - (Qj.transpose(1, 2) @ (Qj @ w.unsqueeze(-1))).squeeze(-1)
-            beta[:, j] = torch.linalg.vector_norm(w, dim=1)
-            if not bool((beta[:, j] < 0.7 * before).any()):
-                break
-        if j + 1 == steps or (j + 1) % 8 == 0:
-            ritz = _top_ritz(alpha, beta, Q, j)
-            if j + 1 == steps or bool((ritz[2] <= tol).all()):
-                return ritz
-        Q[:, j + 1] = w / beta[:, j:j + 1].clamp(min=torch.finfo(q.dtype).tiny)
-
-
 def layerjac_sqnorms(W: torch.Tensor, dsigma: torch.Tensor, *, tol: float = LANCZOS_TOL,
-                     steps: int = LANCZOS_STEPS, max_cycles: int = 20,
-                     generator: torch.Generator | None = None) -> torch.Tensor:
+                     max_steps: int = LANCZOS_MAX_STEPS, generator: torch.Generator | None = None) -> torch.Tensor:
     """‖K_i‖² = ‖W_{i+1} diag(σ'(z_i))‖² for n samples at once (the "layerwise Jacobian norms", §4, §6).
 
-    The top eigenvalue of the per-sample Gram matrix diag(d) WᵀW diag(d) (or W diag(d²) Wᵀ when W
-    has fewer rows than columns) by batched Lanczos with full reorthogonalisation, restarted from
-    the Ritz vector every ``steps`` steps until the relative residual is ≤ ``tol`` (exact when
-    the Gram matrix has at most ``steps`` rows). K_i is never formed.
+    The top eigenvalue of the per-sample Gram matrix B = diag(d) WᵀW diag(d) (or W diag(d²) Wᵀ
+    when W has fewer rows than columns) by batched Lanczos: the three-term recurrence alone, with
+    no stored basis and no reorthogonalisation, which for the extreme eigenvalue loses nothing —
+    loss of orthogonality only repeats converged Ritz values (Paige). Every 8 steps the top Ritz
+    value θ of the tridiagonal T_j is checked; the samples stop together once every relative
+    residual β_j |s_j| / θ (s the top eigenvector of T_j) is ≤ ``tol``, or after ``max_steps``.
+    K_i is never formed.
 
     Args:
         W: W_{i+1}, (n_{i+1}, n_i).
@@ -116,23 +83,31 @@ def layerjac_sqnorms(W: torch.Tensor, dsigma: torch.Tensor, *, tol: float = LANC
     n = dsigma.shape[0]
     if W.shape[0] < W.shape[1]:
         d2 = dsigma.square()
-        dim, matvec = W.shape[0], lambda v, idx: ((v @ W) * d2[idx]) @ W.T
+        dim, matvec = W.shape[0], lambda v: ((v @ W) * d2) @ W.T
     else:
         A = W.T @ W
-        dim, matvec = W.shape[1], lambda v, idx: ((v * dsigma[idx]) @ A) * dsigma[idx]
-    steps = min(steps, dim)
+        dim, matvec = W.shape[1], lambda v: ((v * dsigma) @ A) * dsigma
     q = torch.randn(n, dim, generator=generator, dtype=W.dtype).to(W.device)
     q = q / torch.linalg.vector_norm(q, dim=1, keepdim=True)
-    out = torch.empty(n, dtype=W.dtype, device=W.device)
-    active = torch.arange(n, device=W.device)
-    for _ in range(max_cycles):
-        top, y, residual = _lanczos_cycle(lambda v: matvec(v, active), q, steps, tol)
-        out[active] = top
-        open_ = residual > tol
-        if steps == dim or not bool(open_.any()):      # a full Krylov space is exact
-            break
-        active, q = active[open_], y[open_] / torch.linalg.vector_norm(y[open_], dim=1, keepdim=True)
-    return out
+    q_prev, b = torch.zeros_like(q), q.new_zeros(n, 1)
+    alpha, beta = [], []
+    tiny = torch.finfo(W.dtype).tiny
+    for j in range(max_steps):
+        w = matvec(q) - b * q_prev
+        a = (w * q).sum(1, keepdim=True)
+        w = w - a * q
+        b = torch.linalg.vector_norm(w, dim=1, keepdim=True)
+        alpha.append(a[:, 0])
+        beta.append(b[:, 0])
+        if (j + 1) % 8 == 0 or j + 1 == max_steps:
+            T = torch.diag_embed(torch.stack(alpha, 1)) + torch.diag_embed(torch.stack(beta[:-1], 1), offset=-1)
+            theta, s = torch.linalg.eigh(T, UPLO="L")
+            top = theta[:, -1]
+            residual = b[:, 0] * s[:, -1, -1].abs() / top.abs().clamp(min=tiny)
+            if bool((residual <= tol).all()):
+                break
+        q_prev, q = q, w / b.clamp(min=tiny)
+    return top
 
 
 @dataclass
@@ -341,25 +316,52 @@ class SnapshotAnalysis:
         return rows
 
 
+def residual_operator(loss: FullBatchLoss, theta: torch.Tensor) -> LinearOperator:
+    """R = E[Σ_q (∂ℓ/∂f_q) ∇²_θ f_q] (Eq. 2) as the Hessian of θ ↦ E[sg(∇_f ℓ) · f(x, θ)], sg a
+    stop-gradient (PAPER.md §6, the [R] alternative): one double backward per vector, where
+    H V − G V costs an H·V and a G·V. Equal to ``loss.operator(theta, "R")`` up to round-off."""
+    theta = theta.detach()
+
+    def matmat(V: torch.Tensor) -> torch.Tensor:
+        out = torch.zeros_like(V)
+        th = theta.detach().requires_grad_(True)
+        for Xc, yc, w in loss.chunks():
+            f = loss.model(th, Xc)
+            (dl_df,) = torch.autograd.grad(loss.criterion.losses(f, yc).mean() * w, f, retain_graph=True)
+            (g,) = torch.autograd.grad((dl_df.detach() * f).sum(), th, create_graph=True)
+            if g.grad_fn is None:                      # f is linear in θ (one layer): R = 0
+                continue
+            out += torch.stack([torch.autograd.grad(g, th, grad_outputs=v, retain_graph=j < V.shape[0] - 1)[0]
+                                for j, v in enumerate(V)])
+        return out
+
+    return LinearOperator(matmat=matmat, dim=loss.num_params, dtype=theta.dtype, device=theta.device, name="R")
+
+
 def top_eigenvalues(loss: FullBatchLoss, theta: torch.Tensor, *, tol: float = 1e-4, max_iters: int = 200,
-                    guard: int = 1, warm_start: dict[str, torch.Tensor] | None = None,
-                    seed: int = 0) -> dict[str, EigResult]:
-    """λ¹ (algebraically largest, D14) of H, G and R = H − G (Eq. 2) by LOBPCG with k = 1.
+                    guard: int = 0, warm_start: dict[str, torch.Tensor] | None = None, seed: int = 0,
+                    operators: tuple[str, ...] = OPERATORS) -> dict[str, EigResult]:
+    """λ¹ (algebraically largest, D14) of H, G and R = H − G (Eq. 2) by LOBPCG with k = 1
+    (R through :func:`residual_operator`).
 
     Args:
         tol: LOBPCG stops when ‖A v − λ v‖ ≤ tol·|λ| (D4's 1e-4 by default).
+        max_iters: block iterations per solve (``converged`` is False when they run out).
         guard: extra vectors iterated alongside the wanted one.
         warm_start: optional start vectors (P, j) per operator name, e.g. the previous
             snapshot's :meth:`SnapshotAnalysis.eigenvectors`.
+        operators: which of H, G, R to solve for.
     """
     warm_start = warm_start or {}
     solver = LOBPCG(1, guard=guard, tol=tol, max_iters=max_iters,
                     generator=torch.Generator(device="cpu").manual_seed(seed))
-    return {which: solver.solve(loss.operator(theta, which), warm_start.get(which)) for which in OPERATORS}
+    ops = {"H": lambda: loss.operator(theta, "H"), "G": lambda: loss.operator(theta, "G"),
+           "R": lambda: residual_operator(loss, theta)}
+    return {which: solver.solve(ops[which](), warm_start.get(which)) for which in operators}
 
 
 def analyze_snapshot(loss: FullBatchLoss, theta: torch.Tensor, *, step: int = 0, t: float = 0.0,
-                     tol: float = 1e-4, max_iters: int = 200, guard: int = 1,
+                     tol: float = 1e-4, max_iters: int = 200, guard: int = 0,
                      warm_start: dict[str, torch.Tensor] | None = None, c5_t0: float | None = None,
                      chunk_size: int | None = DEFAULT_CHUNK_SIZE, seed: int = 0) -> SnapshotAnalysis:
     """The full decomposition of §3–§6 at θ over the dataset of ``loss``.
@@ -377,3 +379,78 @@ def analyze_snapshot(loss: FullBatchLoss, theta: torch.Tensor, *, step: int = 0,
                                  seed=seed)
     c5 = float(stats.layer1_factors()[4]) if c5_t0 is None else float(c5_t0)
     return SnapshotAnalysis(step=int(step), t=float(t), eig=eig, stats=stats, c5_t0=c5)
+
+
+# ----------------------------------------------------------------------------- a run directory
+ROW_SCHEMA = pa.schema([("step", pa.int64()), ("t", pa.float64()), ("metric", pa.string()),
+                        ("layer", pa.int64()), ("value", pa.float64())])
+
+
+def rows_to_table(rows: list[dict]) -> pa.Table:
+    """Long-format rows (:meth:`SnapshotAnalysis.rows`) as a table of the ``analysis.parquet`` schema."""
+    return pa.Table.from_pylist(rows, schema=ROW_SCHEMA)
+
+
+def _first_c5(table: pa.Table, step: int) -> float | None:
+    """C5 of layer 1 stored for ``step`` (D15's C5(t0) when resuming), None if absent."""
+    for row in table.filter(pc.equal(table["step"], step)).to_pylist():
+        if row["metric"] == "eq7_c5" and row["layer"] == 1:
+            return row["value"]
+    return None
+
+
+def analyze_run(run_dir: str | Path, *, every: int | None = None, skip_before: int | None = None,
+                tol: float | None = None, chunk_size: int | None = None, progress: bool = True) -> Path:
+    """Write ``RUN_DIR/analysis.parquet``: :func:`analyze_snapshot` for the run's snapshots.
+
+    Snapshots with step < ``skip_before`` are skipped (D13), then every ``every``-th is kept.
+    C5(t0) of the stability bound is layer 1's C5 at the first kept snapshot (D15). The file is
+    rewritten atomically after each snapshot, and a rerun skips the steps it already holds, so an
+    interrupted analysis resumes. The λ¹ solves are warm-started from the previous snapshot.
+
+    Args:
+        every, skip_before, tol, chunk_size: None takes the run config's ``analysis`` section
+            (``every``, ``skip_before``, ``eig_tol``, ``chunk_size``), else 1, 10, 1e-4 and
+            :data:`DEFAULT_CHUNK_SIZE`.
+        progress: show a progress bar on the terminal.
+    Returns:
+        The path of ``analysis.parquet``.
+    """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from .runs import load_run
+    from .store import read_parquet, write_parquet
+
+    run = load_run(run_dir)
+    cfg = getattr(run.config, "analysis", None)
+    pick = lambda given, name, default: given if given is not None else (  # noqa: E731
+        getattr(cfg, name, None) if getattr(cfg, name, None) is not None else default)
+    every, skip_before = pick(every, "every", 1), pick(skip_before, "skip_before", 10)
+    tol, chunk_size = pick(tol, "eig_tol", 1e-4), pick(chunk_size, "chunk_size", DEFAULT_CHUNK_SIZE)
+    if every < 1:
+        raise ValueError(f"every must be >= 1, got {every}")
+
+    path = Path(run_dir) / ANALYSIS_FILE
+    table = read_parquet(path).cast(ROW_SCHEMA) if path.exists() else ROW_SCHEMA.empty_table()
+    done = set(table["step"].to_pylist())
+    steps = [step for step, _ in run.snapshots() if step >= skip_before][::every]
+    todo = [step for step in steps if step not in done]
+    c5_t0 = _first_c5(table, steps[0]) if steps and steps[0] in done else None
+    warm = None
+    columns = (TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TimeRemainingColumn())
+    with Progress(*columns, disable=not progress, transient=False) as bar:
+        task = bar.add_task(f"analyse {Path(run_dir).name}", total=len(todo))
+        for step in todo:
+            bar.update(task, description=f"analyse {Path(run_dir).name} step {step}")
+            theta, t = run.load_snapshot(step)
+            result = analyze_snapshot(run.loss, theta, step=step, t=t, tol=tol, chunk_size=chunk_size,
+                                      warm_start=warm, c5_t0=c5_t0)
+            c5_t0 = result.c5_t0 if c5_t0 is None else c5_t0
+            warm = result.eigenvectors()
+            table = pa.concat_tables([table, rows_to_table(result.rows())])
+            write_parquet(table, path)
+            bar.advance(task)
+    if not path.exists():
+        write_parquet(table, path)
+    return path
