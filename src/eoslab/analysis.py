@@ -410,8 +410,8 @@ def analyze_run(run_dir: str | Path, *, every: int | None = None, skip_before: i
 
     Args:
         every, skip_before, tol, chunk_size: None takes the run config's ``analysis`` section
-            (``every``, ``skip_before``, ``eig_tol``, ``chunk_size``), else 1, 10, 1e-4 and
-            :data:`DEFAULT_CHUNK_SIZE`.
+            (``every``, ``skip_before``, ``eig_tol``, ``chunk_size``; a chunk size of None there
+            means :data:`DEFAULT_CHUNK_SIZE`).
         progress: show a progress bar on the terminal.
     Returns:
         The path of ``analysis.parquet``.
@@ -422,11 +422,11 @@ def analyze_run(run_dir: str | Path, *, every: int | None = None, skip_before: i
     from .store import read_parquet, write_parquet
 
     run = load_run(run_dir)
-    cfg = getattr(run.config, "analysis", None)
-    pick = lambda given, name, default: given if given is not None else (  # noqa: E731
-        getattr(cfg, name, None) if getattr(cfg, name, None) is not None else default)
-    every, skip_before = pick(every, "every", 1), pick(skip_before, "skip_before", 10)
-    tol, chunk_size = pick(tol, "eig_tol", 1e-4), pick(chunk_size, "chunk_size", DEFAULT_CHUNK_SIZE)
+    cfg = run.config.analysis
+    every = cfg.every if every is None else every
+    skip_before = cfg.skip_before if skip_before is None else skip_before
+    tol = cfg.eig_tol if tol is None else tol
+    chunk_size = (cfg.chunk_size or DEFAULT_CHUNK_SIZE) if chunk_size is None else chunk_size
     if every < 1:
         raise ValueError(f"every must be >= 1, got {every}")
 

@@ -1,0 +1,141 @@
+"""``analyze_run`` and ``eoslab analyze`` on a tiny trained run: analysis.parquet layout and
+metric names (ARCHITECTURE.md), D13 skipping, D15's C5(t0), thinning, resume after an interruption."""
+
+import math
+import shutil
+
+import pytest
+import torch
+
+import eoslab.analysis as analysis
+from eoslab.analysis import ANALYSIS_FILE, ROW_SCHEMA, analyze_run, analyze_snapshot
+from eoslab.cli import main as cli_main
+from eoslab.config import from_dict
+from eoslab.runs import load_run, train
+from eoslab.store import read_parquet
+
+CONTRACT = {"sharpness_H", "sharpness_G", "sharpness_R", "jtilde_sqnorm", "overlap_ratio",
+            "criterion_hessian_norm", "layer_sqnorm", "preact_sqnorm", "act_scale", "act_ratio",
+            "layerjac_sqnorm", "align_ratio", "align_ratio_preact", "act_align", "eq7_c1", "eq7_c2",
+            "eq7_c3", "eq7_c4", "eq7_c5", "stability_bound"}
+DEPTH = 3
+TOL = 1e-10
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    """GD for 30 steps (depth 3, width 6, 15 samples), a snapshot every 5 steps."""
+    cfg = from_dict({
+        "data": {"name": "synthetic", "options": {"n": 15, "input_dim": 4, "num_classes": 3, "seed": 2}},
+        "model": {"depth": DEPTH, "width": 6, "init_seed": 1},
+        "criterion": {"name": "ce"},
+        "solver": {"method": "gd", "lr": 0.5},
+        "train": {"snapshot_every": 5, "max_steps": 30, "target_loss": 1e-6, "threads": 1},
+    })
+    run_dir = tmp_path_factory.mktemp("run")
+    train(cfg, run_dir, progress=False)
+    return run_dir
+
+
+@pytest.fixture
+def run_dir(trained_run, tmp_path):
+    """A fresh copy of the trained run for each test."""
+    return shutil.copytree(trained_run, tmp_path / "run")
+
+
+def table_of(run_dir):
+    return read_parquet(run_dir / ANALYSIS_FILE).to_pandas()
+
+
+def check_bounds(df, c5_step):
+    """stability_bound = (1 + 1.37 (L − 1)) C1 C2 C3 C4 (t) · C5(t0), C5(t0) from ``c5_step`` (D15)."""
+    layer1 = df[df.layer == 1].pivot(index="step", columns="metric", values="value")
+    c5_t0 = layer1.loc[c5_step, "eq7_c5"]
+    bound = df[df.metric == "stability_bound"].set_index("step")["value"]
+    for step, row in layer1.iterrows():
+        expect = (1 + 1.37 * (DEPTH - 1)) * row.eq7_c1 * row.eq7_c2 * row.eq7_c3 * row.eq7_c4 * c5_t0
+        assert math.isclose(bound[step], expect, rel_tol=1e-12)
+
+
+def test_analysis_parquet_layout(run_dir):
+    path = analyze_run(run_dir, tol=TOL, progress=False)
+    assert path == run_dir / ANALYSIS_FILE
+    assert read_parquet(path).schema.equals(ROW_SCHEMA)
+    df = table_of(run_dir)
+    snapshots = [s for s, _ in load_run(run_dir).snapshots()]
+    assert sorted(df.step.unique()) == [s for s in snapshots if s >= 10]       # D13 default
+    assert set(df.metric) == CONTRACT
+    per_step = df[df.step == 10]
+    whole = per_step[per_step.layer.isna()]
+    assert set(whole.metric) == {"sharpness_H", "sharpness_G", "sharpness_R", "jtilde_sqnorm",
+                                 "overlap_ratio", "criterion_hessian_norm", "stability_bound"}
+    layers = per_step.dropna(subset=["layer"]).groupby("metric").layer.apply(sorted).to_dict()
+    for m in ("layer_sqnorm", "preact_sqnorm", "act_scale"):
+        assert layers[m] == [1, 2, 3]
+    for m in CONTRACT - set(whole.metric) - {"layer_sqnorm", "preact_sqnorm", "act_scale"}:
+        assert layers[m] == [1, 2]
+    check_bounds(df, c5_step=10)
+    # the stored values are analyze_snapshot's on the stored θ, with C5(t0) of step 10
+    run = load_run(run_dir)
+    theta, t = run.load_snapshot(20)
+    c5_t0 = float(df[(df.step == 10) & (df.metric == "eq7_c5") & (df.layer == 1)].value.iloc[0])
+    ref = {(r["metric"], r["layer"]): r["value"]
+           for r in analyze_snapshot(run.loss, theta, step=20, t=t, tol=TOL, c5_t0=c5_t0).rows()}
+    got = df[df.step == 20]
+    assert got.t.unique().tolist() == [t]
+    for row in got.itertuples():
+        key = (row.metric, None if math.isnan(row.layer) else int(row.layer))
+        assert math.isclose(row.value, ref[key], rel_tol=1e-7), key
+
+
+def test_resume_after_interruption(run_dir, monkeypatch):
+    calls, interrupt_at = [], [2]
+    real = analysis.analyze_snapshot
+
+    def counting(*args, **kwargs):
+        if len(calls) in interrupt_at:
+            raise KeyboardInterrupt
+        calls.append(kwargs["step"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(analysis, "analyze_snapshot", counting)
+    with pytest.raises(KeyboardInterrupt):
+        analyze_run(run_dir, skip_before=5, tol=TOL, progress=False)
+    assert sorted(table_of(run_dir).step.unique()) == [5, 10]                  # written after each
+    before = table_of(run_dir)
+    calls.clear()
+    interrupt_at.clear()
+    analyze_run(run_dir, skip_before=5, tol=TOL, progress=False)
+    assert calls == [15, 20, 25, 30]                                          # only the missing steps
+    df = table_of(run_dir)
+    assert sorted(df.step.unique()) == [5, 10, 15, 20, 25, 30]
+    assert df[df.step <= 10].reset_index(drop=True).equals(before)
+    check_bounds(df, c5_step=5)                                               # C5(t0) read back from file
+    calls.clear()
+    analyze_run(run_dir, skip_before=5, tol=TOL, progress=False)              # nothing left to do
+    assert calls == []
+
+
+def test_cli_every_and_skip_before(run_dir, tmp_path, capsys):
+    assert cli_main(["analyze", str(run_dir), "--every", "2", "--skip-before", "0", "--tol", "1e-8",
+                     "--no-progress"]) == 0
+    assert str(run_dir / ANALYSIS_FILE) in capsys.readouterr().out
+    df = table_of(run_dir)
+    assert sorted(df.step.unique()) == [0, 10, 20, 30]
+    check_bounds(df, c5_step=0)
+    assert cli_main(["analyze", str(tmp_path / "nothing"), "--no-progress"]) == 2
+    with pytest.raises(SystemExit):
+        cli_main(["analyze", str(run_dir), "--every", "0"])
+
+
+def test_empty_selection_writes_an_empty_table(run_dir):
+    path = analyze_run(run_dir, skip_before=10_000, progress=False)
+    assert read_parquet(path).num_rows == 0 and read_parquet(path).schema.equals(ROW_SCHEMA)
