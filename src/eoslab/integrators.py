@@ -1,0 +1,243 @@
+"""Integrators of the gradient flow dθ/dt = −∇L̃(θ): gradient descent and exponential Euler.
+
+* :class:`GradientDescent` — θ_{u+1} = θ_u − η ∇L̃(θ_u) (PAPER.md §2), the edge-of-stability
+  baseline: stable only while λ¹(H) < 2/η (Eq. 1). Its flow time advances by η per step.
+* :class:`ExponentialEuler` — the paper's solver (PAPER.md §7, D3, D4, D14): the top k directions of
+  H are integrated exactly under the linearised flow, the bulk by explicit Euler, with a step
+  Δt = min(η_max, c / |λ^{k+1}|) that keeps the bulk stable.
+
+Each integrator owns θ, its flow time t and its step counter u. :meth:`Integrator.step` evaluates
+L̃(θ_u), ∇L̃(θ_u), moves to θ_{u+1}, and returns a :class:`StepReport` that describes the start of
+the step (loss, accuracy, gradient norm and t are those of θ_u; Δt is the step taken from it).
+
+Every random draw (the eigensolver's random start and padding) comes from a generator reseeded
+from (seed, u) at step u, so a run restored by :meth:`Integrator.load_state_dict` continues
+bit-identically: the state is θ, t, u and the warm-start eigenvectors, nothing else.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from .curvature import FullBatchLoss
+from .eigen import LOBPCG, EigResult, block_power
+
+EIG_METHODS = ("lobpcg", "power")
+
+
+@dataclass
+class StepReport:
+    """What one step saw at its start θ_u and what it did (one trajectory row, ARCHITECTURE.md).
+
+    Attributes:
+        step: u, the index of θ_u.
+        t: flow time of θ_u.
+        loss: L̃(θ_u).
+        accuracy: training accuracy at θ_u.
+        dt: Δt_u, the flow time of the step taken (0 when the step stopped without moving).
+        grad_norm: ‖∇L̃(θ_u)‖.
+        eigenvalues: eigenvalues of H(θ_u) the step computed, descending (exponential Euler: the
+            top k+1; GD: λ¹ on measuring steps, else empty). Negative values are kept (D12).
+        eig_iters: block iterations of the eigensolver at this step.
+        hvps: H·v products (single vectors) used at this step.
+        converged: whether the eigensolver met its tolerance (True when none ran).
+        final: the step stopped at θ_u without moving (target reached, non-finite loss or
+            gradient, or a stop requested by the caller).
+    """
+
+    step: int
+    t: float
+    loss: float
+    accuracy: float
+    dt: float
+    grad_norm: float
+    eigenvalues: list[float] = field(default_factory=list)
+    eig_iters: int = 0
+    hvps: int = 0
+    converged: bool = True
+    final: bool = False
+
+
+def step_seed(seed: int, step: int) -> int:
+    """The seed of every random draw at step u: a fixed mix of (seed, u) into 63 bits."""
+    return (seed * 0x9E3779B97F4A7C15 + step * 0xBF58476D1CE4E5B9 + 1) % (1 << 63)
+
+
+class Integrator:
+    """Common state (θ, t, u) and the evaluate-then-move skeleton of :meth:`step`.
+
+    Args:
+        loss: the full-batch loss L̃ and its Hessian operator.
+        theta: the starting θ_0 (copied).
+        seed: base seed of the per-step random draws (:func:`step_seed`).
+    """
+
+    def __init__(self, loss: FullBatchLoss, theta: torch.Tensor, *, seed: int = 0) -> None:
+        self.loss = loss
+        self.theta = theta.detach().clone()
+        self.t = 0.0
+        self.step_count = 0
+        self.seed = seed
+        self.generator = torch.Generator(device="cpu")
+        self._solve = None                          # op, V0 → EigResult; set by subclasses
+        self._warm_start: torch.Tensor | None = None  # last eigenvectors, (P, j)
+
+    def step(self, stop_below: float = -math.inf) -> StepReport:
+        """One step from θ_u. It evaluates L̃(θ_u) and ∇L̃(θ_u), and stops there without moving
+        (``final=True``, Δt = 0) when L̃(θ_u) ≤ ``stop_below`` or the loss or gradient is not
+        finite; pass ``math.inf`` to only evaluate."""
+        value = self.loss.value_and_grad(self.theta)
+        grad_norm = float(torch.linalg.vector_norm(value.grad))
+        report = StepReport(step=self.step_count, t=self.t, loss=value.loss, accuracy=value.accuracy,
+                            dt=0.0, grad_norm=grad_norm, final=True)
+        if not (math.isfinite(value.loss) and math.isfinite(grad_norm)) or value.loss <= stop_below:
+            return report
+        self.generator.manual_seed(step_seed(self.seed, self.step_count))
+        self._move(value.grad, report)
+        report.final = False
+        self.t += report.dt
+        self.step_count += 1
+        return report
+
+    def _move(self, grad: torch.Tensor, report: StepReport) -> None:
+        """Update θ in place from g_u = ``grad``; fill report.dt and the eigensolver fields."""
+        raise NotImplementedError
+
+    # -- checkpointing -------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue bit-identically: ``step`` (int), ``t`` (float),
+        ``theta`` and, once computed, ``eigenvectors`` (the warm start, (P, j)) as tensors."""
+        state: dict[str, Any] = {"step": self.step_count, "t": self.t, "theta": self.theta.clone()}
+        if self._warm_start is not None:
+            state["eigenvectors"] = self._warm_start.clone()
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned."""
+        self.step_count = int(state["step"])
+        self.t = float(state["t"])
+        self.theta = state["theta"].detach().to(dtype=self.theta.dtype, device=self.theta.device).clone()
+        V = state.get("eigenvectors")
+        self._warm_start = None if V is None else V.to(dtype=self.theta.dtype, device=self.theta.device).clone()
+
+    def _eigs(self) -> EigResult:
+        """Top eigenpairs of H(θ_u), warm-started from the previous ones, which they replace."""
+        result = self._solve(self.loss.operator(self.theta, "H"), self._warm_start)
+        self._warm_start = result.eigenvectors
+        return result
+
+
+def _eigensolver(method: str, k: int, tol: float, max_iters: int, generator: torch.Generator):
+    """A function op, V0 → EigResult for the top k eigenpairs (D4): one LOBPCG instance, so its
+    block buffers are reused across steps, or the paper's block power iteration (§6)."""
+    if method == "lobpcg":
+        solver = LOBPCG(k, tol=tol, max_iters=max_iters, generator=generator)
+        return solver.solve
+    if method == "power":
+        return lambda op, V0: block_power(op, k, V0, tol=tol, max_iters=max_iters, generator=generator)
+    raise ValueError(f"eig_method must be one of {EIG_METHODS}, got {method!r}")
+
+
+class GradientDescent(Integrator):
+    """θ_{u+1} = θ_u − η ∇L̃(θ_u), t_{u+1} = t_u + η (PAPER.md §2, Eq. 1).
+
+    Args:
+        loss, theta, seed: as :class:`Integrator`.
+        lr: η.
+        measure_sharpness_every: if > 0, compute λ¹(H(θ_u)) (warm-started LOBPCG or block power)
+            at every step u divisible by it and report it in ``eigenvalues``; 0 = never.
+        eig_method, eig_tol, eig_max_iters: the eigensolver of the measurement (D4).
+    """
+
+    def __init__(self, loss: FullBatchLoss, theta: torch.Tensor, *, lr: float, seed: int = 0,
+                 measure_sharpness_every: int = 0, eig_method: str = "lobpcg", eig_tol: float = 1e-4,
+                 eig_max_iters: int = 1000) -> None:
+        super().__init__(loss, theta, seed=seed)
+        if not lr > 0:
+            raise ValueError(f"lr must be > 0, got {lr}")
+        if measure_sharpness_every < 0:
+            raise ValueError(f"measure_sharpness_every must be >= 0, got {measure_sharpness_every}")
+        self.lr = lr
+        self.measure_every = measure_sharpness_every
+        if measure_sharpness_every:
+            self._solve = _eigensolver(eig_method, 1, eig_tol, eig_max_iters, self.generator)
+
+    def _move(self, grad: torch.Tensor, report: StepReport) -> None:
+        if self.measure_every and self.step_count % self.measure_every == 0:
+            _record(report, self._eigs())
+        self.theta.sub_(grad, alpha=self.lr)
+        report.dt = self.lr
+
+
+class ExponentialEuler(Integrator):
+    """The exponential Euler step of PAPER.md §7 (D3, D4, D14).
+
+    With (λ^m, v^m), m = 1..k+1, the algebraically largest eigenpairs of H(θ_u) (warm-started
+    from the previous step's eigenvectors) and g_u = Σ_{m≤k} c^m v^m + w_u, c^m = g_u·v^m:
+
+        Δt_u = min(η_max, c / |λ^{k+1}|)                                   (D3)
+        r^m  = min((1 − e^{−λ^m Δt_u}) / λ^m, Δt_u),  r^m = Δt_u if λ^m = 0  (§7 step 5)
+        θ_{u+1} = θ_u − Σ_m r^m c^m v^m − Δt_u w_u,   t_{u+1} = t_u + Δt_u    (§7 step 6)
+
+    Along v^m this is the exact solution of the flow linearised at θ_u; the bulk w_u takes an
+    explicit Euler step, which is stable because Δt_u |λ^{k+1}| ≤ c.
+
+    Args:
+        loss, theta, seed: as :class:`Integrator`.
+        k: directions integrated exactly (the paper: n_L, the number of outputs).
+        lr: η_max, the largest step (D3; 0.01 by default as in [R]).
+        step_c: c in Δt = min(η_max, c/|λ^{k+1}|) (D3).
+        eig_method: ``"lobpcg"`` (default) or ``"power"`` (the paper's block power, §6).
+        eig_tol, eig_max_iters: eigensolver stopping (D4).
+    """
+
+    def __init__(self, loss: FullBatchLoss, theta: torch.Tensor, *, k: int, lr: float = 0.01,
+                 step_c: float = 1.0, seed: int = 0, eig_method: str = "lobpcg", eig_tol: float = 1e-4,
+                 eig_max_iters: int = 1000) -> None:
+        super().__init__(loss, theta, seed=seed)
+        if not lr > 0:
+            raise ValueError(f"lr must be > 0, got {lr}")
+        if k < 1 or k + 1 > loss.num_params:
+            raise ValueError(f"k must be in 1..{loss.num_params - 1}, got {k}")
+        if not step_c > 0:
+            raise ValueError(f"step_c must be > 0, got {step_c}")
+        self.lr, self.k, self.step_c = lr, k, step_c
+        self._solve = _eigensolver(eig_method, k + 1, eig_tol, eig_max_iters, self.generator)
+
+    def _move(self, grad: torch.Tensor, report: StepReport) -> None:
+        result = self._eigs()
+        _record(report, result)
+        lam, V = result.eigenvalues[:self.k], result.eigenvectors[:, :self.k]    # (k,), (P, k)
+        dt = self.step_size(float(result.eigenvalues[self.k]))
+        c = V.T @ grad                                                          # (k,)
+        w = grad - V @ c                                                        # ⟂ v^1..v^k
+        r = exp_factor(lam, dt)
+        self.theta.sub_(V @ (r * c)).sub_(w, alpha=dt)
+        report.dt = dt
+
+    def step_size(self, lam_next: float) -> float:
+        """Δt = min(η_max, c / |λ^{k+1}|) (D3); η_max when λ^{k+1} = 0."""
+        if lam_next == 0.0:
+            return self.lr
+        return min(self.lr, self.step_c / abs(lam_next))
+
+
+def exp_factor(lam: torch.Tensor, dt: float) -> torch.Tensor:
+    """r = min((1 − e^{−λ Δt}) / λ, Δt), and r = Δt where λ = 0 (PAPER.md §7 step 5).
+
+    1 − e^{−λΔt} is computed as −expm1(−λΔt), exact to round-off even when λΔt is tiny. For
+    λ > 0 the first argument is < Δt; the clamp acts only for λ ≤ 0, where it would grow."""
+    safe = torch.where(lam == 0, torch.ones_like(lam), lam)
+    r = -torch.expm1(-safe * dt) / safe
+    return torch.where(lam == 0, torch.full_like(lam, dt), torch.clamp(r, max=dt))
+
+
+def _record(report: StepReport, result: EigResult) -> None:
+    report.eigenvalues = [float(v) for v in result.eigenvalues]
+    report.eig_iters = result.iterations
+    report.hvps = result.products
+    report.converged = bool(result.converged)
