@@ -1,0 +1,364 @@
+"""Training runs: integrate to a target loss, write the run directory, resume a killed run.
+
+A run directory (ARCHITECTURE.md, "RUN-DIRECTORY CONTRACT"):
+
+``config.toml``
+    the resolved config (every default filled in, :func:`eoslab.config.resolve`).
+``status.json``
+    ``{"state": "running" | "done" | "failed", "reason", "step", "t", "loss"}``: while running,
+    the step and t reached and the latest evaluated loss; when finished, those of the final θ.
+``trajectory.parquet``
+    one row per step u: ``step, t, loss, accuracy, dt, grad_norm, eig_iters, hvps, eigenvalues``
+    (list<double>) and ``eig_converged`` (:class:`eoslab.integrators.StepReport`; loss, t, … are
+    those of θ_u at the start of the step). The last row of a finished run is the evaluation of
+    the final θ, with dt = 0.
+``snapshots/step_XXXXXXXX.safetensors``
+    θ_u as named per-layer tensors (``MLP.to_state_dict``), metadata ``step`` and ``t`` (``repr``
+    of the float, exact); every ``train.snapshot_every`` steps, at step 0 and at the end.
+``snapshots/state_XXXXXXXX.safetensors``
+    the rest of the integrator state needed to resume bit-identically: the warm-start
+    eigenvectors (tensor ``eigenvectors``, (P, j), absent before the first eigensolve), metadata
+    ``step``, ``t``, ``elapsed_s``. Random draws are a function of (seed, step)
+    (:func:`eoslab.integrators.step_seed`), so there is no RNG state. Only the two newest state
+    files are kept (at the paper's size one is ≈ 230 MB).
+
+Crash safety: every file is replaced atomically (:mod:`eoslab.store`). A snapshot is written as
+state file, then trajectory (rows < u), then parameter file; a resume starts from the newest u
+whose two files load and whose trajectory rows 0..u−1 are present, truncates the trajectory to
+them and continues. Since the state is complete, the continued run is bit-identical to an
+uninterrupted one (same machine, same thread count).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import torch
+from safetensors import SafetensorError
+
+from .config import ConfigError, RunConfig, config_hash, load_config, resolve, to_toml
+from .criteria import make_criterion
+from .curvature import FullBatchLoss
+from .data import Dataset, load_dataset
+from .data.subsets import draw_subset
+from .integrators import ExponentialEuler, GradientDescent, Integrator, StepReport
+from .models import MLP
+from .store import read_json, read_parquet, read_safetensors, write_json, write_parquet, write_safetensors, write_text
+
+TRAJECTORY_SCHEMA = pa.schema([
+    ("step", pa.int64()), ("t", pa.float64()), ("loss", pa.float64()), ("accuracy", pa.float64()),
+    ("dt", pa.float64()), ("grad_norm", pa.float64()), ("eig_iters", pa.int64()), ("hvps", pa.int64()),
+    ("eigenvalues", pa.list_(pa.float64())), ("eig_converged", pa.bool_()),
+])
+_STATE_FILES_KEPT = 2
+
+
+class RunConflictError(Exception):
+    """The run directory already holds a run with a different config."""
+
+
+# ------------------------------------------------------------------------------ problem
+@dataclass
+class Problem:
+    """What a config describes: the training subset, the MLP, the criterion and L̃ over the subset.
+
+    Attributes:
+        config: the resolved config (k = n_L and the target loss filled in).
+        dataset: the training subset the run trains on.
+        model: the MLP.
+        loss: the full-batch loss L̃ on ``dataset`` (PAPER.md §2).
+    """
+
+    config: RunConfig
+    dataset: Dataset
+    model: MLP
+    loss: FullBatchLoss
+
+
+def build_problem(cfg: RunConfig) -> Problem:
+    """Dataset subset, model, criterion and full-batch loss of a config (train and load_run).
+
+    Raises ConfigError naming the field when a value only turns out wrong here (an unknown
+    dataset or loader option, a subset larger than the data, k ≥ P)."""
+    d = cfg.data
+    try:
+        dataset = load_dataset(d.name, d.split, data_root=d.data_root, **d.options)
+    except TypeError as e:
+        raise ConfigError(f"data.options: {e}") from None
+    except ValueError as e:
+        field = "data.name" if "unknown dataset" in str(e) else "data.options"
+        raise ConfigError(f"{field}: {e}") from None
+    if d.n is not None:
+        if d.n > len(dataset):
+            raise ConfigError(f"data.n: the {d.name} {d.split} split has {len(dataset)} samples, got n = {d.n}")
+        dataset = draw_subset(dataset, d.n, d.subset_seed, nested=d.nested)
+    cfg = resolve(cfg, num_outputs=dataset.num_classes)
+    m = cfg.model
+    model = MLP(dataset.input_dim, dataset.num_classes, m.depth, m.width, init=m.init, gain=m.gain,
+                dtype=getattr(torch, m.dtype))
+    if cfg.solver.method == "exp_euler" and cfg.solver.k + 1 > model.num_params:
+        raise ConfigError(f"solver.k: must be < the number of parameters {model.num_params}, got {cfg.solver.k}")
+    criterion_options = {"reduction": cfg.criterion.mse_reduction} if cfg.criterion.name == "mse" else {}
+    criterion = make_criterion(cfg.criterion.name, **criterion_options)
+    loss = FullBatchLoss(model, criterion, dataset.X, dataset.y, chunk_size=cfg.train.chunk_size)
+    return Problem(cfg, dataset, model, loss)
+
+
+def make_integrator(problem: Problem) -> Integrator:
+    """The config's integrator at θ_0 = model.init_params(model.init_seed); its random draws are
+    seeded from the same seed."""
+    s, seed = problem.config.solver, problem.config.model.init_seed
+    theta = problem.model.init_params(seed)
+    eig = dict(eig_method=s.eig_method, eig_tol=s.eig_tol, eig_max_iters=s.eig_max_iters)
+    if s.method == "gd":
+        return GradientDescent(problem.loss, theta, lr=s.lr, seed=seed,
+                               measure_sharpness_every=s.measure_sharpness_every, **eig)
+    return ExponentialEuler(problem.loss, theta, k=s.k, lr=s.lr, step_c=s.step_c, seed=seed, **eig)
+
+
+# ------------------------------------------------------------------------------ files
+def _snapshot_path(run_dir: Path, kind: str, step: int) -> Path:
+    return run_dir / "snapshots" / f"{kind}_{step:08d}.safetensors"
+
+
+def _snapshot_steps(run_dir: Path, kind: str) -> list[int]:
+    return sorted(int(p.stem.split("_")[1]) for p in (run_dir / "snapshots").glob(f"{kind}_*.safetensors"))
+
+
+def _trajectory_table(rows: list[StepReport]) -> pa.Table:
+    cols = [f.name for f in TRAJECTORY_SCHEMA]
+    data = {c: [getattr(r, "converged" if c == "eig_converged" else c) for r in rows] for c in cols}
+    return pa.table(data, schema=TRAJECTORY_SCHEMA)
+
+
+def _rows_from_table(table: pa.Table) -> list[StepReport]:
+    return [StepReport(step=r["step"], t=r["t"], loss=r["loss"], accuracy=r["accuracy"], dt=r["dt"],
+                       grad_norm=r["grad_norm"], eigenvalues=list(r["eigenvalues"]), eig_iters=r["eig_iters"],
+                       hvps=r["hvps"], converged=r["eig_converged"], final=r["dt"] == 0.0)
+            for r in table.to_pylist()]
+
+
+def _status(state: str, reason: str | None, step: int, t: float, loss: float | None) -> dict[str, Any]:
+    return {"state": state, "reason": reason, "step": step, "t": t, "loss": loss}
+
+
+class _Writer:
+    """Writes snapshots, trajectory and status of one run directory in the crash-safe order."""
+
+    def __init__(self, run_dir: Path, model: MLP) -> None:
+        self.dir, self.model = run_dir, model
+
+    def snapshot(self, integ: Integrator, rows: list[StepReport], elapsed_s: float) -> None:
+        state = integ.state_dict()
+        step, t = state["step"], state["t"]
+        meta = {"step": str(step), "t": repr(t)}
+        extra = {k: v.contiguous() for k, v in state.items() if isinstance(v, torch.Tensor) and k != "theta"}
+        write_safetensors(extra, _snapshot_path(self.dir, "state", step), {**meta, "elapsed_s": repr(elapsed_s)})
+        self.trajectory(rows)
+        write_safetensors(self.model.to_state_dict(state["theta"]), _snapshot_path(self.dir, "step", step), meta)
+        for old in _snapshot_steps(self.dir, "state")[:-_STATE_FILES_KEPT]:
+            _snapshot_path(self.dir, "state", old).unlink(missing_ok=True)
+
+    def trajectory(self, rows: list[StepReport]) -> None:
+        write_parquet(_trajectory_table(rows), self.dir / "trajectory.parquet")
+
+    def status(self, status: dict[str, Any]) -> None:
+        write_json(status, self.dir / "status.json")
+
+
+def _resume_point(run_dir: Path, model: MLP) -> tuple[dict[str, Any], list[StepReport], float] | None:
+    """(integrator state, trajectory rows before it, elapsed seconds) of the newest complete
+    snapshot, or None if there is none."""
+    try:
+        rows = _rows_from_table(read_parquet(run_dir / "trajectory.parquet"))
+    except OSError:
+        return None
+    states = set(_snapshot_steps(run_dir, "state"))
+    for step in reversed(_snapshot_steps(run_dir, "step")):
+        before = [r for r in rows if r.step < step]
+        if step not in states or [r.step for r in before] != list(range(step)):
+            continue
+        try:
+            params, meta = read_safetensors(_snapshot_path(run_dir, "step", step))
+            extra, state_meta = read_safetensors(_snapshot_path(run_dir, "state", step))
+            theta = model.from_state_dict(params)
+        except (OSError, KeyError, ValueError, SafetensorError):  # unreadable or foreign: try an older one
+            continue
+        state = {"step": step, "t": float(state_meta["t"]), "theta": theta, **extra}
+        return state, before, float(state_meta.get("elapsed_s", "0"))
+    return None
+
+
+# ------------------------------------------------------------------------------ training
+def train(cfg: RunConfig, run_dir: str | Path, *, progress: bool = True) -> dict[str, Any]:
+    """Train to the target loss (or ``max_steps`` / ``max_time_s``), writing ``run_dir``.
+
+    A directory holding the same config resumes from its newest complete snapshot (a finished
+    one returns its status as is); one holding a different config raises RunConflictError.
+    Nothing is written until the config has been checked (ConfigError names the field).
+    Returns the final status dict (``state`` "done" or "failed"; a non-finite loss or gradient
+    fails the run, with the reason, keeping what was written).
+    """
+    run_dir = Path(run_dir)
+    problem = build_problem(cfg)
+    cfg = problem.config
+    integ = make_integrator(problem)
+    config_file = run_dir / "config.toml"
+    if config_file.exists():
+        old = load_config(config_file)
+        if config_hash(old) != config_hash(cfg):
+            raise RunConflictError(f"{run_dir} holds a run with a different config (hash {config_hash(old)}, "
+                                   f"this one {config_hash(cfg)}); use another --out or remove it")
+        status_file = run_dir / "status.json"
+        if status_file.exists():
+            status = read_json(status_file)
+            if status.get("state") in ("done", "failed"):
+                return status
+    else:
+        write_text(to_toml(cfg), config_file)
+
+    threads = torch.get_num_threads()
+    if cfg.train.threads:
+        torch.set_num_threads(cfg.train.threads)
+    try:
+        return _train_loop(problem, integ, run_dir, progress)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _train_loop(problem: Problem, integ: Integrator, run_dir: Path, progress: bool) -> dict[str, Any]:
+    cfg = problem.config.train
+    writer = _Writer(run_dir, problem.model)
+    resume = _resume_point(run_dir, problem.model)
+    elapsed0, rows = 0.0, []
+    if resume is not None:
+        state, rows, elapsed0 = resume
+        integ.load_state_dict(state)
+    last_loss = rows[-1].loss if rows else None
+    writer.status(_status("running", None, integ.step_count, integ.t, last_loss))
+    if resume is None:
+        writer.snapshot(integ, rows, elapsed0)
+
+    start = time.monotonic()
+    with _Progress(progress, cfg.target_loss, integ.step_count) as bar:
+        while True:
+            elapsed = elapsed0 + time.monotonic() - start
+            limit = None
+            if integ.step_count >= cfg.max_steps:
+                limit = f"max_steps {cfg.max_steps} reached"
+            elif cfg.max_time_s is not None and elapsed >= cfg.max_time_s:
+                limit = f"max_time_s {cfg.max_time_s:g} reached"
+            report = integ.step(stop_below=math.inf if limit else cfg.target_loss)
+            rows.append(report)
+            bar.update(report)
+            if report.final:
+                break
+            if integ.step_count % cfg.snapshot_every == 0:
+                writer.snapshot(integ, rows, elapsed0 + time.monotonic() - start)
+                writer.status(_status("running", None, integ.step_count, integ.t, report.loss))
+
+    if not math.isfinite(report.loss) or not math.isfinite(report.grad_norm):
+        what = "loss" if not math.isfinite(report.loss) else "gradient norm"
+        value = report.loss if what == "loss" else report.grad_norm
+        status = _status("failed", f"non-finite {what} ({value}) at step {report.step}", report.step, report.t,
+                         report.loss)
+        writer.trajectory(rows)
+    else:
+        reason = limit or f"target loss {cfg.target_loss:g} reached"
+        status = _status("done", reason, report.step, report.t, report.loss)
+        writer.snapshot(integ, rows, elapsed0 + time.monotonic() - start)
+    writer.status(status)
+    return status
+
+
+class _Progress:
+    """A rich progress bar on stderr: fraction of log(L₀/L) to log(L₀/target), with step, t,
+    loss and the sharpness λ¹ (last measured)."""
+
+    def __init__(self, enabled: bool, target: float, first_step: int) -> None:
+        self.enabled, self.target, self.first_step = enabled, target, first_step
+        self.loss0: float | None = None
+        self.sharpness = math.nan
+
+    def __enter__(self) -> "_Progress":
+        if self.enabled:
+            from rich.console import Console
+            from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self.bar = Progress(TextColumn("[bold]train"), BarColumn(), TextColumn("{task.description}"),
+                                TimeElapsedColumn(), console=Console(stderr=True))
+            self.bar.start()
+            self.task = self.bar.add_task("", total=1.0)
+        return self
+
+    def update(self, r: StepReport) -> None:
+        if not self.enabled:
+            return
+        if r.eigenvalues:
+            self.sharpness = r.eigenvalues[0]
+        if self.loss0 is None and r.loss > 0 and math.isfinite(r.loss):
+            self.loss0 = r.loss
+        frac = 0.0
+        if self.loss0 and r.loss > 0 and math.isfinite(r.loss) and self.loss0 > self.target:
+            frac = min(max(math.log(self.loss0 / r.loss) / math.log(self.loss0 / self.target), 0.0), 1.0)
+        self.bar.update(self.task, completed=frac,
+                        description=f"step {r.step}  t={r.t:.4g}  loss={r.loss:.4g}  λ¹={self.sharpness:.4g}")
+
+    def __exit__(self, *exc) -> None:
+        if self.enabled:
+            self.bar.stop()
+
+
+# ------------------------------------------------------------------------------ reading runs
+class Run:
+    """A run directory opened for analysis (the analysis engineer's entry point).
+
+    Attributes:
+        path: the run directory.
+        config: its resolved RunConfig.
+        problem: dataset subset, model and loss rebuilt from the config (:func:`build_problem`).
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.config = load_config(self.path / "config.toml")
+        self.problem = build_problem(self.config)
+
+    @property
+    def model(self) -> MLP:
+        return self.problem.model
+
+    @property
+    def loss(self) -> FullBatchLoss:
+        """L̃ on the subset the run trained on."""
+        return self.problem.loss
+
+    def snapshots(self) -> list[tuple[int, Path]]:
+        """Sorted (step, path) of the parameter snapshots."""
+        return [(s, _snapshot_path(self.path, "step", s)) for s in _snapshot_steps(self.path, "step")]
+
+    def load_snapshot(self, step: int) -> tuple[torch.Tensor, float]:
+        """(θ_u, t_u) of the snapshot at step u."""
+        params, meta = read_safetensors(_snapshot_path(self.path, "step", step))
+        return self.model.from_state_dict(params), float(meta["t"])
+
+    def status(self) -> dict[str, Any]:
+        return read_json(self.path / "status.json")
+
+    def trajectory(self):
+        """trajectory.parquet as a pandas DataFrame."""
+        return read_parquet(self.path / "trajectory.parquet").to_pandas()
+
+
+def load_run(run_dir: str | Path) -> Run:
+    """Open a run directory written by :func:`train`."""
+    return Run(run_dir)
+
+
+__all__ = ["Problem", "Run", "RunConflictError", "TRAJECTORY_SCHEMA", "build_problem", "load_run",
+           "make_integrator", "train"]

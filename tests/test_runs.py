@@ -1,0 +1,213 @@
+"""Training runs: the run-directory contract, config errors, failures, and crash-safe resume
+(a resumed run is bit-identical to an uninterrupted one)."""
+
+from __future__ import annotations
+
+import itertools
+import math
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from _train_helpers import config_dict, small_config, write_config
+from eoslab.cli import main
+from eoslab.config import config_hash, load_config
+from eoslab.integrators import Integrator
+from eoslab.runs import TRAJECTORY_SCHEMA, RunConflictError, load_run, train
+from eoslab.store import read_json, read_parquet
+
+CONTRACT_COLUMNS = ["step", "t", "loss", "accuracy", "dt", "grad_norm", "eig_iters", "hvps", "eigenvalues"]
+
+
+def snapshot_files(run_dir: Path, kind: str = "step") -> list[str]:
+    return sorted(p.name for p in (run_dir / "snapshots").glob(f"{kind}_*.safetensors"))
+
+
+def assert_same_run(a: Path, b: Path) -> None:
+    """Same final parameters (bit for bit), same trajectory, same status."""
+    ra, rb = load_run(a), load_run(b)
+    final = ra.snapshots()[-1][0]
+    assert rb.snapshots()[-1][0] == final
+    theta_a, t_a = ra.load_snapshot(final)
+    theta_b, t_b = rb.load_snapshot(final)
+    assert torch.equal(theta_a, theta_b) and t_a == t_b
+    assert read_parquet(a / "trajectory.parquet").equals(read_parquet(b / "trajectory.parquet"))
+    assert read_json(a / "status.json") == read_json(b / "status.json")
+
+
+# --------------------------------------------------------------------------- the contract
+def test_train_writes_the_run_directory(tmp_path):
+    cfg = small_config(train={"target_loss": 0.3, "max_steps": 200})
+    run_dir = tmp_path / "run"
+    status = train(cfg, run_dir, progress=False)
+    assert status["state"] == "done" and status["reason"] == "target loss 0.3 reached"
+    assert status == read_json(run_dir / "status.json")
+    final = status["step"]
+    assert 10 < final < 200
+
+    saved = load_config(run_dir / "config.toml")                 # resolved: k = n_L filled in
+    assert saved.solver.k == 3 and saved.train.target_loss == 0.3 and saved.model.gain == pytest.approx(2 ** 0.5)
+
+    table = read_parquet(run_dir / "trajectory.parquet")
+    assert table.schema.equals(TRAJECTORY_SCHEMA) and table.column_names[:9] == CONTRACT_COLUMNS
+    traj = table.to_pylist()
+    assert [r["step"] for r in traj] == list(range(final + 1))
+    for prev, row in zip(traj, traj[1:]):                          # t of θ_u, dt of the step from it
+        assert row["t"] == prev["t"] + prev["dt"]
+        assert len(prev["eigenvalues"]) == 4 and prev["hvps"] > 0 and prev["dt"] > 0
+    assert traj[-1]["dt"] == 0.0 and traj[-1]["loss"] <= 0.3 < traj[-2]["loss"]
+    assert (traj[-1]["step"], traj[-1]["t"], traj[-1]["loss"]) == (final, status["t"], status["loss"])
+
+    expected = [f"step_{s:08d}.safetensors" for s in sorted(set(range(0, final + 1, 10)) | {final})]
+    assert snapshot_files(run_dir) == expected
+    assert len(snapshot_files(run_dir, "state")) == 2              # only the newest state files
+
+    run = load_run(run_dir)
+    assert config_hash(run.config) == config_hash(saved)
+    assert [s for s, _ in run.snapshots()] == [int(n[5:13]) for n in expected]
+    theta0, t0 = run.load_snapshot(0)
+    assert torch.equal(theta0, run.model.init_params(saved.model.init_seed)) and t0 == 0.0
+    theta, t = run.load_snapshot(final)
+    assert t == status["t"] and run.loss.loss(theta) == status["loss"]   # same subset, same θ
+    assert run.loss.num_samples == 24
+
+
+def test_rerun_of_finished_run_is_a_no_op(tmp_path, capsys):
+    config = write_config(tmp_path / "c.toml", config_dict(train={"max_steps": 15}))
+    run_dir = tmp_path / "run"
+    assert main(["train", str(config), "--out", str(run_dir), "--no-progress"]) == 0
+    stamp = (run_dir / "trajectory.parquet").stat().st_mtime_ns
+    capsys.readouterr()
+    assert main(["train", str(config), "--out", str(run_dir), "--no-progress"]) == 0
+    assert "done" in capsys.readouterr().out
+    assert (run_dir / "trajectory.parquet").stat().st_mtime_ns == stamp
+    assert read_json(run_dir / "status.json")["reason"] == "max_steps 15 reached"
+
+
+def test_different_config_is_refused(tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    train(small_config(train={"max_steps": 5}), run_dir, progress=False)
+    with pytest.raises(RunConflictError, match="different config"):
+        train(small_config(train={"max_steps": 5}, solver={"lr": 0.02}), run_dir, progress=False)
+    config = write_config(tmp_path / "other.toml", config_dict(train={"max_steps": 6}))
+    assert main(["train", str(config), "--out", str(run_dir), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "different config" in err and "\n" not in err
+    assert load_config(run_dir / "config.toml").train.max_steps == 5     # untouched
+
+
+@pytest.mark.parametrize("section, change, field", [
+    ("solver", {"lrr": 0.1}, "solver.lrr"),                          # unknown key
+    ("model", {"width": "wide"}, "model.width"),                     # wrong type
+    ("solver", {"lr": -1.0}, "solver.lr"),                           # bad value
+    ("solver", {"method": "rk4"}, "solver.method"),                  # bad choice
+    ("data", {"options": {"n": 24, "colour": 1}}, "data.options"),   # loader rejects it
+    ("data", {"name": "mnist"}, "data.name"),
+    ("data", {"n": 1000}, "data.n"),                                 # larger than the data
+])
+def test_config_errors_exit_2_naming_the_field(tmp_path, capsys, section, change, field):
+    config = write_config(tmp_path / "bad.toml", config_dict(**{section: change}))
+    run_dir = tmp_path / "run"
+    assert main(["train", str(config), "--out", str(run_dir)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert field in err and "\n" not in err
+    assert not run_dir.exists()                                      # nothing written
+
+
+def test_non_finite_loss_fails_the_run(tmp_path, capsys):
+    config = write_config(tmp_path / "c.toml", config_dict(solver={"method": "gd", "lr": 1e8}))
+    run_dir = tmp_path / "run"
+    assert main(["train", str(config), "--out", str(run_dir), "--no-progress"]) == 1
+    status = read_json(run_dir / "status.json")
+    assert status["state"] == "failed" and "non-finite" in status["reason"]
+    assert "failed" in capsys.readouterr().err
+    traj = read_parquet(run_dir / "trajectory.parquet").to_pylist()
+    last = traj[-1]
+    assert last["step"] == status["step"] and not (math.isfinite(last["loss"]) and math.isfinite(last["grad_norm"]))
+    assert snapshot_files(run_dir) == ["step_00000000.safetensors"]   # what was written is kept
+    assert main(["train", str(config), "--out", str(run_dir), "--no-progress"]) == 1   # stays failed
+
+
+def test_max_time_stops_the_run(tmp_path):
+    status = train(small_config(train={"max_time_s": 1e-9}), tmp_path / "run", progress=False)
+    assert status["state"] == "done" and status["reason"].startswith("max_time_s")
+
+
+def test_progress_bar_runs(tmp_path, capsys):
+    train(small_config(train={"max_steps": 3}), tmp_path / "run", progress=True)
+    assert "loss=" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- resume
+def _interrupt_at(monkeypatch, call: int) -> None:
+    """Make the ``call``-th Integrator.step raise KeyboardInterrupt (a crash inside the loop)."""
+    original, calls = Integrator.step, itertools.count()
+
+    def step(self, *args, **kwargs):
+        if next(calls) == call:
+            raise KeyboardInterrupt
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(Integrator, "step", step)
+
+
+@pytest.mark.parametrize("solver", [
+    {"method": "exp_euler"},
+    {"method": "exp_euler", "eig_method": "power"},
+    {"method": "gd", "lr": 0.3, "measure_sharpness_every": 3},
+])
+def test_resume_after_crash_is_bit_identical(tmp_path, monkeypatch, solver):
+    cfg = small_config(solver=solver, train={"max_steps": 45})
+    train(cfg, tmp_path / "whole", progress=False)
+
+    with monkeypatch.context() as m:
+        _interrupt_at(m, 27)                                       # last snapshot: step 20
+        with pytest.raises(KeyboardInterrupt):
+            train(cfg, tmp_path / "crashed", progress=False)
+    assert read_json(tmp_path / "crashed" / "status.json")["state"] == "running"
+    assert read_parquet(tmp_path / "crashed" / "trajectory.parquet").num_rows == 20
+    train(cfg, tmp_path / "crashed", progress=False)
+    assert_same_run(tmp_path / "whole", tmp_path / "crashed")
+
+
+def test_resume_skips_an_unreadable_snapshot(tmp_path, monkeypatch):
+    cfg = small_config(train={"max_steps": 35})
+    train(cfg, tmp_path / "whole", progress=False)
+    with monkeypatch.context() as m:
+        _interrupt_at(m, 25)
+        with pytest.raises(KeyboardInterrupt):
+            train(cfg, tmp_path / "crashed", progress=False)
+    (tmp_path / "crashed" / "snapshots" / "step_00000020.safetensors").write_bytes(b"\x00garbage")
+    train(cfg, tmp_path / "crashed", progress=False)                 # resumes from step 10
+    assert_same_run(tmp_path / "whole", tmp_path / "crashed")
+
+
+@pytest.mark.slow
+def test_sigkill_and_resume_matches_uninterrupted_run(tmp_path):
+    """`eoslab train` killed with SIGKILL mid-run, then rerun with the same command, ends with the
+    parameters and trajectory of an uninterrupted run."""
+    data = config_dict(train={"max_steps": 400, "snapshot_every": 20, "target_loss": 1e-9})
+    config = write_config(tmp_path / "c.toml", data)
+    run_dir = tmp_path / "killed"
+    cmd = [sys.executable, "-m", "eoslab.cli", "train", str(config), "--out", str(run_dir)]
+    with open(tmp_path / "log.txt", "w") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=log)
+        deadline = time.monotonic() + 120
+        while not (run_dir / "snapshots" / "step_00000040.safetensors").exists():
+            assert proc.poll() is None and time.monotonic() < deadline, (tmp_path / "log.txt").read_text()
+            time.sleep(0.002)
+        proc.send_signal(signal.SIGKILL)
+        assert proc.wait() == -signal.SIGKILL
+    status = read_json(run_dir / "status.json")
+    assert status["state"] == "running" and status["step"] < 400            # killed mid-way
+
+    resumed = subprocess.run(cmd + ["--no-progress"], capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    train(load_config(config), tmp_path / "whole", progress=False)
+    assert_same_run(tmp_path / "whole", run_dir)
+    assert read_json(run_dir / "status.json")["step"] == 400
