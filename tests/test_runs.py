@@ -42,16 +42,16 @@ def assert_same_run(a: Path, b: Path) -> None:
 
 # --------------------------------------------------------------------------- the contract
 def test_train_writes_the_run_directory(tmp_path):
-    cfg = small_config(train={"target_loss": 0.3, "max_steps": 200})
+    cfg = small_config(data={"n": 20, "subset_seed": 5}, train={"target_loss": 0.1, "max_steps": 200})
     run_dir = tmp_path / "run"
     status = train(cfg, run_dir, progress=False)
-    assert status["state"] == "done" and status["reason"] == "target loss 0.3 reached"
+    assert status["state"] == "done" and status["reason"] == "target loss 0.1 reached"
     assert status == read_json(run_dir / "status.json")
     final = status["step"]
     assert 10 < final < 200
 
     saved = load_config(run_dir / "config.toml")                 # resolved: k = n_L filled in
-    assert saved.solver.k == 3 and saved.train.target_loss == 0.3 and saved.model.gain == pytest.approx(2 ** 0.5)
+    assert saved.solver.k == 3 and saved.train.target_loss == 0.1 and saved.model.gain == pytest.approx(2 ** 0.5)
 
     table = read_parquet(run_dir / "trajectory.parquet")
     assert table.schema.equals(TRAJECTORY_SCHEMA) and table.column_names[:9] == CONTRACT_COLUMNS
@@ -60,7 +60,7 @@ def test_train_writes_the_run_directory(tmp_path):
     for prev, row in zip(traj, traj[1:]):                          # t of θ_u, dt of the step from it
         assert row["t"] == prev["t"] + prev["dt"]
         assert len(prev["eigenvalues"]) == 4 and prev["hvps"] > 0 and prev["dt"] > 0
-    assert traj[-1]["dt"] == 0.0 and traj[-1]["loss"] <= 0.3 < traj[-2]["loss"]
+    assert traj[-1]["dt"] == 0.0 and traj[-1]["loss"] <= 0.1 < traj[-2]["loss"]
     assert (traj[-1]["step"], traj[-1]["t"], traj[-1]["loss"]) == (final, status["t"], status["loss"])
 
     expected = [f"step_{s:08d}.safetensors" for s in sorted(set(range(0, final + 1, 10)) | {final})]
@@ -74,7 +74,7 @@ def test_train_writes_the_run_directory(tmp_path):
     assert torch.equal(theta0, run.model.init_params(saved.model.init_seed)) and t0 == 0.0
     theta, t = run.load_snapshot(final)
     assert t == status["t"] and run.loss.loss(theta) == status["loss"]   # same subset, same θ
-    assert run.loss.num_samples == 24
+    assert run.loss.num_samples == 20
 
 
 def test_rerun_of_finished_run_is_a_no_op(tmp_path, capsys):

@@ -306,8 +306,8 @@ class _Progress:
         frac = 0.0
         if self.loss0 and r.loss > 0 and math.isfinite(r.loss) and self.loss0 > self.target:
             frac = min(max(math.log(self.loss0 / r.loss) / math.log(self.loss0 / self.target), 0.0), 1.0)
-        self.bar.update(self.task, completed=frac,
-                        description=f"step {r.step}  t={r.t:.4g}  loss={r.loss:.4g}  λ¹={self.sharpness:.4g}")
+        sharpness = f"  λ¹={self.sharpness:.4g}" if math.isfinite(self.sharpness) else ""
+        self.bar.update(self.task, completed=frac, description=f"step {r.step}  t={r.t:.4g}  loss={r.loss:.4g}{sharpness}")
 
     def __exit__(self, *exc) -> None:
         if self.enabled:
