@@ -80,8 +80,8 @@ class FullBatchLoss:
         hvp_method: how a block of H·V is formed within a chunk — ``"fwd_rev"`` (vmapped
             forward-over-reverse, ``jvp`` of ``grad``), ``"rev_rev"`` (double backward with
             ``is_grads_batched``), ``"loop"`` (one retained double-backward graph, looped over the
-            vectors) or ``"auto"`` (``rev_rev`` for chunks of ≤ 1024 samples, else ``loop``, as
-            measured in PERFORMANCE.md).
+            vectors) or ``"auto"`` (``fwd_rev`` for chunks of ≤ 1024 samples, else ``loop``, as
+            measured by ``benchmarks/curvature.py`` and PERFORMANCE.md).
     """
 
     def __init__(self, model: MLP, criterion: Criterion, X: torch.Tensor, y: torch.Tensor, *,
@@ -148,7 +148,7 @@ class FullBatchLoss:
     def _hvp_chunk(self, theta, V, Xc, yc, w):
         method = self.hvp_method
         if method == "auto":
-            method = "rev_rev" if Xc.shape[0] <= 1024 else "loop"
+            method = "fwd_rev" if Xc.shape[0] <= 1024 else "loop"
         if method == "fwd_rev":
             grad_fn = torch.func.grad(lambda th: self._chunk_loss(th, Xc, yc, w))
             return vmap(lambda v: jvp(grad_fn, (theta,), (v,))[1])(V)
