@@ -719,8 +719,10 @@ class _SweepProgress:
         self.counts["failed" if status.state == "failed" else "done"] += 1
         if self.enabled:
             if status.state == "failed":
-                self.bar.console.print(f"[red]failed[/red] {point.run_id} ({point.label()}): {status.reason}",
-                                       highlight=False)
+                from rich.markup import escape
+
+                self.bar.console.print(f"[red]failed[/red] {point.run_id} ({escape(point.label())}): "
+                                       f"{escape(str(status.reason))}", highlight=False)
             self.bar.update(self.task, advance=1, description=self._text())
 
     def __exit__(self, *exc: Any) -> None:

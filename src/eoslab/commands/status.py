@@ -1,5 +1,6 @@
 """``eoslab status DIR``: a table of a sweep's points (done / running / failed / pending) with
-their step, loss and, for failed ones, the reason; then the counts (:func:`eoslab.sweeps.sweep_status`)."""
+their step, loss and a note, then the counts and the reason of every failed point
+(:func:`eoslab.sweeps.sweep_status`)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     from ..sweeps import sweep_status
@@ -27,19 +29,19 @@ def run(args: argparse.Namespace) -> int:
         print(f"eoslab status: error: {e}", file=sys.stderr)
         return 2
     table = Table(title=f"sweep {args.sweep_dir}")
-    for name in ("run_id", "dataset", "n", "criterion", "seeds", "state", "step", "loss", "reason / note"):
+    for name in ("run_id", "dataset", "n", "criterion", "seeds", "state", "step", "loss", "note"):
         table.add_column(name, justify="right" if name in ("n", "step", "loss") else "left",
-                         overflow="fold", no_wrap=name != "reason / note")
+                         overflow="fold", no_wrap=name != "note")
     counts = dict.fromkeys(STYLES, 0)
     for row, s in rows:
         counts[s.state] += 1
-        note = s.reason if s.state == "failed" else s.detail
-        if s.state == "failed" and s.detail:
-            note = f"{note} ({s.detail})"
         table.add_row(row["run_id"], row["dataset"], str(row["n"]), row["criterion"],
                       f"{row['init_seed']}/{row['subset_seed']}", f"[{STYLES[s.state]}]{s.state}[/]",
-                      "" if s.step is None else str(s.step), "" if s.loss is None else f"{s.loss:.4g}", note or "")
+                      "" if s.step is None else str(s.step), "" if s.loss is None else f"{s.loss:.4g}", s.detail)
     console = Console()
     console.print(table)
     console.print("  ".join(f"[{STYLES[k]}]{k}[/] {v}" for k, v in counts.items()) + f"  total {len(rows)}")
+    for row, s in rows:
+        if s.state == "failed":
+            console.print(f"[red]failed[/] {row['run_id']}: {escape(str(s.reason))}", highlight=False, soft_wrap=True)
     return 0

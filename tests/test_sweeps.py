@@ -1,0 +1,234 @@
+"""Sweep configs (validation naming the field, deterministic expansion, the paper's grid), the
+per-point job (failures recorded, retried, finished runs untouched), failing points in a real sweep
+with ``eoslab status``, and ``collect`` read back by pandas, polars and DuckDB."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import tomli_w
+
+from eoslab.config import ConfigError, config_hash, resolve
+from eoslab.sweeps import (COLLECT_SCHEMA, collect, grid_table, load_sweep, parse_sweep, point_status, run_point,
+                           sweep_status)
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+
+def tiny_base(**train) -> dict:
+    """A base RunConfig that trains and analyses in about a second: synthetic data, depth 2, width 6."""
+    return {
+        "data": {"name": "synthetic", "options": {"n": 24, "input_dim": 4, "num_classes": 3, "seed": 0}},
+        "model": {"depth": 2, "width": 6},
+        "solver": {"method": "exp_euler", "lr": 0.5},
+        "train": {"snapshot_every": 5, "max_steps": 10, **train},
+        "analysis": {"skip_before": 0},
+    }
+
+
+def write_sweep(path: Path, base: dict, grid: dict) -> Path:
+    path.write_text(tomli_w.dumps({"base": base, "grid": grid}))
+    return path
+
+
+def sweep_cli(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    env = {**os.environ, "COLUMNS": "250"}
+    return subprocess.run([sys.executable, "-m", "eoslab.cli", *args], capture_output=True, text=True,
+                          timeout=timeout, env=env)
+
+
+# ----------------------------------------------------------------------------- grid expansion
+def test_expansion_order_ids_and_overrides():
+    grid = {
+        "datasets": [{"name": "synthetic", "n": [8, 16]},
+                     {"name": "synthetic", "options": {"seed": 1}, "split": "test"}],
+        "n": [12],
+        "criteria": ["ce", "mse"],
+        "init_seeds": [0, 1],
+        "subset_seeds": [2],
+        "solver": {"lr": [0.1, 0.2]},           # written [grid.solver] lr = [...]
+        "model.width": [4],                      # written "model.width" = [...]
+    }
+    data = {"base": tiny_base(), "grid": grid}
+    sweep = parse_sweep(data)
+    pts = sweep.points
+    assert len(pts) == (2 + 1) * 2 * 2 * 2          # sizes (2 + 1) × criteria × lr × init seeds
+    assert [p.index for p in pts] == list(range(len(pts)))
+    # datasets × criteria × sizes × other fields × init seeds × subset seeds
+    key = [(p.config.data.options.get("seed"), p.config.criterion.name, p.config.data.n, p.config.solver.lr,
+            p.config.model.init_seed) for p in pts]
+    assert key == sorted(key, key=lambda k: (k[0], ["ce", "mse"].index(k[1]), k[2], k[3], k[4]))
+    for p in pts:
+        assert p.run_id == config_hash(p.config) == config_hash(resolve(p.config))
+        assert p.config.train.target_loss == (0.01 if p.config.criterion.name == "ce" else 0.02)
+        assert p.config.model.width == 4 and p.config.data.subset_seed == 2
+        assert p.fields == {"solver.lr": p.config.solver.lr, "model.width": 4}
+    first, last = pts[0].config.data, pts[-1].config.data
+    assert first.options == {"n": 24, "input_dim": 4, "num_classes": 3, "seed": 0} and first.split == "train"
+    assert last.options["seed"] == 1 and last.options["input_dim"] == 4 and last.split == "test"  # merged
+    assert [p.run_id for p in parse_sweep(data).points] == [p.run_id for p in pts]  # deterministic
+    grid_rows = grid_table(pts)
+    assert grid_rows.column_names[:11] == ["index", "run_id", "dataset", "n", "criterion", "init_seed",
+                                           "subset_seed", "width", "depth", "solver", "lr"]
+    assert grid_rows["solver.lr"].to_pylist()[:2] == [0.1, 0.1] and "config" in grid_rows.column_names
+
+
+def test_paper_sizes_and_table1_presets():
+    grid = {"datasets": [{"name": "cifar10", "n": "paper"}], "criteria": ["mse"]}
+    assert [p.config.data.n for p in parse_sweep({"grid": grid}).points] == [390, 781, 1562, 3125]
+    total = 0
+    for name, dataset, criterion, sizes in [("dice_ce", "dice", "ce", 5), ("cifar10_ce", "cifar10", "ce", 5),
+                                            ("cifar10_mse", "cifar10", "mse", 4),
+                                            ("atrial_fibrillation_ce", "atrial_fibrillation", "ce", 5),
+                                            ("sst_ce", "sst", "ce", 4)]:
+        pts = load_sweep(CONFIGS / f"{name}.toml").points
+        assert len(pts) == 16 * sizes
+        total += len(pts)
+        for p in pts:
+            c = p.config
+            assert (c.data.name, c.criterion.name) == (dataset, criterion)
+            assert (c.model.depth, c.model.width, c.model.dtype, c.solver.method) == (6, 512, "float64", "exp_euler")
+            assert c.train.snapshot_every == 100 and c.analysis.skip_before == 10
+            assert c.train.target_loss == (0.01 if criterion == "ce" else 0.02)
+        seeds = {(p.config.data.n, p.config.model.init_seed, p.config.data.subset_seed) for p in pts}
+        assert len(seeds) == len(pts) and {s[1] for s in seeds} == {s[2] for s in seeds} == {0, 1, 2, 3}
+    assert total == 368
+    demo = load_sweep(CONFIGS / "demo.toml").points
+    assert 2 <= len(demo) <= 12 and {p.config.data.name for p in demo} == {"dice"}
+
+
+@pytest.mark.parametrize("grid, field", [
+    ({"datasets": [{"name": "synthetic"}, {"name": "synthetic", "n": [0]}]}, "grid.datasets[1].n[0]"),
+    ({"datasets": [{"name": "synthetic", "n": [4], "sizes": 1}]}, "grid.datasets[0].sizes"),
+    ({"datasets": [{"n": [4]}]}, "grid.datasets[0].name"),
+    ({"n": [4], "criteria": ["hinge"]}, "grid.criteria[0]"),
+    ({"n": [4], "init_seeds": [True]}, "grid.init_seeds[0]"),
+    ({"n": [4], "subset_seeds": [1, 1]}, "grid.subset_seeds[1]"),
+    ({"n": [4], "subset_seeds": []}, "grid.subset_seeds"),
+    ({"n": [4], "solver.lr": [0.1, -1.0]}, "grid.solver.lr[1]"),
+    ({"n": [4], "solver": {"method": ["adam"]}}, "grid.solver.method[0]"),
+    ({"n": [4], "model.widht": [4]}, "grid.model.widht"),
+    ({"n": [4], "data.n": [4]}, "grid.data.n"),
+    ({"n": "paper"}, "grid.n"),                                      # the paper has no synthetic sizes
+    ({"n": [4, 4]}, "grid.n[1]"),
+    ({}, "grid.n"),                                                  # no subset size anywhere
+])
+def test_bad_grid_names_the_field(grid, field):
+    with pytest.raises(ConfigError) as e:
+        parse_sweep({"base": {"data": {"name": "synthetic"}}, "grid": grid})
+    assert str(e.value).startswith(field + ":"), str(e.value)
+
+
+def test_bad_base_and_file_errors(tmp_path):
+    with pytest.raises(ConfigError, match=r"^base\.model\.depth: must be > 0"):
+        parse_sweep({"base": {"model": {"depth": 0}}, "grid": {"n": [4]}})
+    with pytest.raises(ConfigError, match=r"^grids: unknown key"):
+        parse_sweep({"grids": {}})
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[grid]\nn = [4]\ncriteria = ['ce', 'xx']\n")
+    with pytest.raises(ConfigError, match=r"bad\.toml: grid\.criteria\[1\]"):
+        load_sweep(bad)
+    r = sweep_cli("sweep", str(bad), "--out", str(tmp_path / "out"))
+    assert r.returncode == 2 and "grid.criteria[1]" in r.stderr and not (tmp_path / "out").exists()
+
+
+# ----------------------------------------------------------------------------- the per-point job
+@pytest.fixture
+def one_thread():
+    """Tiny problems in this process run 5x faster on one thread than on two busy cores."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_run_point_records_an_analysis_failure_and_retries_without_retraining(tmp_path, monkeypatch, one_thread):
+    import eoslab.analysis
+
+    point = parse_sweep({"base": tiny_base(), "grid": {"n": [12]}}).points[0]
+    run_dir = tmp_path / point.run_id
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("boom [x]")
+
+    monkeypatch.setattr(eoslab.analysis, "analyze_run", broken)
+    s = run_point(point.config, run_dir)
+    assert (s.state, s.retry, s.reason) == ("failed", True, "analysis: RuntimeError: boom [x]")
+    assert point_status(run_dir).state == "failed"
+    trained = {p: p.stat().st_mtime_ns for p in run_dir.rglob("*") if p.is_file() and p.name != "status.json"}
+    monkeypatch.undo()
+    s = run_point(point.config, run_dir)
+    assert s.state == "done" and (run_dir / "analysis.parquet").exists()
+    assert all(p.stat().st_mtime_ns == m for p, m in trained.items())   # training was not redone
+    done = {p: p.stat().st_mtime_ns for p in run_dir.rglob("*") if p.is_file()}
+    assert run_point(point.config, run_dir).state == "done"
+    assert {p: p.stat().st_mtime_ns for p in run_dir.rglob("*") if p.is_file()} == done
+
+
+# ----------------------------------------------------------------------------- failing points
+def test_failing_points_are_recorded_and_the_rest_finish(tmp_path):
+    base = tiny_base()
+    base["solver"] = {"method": "gd", "lr": 0.5}
+    grid = {"datasets": [{"name": "synthetic", "n": [12]},
+                         {"name": "synthetic", "n": [12], "options": {"input_dim": -3}}],   # the loader raises
+            "solver.lr": [0.5, 1e200]}                                                      # 1e200 overflows
+    cfg = write_sweep(tmp_path / "sweep.toml", base, grid)
+    out = tmp_path / "out"
+    r = sweep_cli("sweep", str(cfg), "--out", str(out), "--workers", "2", "--no-progress")
+    assert r.returncode == 1, r.stderr
+    states = [s.state for _, s in sweep_status(out)]
+    assert states == ["done", "failed", "failed", "failed"]
+    _, diverged = sweep_status(out)[1]
+    assert "non-finite" in diverged.reason and not diverged.retry
+    for _, bad in sweep_status(out)[2:]:
+        assert bad.retry and bad.reason.startswith("ConfigError: data.options:")
+        assert "input_dim" in (out / "runs" / bad.run_id / "sweep.log").read_text()   # the traceback
+    st = sweep_cli("status", str(out))
+    assert st.returncode == 0
+    assert "done 1" in st.stdout and "failed 3" in st.stdout and "pending 0" in st.stdout
+    assert st.stdout.count("non-finite loss") == 1 and st.stdout.count("ConfigError: data.options") == 2
+    table = collect(out)
+    assert set(table["run_id"].to_pylist()) == {sweep_status(out)[0][1].run_id}
+
+
+# ----------------------------------------------------------------------------- collect
+def test_collect_schema_and_readers(tmp_path):
+    cfg = write_sweep(tmp_path / "sweep.toml", tiny_base(), {"n": [12, 24], "init_seeds": [0], "subset_seeds": [3]})
+    out = tmp_path / "out"
+    r = sweep_cli("sweep", str(cfg), "--out", str(out), "--workers", "2", "--no-progress")
+    assert r.returncode == 0, r.stderr
+    assert (out / "sweep.toml").read_text() == cfg.read_text()
+    table = collect(out)
+    assert table.schema == COLLECT_SCHEMA
+    grid = pq.read_table(out / "grid.parquet").to_pylist()
+    expect = sum(pq.read_table(out / "runs" / g["run_id"] / "analysis.parquet").num_rows for g in grid)
+    assert table.num_rows == expect > 0
+    assert table["layer"].null_count > 0 and set(table["n"].to_pylist()) == {12, 24}
+    assert set(table["subset_seed"].to_pylist()) == {3} and set(table["solver"].to_pylist()) == {"exp_euler"}
+
+    r = sweep_cli("collect", str(out), "--out", str(tmp_path / "t.parquet"))
+    assert r.returncode == 0, r.stderr
+    assert "from 2/2 finished runs" in r.stdout
+    path = str(tmp_path / "t.parquet")
+
+    import duckdb
+    import pandas as pd
+    import polars as pl
+
+    frame = pd.read_parquet(path)
+    assert list(frame.columns) == COLLECT_SCHEMA.names and len(frame) == expect
+    assert frame["layer"].isna().any() and str(frame["n"].dtype) == "int64"
+    pl_frame = pl.read_parquet(path)
+    assert pl_frame.columns == COLLECT_SCHEMA.names and pl_frame.height == expect
+    assert pl_frame.schema["layer"] == pl.Int64 and pl_frame["layer"].null_count() > 0
+    con = duckdb.connect()
+    rows, runs = con.execute(f"select count(*), count(distinct run_id) from read_parquet('{path}')").fetchone()
+    assert (rows, runs) == (expect, 2)
+    assert con.execute(f"select typeof(layer) from read_parquet('{path}') limit 1").fetchone()[0] == "BIGINT"
+    np.testing.assert_array_equal(frame["value"].to_numpy(), table["value"].to_numpy())  # NaN == NaN here
