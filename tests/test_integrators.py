@@ -221,7 +221,7 @@ def test_gd_edge_of_stability_vs_exponential_euler():
     exponential Euler, following the flow over the same time, sharpens past 2/η (Eq. 1, §7).
 
     Problem: MSE, 2 classes, depth 3, width 32, 40 noisy samples in 4 dimensions, init gain 1;
-    η = 0.04 (2/η = 50), 1000 steps (t = 40). The flow's λ¹ rises from ≈ 31 to ≈ 68."""
+    η = 0.04 (2/η = 50), 1000 steps (t = 40). The flow's λ¹ rises from ≈ 33 to ≈ 68."""
     loss, model = synthetic_loss("mse", 2, input_dim=4, width=32, gain=1.0, noise=3.0)
     eta, steps = 0.04, 1000
     gd = GradientDescent(loss, model.init_params(0), lr=eta, measure_sharpness_every=5, eig_tol=1e-6)
