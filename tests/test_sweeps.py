@@ -105,6 +105,7 @@ def test_paper_sizes_and_table1_presets():
     ({"datasets": [{"name": "synthetic"}, {"name": "synthetic", "n": [0]}]}, "grid.datasets[1].n[0]"),
     ({"datasets": [{"name": "synthetic", "n": [4], "sizes": 1}]}, "grid.datasets[0].sizes"),
     ({"datasets": [{"n": [4]}]}, "grid.datasets[0].name"),
+    ({"datasets": ["synthetic", "mnist"], "n": [4]}, "grid.datasets[1].name"),
     ({"n": [4], "criteria": ["hinge"]}, "grid.criteria[0]"),
     ({"n": [4], "init_seeds": [True]}, "grid.init_seeds[0]"),
     ({"n": [4], "subset_seeds": [1, 1]}, "grid.subset_seeds[1]"),

@@ -197,13 +197,16 @@ def _sizes(name: str, value: Any) -> list[int] | str:
 
 
 def _datasets(grid: dict, base: RunConfig) -> list[dict]:
-    """The dataset entries as ``{"data": {DataConfig overrides}, "n": sizes | "paper" | None}``."""
+    """The dataset entries as ``{"data": {DataConfig overrides}, "n": sizes | "paper" | None, "where":
+    the entry's field name}``; names are checked against the dataset registry."""
+    from .data import available
+
     entries = grid.get("datasets", [base.data.name])
     if not isinstance(entries, list) or not entries:
         raise ConfigError("grid.datasets: expected a non-empty list of dataset names or tables")
     out = []
     for i, entry in enumerate(entries):
-        where = f"grid.datasets[{i}]"
+        where = f"grid.datasets[{i}]" if "datasets" in grid else "base.data"
         if isinstance(entry, str):
             entry = {"name": entry}
         if not isinstance(entry, dict):
@@ -214,6 +217,8 @@ def _datasets(grid: dict, base: RunConfig) -> list[dict]:
                               f"{', '.join(_DATASET_FIELDS)})")
         if not isinstance(entry.get("name"), str):
             raise ConfigError(f"{where}.name: expected the dataset's name (str), got {entry.get('name')!r}")
+        if entry["name"] not in available():
+            raise ConfigError(f"{where}.name: unknown dataset {entry['name']!r}; available: {', '.join(available())}")
         options = entry.get("options", {})
         if not isinstance(options, dict):
             raise ConfigError(f"{where}.options: expected a table, got {type(options).__name__}")
@@ -226,7 +231,7 @@ def _datasets(grid: dict, base: RunConfig) -> list[dict]:
 
 def _field_axes(grid: dict, base: RunConfig) -> dict[str, list]:
     """The dotted-field axes: ``"solver.lr" = [...]`` or ``[grid.solver] lr = [...]``."""
-    sections = {f.name: f.type for f in dataclasses.fields(RunConfig)}
+    sections = {f.name for f in dataclasses.fields(RunConfig)}
     flat: dict[str, Any] = {}
     for key, value in grid.items():
         if key in _NAMED_AXES:
