@@ -109,6 +109,7 @@ def main() -> None:
         "grad_s": grad_s,
         **{f"eig_{k}_s": v for k, v in eig_s.items()},
         **{f"eig_{k}_products": eig[k].products for k in OPERATORS},
+        **{f"eig_{k}_iterations": eig[k].iterations for k in OPERATORS},
         "eig_converged": all(r.converged for r in eig.values()),
         "persample_s": persample_s,
         "snapshot_s": snapshot_s,

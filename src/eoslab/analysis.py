@@ -3,8 +3,9 @@
 For one parameter vector θ and one dataset (a :class:`FullBatchLoss`) :func:`analyze_snapshot`
 computes
 
-* λ¹ of H, G and R = H − G (Eq. 2), the algebraically largest (D14), by LOBPCG; a negative λ¹ is
-  recorded as NaN (D12), the raw value is kept;
+* λ¹ of H, G and R = H − G (Eq. 2), the algebraically largest (D14), by LOBPCG (R through one
+  double backward, :func:`residual_operator`); a negative λ¹ is recorded as NaN (D12), the raw
+  value is kept;
 * E‖J̃‖² (Eq. 4) and the overlap ratio ρ = λ¹(G) / E‖J̃‖² (Eq. 3);
 * for every layer: E‖J̃_i‖², E‖P̃_i‖², E[s_i], E[r_i], E‖K_i‖², the alignment ratios κ (Eq. 6), the
   activation alignment, the five factors of Eq. 7 (boxed form, D1), E‖H_ℓ‖ and the
@@ -41,8 +42,10 @@ OPERATORS = ("H", "G", "R")
 LAYER_RATIO_BOUND = 1.37
 DEFAULT_CHUNK_SIZE = 512
 #: Relative Lanczos residual at which ‖K_i‖² is accepted; the eigenvalue error is about its square.
-LANCZOS_TOL = 1e-8
-LANCZOS_MAX_STEPS = 1000
+LANCZOS_TOL = 1e-6
+#: Relative growth of the top Ritz value between checks below which ‖K_i‖² counts as converged.
+STALL_RTOL = 1e-13
+LANCZOS_MAX_STEPS = 500
 ANALYSIS_FILE = "analysis.parquet"
 
 
@@ -62,6 +65,40 @@ def preactivation_jacobians(model: MLP, theta: torch.Tensor, z: list[torch.Tenso
     return P[::-1]
 
 
+def _tridiagonal_top(alpha: torch.Tensor, beta: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor,
+                     rtol: float, sections: int = 31) -> tuple[torch.Tensor, torch.Tensor]:
+    """Narrow brackets lo ≤ λ¹(T) ≤ hi of n symmetric tridiagonal matrices T (diagonals alpha
+    (n, j), off-diagonals beta (n, j−1)) until hi − lo ≤ rtol·|hi|, by Sturm-sequence
+    multisection: x ≥ λ¹(T) iff every pivot of the LDLᵀ factorisation of T − xI is negative."""
+    b2 = beta.square()
+    grid = torch.arange(1, sections + 1, dtype=alpha.dtype, device=alpha.device) / (sections + 1)
+    tiny = torch.finfo(alpha.dtype).tiny
+    while bool(((hi - lo) > rtol * hi.abs()).any()):
+        x = lo[:, None] + (hi - lo)[:, None] * grid                           # (n, sections)
+        d = alpha[:, :1] - x
+        above = d < 0
+        for k in range(1, alpha.shape[1]):
+            d = alpha[:, k:k + 1] - x - b2[:, k - 1:k] / torch.where(d == 0, -tiny, d)
+            above &= d < 0
+        hi = torch.minimum(hi, torch.where(above, x, torch.inf).min(1).values)
+        lo = torch.maximum(lo, torch.where(above, -torch.inf, x).max(1).values)
+    return lo, hi
+
+
+def _last_component_sq(alpha: torch.Tensor, beta: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """s_j², the squared last component of the unit top eigenvector of T, evaluated at x just above
+    λ¹(T): s_j² = χ_{j−1}(θ) / χ_j'(θ) = 1 / r_j'(θ), where r_k = χ_k / χ_{k−1} obeys
+    r_1 = x − α_1, r_k = x − α_k − β_{k−1}² / r_{k−1}, r_k' = 1 + β_{k−1}² r_{k−1}' / r_{k−1}²
+    (χ_k the characteristic polynomial of T's leading k × k block; every r_k > 0 above λ¹)."""
+    b2 = beta.square()
+    big = torch.finfo(alpha.dtype).max
+    r, rp = x - alpha[:, 0], torch.ones_like(x)
+    for k in range(1, alpha.shape[1]):
+        rp = 1 + b2[:, k - 1] * (rp / r.square()).clamp(max=big)
+        r = x - alpha[:, k] - b2[:, k - 1] / r
+    return (1 / rp).clamp(0, 1)
+
+
 def layerjac_sqnorms(W: torch.Tensor, dsigma: torch.Tensor, *, tol: float = LANCZOS_TOL,
                      max_steps: int = LANCZOS_MAX_STEPS, generator: torch.Generator | None = None) -> torch.Tensor:
     """‖K_i‖² = ‖W_{i+1} diag(σ'(z_i))‖² for n samples at once (the "layerwise Jacobian norms", §4, §6).
@@ -70,9 +107,14 @@ def layerjac_sqnorms(W: torch.Tensor, dsigma: torch.Tensor, *, tol: float = LANC
     when W has fewer rows than columns) by batched Lanczos: the three-term recurrence alone, with
     no stored basis and no reorthogonalisation, which for the extreme eigenvalue loses nothing —
     loss of orthogonality only repeats converged Ritz values (Paige). Every 8 steps the top Ritz
-    value θ of the tridiagonal T_j is checked; the samples stop together once every relative
-    residual β_j |s_j| / θ (s the top eigenvector of T_j) is ≤ ``tol``, or after ``max_steps``.
-    K_i is never formed.
+    value θ of the tridiagonal T_j (Sturm multisection, :func:`_tridiagonal_top`) and the relative
+    residual β_j |s_j| / θ of its Ritz vector (:func:`_last_component_sq`) are checked, after 8
+    steps and then every max(8, j/4) steps; the samples stop together once each has a residual
+    ≤ ``tol`` (so |λ¹ − θ| ≲ tol² θ / relative gap) or a θ that grew by at most
+    ``STALL_RTOL`` since the last check (converged to round-off: once converged, plain Lanczos
+    repeats θ as "ghosts", whose Ritz vectors never get small residuals), or after
+    ``max_steps`` (then θ ≤ λ¹ is the best estimate). K_i is never formed, and no small dense
+    eigenproblem is solved.
 
     Args:
         W: W_{i+1}, (n_{i+1}, n_i).
@@ -90,24 +132,30 @@ def layerjac_sqnorms(W: torch.Tensor, dsigma: torch.Tensor, *, tol: float = LANC
     q = torch.randn(n, dim, generator=generator, dtype=W.dtype).to(W.device)
     q = q / torch.linalg.vector_norm(q, dim=1, keepdim=True)
     q_prev, b = torch.zeros_like(q), q.new_zeros(n, 1)
-    alpha, beta = [], []
-    tiny = torch.finfo(W.dtype).tiny
-    for j in range(max_steps):
+    alphas, betas = [], []
+    eps, tiny = torch.finfo(W.dtype).eps, torch.finfo(W.dtype).tiny
+    lo, previous, check = q.new_full((n,), -torch.inf), q.new_full((n,), -torch.inf), 8
+    for j in range(1, max_steps + 1):
         w = matvec(q) - b * q_prev
         a = (w * q).sum(1, keepdim=True)
         w = w - a * q
         b = torch.linalg.vector_norm(w, dim=1, keepdim=True)
-        alpha.append(a[:, 0])
-        beta.append(b[:, 0])
-        if (j + 1) % 8 == 0 or j + 1 == max_steps:
-            T = torch.diag_embed(torch.stack(alpha, 1)) + torch.diag_embed(torch.stack(beta[:-1], 1), offset=-1)
-            theta, s = torch.linalg.eigh(T, UPLO="L")
-            top = theta[:, -1]
-            residual = b[:, 0] * s[:, -1, -1].abs() / top.abs().clamp(min=tiny)
-            if bool((residual <= tol).all()):
-                break
+        alphas.append(a[:, 0])
+        betas.append(b[:, 0])
+        if j == check or j == max_steps:
+            alpha, beta = torch.stack(alphas, 1), torch.stack(betas[:-1], 1)
+            radius = torch.zeros_like(alpha)
+            radius[:, 1:] += beta.abs()
+            radius[:, :-1] += beta.abs()
+            lo = torch.maximum(lo, alpha.max(1).values)                       # Ritz values only grow
+            lo, theta = _tridiagonal_top(alpha, beta, lo, (alpha + radius).max(1).values, rtol=4 * eps)
+            residual = b[:, 0] * _last_component_sq(alpha, beta, theta).sqrt() / theta.abs().clamp(min=tiny)
+            stalled = theta <= previous * (1 + STALL_RTOL)
+            if bool(((residual <= tol) | stalled).all()) or j == max_steps:
+                return theta
+            previous, check = theta, j + max(8, j // 4)
         q_prev, q = q, w / b.clamp(min=tiny)
-    return top
+    raise ValueError(f"max_steps must be >= 1, got {max_steps}")
 
 
 @dataclass
@@ -339,7 +387,7 @@ def residual_operator(loss: FullBatchLoss, theta: torch.Tensor) -> LinearOperato
 
 
 def top_eigenvalues(loss: FullBatchLoss, theta: torch.Tensor, *, tol: float = 1e-4, max_iters: int = 200,
-                    guard: int = 0, warm_start: dict[str, torch.Tensor] | None = None, seed: int = 0,
+                    guard: int = 1, warm_start: dict[str, torch.Tensor] | None = None, seed: int = 0,
                     operators: tuple[str, ...] = OPERATORS) -> dict[str, EigResult]:
     """λ¹ (algebraically largest, D14) of H, G and R = H − G (Eq. 2) by LOBPCG with k = 1
     (R through :func:`residual_operator`).
@@ -361,7 +409,7 @@ def top_eigenvalues(loss: FullBatchLoss, theta: torch.Tensor, *, tol: float = 1e
 
 
 def analyze_snapshot(loss: FullBatchLoss, theta: torch.Tensor, *, step: int = 0, t: float = 0.0,
-                     tol: float = 1e-4, max_iters: int = 200, guard: int = 0,
+                     tol: float = 1e-4, max_iters: int = 200, guard: int = 1,
                      warm_start: dict[str, torch.Tensor] | None = None, c5_t0: float | None = None,
                      chunk_size: int | None = DEFAULT_CHUNK_SIZE, seed: int = 0) -> SnapshotAnalysis:
     """The full decomposition of §3–§6 at θ over the dataset of ``loss``.
@@ -370,7 +418,7 @@ def analyze_snapshot(loss: FullBatchLoss, theta: torch.Tensor, *, step: int = 0,
         tol, max_iters, guard, warm_start: of the three λ¹ solves (:func:`top_eigenvalues`).
         c5_t0: C5 of layer 1 at t0 for the stability bound (D15: the run's first analysed
             snapshot); None uses this snapshot's own C5 (a lone snapshot).
-        chunk_size: samples per chunk of the per-sample part (memory ∝ chunk_size × width²/8).
+        chunk_size: samples per chunk of the per-sample part (memory ∝ chunk_size × L × n_L × width).
         seed: for the random starts of the eigensolvers.
     """
     eig = top_eigenvalues(loss, theta, tol=tol, max_iters=max_iters, guard=guard, warm_start=warm_start,
