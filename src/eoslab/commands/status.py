@@ -17,6 +17,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from rich import box
     from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
@@ -28,16 +29,23 @@ def run(args: argparse.Namespace) -> int:
     except (OSError, ValueError) as e:
         print(f"eoslab status: error: {e}", file=sys.stderr)
         return 2
-    table = Table(title=f"sweep {args.sweep_dir}")
-    for name in ("run_id", "dataset", "n", "criterion", "seeds", "state", "step", "loss", "note"):
-        table.add_column(name, justify="right" if name in ("n", "step", "loss") else "left",
-                         overflow="fold", no_wrap=name != "note")
+    cells = []
     counts = dict.fromkeys(STYLES, 0)
     for row, s in rows:
         counts[s.state] += 1
-        table.add_row(row["run_id"], row["dataset"], str(row["n"]), row["criterion"],
-                      f"{row['init_seed']}/{row['subset_seed']}", f"[{STYLES[s.state]}]{s.state}[/]",
-                      "" if s.step is None else str(s.step), "" if s.loss is None else f"{s.loss:.4g}", s.detail)
+        cells.append([row["run_id"], row["dataset"], str(row["n"]), row["criterion"],
+                      f"{row['init_seed']}/{row['subset_seed']}", s.state, "" if s.step is None else str(s.step),
+                      "" if s.loss is None else f"{s.loss:.4g}", s.detail])
+    table = Table(title=f"sweep {args.sweep_dir}", box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False,
+                  collapse_padding=True)
+    for j, name in enumerate(("run_id", "dataset", "n", "crit", "seeds", "state", "step", "loss", "note")):
+        # a narrow terminal shortens the dataset name and folds the note; the other cells stay whole
+        width = max([len(name)] + [len(c[j]) for c in cells])
+        table.add_column(name, justify="right" if name in ("n", "step", "loss") else "left", no_wrap=name != "note",
+                         overflow="fold" if name == "note" else "ellipsis",
+                         min_width=None if name in ("dataset", "note") else width)
+    for c in cells:
+        table.add_row(*c[:5], f"[{STYLES[c[5]]}]{c[5]}[/]", *c[6:])
     console = Console()
     console.print(table)
     console.print("  ".join(f"[{STYLES[k]}]{k}[/] {v}" for k, v in counts.items()) + f"  total {len(rows)}")
