@@ -4,7 +4,8 @@ The snapshot is the paper's MLP (6 × 512, ELU, float64, 3072 inputs, 10 classes
 on N = 390 random inputs and labels, cross-entropy. Timed parts:
 
 * one gradient, ``FullBatchLoss.value_and_grad`` (the unit);
-* the three λ¹ solves of H, G, R (``top_eigenvalues``, cold start, default tolerance);
+* the three λ¹ solves of H, G, R (``top_eigenvalues``, cold start, default tolerance), and again
+  warm-started at a θ ``--warm-steps`` GD steps later, as consecutive snapshots of a run are;
 * the per-sample part (``layerwise_statistics``: back-propagated P̃_i, batched Lanczos for ‖K_i‖²);
 * the naive per-sample path on the same snapshot: a parameter Jacobian per sample by
   ``torch.func.jacrev``, J̃ = S J, column slices per layer, dense K_i and ``svdvals``. At full size
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import time
 
 import torch
@@ -57,6 +59,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small problem, well under a minute on 2 cores")
     parser.add_argument("--naive-samples", type=int, default=6, help="samples the naive path is timed on (full size)")
+    parser.add_argument("--warm-steps", type=int, default=20,
+                        help="GD steps to the second, warm-started snapshot")
     parser.add_argument("--chunk-size", type=int, default=None, help="per-sample chunk (default: the library's)")
     args = parser.parse_args()
 
@@ -77,19 +81,27 @@ def main() -> None:
     loss.value_and_grad(theta)                                    # warm-up (first calls trace vmap)
     for which in OPERATORS:
         loss.operator(theta, which)(torch.randn(1, model.num_params, generator=g, dtype=dtype))
-    grad_s = min(timed(loss.value_and_grad, theta)[1] for _ in range(3))
-    print(f"gradient: {grad_s:.3f} s (best of 3)", flush=True)
+    grad_times = [timed(loss.value_and_grad, theta)[1] for _ in range(3)]
+    print(f"gradient: {statistics.median(grad_times):.3f} s (median of 3; 3 more at the end)", flush=True)
 
     eig, eig_s = {}, {}
     for which in OPERATORS:
         res, dt = timed(top_eigenvalues, loss, theta, operators=(which,))
         eig[which], eig_s[which] = res[which], dt
-        print(f"λ¹({which}) = {float(res[which].eigenvalues[0]):.6g}: {dt:.2f} s = {dt / grad_s:.1f} gradients, "
+        print(f"λ¹({which}) = {float(res[which].eigenvalues[0]):.6g}: {dt:.2f} s, "
               f"{res[which].iterations} iterations, {res[which].products} products, "
               f"converged={res[which].converged}", flush=True)
 
+    # the next snapshot of a run: a few GD steps on, warm-started from these eigenvectors
+    theta_next = theta
+    for _ in range(args.warm_steps):
+        theta_next = theta_next - loss.value_and_grad(theta_next).grad / float(eig["H"].eigenvalues[0])
+    warm, eig_warm_s = timed(top_eigenvalues, loss, theta_next, warm_start={k: r.eigenvectors for k, r in eig.items()})
+    print(f"warm-started λ¹ solves {args.warm_steps} GD steps (η = 1/λ¹(H)) later: {eig_warm_s:.2f} s, "
+          f"products {', '.join(f'{k} {r.products}' for k, r in warm.items())}", flush=True)
+
     stats, persample_s = timed(layerwise_statistics, model, criterion, theta, X, y, **chunk)
-    print(f"per-sample part: {persample_s:.2f} s = {persample_s / grad_s:.1f} gradients", flush=True)
+    print(f"per-sample part: {persample_s:.2f} s", flush=True)
 
     n_naive = N if args.quick else min(args.naive_samples, N)
     ref, naive_s = timed(naive_per_sample, model, criterion, theta, X[:n_naive], y[:n_naive])
@@ -101,20 +113,26 @@ def main() -> None:
     print(f"naive per-sample path: {naive_s:.2f} s on {n_naive} samples -> {naive_persample_s:.1f} s for N = {N}"
           f"{' (extrapolated)' if n_naive < N else ''}; max relative difference {max_rel:.2e}", flush=True)
 
+    grad_times += [timed(loss.value_and_grad, theta)[1] for _ in range(3)]
+    grad_s = statistics.median(grad_times)            # before and after, against drifting load
+    print(f"gradient: {grad_s:.3f} s (median of 6, range {min(grad_times):.3f}-{max(grad_times):.3f})")
     snapshot_s = sum(eig_s.values()) + persample_s
     print(json.dumps({
         "device": str(theta.device), "dtype": str(dtype).replace("torch.", ""), "threads": torch.get_num_threads(),
         "quick": args.quick, "N": N, "input_dim": n_in, "output_dim": n_out, "depth": depth, "width": width,
         "num_params": model.num_params, "criterion": criterion.name,
-        "grad_s": grad_s,
+        "grad_s": grad_s, "grad_min_s": min(grad_times), "grad_max_s": max(grad_times),
         **{f"eig_{k}_s": v for k, v in eig_s.items()},
         **{f"eig_{k}_products": eig[k].products for k in OPERATORS},
         **{f"eig_{k}_iterations": eig[k].iterations for k in OPERATORS},
         "eig_converged": all(r.converged for r in eig.values()),
+        "eig_warm_s": eig_warm_s, "warm_gd_steps": args.warm_steps,
+        **{f"eig_warm_{k}_products": warm[k].products for k in OPERATORS},
         "persample_s": persample_s,
         "snapshot_s": snapshot_s,
         "snapshot_over_grad": snapshot_s / grad_s,
         "eig_over_grad": sum(eig_s.values()) / grad_s,
+        "snapshot_warm_over_grad": (eig_warm_s + persample_s) / grad_s,
         "persample_over_grad": persample_s / grad_s,
         "naive_persample_s": naive_persample_s,
         "naive_samples_timed": n_naive,
