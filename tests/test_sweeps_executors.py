@@ -54,15 +54,17 @@ def test_sigkill_mid_sweep_then_rerun_resumes(tmp_path):
     out = tmp_path / "out"
     cmd = [sys.executable, "-m", "eoslab.cli", "sweep", str(cfg), "--out", str(out), "--workers", "1", "--no-progress"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    runs = None
+    runs = done = killed = None
     try:
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline:            # wait for one finished run and one half-way
             if (out / "grid.parquet").exists():
                 runs = [out / "runs" / r for r in pq.read_table(out / "grid.parquet")["run_id"].to_pylist()]
-                states = [point_status(r).state for r in runs]
-                steps = [(point_status(r).step or 0) for r in runs]
-                if states[0] == "done" and states[1] == "running" and steps[1] >= 5:
+                status = {r: point_status(r) for r in runs}
+                done = [r for r in runs if status[r].state == "done"]
+                busy = [r for r in runs if status[r].state == "running" and (status[r].step or 0) >= 5]
+                if done and busy:
+                    killed = busy[0]
                     break
             assert proc.poll() is None, "the sweep finished before it could be killed"
             time.sleep(0.05)
@@ -74,19 +76,22 @@ def test_sigkill_mid_sweep_then_rerun_resumes(tmp_path):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+    assert len(done) == 1
     deadline = time.monotonic() + 30                   # the worker dies with the sweep (PR_SET_PDEATHSIG)
-    while point_status(runs[1]).state == "running" and time.monotonic() < deadline:
+    while point_status(killed).state == "running" and time.monotonic() < deadline:
         time.sleep(0.1)
-    killed = point_status(runs[1])
-    assert killed.state == "pending"            # interrupted in training or in its analysis
-    assert point_status(runs[2]).state == "pending"
-    finished = _snapshot(runs[0])
+    assert point_status(killed).state == "pending"    # interrupted in training or in its analysis
+    assert [point_status(r).state for r in runs].count("pending") == 2
+    finished = _snapshot(done[0])
+    saved = {p: p.stat().st_mtime_ns for p in (killed / "snapshots").glob("step_*.safetensors")}
+    assert saved
 
     r = sweep_cli("sweep", str(cfg), "--out", str(out), "--workers", "1", "--no-progress")
     assert r.returncode == 0, r.stderr
     assert "(1 already finished before this run)" in r.stdout
     assert [s.state for _, s in sweep_status(out)] == ["done"] * 3
-    assert _snapshot(runs[0]) == finished                       # not recomputed, not rewritten
+    assert _snapshot(done[0]) == finished                       # not recomputed, not rewritten
+    assert all(p.stat().st_mtime_ns == m for p, m in saved.items())   # resumed, not restarted
     for run_dir in runs:
         traj = pq.read_table(run_dir / "trajectory.parquet")
         assert traj["step"].to_pylist() == list(range(41))

@@ -589,7 +589,9 @@ def run_sweep(sweep: Sweep, out_dir: str | Path, *, executor: str = "local", wor
     write_parquet(grid_table(sweep.points), out_dir / GRID_FILE)
 
     statuses = {p.run_id: point_status(runs / p.run_id, analysis=analysis) for p in sweep.points}
-    todo = [p for p in sweep.points if not _final_without_work(statuses[p.run_id])]
+    # largest subsets first: the longest runs start early, so no worker idles at the end
+    todo = sorted((p for p in sweep.points if not _final_without_work(statuses[p.run_id])),
+                  key=lambda p: -(p.config.data.n or 0))
     skipped = len(sweep.points) - len(todo)
     with _SweepProgress(progress, len(sweep.points), skipped, statuses.values()) as bar:
         def finished(point: GridPoint, status: PointStatus) -> None:
