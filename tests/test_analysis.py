@@ -14,7 +14,7 @@ import torch.nn.functional as F
 
 from eoslab.analysis import (LayerwiseStats, SnapshotAnalysis, analyze_snapshot,
                              layerjac_sqnorms, layerwise_statistics, per_sample_statistics,
-                             preactivation_jacobians, residual_operator)
+                             preactivation_jacobians)
 from eoslab.criteria import MSE, CrossEntropy
 from eoslab.curvature import FullBatchLoss
 from eoslab.eigen import EigResult
@@ -266,16 +266,6 @@ def test_layerjac_sqnorms_by_batched_lanczos(shape):
     ref = torch.stack([torch.linalg.svdvals(W * dx)[0] ** 2 for dx in d])
     got = layerjac_sqnorms(W, d, generator=g)
     assert torch.allclose(got, ref, rtol=1e-12, atol=0)
-
-
-@pytest.mark.parametrize("criterion", CRITERIA, ids=lambda c: c.name)
-def test_residual_operator_is_H_minus_G(criterion):
-    model, theta, X, y, loss = make_problem(criterion, trained=True)
-    loss.chunk_size = 6
-    V = torch.randn(3, model.num_params, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
-    ref = loss.operator(theta, "H")(V) - loss.operator(theta, "G")(V)
-    got = residual_operator(loss, theta)(V)
-    assert torch.allclose(got, ref, rtol=1e-10, atol=1e-12 * float(ref.abs().max()))
 
 
 def test_per_sample_parts_are_consistent():

@@ -136,3 +136,15 @@ def test_model_layout_and_init():
     assert torch.allclose(fw.output, model(theta, x))
     assert torch.allclose(fw.a[1], torch.nn.functional.elu(fw.z[0]))
     assert sum(s.stop - s.start for s in model.layer_slices()) == model.num_params
+
+
+@pytest.mark.parametrize("method", ["fwd_rev", "rev_rev", "loop"])
+def test_residual_of_a_linear_model_is_zero(method):
+    """One layer: f is linear in θ, so R = 0 exactly and H = G."""
+    model = MLP(4, 3, depth=1, width=1)
+    theta = model.init_params(0)
+    X, y = torch.randn(6, 4, dtype=torch.float64), torch.tensor([0, 1, 2, 0, 1, 2])
+    L = FullBatchLoss(model, CrossEntropy(), X, y, hvp_method=method, chunk_size=4)
+    V = torch.randn(2, model.num_params, dtype=torch.float64)
+    assert torch.equal(L.residual_vp(theta, V), torch.zeros_like(V))
+    assert rel(L.hvp(theta, V), L.ggnvp(theta, V)) < 1e-12

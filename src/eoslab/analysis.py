@@ -4,7 +4,7 @@ For one parameter vector θ and one dataset (a :class:`FullBatchLoss`) :func:`an
 computes
 
 * λ¹ of H, G and R = H − G (Eq. 2), the algebraically largest (D14), by LOBPCG (R through one
-  double backward, :func:`residual_operator`); a negative λ¹ is recorded as NaN (D12), the raw
+  double backward, :meth:`FullBatchLoss.residual_vp`); a negative λ¹ is recorded as NaN (D12), the raw
   value is kept;
 * E‖J̃‖² (Eq. 4) and the overlap ratio ρ = λ¹(G) / E‖J̃‖² (Eq. 3);
 * for every layer: E‖J̃_i‖², E‖P̃_i‖², E[s_i], E[r_i], E‖K_i‖², the alignment ratios κ (Eq. 6), the
@@ -33,7 +33,7 @@ import pyarrow.compute as pc
 import torch
 
 from .criteria import Criterion
-from .curvature import FullBatchLoss, LinearOperator
+from .curvature import FullBatchLoss
 from .eigen import LOBPCG, EigResult
 from .models import MLP, elu_derivative
 
@@ -364,33 +364,11 @@ class SnapshotAnalysis:
         return rows
 
 
-def residual_operator(loss: FullBatchLoss, theta: torch.Tensor) -> LinearOperator:
-    """R = E[Σ_q (∂ℓ/∂f_q) ∇²_θ f_q] (Eq. 2) as the Hessian of θ ↦ E[sg(∇_f ℓ) · f(x, θ)], sg a
-    stop-gradient (PAPER.md §6, the [R] alternative): one double backward per vector, where
-    H V − G V costs an H·V and a G·V. Equal to ``loss.operator(theta, "R")`` up to round-off."""
-    theta = theta.detach()
-
-    def matmat(V: torch.Tensor) -> torch.Tensor:
-        out = torch.zeros_like(V)
-        th = theta.detach().requires_grad_(True)
-        for Xc, yc, w in loss.chunks():
-            f = loss.model(th, Xc)
-            (dl_df,) = torch.autograd.grad(loss.criterion.losses(f, yc).mean() * w, f, retain_graph=True)
-            (g,) = torch.autograd.grad((dl_df.detach() * f).sum(), th, create_graph=True)
-            if g.grad_fn is None:                      # f is linear in θ (one layer): R = 0
-                continue
-            out += torch.stack([torch.autograd.grad(g, th, grad_outputs=v, retain_graph=j < V.shape[0] - 1)[0]
-                                for j, v in enumerate(V)])
-        return out
-
-    return LinearOperator(matmat=matmat, dim=loss.num_params, dtype=theta.dtype, device=theta.device, name="R")
-
-
 def top_eigenvalues(loss: FullBatchLoss, theta: torch.Tensor, *, tol: float = 1e-4, max_iters: int = 200,
                     guard: int = 1, warm_start: dict[str, torch.Tensor] | None = None, seed: int = 0,
                     operators: tuple[str, ...] = OPERATORS) -> dict[str, EigResult]:
     """λ¹ (algebraically largest, D14) of H, G and R = H − G (Eq. 2) by LOBPCG with k = 1
-    (R through :func:`residual_operator`).
+    (R·V by one double backward, :meth:`FullBatchLoss.residual_vp`).
 
     Args:
         tol: LOBPCG stops when ‖A v − λ v‖ ≤ tol·|λ| (D4's 1e-4 by default).
@@ -403,9 +381,7 @@ def top_eigenvalues(loss: FullBatchLoss, theta: torch.Tensor, *, tol: float = 1e
     warm_start = warm_start or {}
     solver = LOBPCG(1, guard=guard, tol=tol, max_iters=max_iters,
                     generator=torch.Generator(device="cpu").manual_seed(seed))
-    ops = {"H": lambda: loss.operator(theta, "H"), "G": lambda: loss.operator(theta, "G"),
-           "R": lambda: residual_operator(loss, theta)}
-    return {which: solver.solve(ops[which](), warm_start.get(which)) for which in operators}
+    return {which: solver.solve(loss.operator(theta, which), warm_start.get(which)) for which in operators}
 
 
 def analyze_snapshot(loss: FullBatchLoss, theta: torch.Tensor, *, step: int = 0, t: float = 0.0,

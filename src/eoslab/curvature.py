@@ -142,18 +142,21 @@ class FullBatchLoss:
         """H V for a block V of shape (k, P): Hv = E[∇_θ(∇_θ ℓ · v)] (PAPER.md §6)."""
         out = torch.zeros_like(V)
         for Xc, yc, w in self.chunks():
-            out += self._hvp_chunk(theta, V, Xc, yc, w)
+            out += self._hessian_block(theta, V, lambda th: self._chunk_loss(th, Xc, yc, w), Xc.shape[0])
         return out
 
-    def _hvp_chunk(self, theta, V, Xc, yc, w):
+    def _hessian_block(self, theta, V, scalar, n_chunk: int) -> torch.Tensor:
+        """(∇²_θ scalar) V for one chunk's scalar function θ ↦ R, by ``self.hvp_method``."""
         method = self.hvp_method
         if method == "auto":
-            method = "fwd_rev" if Xc.shape[0] <= 1024 else "loop"
+            method = "fwd_rev" if n_chunk <= 1024 else "loop"
         if method == "fwd_rev":
-            grad_fn = torch.func.grad(lambda th: self._chunk_loss(th, Xc, yc, w))
+            grad_fn = torch.func.grad(scalar)
             return vmap(lambda v: jvp(grad_fn, (theta,), (v,))[1])(V)
         th = theta.detach().requires_grad_(True)
-        (g,) = torch.autograd.grad(self._chunk_loss(th, Xc, yc, w), th, create_graph=True)
+        (g,) = torch.autograd.grad(scalar(th), th, create_graph=True)
+        if g.grad_fn is None:               # the scalar is linear in θ: its Hessian is zero
+            return torch.zeros_like(V)
         if method == "rev_rev":
             return torch.autograd.grad(g, th, grad_outputs=V, is_grads_batched=True)[0]
         rows = [torch.autograd.grad(g, th, grad_outputs=v, retain_graph=j < V.shape[0] - 1)[0]
@@ -176,8 +179,17 @@ class FullBatchLoss:
         return vmap(lambda u: vjp_fn(u)[0])(HJV)                          # (k, P)
 
     def residual_vp(self, theta: torch.Tensor, V: torch.Tensor) -> torch.Tensor:
-        """R V = H V − G V (Eq. 2)."""
-        return self.hvp(theta, V) - self.ggnvp(theta, V)
+        """R V for a block V (k, P), R = E[Σ_q (∂ℓ/∂f_q) ∇²_θ f_q] = H − G (Eq. 2).
+
+        R is the Hessian of θ ↦ E[sg(∇_f ℓ) · f(x, θ)] with sg a stop-gradient (PAPER.md §6, the
+        [R] alternative): one Hessian block of a cheaper scalar, instead of an H·V and a G·V.
+        """
+        out = torch.zeros_like(V)
+        for Xc, yc, w in self.chunks():
+            f0 = self.model(theta.detach(), Xc).requires_grad_(True)
+            (e,) = torch.autograd.grad(self.criterion.losses(f0, yc).mean() * w, f0)   # ∂L̃_c/∂f, fixed
+            out += self._hessian_block(theta, V, lambda th: (e * self.model(th, Xc)).sum(), Xc.shape[0])
+        return out
 
     def operator(self, theta: torch.Tensor, which: str = "H") -> LinearOperator:
         """H, G or R at θ as a :class:`LinearOperator` (θ is captured, detached)."""

@@ -125,6 +125,7 @@ class LOBPCG:
         self.tol, self.max_iters, self.generator = tol, max_iters, generator
         self._S: torch.Tensor | None = None      # basis [X; W; P], vectors as rows
         self._AS: torch.Tensor | None = None     # A times the basis
+        self._guards: torch.Tensor | None = None  # the last call's guard vectors, for warm starts
 
     def _buffers(self, m: int, op: LinearOperator) -> tuple[torch.Tensor, torch.Tensor]:
         shape = (3 * m, op.dim)
@@ -139,11 +140,7 @@ class LOBPCG:
         k = min(self.k, m)
         start = op.products
         S, AS = self._buffers(m, op)        # rows: X = [0, m), P = [m, m + n_p), W after P
-        X0 = _random_block(m, op.dim, op, self.generator)
-        if V0 is not None:
-            j = min(V0.shape[1], m)
-            X0[:j] = V0[:, :j].T.to(op.dtype)
-        S[:m] = _orthonormal_rows(X0)
+        S[:m] = self._start_block(m, op, V0)
         AS[:m] = op(S[:m])
         theta, n_p = self._rayleigh_ritz(S, AS, m, n_basis=m), 0
         converged, it = False, 0
@@ -166,9 +163,26 @@ class LOBPCG:
             theta = self._rayleigh_ritz(S, AS, m, n_basis=m + n_p + n_w)
             n_p = m
         residual = torch.linalg.vector_norm(AS[:m] - theta.unsqueeze(1) * S[:m], dim=1)
+        self._guards = S[k:m].clone()
         return EigResult(theta[:k].clone(), S[:k].clone().T, it, op.products - start, residual[:k], converged)
 
     # -- helpers ---------------------------------------------------------------------------
+    def _start_block(self, m: int, op: LinearOperator, V0: torch.Tensor | None) -> torch.Tensor:
+        """m orthonormal start rows: the warm start V0's columns, then (when warm-started) the
+        previous call's guard vectors, then random rows; orthonormalised by SVQB (a Gram matrix
+        and one product, much cheaper than a Householder QR of a P × m block)."""
+        rows = [] if V0 is None else [V0[:, :m].T.to(op.dtype)]
+        if V0 is not None and self._guards is not None and self._guards.shape[1] == op.dim:
+            rows.append(self._guards[:m - V0.shape[1]])
+        X = torch.cat(rows) if rows else torch.empty(0, op.dim, dtype=op.dtype, device=op.device)
+        while True:
+            if X.shape[0] < m:
+                X = torch.cat([X, _random_block(m - X.shape[0], op.dim, op, self.generator)])
+            Q = self._orthonormalise(X)
+            if Q is not None and Q.shape[0] >= m:
+                return Q[:m]
+            X = X[:0] if Q is None else Q
+
     @staticmethod
     def _error_bound(theta: torch.Tensor, rnorm: torch.Tensor) -> torch.Tensor:
         """Estimated |λ_j − θ_j| for each Ritz pair: min(‖r_j‖, ‖r_j‖² / δ_j).
@@ -212,8 +226,11 @@ class LOBPCG:
         Xn, AXn = D.T @ B, D.T @ AB
         if n_basis > m:
             Pn, APn = D[m:].T @ B[m:], D[m:].T @ AB[m:]
-            nrm = torch.linalg.vector_norm(Pn, dim=1, keepdim=True).clamp(min=torch.finfo(S.dtype).tiny)
-            S[m:2 * m], AS[m:2 * m] = Pn / nrm, APn / nrm
+            # normalised; a direction that vanished (the iteration stalled there) becomes a zero
+            # row, which the next Gram matrix drops
+            nrm = torch.linalg.vector_norm(Pn, dim=1, keepdim=True)
+            scale = torch.where(nrm > 1e-10, 1.0 / nrm, torch.zeros_like(nrm))
+            S[m:2 * m], AS[m:2 * m] = Pn * scale, APn * scale
         S[:m], AS[:m] = Xn, AXn
         return theta
 
