@@ -518,10 +518,23 @@ def _point_from_toml(config_toml: str, run_dir: str, analysis: bool, threads: in
     return run_point(from_dict(tomllib.loads(config_toml)), run_dir, analysis=analysis)
 
 
+def _die_with_parent(parent: int) -> None:
+    """Get SIGKILL when the sweep process ``parent`` dies (Linux), so a killed sweep leaves no
+    worker behind; exit at once if it is already gone."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+        import signal
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    if os.getppid() != parent:
+        sys.exit(3)
+
+
 def _worker_main() -> int:
-    """Entry point of a local worker process: ``argv = RUN_DIR ANALYSIS(0|1) THREADS``, the point's
-    config as TOML on stdin. Exit code 0 when the point is done, 1 when it failed."""
-    run_dir, analysis, threads = sys.argv[1], sys.argv[2] == "1", int(sys.argv[3])
+    """Entry point of a local worker process: ``argv = RUN_DIR ANALYSIS(0|1) THREADS PARENT_PID``,
+    the point's config as TOML on stdin. Exit code 0 when the point is done, 1 when it failed."""
+    run_dir, analysis, threads, parent = sys.argv[1], sys.argv[2] == "1", int(sys.argv[3]), int(sys.argv[4])
+    _die_with_parent(parent)
     return 0 if _point_from_toml(sys.stdin.read(), run_dir, analysis, threads).state == "done" else 1
 
 
@@ -617,16 +630,6 @@ def _after_worker(run_dir: Path, analysis: bool, what: str) -> PointStatus:
     return point_status(run_dir, analysis=analysis)
 
 
-def _die_with_parent() -> None:
-    """In a local worker (before exec): get SIGKILL when the sweep process dies (Linux), so a
-    killed sweep leaves no worker behind."""
-    if sys.platform.startswith("linux"):
-        import ctypes
-        import signal
-
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-
-
 def _run_local(todo: list[GridPoint], runs: Path, analysis: bool, workers: int, threads: int,
                finished: Callable[[GridPoint, PointStatus], None]) -> None:
     """Run the points on ``workers`` worker processes (one fresh Python process per point, its
@@ -642,9 +645,8 @@ def _run_local(todo: list[GridPoint], runs: Path, analysis: bool, workers: int, 
                 run_dir = runs / point.run_id
                 run_dir.mkdir(parents=True, exist_ok=True)
                 with open(run_dir / LOG_FILE, "ab") as log:
-                    proc = subprocess.Popen([sys.executable, "-c", code, str(run_dir), str(int(analysis)), str(threads)],
-                                            stdin=subprocess.PIPE, stdout=log, stderr=log, env=env,
-                                            preexec_fn=_die_with_parent)
+                    proc = subprocess.Popen([sys.executable, "-c", code, str(run_dir), str(int(analysis)), str(threads),
+                                             str(os.getpid())], stdin=subprocess.PIPE, stdout=log, stderr=log, env=env)
                 proc.stdin.write(to_toml(point.config).encode())
                 proc.stdin.close()
                 running[proc] = point
