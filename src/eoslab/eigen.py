@@ -142,7 +142,7 @@ class LOBPCG:
         S, AS = self._buffers(m, op)        # rows: X = [0, m), P = [m, m + n_p), W after P
         S[:m] = self._start_block(m, op, V0)
         AS[:m] = op(S[:m])
-        theta, n_p = self._rayleigh_ritz(S, AS, m, n_basis=m), 0
+        theta, n_p = self._rayleigh_ritz(S, AS, m, n_basis=m, orthonormal=True), 0
         converged, it = False, 0
         for it in range(1, self.max_iters + 1):
             X, AX = S[:m], AS[:m]
@@ -151,12 +151,13 @@ class LOBPCG:
             if bool(ok[:k].all()):
                 converged = True
                 break
-            W = Rres[~ok]                   # residuals of the unconverged pairs (guards included)
-            for _ in range(2):              # orthogonal to X, twice for accuracy
-                W = W - (W @ X.T) @ X
-            W = self._orthonormalise(W)
-            if W is None:                   # residuals lie in span(X): nothing left to add
+            # residuals of the unconverged pairs (guards included); Ritz residuals are already
+            # orthogonal to span X, and the Gram matrix of the next Rayleigh–Ritz absorbs the rest
+            W = Rres[~ok]
+            nrm = torch.linalg.vector_norm(W, dim=1, keepdim=True)
+            if not bool((nrm > 0).any()):   # residuals vanished: nothing left to add
                 break
+            W = W * torch.where(nrm > 0, 1.0 / nrm, torch.zeros_like(nrm))
             n_w = W.shape[0]
             S[m + n_p:m + n_p + n_w] = W
             AS[m + n_p:m + n_p + n_w] = op(W)
@@ -175,6 +176,10 @@ class LOBPCG:
         if V0 is not None and self._guards is not None and self._guards.shape[1] == op.dim:
             rows.append(self._guards[:m - V0.shape[1]])
         X = torch.cat(rows) if rows else torch.empty(0, op.dim, dtype=op.dtype, device=op.device)
+        if X.shape[0] == m:
+            gram = X @ X.T
+            if float((gram - torch.eye(m, dtype=X.dtype, device=X.device)).abs().max()) < 1e-10:
+                return X                    # the usual warm start: already orthonormal
         while True:
             if X.shape[0] < m:
                 X = torch.cat([X, _random_block(m - X.shape[0], op.dim, op, self.generator)])
@@ -209,29 +214,36 @@ class LOBPCG:
             W = (U[:, keep].T @ W) / mu[keep].sqrt().unsqueeze(1)
         return W
 
-    def _rayleigh_ritz(self, S: torch.Tensor, AS: torch.Tensor, m: int, *, n_basis: int) -> torch.Tensor:
+    def _rayleigh_ritz(self, S: torch.Tensor, AS: torch.Tensor, m: int, *, n_basis: int,
+                       orthonormal: bool = False) -> torch.Tensor:
         """Rayleigh–Ritz on span of the rows S[:n_basis] (orthonormalised here through the Gram
-        matrix). The top m Ritz vectors go to S[:m] (A times them to AS[:m]); when the basis has
-        more than X, the new search directions P = (W, P parts of the Ritz vectors), normalised,
-        go to S[m:2m]. Returns the m Ritz values, descending."""
+        matrix, unless ``orthonormal``). The top m Ritz vectors go to S[:m] (A times them to
+        AS[:m]); when the basis has more than X, the new search directions go to S[m:2m].
+        Returns the m Ritz values, descending."""
         B, AB = S[:n_basis], AS[:n_basis]
-        gram = B @ B.T
-        mu, U = torch.linalg.eigh((gram + gram.T) / 2)
-        keep = mu > 1e-12 * mu.max()
-        T = U[:, keep] / mu[keep].sqrt()                     # B-coordinates of an orthonormal basis
+        if orthonormal:                                      # the caller knows B Bᵀ = I
+            T = torch.eye(n_basis, dtype=S.dtype, device=S.device)
+        else:
+            gram = B @ B.T
+            mu, U = torch.linalg.eigh((gram + gram.T) / 2)
+            keep = mu > 1e-12 * mu.max()
+            T = U[:, keep] / mu[keep].sqrt()                 # B-coordinates of an orthonormal basis
         small = T.T @ (B @ AB.T) @ T
         theta, C = torch.linalg.eigh((small + small.T) / 2)
         theta, C = theta.flip(0)[:m], C.flip(1)[:, :m]
         D = T @ C                                            # Ritz vectors = Dᵀ B
-        Xn, AXn = D.T @ B, D.T @ AB
         if n_basis > m:
-            Pn, APn = D[m:].T @ B[m:], D[m:].T @ AB[m:]
-            # normalised; a direction that vanished (the iteration stalled there) becomes a zero
-            # row, which the next Gram matrix drops
-            nrm = torch.linalg.vector_norm(Pn, dim=1, keepdim=True)
-            scale = torch.where(nrm > 1e-10, 1.0 / nrm, torch.zeros_like(nrm))
-            S[m:2 * m], AS[m:2 * m] = Pn * scale, APn * scale
-        S[:m], AS[:m] = Xn, AXn
+            # new search directions P = the (P, W) parts of the Ritz vectors, normalised through
+            # the Gram matrix; a direction that vanished (the iteration stalled there) becomes a
+            # zero row, which the next Gram matrix drops
+            Dp = D.clone()
+            Dp[:m] = 0
+            nrm = torch.einsum("ij,ik,kj->j", Dp, gram, Dp).clamp(min=0).sqrt()
+            D = torch.cat([D, Dp * torch.where(nrm > 1e-7, 1.0 / nrm, torch.zeros_like(nrm))], dim=1)
+        # one pass over the basis for [X; P] and one over A times it
+        rows = D.shape[1]
+        new, new_A = D.T @ B, D.T @ AB
+        S[:rows], AS[:rows] = new, new_A
         return theta
 
 
