@@ -341,8 +341,9 @@ class SnapshotAnalysis:
         return prefactor * float(c[:4].prod()) * self.c5_t0
 
     def eigenvectors(self) -> dict[str, torch.Tensor]:
-        """{H, G, R: (P, 1)} to warm-start the next snapshot's solves."""
-        return {k: r.eigenvectors for k, r in self.eig.items()}
+        """{H, G, R: (P, 1 + guard)} to warm-start the next snapshot's solves (eigenvector and
+        guard vectors, :meth:`EigResult.warm_start`)."""
+        return {k: r.warm_start() for k, r in self.eig.items()}
 
     def rows(self) -> list[dict]:
         """Long-format rows ``step, t, metric, layer, value`` (ARCHITECTURE.md metric names;

@@ -38,6 +38,8 @@ class EigResult:
         residual_norms: (k,), ‖A v − λ v‖ for each returned pair (block power: of the last
             iterate, which the returned vectors improve on).
         converged: whether the stopping criterion was met for all k pairs.
+        guard_vectors: (P, g), LOBPCG's guard vectors (empty for block power); pass
+            ``cat([eigenvectors, guard_vectors], 1)`` as the next warm start to reuse them.
     """
 
     eigenvalues: torch.Tensor
@@ -46,6 +48,13 @@ class EigResult:
     products: int
     residual_norms: torch.Tensor
     converged: bool
+    guard_vectors: torch.Tensor | None = None
+
+    def warm_start(self) -> torch.Tensor:
+        """Start vectors for the next solve: the eigenvectors, then the guard vectors."""
+        if self.guard_vectors is None or self.guard_vectors.shape[1] == 0:
+            return self.eigenvectors
+        return torch.cat([self.eigenvectors, self.guard_vectors], dim=1)
 
 
 def _random_block(k: int, dim: int, like: LinearOperator, generator: torch.Generator | None) -> torch.Tensor:
@@ -125,7 +134,6 @@ class LOBPCG:
         self.tol, self.max_iters, self.generator = tol, max_iters, generator
         self._S: torch.Tensor | None = None      # basis [X; W; P], vectors as rows
         self._AS: torch.Tensor | None = None     # A times the basis
-        self._guards: torch.Tensor | None = None  # the last call's guard vectors, for warm starts
 
     def _buffers(self, m: int, op: LinearOperator) -> tuple[torch.Tensor, torch.Tensor]:
         shape = (3 * m, op.dim)
@@ -135,7 +143,8 @@ class LOBPCG:
         return self._S, self._AS
 
     def solve(self, op: LinearOperator, V0: torch.Tensor | None = None) -> EigResult:
-        """Top-k eigenpairs of ``op``; ``V0`` (P, j) warm-starts the first j vectors."""
+        """Top-k eigenpairs of ``op``; ``V0`` (P, j) warm-starts the first j of the k + guard
+        vectors (use :meth:`EigResult.warm_start` of the previous solve)."""
         m = min(self.k + self.guard, op.dim)
         k = min(self.k, m)
         start = op.products
@@ -164,18 +173,16 @@ class LOBPCG:
             theta = self._rayleigh_ritz(S, AS, m, n_basis=m + n_p + n_w)
             n_p = m
         residual = torch.linalg.vector_norm(AS[:m] - theta.unsqueeze(1) * S[:m], dim=1)
-        self._guards = S[k:m].clone()
-        return EigResult(theta[:k].clone(), S[:k].clone().T, it, op.products - start, residual[:k], converged)
+        return EigResult(theta[:k].clone(), S[:k].clone().T, it, op.products - start, residual[:k], converged,
+                         guard_vectors=S[k:m].clone().T)
 
     # -- helpers ---------------------------------------------------------------------------
     def _start_block(self, m: int, op: LinearOperator, V0: torch.Tensor | None) -> torch.Tensor:
-        """m orthonormal start rows: the warm start V0's columns, then (when warm-started) the
-        previous call's guard vectors, then random rows; orthonormalised by SVQB (a Gram matrix
-        and one product, much cheaper than a Householder QR of a P × m block)."""
-        rows = [] if V0 is None else [V0[:, :m].T.to(op.dtype)]
-        if V0 is not None and self._guards is not None and self._guards.shape[1] == op.dim:
-            rows.append(self._guards[:m - V0.shape[1]])
-        X = torch.cat(rows) if rows else torch.empty(0, op.dim, dtype=op.dtype, device=op.device)
+        """m orthonormal start rows: the warm start V0's columns (eigenvectors and guard vectors
+        of a previous solve, :meth:`EigResult.warm_start`), then random rows; orthonormalised by
+        SVQB (a Gram matrix and one product, much cheaper than a Householder QR of a P × m
+        block), which an orthonormal warm start skips."""
+        X = torch.empty(0, op.dim, dtype=op.dtype, device=op.device) if V0 is None else V0[:, :m].T.to(op.dtype)
         if X.shape[0] == m:
             gram = X @ X.T
             if float((gram - torch.eye(m, dtype=X.dtype, device=X.device)).abs().max()) < 1e-10:

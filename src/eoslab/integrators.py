@@ -127,7 +127,7 @@ class Integrator:
     def _eigs(self) -> EigResult:
         """Top eigenpairs of H(θ_u), warm-started from the previous ones, which they replace."""
         result = self._solve(self.loss.operator(self.theta, "H"), self._warm_start)
-        self._warm_start = result.eigenvectors
+        self._warm_start = result.warm_start()
         return result
 
 
