@@ -12,6 +12,7 @@ import dataclasses
 import hashlib
 import json
 import math
+import re
 import tomllib
 import types
 import typing
@@ -49,6 +50,7 @@ class ModelConfig:
     gain: float = math.sqrt(2.0)
     init_seed: int = 0
     dtype: str = "float64"
+    device: str = "cpu"               #: cpu | cuda | cuda:N | auto (cuda when available)
 
 
 @dataclass
@@ -171,6 +173,8 @@ def validate(cfg: RunConfig) -> RunConfig:
             name, value = f"{section.name}.{f.name}", getattr(sub, f.name)
             if value is None:
                 continue
+            if name == "model.device" and not re.fullmatch(r"cpu|auto|cuda(:\d+)?", value):
+                raise ConfigError(f"{name}: must be cpu, cuda, cuda:N or auto, got {value!r}")
             if name in _CHOICES and value not in _CHOICES[name]:
                 raise ConfigError(f"{name}: must be one of {', '.join(_CHOICES[name])}, got {value!r}")
             if name in _POSITIVE and not value > 0:
@@ -185,6 +189,15 @@ def validate(cfg: RunConfig) -> RunConfig:
 def from_dict(data: dict) -> RunConfig:
     """A validated RunConfig from nested dicts (as parsed from TOML)."""
     return validate(_build(RunConfig, data, ""))
+
+
+def torch_device(cfg: RunConfig) -> str:
+    """The torch device of ``model.device`` (``auto``: cuda when available, else cpu)."""
+    import torch
+
+    if cfg.model.device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return cfg.model.device
 
 
 def load_config(path: str | Path) -> RunConfig:

@@ -95,7 +95,7 @@ class FullBatchLoss:
         if hvp_method not in HVP_METHODS:
             raise ValueError(f"hvp_method must be one of {HVP_METHODS}, got {hvp_method!r}")
         self.model, self.criterion = model, criterion
-        self.X, self.y = X.to(model.dtype), y
+        self.X, self.y = X.to(dtype=model.dtype, device=model.device), y.to(model.device)
         self.chunk_size = chunk_size or X.shape[0]
         self.hvp_method = hvp_method
 

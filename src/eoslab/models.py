@@ -145,7 +145,7 @@ class MLP:
 
     def to_state_dict(self, theta: torch.Tensor) -> dict[str, torch.Tensor]:
         """Named per-layer tensors (contiguous copies) for safetensors files."""
-        return {n: t.detach().clone().contiguous() for n, t in zip(self.param_names(), self.unflatten(theta))}
+        return {n: t.detach().cpu().clone().contiguous() for n, t in zip(self.param_names(), self.unflatten(theta))}
 
     def from_state_dict(self, state: dict[str, torch.Tensor]) -> torch.Tensor:
         """Inverse of :meth:`to_state_dict`; checks names and shapes."""

@@ -41,7 +41,7 @@ import pyarrow as pa
 import torch
 from safetensors import SafetensorError
 
-from .config import ConfigError, RunConfig, config_hash, load_config, resolve, to_toml
+from .config import ConfigError, RunConfig, config_hash, load_config, resolve, to_toml, torch_device
 from .criteria import make_criterion
 from .curvature import FullBatchLoss
 from .data import Dataset, load_dataset
@@ -100,7 +100,7 @@ def build_problem(cfg: RunConfig) -> Problem:
     cfg = resolve(cfg, num_outputs=dataset.num_classes)
     m = cfg.model
     model = MLP(dataset.input_dim, dataset.num_classes, m.depth, m.width, init=m.init, gain=m.gain,
-                dtype=getattr(torch, m.dtype))
+                dtype=getattr(torch, m.dtype), device=torch_device(cfg))
     if cfg.solver.method == "exp_euler" and cfg.solver.k + 1 > model.num_params:
         raise ConfigError(f"solver.k: must be < the number of parameters {model.num_params}, got {cfg.solver.k}")
     criterion_options = {"reduction": cfg.criterion.mse_reduction} if cfg.criterion.name == "mse" else {}
