@@ -49,6 +49,14 @@ def read_parquet(path: str | Path) -> pa.Table:
         raise OSError(f"cannot read Parquet file {path}: {e}") from e
 
 
+def write_npz(path: str | Path, *, compressed: bool = False, **arrays) -> None:
+    """Write a NumPy ``.npz`` archive atomically."""
+    import numpy as np
+
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        (np.savez_compressed if compressed else np.savez)(fh, **arrays)
+
+
 def write_text(text: str, path: str | Path) -> None:
     """Write a text file atomically."""
     with atomic_path(path) as tmp:

@@ -61,7 +61,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import time
 import zipfile
 from dataclasses import dataclass, field
@@ -70,6 +69,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..store import write_npz
 from . import Dataset, DatasetError, default_data_root, register
 
 __all__ = [
@@ -432,18 +432,8 @@ def dice_cache_path(data_root: str | Path, config: dict) -> Path:
 
 
 def _save_atomic(path: Path, arrays: DiceImages) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            np.savez_compressed(f, images=arrays.images, labels=arrays.labels, params=arrays.params,
-                                config=np.array(json.dumps(arrays.config, sort_keys=True)))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    write_npz(path, compressed=True, images=arrays.images, labels=arrays.labels, params=arrays.params,
+              config=np.array(json.dumps(arrays.config, sort_keys=True)))
 
 
 def _load_cached(path: Path, config: dict) -> DiceImages | None:

@@ -45,6 +45,7 @@ from typing import Iterator
 import numpy as np
 import torch
 
+from ..store import write_npz
 from . import Dataset, DatasetError, default_data_root, register
 
 __all__ = [
@@ -386,18 +387,6 @@ def _sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def _save_npz_atomic(path: Path, **arrays) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 @register("sst")
@@ -451,7 +440,7 @@ def load_sst(
                                        progress=progress, description=f"SST {split_name} ({folder.name})")
         if cache:
             try:
-                _save_npz_atomic(cache_path, emb=emb, n_words=n_words, labels=labels,
+                write_npz(cache_path, emb=emb, n_words=n_words, labels=labels,
                                  key=np.array(json.dumps(key_fields, sort_keys=True)))
             except OSError as e:
                 raise DatasetError(f"sst: cannot write the embedding cache {cache_path}: {e}; pass cache=False") from e
