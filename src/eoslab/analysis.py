@@ -372,7 +372,8 @@ def top_eigenvalues(loss: FullBatchLoss, theta: torch.Tensor, *, tol: float = 1e
     (R·V by one double backward, :meth:`FullBatchLoss.residual_vp`).
 
     Args:
-        tol: LOBPCG stops when ‖A v − λ v‖ ≤ tol·|λ| (D4's 1e-4 by default).
+        tol: LOBPCG stops when its error estimate of λ¹ is ≤ tol·|λ¹| (D4's 1e-4 by default; see
+            :class:`~eoslab.eigen.LOBPCG`).
         max_iters: block iterations per solve (``converged`` is False when they run out).
         guard: extra vectors iterated alongside the wanted one.
         warm_start: optional start vectors (P, j) per operator name, e.g. the previous
