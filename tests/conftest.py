@@ -1,5 +1,17 @@
 import sys
 from pathlib import Path
 
+import pytest
+import torch
+
 # tests import each other's dense references (e.g. `from test_curvature import dense_H`)
 sys.path.insert(0, str(Path(__file__).parent))
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny problems run fastest (and steadiest on a shared 2-core machine) on one thread."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -20,17 +20,12 @@ from eoslab.curvature import FullBatchLoss
 from eoslab.eigen import EigResult
 from eoslab.models import MLP
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 CRITERIA = [CrossEntropy(), MSE()]
 TIGHT = dict(tol=1e-12, max_iters=500)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny problems run fastest (and steadiest on a shared 2-core machine) on one thread."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 # ----------------------------------------------------------------------------- reference
@@ -312,3 +307,4 @@ def test_one_layer_network():
     assert all(rel(got[k], ref[k]) <= 1e-9 for k in ref if k != ("sharpness_R", None))
     assert got[("sharpness_R", None)] == 0.0 and abs(ref[("sharpness_R", None)]) < 1e-14  # linear: R = 0
     assert rel(res.stability_bound, float(res.stats.layer_sqnorm[0])) < 1e-14
+

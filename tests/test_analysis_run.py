@@ -14,6 +14,8 @@ from eoslab.config import from_dict
 from eoslab.runs import load_run, train
 from eoslab.store import read_parquet
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 CONTRACT = {"sharpness_H", "sharpness_G", "sharpness_R", "jtilde_sqnorm", "overlap_ratio",
             "criterion_hessian_norm", "layer_sqnorm", "preact_sqnorm", "act_scale", "act_ratio",
             "layerjac_sqnorm", "align_ratio", "align_ratio_preact", "act_align", "eq7_c1", "eq7_c2",
@@ -22,12 +24,6 @@ DEPTH = 3
 TOL = 1e-10
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
@@ -139,3 +135,4 @@ def test_cli_every_and_skip_before(run_dir, tmp_path, capsys):
 def test_empty_selection_writes_an_empty_table(run_dir):
     path = analyze_run(run_dir, skip_before=10_000, progress=False)
     assert read_parquet(path).num_rows == 0 and read_parquet(path).schema.equals(ROW_SCHEMA)
+

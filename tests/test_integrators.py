@@ -14,16 +14,11 @@ from _train_helpers import synthetic_loss
 from eoslab.curvature import LinearOperator, LossValue
 from eoslab.integrators import ExponentialEuler, GradientDescent, exp_factor
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 F64 = torch.float64
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny problems run fastest (and least disturbed by other load) on one thread."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 class Quadratic:
@@ -238,3 +233,4 @@ def test_gd_edge_of_stability_vs_exponential_euler():
         flow_sharp.append((ee.t, ee.step().eigenvalues[0]))
     print(f"exponential Euler: λ¹ {flow_sharp[0][1]:.1f} → {flow_sharp[-1][1]:.1f} at t = {flow_sharp[-1][0]:.1f}")
     assert flow_sharp[0][1] < 2 / eta and flow_sharp[-1][1] > 1.25 * 2 / eta
+

@@ -138,15 +138,6 @@ def test_bad_base_and_file_errors(tmp_path):
 
 
 # ----------------------------------------------------------------------------- the per-point job
-@pytest.fixture
-def one_thread():
-    """Tiny problems in this process run 5x faster on one thread than on two busy cores."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_run_point_records_an_analysis_failure_and_retries_without_retraining(tmp_path, monkeypatch, one_thread):
