@@ -38,8 +38,15 @@ def paper_problem(args) -> tuple[MLP, torch.Tensor, FullBatchLoss, dict]:
     X = torch.rand(n, input_dim, generator=g, dtype=torch.float64)
     y = torch.randint(0, 10, (n,), generator=g)
     loss = FullBatchLoss(model, make_criterion(args.criterion), X, y)
-    size = {"input_dim": input_dim, "depth": depth, "width": width, "outputs": 10, "n": n,
-            "params": model.num_params, "criterion": args.criterion}
+    size = {
+        "input_dim": input_dim,
+        "depth": depth,
+        "width": width,
+        "outputs": 10,
+        "n": n,
+        "params": model.num_params,
+        "criterion": args.criterion,
+    }
     return model, theta, loss, size
 
 
@@ -56,6 +63,12 @@ def median_time(fn, repeats: int = 3, warmup: int = 1) -> float:
 
 def emit(figures: dict, size: dict) -> None:
     """Print the benchmark's last line: one JSON object (ARCHITECTURE.md)."""
-    out = {**figures, **size, "device": f"cpu ({platform.processor() or platform.machine()})",
-           "dtype": "float64", "threads": torch.get_num_threads(), "torch": torch.__version__}
+    out = {
+        **figures,
+        **size,
+        "device": f"cpu ({platform.processor() or platform.machine()})",
+        "dtype": "float64",
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+    }
     print(json.dumps({k: (float(f"{v:.6g}") if isinstance(v, float) else v) for k, v in out.items()}))

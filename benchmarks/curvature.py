@@ -41,8 +41,10 @@ def main() -> None:
     L.hvp_method = "auto"
     auto_s = median_time(lambda: L.hvp(theta, V), repeats=repeats)
     ggn_s = median_time(lambda: L.ggnvp(theta, V), repeats=repeats)
-    print(f"gradient: {grad_s:.4f} s;  block of {K} H·V (auto): {auto_s / grad_s:.2f} gradients;  "
-          f"block of {K} G·V: {ggn_s / grad_s:.2f} gradients")
+    print(
+        f"gradient: {grad_s:.4f} s;  block of {K} H·V (auto): {auto_s / grad_s:.2f} gradients;  "
+        f"block of {K} G·V: {ggn_s / grad_s:.2f} gradients"
+    )
 
     # Cold and warm solves of the top 11 eigenpairs of H at θ1 = θ0 − 0.01 ∇L(θ0).
     theta1 = theta - 0.01 * L.value_and_grad(theta).grad
@@ -51,20 +53,39 @@ def main() -> None:
     cold_res = LOBPCG(K, generator=torch.Generator().manual_seed(4)).solve(op1)
     warm_res = LOBPCG(K, generator=torch.Generator().manual_seed(4)).solve(op1, prev.warm_start())
     # the reference: a tight solve continued from the cold one
-    tight = LOBPCG(K, tol=1e-8, max_iters=500, generator=torch.Generator().manual_seed(3)).solve(op1, cold_res.warm_start())
+    tight = LOBPCG(K, tol=1e-8, max_iters=500, generator=torch.Generator().manual_seed(3)).solve(
+        op1, cold_res.warm_start()
+    )
     ref = tight.eigenvalues
     cold, cold_err = solve_products(lambda: cold_res, ref)
     warm, warm_err = solve_products(lambda: warm_res, ref)
     # the paper's block power iteration, warm-started (full size: capped at the authors' ≈ 80 iterations)
-    pw_warm, pw_err = solve_products(lambda: block_power(op1, K, prev.eigenvectors, tol=1e-4,
-                                                         max_iters=300 if args.quick else 80), ref)
-    print(f"top-{K} of H to 1e-4: LOBPCG cold {cold} products (err {cold_err:.1e}), warm {warm} "
-          f"(err {warm_err:.1e}); block power warm {pw_warm} (err {pw_err:.1e}); tight converged={tight.converged}")
-    emit({"grad_s": grad_s, "hvp_block_s": auto_s, "ggn_block_s": ggn_s, "block_k": K,
-          "hvp_block_over_grad": auto_s / grad_s, "ggn_block_over_grad": ggn_s / grad_s,
-          **{f"hvp_block_{m}_over_grad": s / grad_s for m, s in hvp_s.items()}, "best_hvp_method": best,
-          "cold_products": cold, "warm_products": warm, "cold_rel_err": cold_err, "warm_rel_err": warm_err,
-          "power_warm_products": pw_warm, "power_warm_rel_err": pw_err}, size)
+    pw_warm, pw_err = solve_products(
+        lambda: block_power(op1, K, prev.eigenvectors, tol=1e-4, max_iters=300 if args.quick else 80), ref
+    )
+    print(
+        f"top-{K} of H to 1e-4: LOBPCG cold {cold} products (err {cold_err:.1e}), warm {warm} "
+        f"(err {warm_err:.1e}); block power warm {pw_warm} (err {pw_err:.1e}); tight converged={tight.converged}"
+    )
+    emit(
+        {
+            "grad_s": grad_s,
+            "hvp_block_s": auto_s,
+            "ggn_block_s": ggn_s,
+            "block_k": K,
+            "hvp_block_over_grad": auto_s / grad_s,
+            "ggn_block_over_grad": ggn_s / grad_s,
+            **{f"hvp_block_{m}_over_grad": s / grad_s for m, s in hvp_s.items()},
+            "best_hvp_method": best,
+            "cold_products": cold,
+            "warm_products": warm,
+            "cold_rel_err": cold_err,
+            "warm_rel_err": warm_err,
+            "power_warm_products": pw_warm,
+            "power_warm_rel_err": pw_err,
+        },
+        size,
+    )
 
 
 if __name__ == "__main__":

@@ -41,7 +41,7 @@ FULL = dict(depth=6, width=512, input_dim=3072, n=390, steps=35, check_every=5)
 QUICK = dict(depth=3, width=32, input_dim=128, n=64, steps=20, check_every=5)
 WARMUP_STEPS = 10
 CLASSES = 10
-EIG_TOL = 1e-4                 # D4
+EIG_TOL = 1e-4  # D4
 TIGHT_TOL = 1e-10
 
 
@@ -50,8 +50,9 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="a small problem (seconds)")
     parser.add_argument("--steps", type=int, help="exponential Euler steps (default 35, quick 20)")
     parser.add_argument("--check-every", type=int, help="steps between eigenvalue-accuracy checks")
-    parser.add_argument("--threads", type=int,
-                        help="torch threads (default: as is; 1 with --quick, where more only add overhead)")
+    parser.add_argument(
+        "--threads", type=int, help="torch threads (default: as is; 1 with --quick, where more only add overhead)"
+    )
     args = parser.parse_args()
     size = dict(QUICK if args.quick else FULL)
     size["steps"] = args.steps or size["steps"]
@@ -68,19 +69,19 @@ def main() -> int:
     loss = FullBatchLoss(model, make_criterion("ce"), X, y)
     theta = model.init_params(0)
 
-    loss.value_and_grad(theta)                                   # warm caches / allocator
+    loss.value_and_grad(theta)  # warm caches / allocator
     ee = ExponentialEuler(loss, theta, k=CLASSES, lr=0.01, eig_tol=EIG_TOL)
     grad_times, step_times, hvps, iters, errors, losses = [], [], [], [], [], []
     for u in range(size["steps"]):
         theta_u = ee.theta.clone()
-        start = time.perf_counter()             # a gradient timed beside each step: same load
+        start = time.perf_counter()  # a gradient timed beside each step: same load
         loss.value_and_grad(theta_u)
         grad_time = time.perf_counter() - start
         start = time.perf_counter()
         report = ee.step()
         elapsed = time.perf_counter() - start
         losses.append(report.loss)
-        if u % size["check_every"] == 0:      # tight solve at θ_u, from the step's own eigenvectors
+        if u % size["check_every"] == 0:  # tight solve at θ_u, from the step's own eigenvectors
             # a fresh solver per check: its ≈ 1.6 GB of buffers (paper size) are freed between checks
             tight = LOBPCG(CLASSES + 1, tol=TIGHT_TOL, max_iters=500, generator=torch.Generator().manual_seed(u))
             reference = tight.solve(loss.operator(theta_u, "H"), ee.state_dict()["eigenvectors"]).eigenvalues
@@ -92,23 +93,45 @@ def main() -> int:
             step_times.append(elapsed)
             hvps.append(report.hvps)
             iters.append(report.eig_iters)
-        print(f"step {u:3d}  loss {report.loss:.5f}  λ¹ {report.eigenvalues[0]:9.3f}  dt {report.dt:.4g}  "
-              f"hvps {report.hvps:3d}  iters {report.eig_iters:2d}  {elapsed:7.3f} s  grad {grad_time:.3f} s"
-              + (f"  rel.eig.err {errors[-1]:.2e}" if u % size["check_every"] == 0 else ""), file=sys.stderr, flush=True)
+        print(
+            f"step {u:3d}  loss {report.loss:.5f}  λ¹ {report.eigenvalues[0]:9.3f}  dt {report.dt:.4g}  "
+            f"hvps {report.hvps:3d}  iters {report.eig_iters:2d}  {elapsed:7.3f} s  grad {grad_time:.3f} s"
+            + (f"  rel.eig.err {errors[-1]:.2e}" if u % size["check_every"] == 0 else ""),
+            file=sys.stderr,
+            flush=True,
+        )
 
     grad_s, step_s = statistics.median(grad_times), statistics.median(step_times)
-    block = CLASSES + 1 + max(2, (CLASSES + 1) // 4)             # LOBPCG's default guard vectors
+    block = CLASSES + 1 + max(2, (CLASSES + 1) // 4)  # LOBPCG's default guard vectors
     hvps_per_step = sum(hvps) / len(hvps)
-    print(json.dumps({
-        "grad_s": grad_s, "step_s": step_s, "step_over_grad": step_s / grad_s,
-        "hvps_per_step": hvps_per_step, "blocks_per_step": hvps_per_step / block,
-        "eig_iters_per_step": sum(iters) / len(iters), "max_rel_eig_error": max(errors),
-        "eig_tol": EIG_TOL, "loss_first": losses[0], "loss_last": losses[-1],
-        "device": "cpu", "dtype": "float64", "threads": torch.get_num_threads(),
-        "n_samples": size["n"], "input_dim": size["input_dim"], "depth": size["depth"], "width": size["width"],
-        "num_params": model.num_params, "k": CLASSES, "steps": size["steps"], "timed_steps": len(step_times),
-        "quick": args.quick,
-    }))
+    print(
+        json.dumps(
+            {
+                "grad_s": grad_s,
+                "step_s": step_s,
+                "step_over_grad": step_s / grad_s,
+                "hvps_per_step": hvps_per_step,
+                "blocks_per_step": hvps_per_step / block,
+                "eig_iters_per_step": sum(iters) / len(iters),
+                "max_rel_eig_error": max(errors),
+                "eig_tol": EIG_TOL,
+                "loss_first": losses[0],
+                "loss_last": losses[-1],
+                "device": "cpu",
+                "dtype": "float64",
+                "threads": torch.get_num_threads(),
+                "n_samples": size["n"],
+                "input_dim": size["input_dim"],
+                "depth": size["depth"],
+                "width": size["width"],
+                "num_params": model.num_params,
+                "k": CLASSES,
+                "steps": size["steps"],
+                "timed_steps": len(step_times),
+                "quick": args.quick,
+            }
+        )
+    )
     return 0
 
 

@@ -12,7 +12,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 def shared_data_root() -> Path | None:
     """The project's shared data folder: ``$EOSLAB_SHARED_DATA``, else ``<repo>/../shared/data``
-    (CI clones the repo next to a copy of shared/), else ``<repo>/shared/data``."""
+    (CI clones the repo next to a copy of shared/), else ``<repo>/shared/data``.
+    """
     cands = []
     if os.environ.get("EOSLAB_SHARED_DATA"):
         cands.append(Path(os.environ["EOSLAB_SHARED_DATA"]))

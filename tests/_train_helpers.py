@@ -41,8 +41,17 @@ def write_config(path: Path, data: dict) -> Path:
     return path
 
 
-def synthetic_loss(criterion: str, num_classes: int, *, n: int = 40, input_dim: int = 8, width: int = 16,
-                   gain: float = 2 ** 0.5, noise: float = 0.5, seed: int = 0) -> tuple[FullBatchLoss, MLP]:
+def synthetic_loss(
+    criterion: str,
+    num_classes: int,
+    *,
+    n: int = 40,
+    input_dim: int = 8,
+    width: int = 16,
+    gain: float = 2**0.5,
+    noise: float = 0.5,
+    seed: int = 0,
+) -> tuple[FullBatchLoss, MLP]:
     """L̃ of a depth-3 float64 MLP on the seeded synthetic set."""
     ds = load_dataset("synthetic", n=n, input_dim=input_dim, num_classes=num_classes, seed=seed, noise=noise)
     model = MLP(input_dim, num_classes, depth=3, width=width, gain=gain, dtype=torch.float64)

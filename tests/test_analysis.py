@@ -12,9 +12,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from eoslab.analysis import (LayerwiseStats, SnapshotAnalysis, analyze_snapshot,
-                             layerjac_sqnorms, layerwise_statistics, per_sample_statistics,
-                             preactivation_jacobians)
+from eoslab.analysis import (
+    LayerwiseStats,
+    SnapshotAnalysis,
+    analyze_snapshot,
+    layerjac_sqnorms,
+    layerwise_statistics,
+    per_sample_statistics,
+    preactivation_jacobians,
+)
 from eoslab.criteria import MSE, CrossEntropy
 from eoslab.curvature import FullBatchLoss
 from eoslab.eigen import EigResult
@@ -26,16 +32,14 @@ CRITERIA = [CrossEntropy(), MSE()]
 TIGHT = dict(tol=1e-12, max_iters=500)
 
 
-
-
 # ----------------------------------------------------------------------------- reference
 def ref_params(model, theta):
     """[(W_i, b_i)] sliced by hand (not via the model)."""
     out, start = [], 0
     for n_in, n_out in zip(model.sizes[:-1], model.sizes[1:]):
-        W = theta[start:start + n_out * n_in].reshape(n_out, n_in)
+        W = theta[start : start + n_out * n_in].reshape(n_out, n_in)
         start += n_out * n_in
-        out.append((W, theta[start:start + n_out]))
+        out.append((W, theta[start : start + n_out]))
         start += n_out
     return out
 
@@ -74,17 +78,17 @@ def top(A):
 def brute_force(model, criterion, theta, X, y, c5_t0=None):
     """Every metric of the ARCHITECTURE.md table, keyed (metric, layer)."""
     L, N = model.depth, X.shape[0]
-    offsets, start = [], 0                            # column ranges of (W_i, b_i) and of b_i in θ
+    offsets, start = [], 0  # column ranges of (W_i, b_i) and of b_i in θ
     for n_in, n_out in zip(model.sizes[:-1], model.sizes[1:]):
         offsets.append((start, start + n_out * n_in + n_out, start + n_out * n_in))
         start += n_out * n_in + n_out
-    f = lambda th, x: ref_forward(model, th, x)[0][-1]  # noqa: E731
-    total = lambda th: sum(ref_loss(criterion, f(th, X[n]), y[n]) for n in range(N)) / N  # noqa: E731
+    f = lambda th, x: ref_forward(model, th, x)[0][-1]
+    total = lambda th: sum(ref_loss(criterion, f(th, X[n]), y[n]) for n in range(N)) / N
     H = torch.func.hessian(total)(theta)
     G = torch.zeros_like(H)
     per = []
     for n in range(N):
-        J = torch.func.jacrev(f)(theta, X[n])                              # (n_L, P)
+        J = torch.func.jacrev(f)(theta, X[n])  # (n_L, P)
         fx = f(theta, X[n])
         Hl = torch.func.hessian(lambda g: ref_loss(criterion, g, y[n]))(fx)
         G += J.T @ Hl @ J / N
@@ -93,17 +97,28 @@ def brute_force(model, criterion, theta, X, y, c5_t0=None):
         zs, acts = ref_forward(model, theta, X[n])
         params = ref_params(model, theta)
         s = [float(acts[i] @ acts[i]) + 1 for i in range(L)]
-        P = [S @ J[:, lo_b:hi] for (_, hi, lo_b) in offsets]                # P̃_i = S J_{b_i}
+        P = [S @ J[:, lo_b:hi] for (_, hi, lo_b) in offsets]  # P̃_i = S J_{b_i}
         Ji = [Jt[:, lo:hi] for (lo, hi, _) in offsets]
-        K = [torch.func.jacrev(lambda z, i=i: params[i + 1][0] @ F.elu(z) + params[i + 1][1])(zs[i])
-             for i in range(L - 1)]
-        per.append(dict(s=s, P=P, K=K, jt=top(Jt @ Jt.T), Ji=[top(M @ M.T) for M in Ji],
-                        hn=top(Hl), Jc=[math.sqrt(s[i]) * P[i] for i in range(L)]))
-    E = lambda fn: sum(fn(p) for p in per) / N  # noqa: E731
-    sq = lambda M: top(M @ M.T) if M.ndim == 2 else float(M) ** 2  # noqa: E731
+        K = [
+            torch.func.jacrev(lambda z, i=i: params[i + 1][0] @ F.elu(z) + params[i + 1][1])(zs[i])
+            for i in range(L - 1)
+        ]
+        per.append(
+            dict(
+                s=s,
+                P=P,
+                K=K,
+                jt=top(Jt @ Jt.T),
+                Ji=[top(M @ M.T) for M in Ji],
+                hn=top(Hl),
+                Jc=[math.sqrt(s[i]) * P[i] for i in range(L)],
+            )
+        )
+    E = lambda fn: sum(fn(p) for p in per) / N
+    sq = lambda M: top(M @ M.T) if M.ndim == 2 else float(M) ** 2
 
     def kappa(Mf, Nf):  # Eq. 6: E‖MN‖² / (E‖M‖² E‖N‖²), a scalar counting as a 1×1 matrix
-        prod = lambda p: Mf(p) * Nf(p) if Mf(p).ndim == 0 else Mf(p) @ Nf(p)  # noqa: E731
+        prod = lambda p: Mf(p) * Nf(p) if Mf(p).ndim == 0 else Mf(p) @ Nf(p)
         return E(lambda p: sq(prod(p))) / (E(lambda p: sq(Mf(p))) * E(lambda p: sq(Nf(p))))
 
     out = {}
@@ -117,7 +132,7 @@ def brute_force(model, criterion, theta, X, y, c5_t0=None):
         out[("layer_sqnorm", i + 1)] = E(lambda p: p["Ji"][i])
         out[("preact_sqnorm", i + 1)] = E(lambda p: sq(p["P"][i]))
         out[("act_scale", i + 1)] = E(lambda p: p["s"][i])
-    r = lambda p, i: torch.tensor(p["s"][i] / p["s"][i + 1], dtype=torch.float64)  # noqa: E731
+    r = lambda p, i: torch.tensor(p["s"][i] / p["s"][i + 1], dtype=torch.float64)
     for i in range(L - 1):
         out[("act_ratio", i + 1)] = E(lambda p: float(r(p, i)))
         out[("layerjac_sqnorm", i + 1)] = E(lambda p: float(torch.linalg.svdvals(p["K"][i])[0]) ** 2)
@@ -133,12 +148,18 @@ def brute_force(model, criterion, theta, X, y, c5_t0=None):
             c[4] *= out[("align_ratio", k + 1)]
         for j in range(5):
             out[(f"eq7_c{j + 1}", i + 1)] = c[j]
-    if L == 1:                                          # no factors: E‖J̃‖² = E‖J̃_1‖² = C3
+    if L == 1:  # no factors: E‖J̃‖² = E‖J̃_1‖² = C3
         out[("stability_bound", None)] = out[("layer_sqnorm", 1)]
     else:
         c5 = out[("eq7_c5", 1)] if c5_t0 is None else c5_t0
-        out[("stability_bound", None)] = ((1 + 1.37 * (L - 1)) * out[("eq7_c1", 1)] * out[("eq7_c2", 1)]
-                                          * out[("eq7_c3", 1)] * out[("eq7_c4", 1)] * c5)
+        out[("stability_bound", None)] = (
+            (1 + 1.37 * (L - 1))
+            * out[("eq7_c1", 1)]
+            * out[("eq7_c2", 1)]
+            * out[("eq7_c3", 1)]
+            * out[("eq7_c4", 1)]
+            * c5
+        )
     return out
 
 
@@ -150,7 +171,7 @@ def make_problem(criterion, trained, depth=4, width=7, n_in=5, n_out=3, n=16, se
     X = torch.randn(n, n_in, generator=g, dtype=torch.float64)
     y = torch.randint(0, n_out, (n,), generator=g)
     loss = FullBatchLoss(model, criterion, X, y)
-    if trained:                      # some GD steps, so that the layerwise Jacobians align
+    if trained:  # some GD steps, so that the layerwise Jacobians align
         for _ in range(60):
             theta = theta - 0.2 * loss.value_and_grad(theta).grad
     return model, theta, X, y, loss
@@ -164,8 +185,11 @@ def rel(a, b):
     return abs(a - b) / max(abs(b), 1e-300)
 
 
-@pytest.fixture(scope="module", params=[(c, t) for c in CRITERIA for t in (False, True)],
-                ids=lambda p: f"{p[0].name}-{'trained' if p[1] else 'init'}")
+@pytest.fixture(
+    scope="module",
+    params=[(c, t) for c in CRITERIA for t in (False, True)],
+    ids=lambda p: f"{p[0].name}-{'trained' if p[1] else 'init'}",
+)
 def case(request):
     criterion, trained = request.param
     model, theta, X, y, loss = make_problem(criterion, trained)
@@ -209,11 +233,16 @@ def test_identities(case):
     assert torch.allclose(st.eq7.prod(1), st.layer_sqnorm[:-1], rtol=1e-12, atol=0)
     # Eq. 7, alternative form assembled from the logged primitives (D1)
     for i in range(L - 1):
-        kappa_s = st.layer_sqnorm[i] / (st.act_scale[i] * st.preact_sqnorm[i])   # κ(s_i^{1/2}, P̃_i)
-        alt = (kappa_s * st.act_scale[i] * st.criterion_hessian_norm
-               * st.layerjac_sqnorm[i:].prod() * st.align_ratio_preact[i:].prod())
+        kappa_s = st.layer_sqnorm[i] / (st.act_scale[i] * st.preact_sqnorm[i])  # κ(s_i^{1/2}, P̃_i)
+        alt = (
+            kappa_s
+            * st.act_scale[i]
+            * st.criterion_hessian_norm
+            * st.layerjac_sqnorm[i:].prod()
+            * st.align_ratio_preact[i:].prod()
+        )
         assert rel(float(alt), float(st.layer_sqnorm[i])) < 1e-12
-    assert rel(float(st.preact_sqnorm[-1]), st.criterion_hessian_norm) < 1e-12       # ‖P̃_L‖² = ‖H_ℓ‖
+    assert rel(float(st.preact_sqnorm[-1]), st.criterion_hessian_norm) < 1e-12  # ‖P̃_L‖² = ‖H_ℓ‖
     # Eq. 8
     assert st.jtilde_sqnorm <= float(st.layer_sqnorm.sum()) * (1 + 1e-12)
     # the counterfactual bound (§4) bounds λ¹(G) when its assumption holds (layer ratio ≤ 1.37)
@@ -232,7 +261,7 @@ def test_preactivation_jacobians_chain(case):
         for i in range(model.depth - 1):
             K = torch.func.jacrev(lambda z: params[i + 1][0] @ F.elu(z))(zs[i])
             assert torch.allclose(P[i + 1][n] @ K, P[i][n], rtol=1e-12, atol=1e-14)
-    f = lambda th, x: ref_forward(model, th, x)[0][-1]  # noqa: E731
+    f = lambda th, x: ref_forward(model, th, x)[0][-1]
     J = torch.func.jacrev(f)(theta, X[0])
     S0 = criterion.hessian_sqrt(fwd.output[:1], y[:1])[0]
     b1 = slice(model.sizes[1] * model.sizes[0], model.sizes[1] * (model.sizes[0] + 1))
@@ -253,7 +282,8 @@ def test_chunked_equals_unchunked(criterion):
 @pytest.mark.parametrize("shape", [(40, 50), (50, 40), (3, 30), (120, 120)])
 def test_layerjac_sqnorms_by_batched_lanczos(shape):
     """‖W diag(d)‖² for many d at once, also past the dimension (where plain Lanczos repeats
-    converged Ritz values) and with a nearly flat ELU region."""
+    converged Ritz values) and with a nearly flat ELU region.
+    """
     g = torch.Generator().manual_seed(3)
     W = torch.randn(*shape, generator=g, dtype=torch.float64)
     d = torch.rand(9, shape[1], generator=g, dtype=torch.float64)
@@ -290,8 +320,7 @@ def test_negative_sharpness_is_nan_but_kept():
     base = analyze_snapshot(loss, theta)
     eig = dict(base.eig)
     r = eig["R"]
-    eig["R"] = EigResult(-r.eigenvalues.abs(), r.eigenvectors, r.iterations, r.products,
-                         r.residual_norms, r.converged)
+    eig["R"] = EigResult(-r.eigenvalues.abs(), r.eigenvectors, r.iterations, r.products, r.residual_norms, r.converged)
     res = SnapshotAnalysis(step=base.step, t=base.t, eig=eig, stats=base.stats, c5_t0=base.c5_t0)
     assert res.raw_sharpness("R") < 0 and math.isnan(res.sharpness("R"))
     assert math.isnan(as_dict(res)[("sharpness_R", None)])
@@ -307,4 +336,3 @@ def test_one_layer_network():
     assert all(rel(got[k], ref[k]) <= 1e-9 for k in ref if k != ("sharpness_R", None))
     assert got[("sharpness_R", None)] == 0.0 and abs(ref[("sharpness_R", None)]) < 1e-14  # linear: R = 0
     assert rel(res.stability_bound, float(res.stats.layer_sqnorm[0])) < 1e-14
-

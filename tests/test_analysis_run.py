@@ -1,11 +1,11 @@
 """``analyze_run`` and ``eoslab analyze`` on a tiny trained run: analysis.parquet layout and
-metric names (ARCHITECTURE.md), D13 skipping, D15's C5(t0), thinning, resume after an interruption."""
+metric names (ARCHITECTURE.md), D13 skipping, D15's C5(t0), thinning, resume after an interruption.
+"""
 
 import math
 import shutil
 
 import pytest
-import torch
 
 import eoslab.analysis as analysis
 from eoslab.analysis import ANALYSIS_FILE, ROW_SCHEMA, analyze_run, analyze_snapshot
@@ -16,26 +16,44 @@ from eoslab.store import read_parquet
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-CONTRACT = {"sharpness_H", "sharpness_G", "sharpness_R", "jtilde_sqnorm", "overlap_ratio",
-            "criterion_hessian_norm", "layer_sqnorm", "preact_sqnorm", "act_scale", "act_ratio",
-            "layerjac_sqnorm", "align_ratio", "align_ratio_preact", "act_align", "eq7_c1", "eq7_c2",
-            "eq7_c3", "eq7_c4", "eq7_c5", "stability_bound"}
+CONTRACT = {
+    "sharpness_H",
+    "sharpness_G",
+    "sharpness_R",
+    "jtilde_sqnorm",
+    "overlap_ratio",
+    "criterion_hessian_norm",
+    "layer_sqnorm",
+    "preact_sqnorm",
+    "act_scale",
+    "act_ratio",
+    "layerjac_sqnorm",
+    "align_ratio",
+    "align_ratio_preact",
+    "act_align",
+    "eq7_c1",
+    "eq7_c2",
+    "eq7_c3",
+    "eq7_c4",
+    "eq7_c5",
+    "stability_bound",
+}
 DEPTH = 3
 TOL = 1e-10
-
-
 
 
 @pytest.fixture(scope="module")
 def trained_run(tmp_path_factory):
     """GD for 30 steps (depth 3, width 6, 15 samples), a snapshot every 5 steps."""
-    cfg = from_dict({
-        "data": {"name": "synthetic", "options": {"n": 15, "input_dim": 4, "num_classes": 3, "seed": 2}},
-        "model": {"depth": DEPTH, "width": 6, "init_seed": 1},
-        "criterion": {"name": "ce"},
-        "solver": {"method": "gd", "lr": 0.5},
-        "train": {"snapshot_every": 5, "max_steps": 30, "target_loss": 1e-6, "threads": 1},
-    })
+    cfg = from_dict(
+        {
+            "data": {"name": "synthetic", "options": {"n": 15, "input_dim": 4, "num_classes": 3, "seed": 2}},
+            "model": {"depth": DEPTH, "width": 6, "init_seed": 1},
+            "criterion": {"name": "ce"},
+            "solver": {"method": "gd", "lr": 0.5},
+            "train": {"snapshot_every": 5, "max_steps": 30, "target_loss": 1e-6, "threads": 1},
+        }
+    )
     run_dir = tmp_path_factory.mktemp("run")
     train(cfg, run_dir, progress=False)
     return run_dir
@@ -67,12 +85,19 @@ def test_analysis_parquet_layout(run_dir):
     assert read_parquet(path).schema.equals(ROW_SCHEMA)
     df = table_of(run_dir)
     snapshots = [s for s, _ in load_run(run_dir).snapshots()]
-    assert sorted(df.step.unique()) == [s for s in snapshots if s >= 10]       # D13 default
+    assert sorted(df.step.unique()) == [s for s in snapshots if s >= 10]  # D13 default
     assert set(df.metric) == CONTRACT
     per_step = df[df.step == 10]
     whole = per_step[per_step.layer.isna()]
-    assert set(whole.metric) == {"sharpness_H", "sharpness_G", "sharpness_R", "jtilde_sqnorm",
-                                 "overlap_ratio", "criterion_hessian_norm", "stability_bound"}
+    assert set(whole.metric) == {
+        "sharpness_H",
+        "sharpness_G",
+        "sharpness_R",
+        "jtilde_sqnorm",
+        "overlap_ratio",
+        "criterion_hessian_norm",
+        "stability_bound",
+    }
     layers = per_step.dropna(subset=["layer"]).groupby("metric").layer.apply(sorted).to_dict()
     for m in ("layer_sqnorm", "preact_sqnorm", "act_scale"):
         assert layers[m] == [1, 2, 3]
@@ -83,8 +108,10 @@ def test_analysis_parquet_layout(run_dir):
     run = load_run(run_dir)
     theta, t = run.load_snapshot(20)
     c5_t0 = float(df[(df.step == 10) & (df.metric == "eq7_c5") & (df.layer == 1)].value.iloc[0])
-    ref = {(r["metric"], r["layer"]): r["value"]
-           for r in analyze_snapshot(run.loss, theta, step=20, t=t, tol=TOL, c5_t0=c5_t0).rows()}
+    ref = {
+        (r["metric"], r["layer"]): r["value"]
+        for r in analyze_snapshot(run.loss, theta, step=20, t=t, tol=TOL, c5_t0=c5_t0).rows()
+    }
     got = df[df.step == 20]
     assert got.t.unique().tolist() == [t]
     for row in got.itertuples():
@@ -105,24 +132,25 @@ def test_resume_after_interruption(run_dir, monkeypatch):
     monkeypatch.setattr(analysis, "analyze_snapshot", counting)
     with pytest.raises(KeyboardInterrupt):
         analyze_run(run_dir, skip_before=5, tol=TOL, progress=False)
-    assert sorted(table_of(run_dir).step.unique()) == [5, 10]                  # written after each
+    assert sorted(table_of(run_dir).step.unique()) == [5, 10]  # written after each
     before = table_of(run_dir)
     calls.clear()
     interrupt_at.clear()
     analyze_run(run_dir, skip_before=5, tol=TOL, progress=False)
-    assert calls == [15, 20, 25, 30]                                          # only the missing steps
+    assert calls == [15, 20, 25, 30]  # only the missing steps
     df = table_of(run_dir)
     assert sorted(df.step.unique()) == [5, 10, 15, 20, 25, 30]
     assert df[df.step <= 10].reset_index(drop=True).equals(before)
-    check_bounds(df, c5_step=5)                                               # C5(t0) read back from file
+    check_bounds(df, c5_step=5)  # C5(t0) read back from file
     calls.clear()
-    analyze_run(run_dir, skip_before=5, tol=TOL, progress=False)              # nothing left to do
+    analyze_run(run_dir, skip_before=5, tol=TOL, progress=False)  # nothing left to do
     assert calls == []
 
 
 def test_cli_every_and_skip_before(run_dir, tmp_path, capsys):
-    assert cli_main(["analyze", str(run_dir), "--every", "2", "--skip-before", "0", "--tol", "1e-8",
-                     "--no-progress"]) == 0
+    assert (
+        cli_main(["analyze", str(run_dir), "--every", "2", "--skip-before", "0", "--tol", "1e-8", "--no-progress"]) == 0
+    )
     assert str(run_dir / ANALYSIS_FILE) in capsys.readouterr().out
     df = table_of(run_dir)
     assert sorted(df.step.unique()) == [0, 10, 20, 30]
@@ -135,4 +163,3 @@ def test_cli_every_and_skip_before(run_dir, tmp_path, capsys):
 def test_empty_selection_writes_an_empty_table(run_dir):
     path = analyze_run(run_dir, skip_before=10_000, progress=False)
     assert read_parquet(path).num_rows == 0 and read_parquet(path).schema.equals(ROW_SCHEMA)
-

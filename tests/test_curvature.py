@@ -27,11 +27,12 @@ def dense_H(model, criterion, theta, X, y):
 
 def dense_G(model, criterion, theta, X, y):
     """G = E[Jᵀ H_ℓ J] from per-sample jacrev Jacobians and the closed-form H_ℓ, assembled
-    sample by sample."""
+    sample by sample.
+    """
     P = theta.numel()
     G = torch.zeros(P, P, dtype=theta.dtype)
     for x, t in zip(X, y):
-        J = jacrev(lambda th: model(th, x[None])[0])(theta)            # (n_L, P)
+        J = jacrev(lambda th: model(th, x[None])[0])(theta)  # (n_L, P)
         f = model(theta, x[None])
         Hl = hessian(lambda out: criterion.losses(out[None], t[None])[0])(f[0])  # autodiff H_ℓ
         G += J.T @ Hl @ J
@@ -63,7 +64,7 @@ def test_criterion_hessian_and_root(criterion):
     y = torch.randint(0, 4, (6,))
     Hl = criterion.hessian(f, y)
     for i in range(6):
-        ref = hessian(lambda out: criterion.losses(out[None], y[i:i + 1])[0])(f[i])
+        ref = hessian(lambda out: criterion.losses(out[None], y[i : i + 1])[0])(f[i])
         assert torch.allclose(Hl[i], ref, atol=1e-13)
     S = criterion.hessian_sqrt(f, y)
     assert torch.allclose(S @ S, Hl, atol=1e-13)

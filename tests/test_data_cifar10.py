@@ -1,5 +1,6 @@
 """CIFAR-10 readers on tiny files written in the official layouts (binary and pickle, folder and
-tar.gz), the restricted unpickler, and the error messages."""
+tar.gz), the restricted unpickler, and the error messages.
+"""
 
 from __future__ import annotations
 
@@ -51,14 +52,20 @@ def _bin_bytes(pixels, labels) -> bytes:
 
 def _py_bytes(pixels, labels, name: str) -> bytes:
     # the official files are Python 2 pickles of dicts with byte-string keys
-    d = {b"batch_label": name.encode(), b"labels": [int(v) for v in labels], b"data": pixels,
-         b"filenames": [f"img_{i}.png".encode() for i in range(len(labels))]}
+    d = {
+        b"batch_label": name.encode(),
+        b"labels": [int(v) for v in labels],
+        b"data": pixels,
+        b"filenames": [f"img_{i}.png".encode() for i in range(len(labels))],
+    }
     return pickle.dumps(d, protocol=2)
 
 
 def _meta_py() -> bytes:
-    return pickle.dumps({b"label_names": [c.encode() for c in CIFAR10_CLASSES], b"num_cases_per_batch": PER_BATCH,
-                         b"num_vis": 3072}, protocol=2)
+    return pickle.dumps(
+        {b"label_names": [c.encode() for c in CIFAR10_CLASSES], b"num_cases_per_batch": PER_BATCH, b"num_vis": 3072},
+        protocol=2,
+    )
 
 
 def _files(fmt: str) -> dict[str, bytes]:
@@ -188,7 +195,8 @@ def test_restricted_unpickler_reads_numpy_arrays(proto):
 
 def _py2_pickle(pixels: np.ndarray, labels: list[int]) -> bytes:
     """A batch pickled the way Python 2's cPickle wrote CIFAR-10 (protocol 2, str as BINSTRING,
-    globals under numpy.core.multiarray), assembled opcode by opcode."""
+    globals under numpy.core.multiarray), assembled opcode by opcode.
+    """
 
     def s(b: bytes) -> bytes:  # SHORT_BINSTRING
         return b"U" + bytes([len(b)]) + b
@@ -198,13 +206,42 @@ def _py2_pickle(pixels: np.ndarray, labels: list[int]) -> bytes:
 
     n, d = pixels.shape
     raw = pixels.tobytes()
-    arr = (b"cnumpy.core.multiarray\n_reconstruct\ncnumpy\nndarray\n" + i(0) + b"\x85" + s(b"b") + b"\x87R"
-           + b"(" + i(1) + b"M" + n.to_bytes(2, "little") + b"M" + d.to_bytes(2, "little") + b"\x86"
-           + b"cnumpy\ndtype\n" + s(b"u1") + i(0) + i(1) + b"\x87R"
-           + b"(" + i(3) + s(b"|") + b"NNN" + i(-1) + i(-1) + i(0) + b"tb"
-           + b"\x89" + b"T" + len(raw).to_bytes(4, "little") + raw + b"tb")
+    arr = (
+        b"cnumpy.core.multiarray\n_reconstruct\ncnumpy\nndarray\n"
+        + i(0)
+        + b"\x85"
+        + s(b"b")
+        + b"\x87R"
+        + b"("
+        + i(1)
+        + b"M"
+        + n.to_bytes(2, "little")
+        + b"M"
+        + d.to_bytes(2, "little")
+        + b"\x86"
+        + b"cnumpy\ndtype\n"
+        + s(b"u1")
+        + i(0)
+        + i(1)
+        + b"\x87R"
+        + b"("
+        + i(3)
+        + s(b"|")
+        + b"NNN"
+        + i(-1)
+        + i(-1)
+        + i(0)
+        + b"tb"
+        + b"\x89"
+        + b"T"
+        + len(raw).to_bytes(4, "little")
+        + raw
+        + b"tb"
+    )
     labs = b"](" + b"".join(i(v) for v in labels) + b"e"
-    return b"\x80\x02}(" + s(b"data") + arr + s(b"labels") + labs + s(b"batch_label") + s(b"testing batch 1 of 1") + b"u."
+    return (
+        b"\x80\x02}(" + s(b"data") + arr + s(b"labels") + labs + s(b"batch_label") + s(b"testing batch 1 of 1") + b"u."
+    )
 
 
 def test_reads_python2_style_pickles():
@@ -229,13 +266,15 @@ def test_truncated_binary_batch_names_file_and_offset(tmp_path):
     # inside a tar.gz the member is named too
     (tmp_path / BIN_DIR).rename(tmp_path / "elsewhere")
     _write(tmp_path, "bin", "tar", files)
-    with pytest.raises(DatasetError, match=r"cifar-10-binary\.tar\.gz:cifar-10-batches-bin/data_batch_3\.bin.*offset 6146"):
+    with pytest.raises(
+        DatasetError, match=r"cifar-10-binary\.tar\.gz:cifar-10-batches-bin/data_batch_3\.bin.*offset 6146"
+    ):
         load_dataset("cifar10", "train", data_root=tmp_path, verify=False)
 
 
 def test_bad_label_byte_names_offset():
     data = _bin_bytes(*_batch(0, 3))
-    data = data[:RECORD] + bytes([12]) + data[RECORD + 1:]
+    data = data[:RECORD] + bytes([12]) + data[RECORD + 1 :]
     with pytest.raises(DatasetError, match=r"f\.bin: record 1 at byte offset 3073 has label byte 12; expected 0\.\.9"):
         read_bin_batch(data, source="f.bin")
 

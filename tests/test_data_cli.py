@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from _data_helpers import require_shared
 
+from _data_helpers import require_shared
 from eoslab.cli import main
 
 
@@ -47,8 +47,12 @@ def test_info_real_files(capsys):
 def test_preview_series(tmp_path):
     root = require_shared("AtrialFibrillation/AtrialFibrillation_TRAIN.ts")
     out = tmp_path / "af.png"
-    assert main(["data", "preview", "atrial_fibrillation", "--data-root", str(root), "--out", str(out),
-                 "--per-class", "2"]) == 0
+    assert (
+        main(
+            ["data", "preview", "atrial_fibrillation", "--data-root", str(root), "--out", str(out), "--per-class", "2"]
+        )
+        == 0
+    )
     assert out.stat().st_size > 1000
 
 
@@ -68,8 +72,21 @@ def test_dataset_errors_are_one_line_and_exit_2(tmp_path, capsys):
 
 
 def test_fetch_without_network_names_the_file(tmp_path, capsys):
-    rc = main(["data", "fetch", "cifar10", "--data-root", str(tmp_path), "-o", "url='http://127.0.0.1:9/x.tar.gz'",
-               "-o", "timeout=2", "-o", "progress=False"])
+    rc = main(
+        [
+            "data",
+            "fetch",
+            "cifar10",
+            "--data-root",
+            str(tmp_path),
+            "-o",
+            "url='http://127.0.0.1:9/x.tar.gz'",
+            "-o",
+            "timeout=2",
+            "-o",
+            "progress=False",
+        ]
+    )
     err = capsys.readouterr().err
     assert rc == 2 and str(tmp_path / "cifar-10-python.tar.gz") in err and err.count("\n") == 1
 
@@ -79,6 +96,8 @@ def test_preview_cifar_from_tiny_files(tmp_path):
 
     _write(tmp_path, "bin", "dir")
     out = tmp_path / "c.png"
-    assert main(["data", "preview", "cifar10", "--data-root", str(tmp_path), "--out", str(out), "--per-class", "2"]) == 0
+    assert (
+        main(["data", "preview", "cifar10", "--data-root", str(tmp_path), "--out", str(out), "--per-class", "2"]) == 0
+    )
     assert out.stat().st_size > 1000
     assert np.isfinite(out.stat().st_size)

@@ -50,7 +50,14 @@ def test_parameter_ranges_follow_the_paper(small):
         "three": {"x": (-1, 1), "y": (-1, 1), "lwd": (0.1, 2.5), "lend": (0, 2)},
         "four": {"x": (-1, 1), "y": (-1, 1), "lwd": (0.1, 1), "lend": (0, 2)},
         "five": {"x": (0.2, 1), "y": (0.2, 1), "cex": (0.1, 0.7), "lwd": (0.1, 1), "lend": (0, 2)},
-        "six": {"x": (-0.9, 0.9), "y": (-0.9, 0.9), "dx": (0.1, 0.8), "dy": (0.1, 0.8), "lwd": (0.1, 2.5), "lend": (0, 2)},
+        "six": {
+            "x": (-0.9, 0.9),
+            "y": (-0.9, 0.9),
+            "dx": (0.1, 0.8),
+            "dy": (0.1, 0.8),
+            "lwd": (0.1, 2.5),
+            "lend": (0, 2),
+        },
     }
     for name, rr in ranges.items():
         _, p = _class(small, name)
@@ -126,7 +133,7 @@ def test_four_is_a_box_outline_symmetric_about_both_axes(small):
             # an outline: the centre of the box is empty, ink on the box edges
             assert img[15:17, 15:17].max() == 0
             col = int(round((1 + x) * 16 - 0.5))
-            assert img[14:18, col - 1:col + 2].max() > 0
+            assert img[14:18, col - 1 : col + 2].max() > 0
 
 
 def test_five_has_ink_at_the_centre_and_a_box(small):
@@ -188,7 +195,7 @@ def test_deterministic_and_prefix_stable():
     assert np.array_equal(a.images, b.images) and np.array_equal(a.params, b.params, equal_nan=True)
     assert not np.array_equal(a.images, c.images)
     for k in range(6):  # the first 20 of each class do not depend on n_per_class
-        assert np.array_equal(a.images[k * 20:(k + 1) * 20], d.images[k * 40:k * 40 + 20])
+        assert np.array_equal(a.images[k * 20 : (k + 1) * 20], d.images[k * 40 : k * 40 + 20])
 
 
 def test_split_is_fixed_disjoint_and_balanced():

@@ -7,8 +7,8 @@ import shutil
 import numpy as np
 import pytest
 import torch
-from _data_helpers import minilm_folder, require_shared
 
+from _data_helpers import minilm_folder, require_shared
 from eoslab.data import DatasetError, load_dataset
 from eoslab.data import sst as sst_mod
 from eoslab.data.sst import encoder_identity, parse_tree, read_trees, resolve_encoder
@@ -30,7 +30,11 @@ def test_parse_tree_labels_and_leaves():
 @pytest.mark.parametrize(
     "line, col, expect",
     [
-        ("(3 (2 The) (2 Rock)", 20, r"unbalanced tree: 1 unclosed '\(' at end of line \(innermost opened at column 1\)"),
+        (
+            "(3 (2 The) (2 Rock)",
+            20,
+            r"unbalanced tree: 1 unclosed '\(' at end of line \(innermost opened at column 1\)",
+        ),
         ("(3 (2 The) (2 Rock)))", 21, r"unbalanced tree: '\)' closes nothing|after the tree closed"),
         ("(3 (2 The) (7 Rock))", 13, r"label '7'; expected a sentiment label 0-4"),
         ("(3 (2 The Rock))", 11, r"second word 'Rock' in a leaf"),
@@ -84,8 +88,9 @@ def sst_root(tmp_path_factory):
 @pytest.fixture(scope="module")
 def embedded(sst_root):
     folder = minilm_folder()
-    ds = load_dataset("sst", "train", data_root=sst_root, encoder=str(folder), limit=N_EMB, max_tokens=32,
-                      progress=False)
+    ds = load_dataset(
+        "sst", "train", data_root=sst_root, encoder=str(folder), limit=N_EMB, max_tokens=32, progress=False
+    )
     return folder, ds
 
 
@@ -130,8 +135,9 @@ def test_cache_reuse_does_not_call_the_encoder(embedded, sst_root, monkeypatch):
         raise AssertionError("encoder loaded although the embeddings are cached")
 
     monkeypatch.setattr(sst_mod, "_load_encoder", boom)
-    again = load_dataset("sst", "train", data_root=sst_root, encoder=str(folder), limit=N_EMB, max_tokens=32,
-                         progress=False)
+    again = load_dataset(
+        "sst", "train", data_root=sst_root, encoder=str(folder), limit=N_EMB, max_tokens=32, progress=False
+    )
     assert again.meta["cache_hit"] and torch.equal(again.X, ds.X) and torch.equal(again.y, ds.y)
     # binary labels (D7) come from the same cache: drop 2, {0,1} -> 0, {3,4} -> 1
     b = load_dataset("sst", "train", data_root=sst_root, encoder=str(folder), limit=N_EMB, binary=True, progress=False)
@@ -142,8 +148,9 @@ def test_cache_reuse_does_not_call_the_encoder(embedded, sst_root, monkeypatch):
     copy = sst_root / "enc_copy"
     shutil.copytree(folder, copy)
     assert encoder_identity(copy)["sha256"] == encoder_identity(folder)["sha256"]
-    assert load_dataset("sst", "train", data_root=sst_root, encoder=str(copy), limit=N_EMB,
-                        progress=False).meta["cache_hit"]
+    assert load_dataset("sst", "train", data_root=sst_root, encoder=str(copy), limit=N_EMB, progress=False).meta[
+        "cache_hit"
+    ]
     # another max_tokens is another cache entry: the encoder would be needed
     with pytest.raises(AssertionError, match="encoder loaded"):
         load_dataset("sst", "train", data_root=sst_root, encoder=str(folder), limit=N_EMB, max_tokens=8, progress=False)
@@ -156,8 +163,17 @@ def test_cache_reuse_does_not_call_the_encoder(embedded, sst_root, monkeypatch):
 
 def test_short_crop_and_mean_pool(sst_root):
     folder = minilm_folder()
-    ds = load_dataset("sst", "train", data_root=sst_root, encoder=str(folder), limit=24, max_tokens=8, pool="mean",
-                      cache=False, progress=False)
+    ds = load_dataset(
+        "sst",
+        "train",
+        data_root=sst_root,
+        encoder=str(folder),
+        limit=24,
+        max_tokens=8,
+        pool="mean",
+        cache=False,
+        progress=False,
+    )
     assert ds.X.shape == (24, 8 * 384) and ds.meta["cache_path"] is None
     E = ds.X.reshape(24, 8, 384)
     assert torch.equal(E.abs().sum(2) > 0, torch.arange(8)[None] < ds.meta["n_words"][:, None])

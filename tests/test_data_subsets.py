@@ -27,8 +27,9 @@ def test_paper_sizes():
 
 def _toy(N=500):
     X = torch.arange(N, dtype=torch.float64)[:, None].repeat(1, 3)
-    return Dataset(X=X, y=torch.arange(N) % 4, classes=list("abcd"), name="toy",
-                   meta={"row": np.arange(N) * 10, "other": [1, 2]})
+    return Dataset(
+        X=X, y=torch.arange(N) % 4, classes=list("abcd"), name="toy", meta={"row": np.arange(N) * 10, "other": [1, 2]}
+    )
 
 
 def test_nested_subsets_are_contained():

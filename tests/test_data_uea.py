@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 import torch
-from _data_helpers import require_shared
 
+from _data_helpers import require_shared
 from eoslab.data import DatasetError, load_dataset
 from eoslab.data.uea import make_windows, parse_ts, read_ts, window_offsets
 
@@ -126,7 +126,7 @@ def test_real_atrial_fibrillation_train():
     for i in [0, 511, 512, 7679] + rng.integers(0, 7680, 20).tolist():
         case, off = divmod(i, 512)
         assert ds.meta["origin"][i].tolist() == [case, off]
-        want = torch.cat([ts.X[case, 0, off:off + 128], ts.X[case, 1, off:off + 128]])
+        want = torch.cat([ts.X[case, 0, off : off + 128], ts.X[case, 1, off : off + 128]])
         assert torch.equal(ds.X[i], want)
         assert ds.y[i] == ts.labels[case]
     # raw values (D9): the published statistics of channel 1 over the 15 train + 15 test cases

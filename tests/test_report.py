@@ -1,5 +1,6 @@
 """The report on hand-made collected tables: Eq. 9 fits per group, the Section-5 checks, the
-figures and ``eoslab report`` end to end (files, index.html whose images all exist)."""
+figures and ``eoslab report`` end to end (files, index.html whose images all exist).
+"""
 
 import sys
 import types
@@ -23,7 +24,8 @@ STEPS = np.arange(0, 301, 20)  # step 0 is in the transient, ignored by the anal
 
 def _run_rows(run: dict, peak: float, rng: np.random.Generator) -> list[dict]:
     """Plausible analysis rows of one run: sharpness rising with s = step/last step, C5 of
-    layer 1 rising to ``peak`` at the last step, with a spike at step 0 that must be ignored."""
+    layer 1 rising to ``peak`` at the last step, with a spike at step 0 that must be ignored.
+    """
     rows = []
     for step in STEPS:
         s = step / STEPS[-1]
@@ -70,7 +72,8 @@ def make_collected(
     seed=0,
 ) -> pd.DataFrame:
     """A collected table (the schema of eoslab.report) for several n and seeds, with C5 of layer 1
-    peaking at a·n^b·exp(noise), plus one GD run (lr 0.01) on the first group's smallest problem."""
+    peaking at a·n^b·exp(noise), plus one GD run (lr 0.01) on the first group's smallest problem.
+    """
     rng = np.random.default_rng(seed)
     rows = []
     for g, (dataset, criterion, sizes, a, b) in enumerate(groups):
@@ -78,16 +81,31 @@ def make_collected(
         for n in sizes:
             for init_seed, subset_seed in group_seeds:
                 run = dict(
-                    run_id=f"{dataset}-{criterion}-n{n}-i{init_seed}-s{subset_seed}", dataset=dataset, n=n,
-                    criterion=criterion, init_seed=init_seed, subset_seed=subset_seed, width=32, depth=DEPTH,
-                    solver="exp_euler", lr=0.01,
+                    run_id=f"{dataset}-{criterion}-n{n}-i{init_seed}-s{subset_seed}",
+                    dataset=dataset,
+                    n=n,
+                    criterion=criterion,
+                    init_seed=init_seed,
+                    subset_seed=subset_seed,
+                    width=32,
+                    depth=DEPTH,
+                    solver="exp_euler",
+                    lr=0.01,
                 )
                 rows += _run_rows(run, a * n**b * np.exp(rng.normal(0, noise)), rng)
     if gd:
         dataset, criterion, sizes, a, b = groups[0]
         run = dict(
-            run_id="gd-run", dataset=dataset, n=sizes[0], criterion=criterion, init_seed=0, subset_seed=0,
-            width=32, depth=DEPTH, solver="gd", lr=0.01,
+            run_id="gd-run",
+            dataset=dataset,
+            n=sizes[0],
+            criterion=criterion,
+            init_seed=0,
+            subset_seed=0,
+            width=32,
+            depth=DEPTH,
+            solver="gd",
+            lr=0.01,
         )
         rows += _run_rows(run, a * sizes[0] ** b, rng)
     frame = pd.DataFrame(rows)

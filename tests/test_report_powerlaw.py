@@ -1,5 +1,6 @@
 """Eq. 9 fits on arrays with a known answer: a, b recovered, R² as numpy computes it, the
-bootstrap interval, and clear errors on degenerate input."""
+bootstrap interval, and clear errors on degenerate input.
+"""
 
 import warnings
 

@@ -1,5 +1,6 @@
 """Training runs: the run-directory contract, config errors, failures, and crash-safe resume
-(a resumed run is bit-identical to an uninterrupted one)."""
+(a resumed run is bit-identical to an uninterrupted one).
+"""
 
 from __future__ import annotations
 
@@ -50,14 +51,14 @@ def test_train_writes_the_run_directory(tmp_path):
     final = status["step"]
     assert 10 < final < 200
 
-    saved = load_config(run_dir / "config.toml")                 # resolved: k = n_L filled in
-    assert saved.solver.k == 3 and saved.train.target_loss == 0.1 and saved.model.gain == pytest.approx(2 ** 0.5)
+    saved = load_config(run_dir / "config.toml")  # resolved: k = n_L filled in
+    assert saved.solver.k == 3 and saved.train.target_loss == 0.1 and saved.model.gain == pytest.approx(2**0.5)
 
     table = read_parquet(run_dir / "trajectory.parquet")
     assert table.schema.equals(TRAJECTORY_SCHEMA) and table.column_names[:9] == CONTRACT_COLUMNS
     traj = table.to_pylist()
     assert [r["step"] for r in traj] == list(range(final + 1))
-    for prev, row in zip(traj, traj[1:]):                          # t of θ_u, dt of the step from it
+    for prev, row in zip(traj, traj[1:]):  # t of θ_u, dt of the step from it
         assert row["t"] == prev["t"] + prev["dt"]
         assert len(prev["eigenvalues"]) == 4 and prev["hvps"] > 0 and prev["dt"] > 0
     assert traj[-1]["dt"] == 0.0 and traj[-1]["loss"] <= 0.1 < traj[-2]["loss"]
@@ -65,7 +66,7 @@ def test_train_writes_the_run_directory(tmp_path):
 
     expected = [f"step_{s:08d}.safetensors" for s in sorted(set(range(0, final + 1, 10)) | {final})]
     assert snapshot_files(run_dir) == expected
-    assert len(snapshot_files(run_dir, "state")) == 2              # only the newest state files
+    assert len(snapshot_files(run_dir, "state")) == 2  # only the newest state files
 
     run = load_run(run_dir)
     assert config_hash(run.config) == config_hash(saved)
@@ -73,7 +74,7 @@ def test_train_writes_the_run_directory(tmp_path):
     theta0, t0 = run.load_snapshot(0)
     assert torch.equal(theta0, run.model.init_params(saved.model.init_seed)) and t0 == 0.0
     theta, t = run.load_snapshot(final)
-    assert t == status["t"] and run.loss.loss(theta) == status["loss"]   # same subset, same θ
+    assert t == status["t"] and run.loss.loss(theta) == status["loss"]  # same subset, same θ
     assert run.loss.num_samples == 20
 
 
@@ -98,25 +99,28 @@ def test_different_config_is_refused(tmp_path, capsys):
     assert main(["train", str(config), "--out", str(run_dir), "--no-progress"]) == 2
     err = capsys.readouterr().err.strip()
     assert "different config" in err and "\n" not in err
-    assert load_config(run_dir / "config.toml").train.max_steps == 5     # untouched
+    assert load_config(run_dir / "config.toml").train.max_steps == 5  # untouched
 
 
-@pytest.mark.parametrize("section, change, field", [
-    ("solver", {"lrr": 0.1}, "solver.lrr"),                          # unknown key
-    ("model", {"width": "wide"}, "model.width"),                     # wrong type
-    ("solver", {"lr": -1.0}, "solver.lr"),                           # bad value
-    ("solver", {"method": "rk4"}, "solver.method"),                  # bad choice
-    ("data", {"options": {"n": 24, "colour": 1}}, "data.options"),   # loader rejects it
-    ("data", {"name": "mnist"}, "data.name"),
-    ("data", {"n": 1000}, "data.n"),                                 # larger than the data
-])
+@pytest.mark.parametrize(
+    "section, change, field",
+    [
+        ("solver", {"lrr": 0.1}, "solver.lrr"),  # unknown key
+        ("model", {"width": "wide"}, "model.width"),  # wrong type
+        ("solver", {"lr": -1.0}, "solver.lr"),  # bad value
+        ("solver", {"method": "rk4"}, "solver.method"),  # bad choice
+        ("data", {"options": {"n": 24, "colour": 1}}, "data.options"),  # loader rejects it
+        ("data", {"name": "mnist"}, "data.name"),
+        ("data", {"n": 1000}, "data.n"),  # larger than the data
+    ],
+)
 def test_config_errors_exit_2_naming_the_field(tmp_path, capsys, section, change, field):
     config = write_config(tmp_path / "bad.toml", config_dict(**{section: change}))
     run_dir = tmp_path / "run"
     assert main(["train", str(config), "--out", str(run_dir)]) == 2
     err = capsys.readouterr().err.strip()
     assert field in err and "\n" not in err
-    assert not run_dir.exists()                                      # nothing written
+    assert not run_dir.exists()  # nothing written
 
 
 def test_non_finite_loss_fails_the_run(tmp_path, capsys):
@@ -129,8 +133,8 @@ def test_non_finite_loss_fails_the_run(tmp_path, capsys):
     traj = read_parquet(run_dir / "trajectory.parquet").to_pylist()
     last = traj[-1]
     assert last["step"] == status["step"] and not (math.isfinite(last["loss"]) and math.isfinite(last["grad_norm"]))
-    assert snapshot_files(run_dir) == ["step_00000000.safetensors"]   # what was written is kept
-    assert main(["train", str(config), "--out", str(run_dir), "--no-progress"]) == 1   # stays failed
+    assert snapshot_files(run_dir) == ["step_00000000.safetensors"]  # what was written is kept
+    assert main(["train", str(config), "--out", str(run_dir), "--no-progress"]) == 1  # stays failed
 
 
 def test_max_time_stops_the_run(tmp_path):
@@ -156,17 +160,20 @@ def _interrupt_at(monkeypatch, call: int) -> None:
     monkeypatch.setattr(Integrator, "step", step)
 
 
-@pytest.mark.parametrize("solver", [
-    {"method": "exp_euler"},
-    {"method": "exp_euler", "eig_method": "power"},
-    {"method": "gd", "lr": 0.3, "measure_sharpness_every": 3},
-])
+@pytest.mark.parametrize(
+    "solver",
+    [
+        {"method": "exp_euler"},
+        {"method": "exp_euler", "eig_method": "power"},
+        {"method": "gd", "lr": 0.3, "measure_sharpness_every": 3},
+    ],
+)
 def test_resume_after_crash_is_bit_identical(tmp_path, monkeypatch, solver):
     cfg = small_config(solver=solver, train={"max_steps": 45})
     train(cfg, tmp_path / "whole", progress=False)
 
     with monkeypatch.context() as m:
-        _interrupt_at(m, 27)                                       # last snapshot: step 20
+        _interrupt_at(m, 27)  # last snapshot: step 20
         with pytest.raises(KeyboardInterrupt):
             train(cfg, tmp_path / "crashed", progress=False)
     assert read_json(tmp_path / "crashed" / "status.json")["state"] == "running"
@@ -183,14 +190,15 @@ def test_resume_skips_an_unreadable_snapshot(tmp_path, monkeypatch):
         with pytest.raises(KeyboardInterrupt):
             train(cfg, tmp_path / "crashed", progress=False)
     (tmp_path / "crashed" / "snapshots" / "step_00000020.safetensors").write_bytes(b"\x00garbage")
-    train(cfg, tmp_path / "crashed", progress=False)                 # resumes from step 10
+    train(cfg, tmp_path / "crashed", progress=False)  # resumes from step 10
     assert_same_run(tmp_path / "whole", tmp_path / "crashed")
 
 
 @pytest.mark.slow
 def test_sigkill_and_resume_matches_uninterrupted_run(tmp_path):
     """`eoslab train` killed with SIGKILL mid-run, then rerun with the same command, ends with the
-    parameters and trajectory of an uninterrupted run."""
+    parameters and trajectory of an uninterrupted run.
+    """
     data = config_dict(train={"max_steps": 200, "snapshot_every": 20, "target_loss": 1e-9})
     config = write_config(tmp_path / "c.toml", data)
     run_dir = tmp_path / "killed"
@@ -204,7 +212,7 @@ def test_sigkill_and_resume_matches_uninterrupted_run(tmp_path):
         proc.send_signal(signal.SIGKILL)
         assert proc.wait() == -signal.SIGKILL
     status = read_json(run_dir / "status.json")
-    assert status["state"] == "running" and status["step"] < 200            # killed mid-way
+    assert status["state"] == "running" and status["step"] < 200  # killed mid-way
 
     resumed = subprocess.run(cmd + ["--no-progress"], capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr

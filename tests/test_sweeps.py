@@ -1,6 +1,7 @@
 """Sweep configs (validation naming the field, deterministic expansion, the paper's grid), the
 per-point job (failures recorded, retried, finished runs untouched), failing points in a real sweep
-with ``eoslab status``, and ``collect`` read back by pandas, polars and DuckDB."""
+with ``eoslab status``, and ``collect`` read back by pandas, polars and DuckDB.
+"""
 
 import os
 import subprocess
@@ -13,8 +14,16 @@ import pytest
 import tomli_w
 
 from eoslab.config import ConfigError, config_hash, resolve
-from eoslab.sweeps import (COLLECT_SCHEMA, collect, grid_table, load_sweep, parse_sweep, point_status, run_point,
-                           sweep_status)
+from eoslab.sweeps import (
+    COLLECT_SCHEMA,
+    collect,
+    grid_table,
+    load_sweep,
+    parse_sweep,
+    point_status,
+    run_point,
+    sweep_status,
+)
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
@@ -37,30 +46,41 @@ def write_sweep(path: Path, base: dict, grid: dict) -> Path:
 
 def sweep_cli(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
     env = {**os.environ, "COLUMNS": "250"}
-    return subprocess.run([sys.executable, "-m", "eoslab.cli", *args], capture_output=True, text=True,
-                          timeout=timeout, env=env)
+    return subprocess.run(
+        [sys.executable, "-m", "eoslab.cli", *args], capture_output=True, text=True, timeout=timeout, env=env
+    )
 
 
 # ----------------------------------------------------------------------------- grid expansion
 def test_expansion_order_ids_and_overrides():
     grid = {
-        "datasets": [{"name": "synthetic", "n": [8, 16]},
-                     {"name": "synthetic", "options": {"seed": 1}, "split": "test"}],
+        "datasets": [
+            {"name": "synthetic", "n": [8, 16]},
+            {"name": "synthetic", "options": {"seed": 1}, "split": "test"},
+        ],
         "n": [12],
         "criteria": ["ce", "mse"],
         "init_seeds": [0, 1],
         "subset_seeds": [2],
-        "solver": {"lr": [0.1, 0.2]},           # written [grid.solver] lr = [...]
-        "model.width": [4],                      # written "model.width" = [...]
+        "solver": {"lr": [0.1, 0.2]},  # written [grid.solver] lr = [...]
+        "model.width": [4],  # written "model.width" = [...]
     }
     data = {"base": tiny_base(), "grid": grid}
     sweep = parse_sweep(data)
     pts = sweep.points
-    assert len(pts) == (2 + 1) * 2 * 2 * 2          # sizes (2 + 1) × criteria × lr × init seeds
+    assert len(pts) == (2 + 1) * 2 * 2 * 2  # sizes (2 + 1) × criteria × lr × init seeds
     assert [p.index for p in pts] == list(range(len(pts)))
     # datasets × criteria × sizes × other fields × init seeds × subset seeds
-    key = [(p.config.data.options.get("seed"), p.config.criterion.name, p.config.data.n, p.config.solver.lr,
-            p.config.model.init_seed) for p in pts]
+    key = [
+        (
+            p.config.data.options.get("seed"),
+            p.config.criterion.name,
+            p.config.data.n,
+            p.config.solver.lr,
+            p.config.model.init_seed,
+        )
+        for p in pts
+    ]
     assert key == sorted(key, key=lambda k: (k[0], ["ce", "mse"].index(k[1]), k[2], k[3], k[4]))
     for p in pts:
         assert p.run_id == config_hash(p.config) == config_hash(resolve(p.config))
@@ -72,8 +92,19 @@ def test_expansion_order_ids_and_overrides():
     assert last.options["seed"] == 1 and last.options["input_dim"] == 4 and last.split == "test"  # merged
     assert [p.run_id for p in parse_sweep(data).points] == [p.run_id for p in pts]  # deterministic
     grid_rows = grid_table(pts)
-    assert grid_rows.column_names[:11] == ["index", "run_id", "dataset", "n", "criterion", "init_seed",
-                                           "subset_seed", "width", "depth", "solver", "lr"]
+    assert grid_rows.column_names[:11] == [
+        "index",
+        "run_id",
+        "dataset",
+        "n",
+        "criterion",
+        "init_seed",
+        "subset_seed",
+        "width",
+        "depth",
+        "solver",
+        "lr",
+    ]
     assert grid_rows["solver.lr"].to_pylist()[:2] == [0.1, 0.1] and "config" in grid_rows.column_names
 
 
@@ -81,10 +112,13 @@ def test_paper_sizes_and_table1_presets():
     grid = {"datasets": [{"name": "cifar10", "n": "paper"}], "criteria": ["mse"]}
     assert [p.config.data.n for p in parse_sweep({"grid": grid}).points] == [390, 781, 1562, 3125]
     total = 0
-    for name, dataset, criterion, sizes in [("dice_ce", "dice", "ce", 5), ("cifar10_ce", "cifar10", "ce", 5),
-                                            ("cifar10_mse", "cifar10", "mse", 4),
-                                            ("atrial_fibrillation_ce", "atrial_fibrillation", "ce", 5),
-                                            ("sst_ce", "sst", "ce", 4)]:
+    for name, dataset, criterion, sizes in [
+        ("dice_ce", "dice", "ce", 5),
+        ("cifar10_ce", "cifar10", "ce", 5),
+        ("cifar10_mse", "cifar10", "mse", 4),
+        ("atrial_fibrillation_ce", "atrial_fibrillation", "ce", 5),
+        ("sst_ce", "sst", "ce", 4),
+    ]:
         pts = load_sweep(CONFIGS / f"{name}.toml").points
         assert len(pts) == 16 * sizes
         total += len(pts)
@@ -101,23 +135,26 @@ def test_paper_sizes_and_table1_presets():
     assert 2 <= len(demo) <= 12 and {p.config.data.name for p in demo} == {"dice"}
 
 
-@pytest.mark.parametrize("grid, field", [
-    ({"datasets": [{"name": "synthetic"}, {"name": "synthetic", "n": [0]}]}, "grid.datasets[1].n[0]"),
-    ({"datasets": [{"name": "synthetic", "n": [4], "sizes": 1}]}, "grid.datasets[0].sizes"),
-    ({"datasets": [{"n": [4]}]}, "grid.datasets[0].name"),
-    ({"datasets": ["synthetic", "mnist"], "n": [4]}, "grid.datasets[1].name"),
-    ({"n": [4], "criteria": ["hinge"]}, "grid.criteria[0]"),
-    ({"n": [4], "init_seeds": [True]}, "grid.init_seeds[0]"),
-    ({"n": [4], "subset_seeds": [1, 1]}, "grid.subset_seeds[1]"),
-    ({"n": [4], "subset_seeds": []}, "grid.subset_seeds"),
-    ({"n": [4], "solver.lr": [0.1, -1.0]}, "grid.solver.lr[1]"),
-    ({"n": [4], "solver": {"method": ["adam"]}}, "grid.solver.method[0]"),
-    ({"n": [4], "model.widht": [4]}, "grid.model.widht"),
-    ({"n": [4], "data.n": [4]}, "grid.data.n"),
-    ({"n": "paper"}, "grid.n"),                                      # the paper has no synthetic sizes
-    ({"n": [4, 4]}, "grid.n[1]"),
-    ({}, "grid.n"),                                                  # no subset size anywhere
-])
+@pytest.mark.parametrize(
+    "grid, field",
+    [
+        ({"datasets": [{"name": "synthetic"}, {"name": "synthetic", "n": [0]}]}, "grid.datasets[1].n[0]"),
+        ({"datasets": [{"name": "synthetic", "n": [4], "sizes": 1}]}, "grid.datasets[0].sizes"),
+        ({"datasets": [{"n": [4]}]}, "grid.datasets[0].name"),
+        ({"datasets": ["synthetic", "mnist"], "n": [4]}, "grid.datasets[1].name"),
+        ({"n": [4], "criteria": ["hinge"]}, "grid.criteria[0]"),
+        ({"n": [4], "init_seeds": [True]}, "grid.init_seeds[0]"),
+        ({"n": [4], "subset_seeds": [1, 1]}, "grid.subset_seeds[1]"),
+        ({"n": [4], "subset_seeds": []}, "grid.subset_seeds"),
+        ({"n": [4], "solver.lr": [0.1, -1.0]}, "grid.solver.lr[1]"),
+        ({"n": [4], "solver": {"method": ["adam"]}}, "grid.solver.method[0]"),
+        ({"n": [4], "model.widht": [4]}, "grid.model.widht"),
+        ({"n": [4], "data.n": [4]}, "grid.data.n"),
+        ({"n": "paper"}, "grid.n"),  # the paper has no synthetic sizes
+        ({"n": [4, 4]}, "grid.n[1]"),
+        ({}, "grid.n"),  # no subset size anywhere
+    ],
+)
 def test_bad_grid_names_the_field(grid, field):
     with pytest.raises(ConfigError) as e:
         parse_sweep({"base": {"data": {"name": "synthetic"}}, "grid": grid})
@@ -157,7 +194,7 @@ def test_run_point_records_an_analysis_failure_and_retries_without_retraining(tm
     monkeypatch.undo()
     s = run_point(point.config, run_dir)
     assert s.state == "done" and (run_dir / "analysis.parquet").exists()
-    assert all(p.stat().st_mtime_ns == m for p, m in trained.items())   # training was not redone
+    assert all(p.stat().st_mtime_ns == m for p, m in trained.items())  # training was not redone
     done = {p: p.stat().st_mtime_ns for p in run_dir.rglob("*") if p.is_file()}
     assert run_point(point.config, run_dir).state == "done"
     assert {p: p.stat().st_mtime_ns for p in run_dir.rglob("*") if p.is_file()} == done
@@ -167,9 +204,13 @@ def test_run_point_records_an_analysis_failure_and_retries_without_retraining(tm
 def test_failing_points_are_recorded_and_the_rest_finish(tmp_path):
     base = tiny_base()
     base["solver"] = {"method": "gd", "lr": 0.5}
-    grid = {"datasets": [{"name": "synthetic", "n": [12]},
-                         {"name": "synthetic", "n": [12], "options": {"input_dim": -3}}],   # the loader raises
-            "solver.lr": [0.5, 1e200]}                                                      # 1e200 overflows
+    grid = {
+        "datasets": [
+            {"name": "synthetic", "n": [12]},
+            {"name": "synthetic", "n": [12], "options": {"input_dim": -3}},
+        ],  # the loader raises
+        "solver.lr": [0.5, 1e200],
+    }  # 1e200 overflows
     cfg = write_sweep(tmp_path / "sweep.toml", base, grid)
     out = tmp_path / "out"
     r = sweep_cli("sweep", str(cfg), "--out", str(out), "--workers", "2", "--no-progress")
@@ -180,7 +221,7 @@ def test_failing_points_are_recorded_and_the_rest_finish(tmp_path):
     assert "non-finite" in diverged.reason and not diverged.retry
     for _, bad in sweep_status(out)[2:]:
         assert bad.retry and bad.reason.startswith("ConfigError: data.options:")
-        assert "input_dim" in (out / "runs" / bad.run_id / "sweep.log").read_text()   # the traceback
+        assert "input_dim" in (out / "runs" / bad.run_id / "sweep.log").read_text()  # the traceback
     st = sweep_cli("status", str(out))
     assert st.returncode == 0
     assert "done 1" in st.stdout and "failed 3" in st.stdout and "pending 0" in st.stdout

@@ -1,5 +1,6 @@
 """Executors: the local worker processes and a real local Ray cluster give identical collected
-tables; a sweep killed with SIGKILL mid-way resumes on rerun without touching finished runs."""
+tables; a sweep killed with SIGKILL mid-way resumes on rerun without touching finished runs.
+"""
 
 import hashlib
 import os
@@ -29,12 +30,22 @@ def test_local_and_ray_give_identical_tables(tmp_path):
 
     # a real local Ray cluster (Ray announces it on this host's address, not 127.0.0.1), joined by the
     # sweep command as a second driver
-    ray.init(address="local", num_cpus=2, include_dashboard=False, object_store_memory=80 * 2**20,
-             log_to_driver=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, object_store_memory=80 * 2**20, log_to_driver=False)
     try:
         address = ray.get_runtime_context().gcs_address
-        r = sweep_cli("sweep", str(cfg), "--out", str(tmp_path / "ray"), "--executor", "ray", "--address", address,
-                      "--cpus-per-run", "1", "--no-progress")
+        r = sweep_cli(
+            "sweep",
+            str(cfg),
+            "--out",
+            str(tmp_path / "ray"),
+            "--executor",
+            "ray",
+            "--address",
+            address,
+            "--cpus-per-run",
+            "1",
+            "--no-progress",
+        )
     finally:
         ray.shutdown()
     assert r.returncode == 0, r.stderr
@@ -46,13 +57,16 @@ def test_local_and_ray_give_identical_tables(tmp_path):
 
 
 def _snapshot(run_dir: Path) -> dict:
-    """mtime and SHA-256 of every file of a run directory."""
-    return {p.relative_to(run_dir): (p.stat().st_mtime_ns, hashlib.sha256(p.read_bytes()).hexdigest())
-            for p in sorted(run_dir.rglob("*")) if p.is_file()}
+    """Mtime and SHA-256 of every file of a run directory."""
+    return {
+        p.relative_to(run_dir): (p.stat().st_mtime_ns, hashlib.sha256(p.read_bytes()).hexdigest())
+        for p in sorted(run_dir.rglob("*"))
+        if p.is_file()
+    }
 
 
 def test_sigkill_mid_sweep_then_rerun_resumes(tmp_path):
-    base = tiny_base(max_steps=40, target_loss=1e-9)        # max_steps stops every run
+    base = tiny_base(max_steps=40, target_loss=1e-9)  # max_steps stops every run
     cfg = write_sweep(tmp_path / "sweep.toml", base, {"n": [12, 16, 20]})
     out = tmp_path / "out"
     cmd = [sys.executable, "-m", "eoslab.cli", "sweep", str(cfg), "--out", str(out), "--workers", "1", "--no-progress"]
@@ -60,7 +74,7 @@ def test_sigkill_mid_sweep_then_rerun_resumes(tmp_path):
     runs = done = killed = None
     try:
         deadline = time.monotonic() + 300
-        while time.monotonic() < deadline:            # wait for one finished run and one half-way
+        while time.monotonic() < deadline:  # wait for one finished run and one half-way
             if (out / "grid.parquet").exists():
                 runs = [out / "runs" / r for r in pq.read_table(out / "grid.parquet")["run_id"].to_pylist()]
                 status = {r: point_status(r) for r in runs}
@@ -80,10 +94,10 @@ def test_sigkill_mid_sweep_then_rerun_resumes(tmp_path):
             proc.kill()
             proc.wait()
     assert len(done) == 1
-    deadline = time.monotonic() + 30                   # the worker dies with the sweep (PR_SET_PDEATHSIG)
+    deadline = time.monotonic() + 30  # the worker dies with the sweep (PR_SET_PDEATHSIG)
     while point_status(killed).state == "running" and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert point_status(killed).state == "pending"    # interrupted in training or in its analysis
+    assert point_status(killed).state == "pending"  # interrupted in training or in its analysis
     assert [point_status(r).state for r in runs].count("pending") == 2
     finished = _snapshot(done[0])
     saved = {p: p.stat().st_mtime_ns for p in (killed / "snapshots").glob("step_*.safetensors")}
@@ -93,14 +107,14 @@ def test_sigkill_mid_sweep_then_rerun_resumes(tmp_path):
     assert r.returncode == 0, r.stderr
     assert "(1 already finished before this run)" in r.stdout
     assert [s.state for _, s in sweep_status(out)] == ["done"] * 3
-    assert _snapshot(done[0]) == finished                       # not recomputed, not rewritten
-    assert all(p.stat().st_mtime_ns == m for p, m in saved.items())   # resumed, not restarted
+    assert _snapshot(done[0]) == finished  # not recomputed, not rewritten
+    assert all(p.stat().st_mtime_ns == m for p, m in saved.items())  # resumed, not restarted
     for run_dir in runs:
         traj = pq.read_table(run_dir / "trajectory.parquet")
         assert traj["step"].to_pylist() == list(range(41))
         steps = set(pq.read_table(run_dir / "analysis.parquet")["step"].to_pylist())
         assert steps == set(range(0, 41, 5))
-    for path in out.rglob("*.parquet"):                         # every Parquet file reads back whole
+    for path in out.rglob("*.parquet"):  # every Parquet file reads back whole
         table = pq.read_table(path)
         assert table.num_rows > 0, path
     assert collect(out).num_rows > 0

@@ -50,8 +50,9 @@ ANALYSIS_FILE = "analysis.parquet"
 
 
 # ----------------------------------------------------------------------------- per sample
-def preactivation_jacobians(model: MLP, theta: torch.Tensor, z: list[torch.Tensor],
-                            S: torch.Tensor) -> list[torch.Tensor]:
+def preactivation_jacobians(
+    model: MLP, theta: torch.Tensor, z: list[torch.Tensor], S: torch.Tensor
+) -> list[torch.Tensor]:
     """P̃_1..P̃_L (Eq. 5), each (n, n_L, n_i): P̃_L = S, P̃_i = P̃_{i+1} K_i = (P̃_{i+1} W_{i+1}) ⊙ σ'(z_i).
 
     Args:
@@ -60,25 +61,27 @@ def preactivation_jacobians(model: MLP, theta: torch.Tensor, z: list[torch.Tenso
     """
     layers = model.layers(theta)
     P = [S]
-    for i in range(model.depth - 2, -1, -1):          # 0-based: P[i] belongs to layer i + 1
+    for i in range(model.depth - 2, -1, -1):  # 0-based: P[i] belongs to layer i + 1
         P.append((P[-1] @ layers[i + 1][0]) * elu_derivative(z[i]).unsqueeze(1))
     return P[::-1]
 
 
-def _tridiagonal_top(alpha: torch.Tensor, beta: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor,
-                     rtol: float, sections: int = 31) -> tuple[torch.Tensor, torch.Tensor]:
+def _tridiagonal_top(
+    alpha: torch.Tensor, beta: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, rtol: float, sections: int = 31
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Narrow brackets lo ≤ λ¹(T) ≤ hi of n symmetric tridiagonal matrices T (diagonals alpha
     (n, j), off-diagonals beta (n, j−1)) until hi − lo ≤ rtol·|hi|, by Sturm-sequence
-    multisection: x ≥ λ¹(T) iff every pivot of the LDLᵀ factorisation of T − xI is negative."""
+    multisection: x ≥ λ¹(T) iff every pivot of the LDLᵀ factorisation of T − xI is negative.
+    """
     b2 = beta.square()
     grid = torch.arange(1, sections + 1, dtype=alpha.dtype, device=alpha.device) / (sections + 1)
     tiny = torch.finfo(alpha.dtype).tiny
     while bool(((hi - lo) > rtol * hi.abs()).any()):
-        x = lo[:, None] + (hi - lo)[:, None] * grid                           # (n, sections)
+        x = lo[:, None] + (hi - lo)[:, None] * grid  # (n, sections)
         d = alpha[:, :1] - x
         above = d < 0
         for k in range(1, alpha.shape[1]):
-            d = alpha[:, k:k + 1] - x - b2[:, k - 1:k] / torch.where(d == 0, -tiny, d)
+            d = alpha[:, k : k + 1] - x - b2[:, k - 1 : k] / torch.where(d == 0, -tiny, d)
             above &= d < 0
         hi = torch.minimum(hi, torch.where(above, x, torch.inf).min(1).values)
         lo = torch.maximum(lo, torch.where(above, -torch.inf, x).max(1).values)
@@ -89,7 +92,8 @@ def _last_component_sq(alpha: torch.Tensor, beta: torch.Tensor, x: torch.Tensor)
     """s_j², the squared last component of the unit top eigenvector of T, evaluated at x just above
     λ¹(T): s_j² = χ_{j−1}(θ) / χ_j'(θ) = 1 / r_j'(θ), where r_k = χ_k / χ_{k−1} obeys
     r_1 = x − α_1, r_k = x − α_k − β_{k−1}² / r_{k−1}, r_k' = 1 + β_{k−1}² r_{k−1}' / r_{k−1}²
-    (χ_k the characteristic polynomial of T's leading k × k block; every r_k > 0 above λ¹)."""
+    (χ_k the characteristic polynomial of T's leading k × k block; every r_k > 0 above λ¹).
+    """
     b2 = beta.square()
     big = torch.finfo(alpha.dtype).max
     r, rp = x - alpha[:, 0], torch.ones_like(x)
@@ -99,8 +103,14 @@ def _last_component_sq(alpha: torch.Tensor, beta: torch.Tensor, x: torch.Tensor)
     return (1 / rp).clamp(0, 1)
 
 
-def layerjac_sqnorms(W: torch.Tensor, dsigma: torch.Tensor, *, tol: float = LANCZOS_TOL,
-                     max_steps: int = LANCZOS_MAX_STEPS, generator: torch.Generator | None = None) -> torch.Tensor:
+def layerjac_sqnorms(
+    W: torch.Tensor,
+    dsigma: torch.Tensor,
+    *,
+    tol: float = LANCZOS_TOL,
+    max_steps: int = LANCZOS_MAX_STEPS,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
     """‖K_i‖² = ‖W_{i+1} diag(σ'(z_i))‖² for n samples at once (the "layerwise Jacobian norms", §4, §6).
 
     The top eigenvalue of the per-sample Gram matrix B = diag(d) WᵀW diag(d) (or W diag(d²) Wᵀ
@@ -119,6 +129,7 @@ def layerjac_sqnorms(W: torch.Tensor, dsigma: torch.Tensor, *, tol: float = LANC
     Args:
         W: W_{i+1}, (n_{i+1}, n_i).
         dsigma: σ'(z_i), (n, n_i).
+
     Returns:
         (n,) squared spectral norms.
     """
@@ -147,7 +158,7 @@ def layerjac_sqnorms(W: torch.Tensor, dsigma: torch.Tensor, *, tol: float = LANC
             radius = torch.zeros_like(alpha)
             radius[:, 1:] += beta.abs()
             radius[:, :-1] += beta.abs()
-            lo = torch.maximum(lo, alpha.max(1).values)                       # Ritz values only grow
+            lo = torch.maximum(lo, alpha.max(1).values)  # Ritz values only grow
             lo, theta = _tridiagonal_top(alpha, beta, lo, (alpha + radius).max(1).values, rtol=4 * eps)
             residual = b[:, 0] * _last_component_sq(alpha, beta, theta).sqrt() / theta.abs().clamp(min=tiny)
             stalled = theta <= previous * (1 + STALL_RTOL)
@@ -182,20 +193,30 @@ class PerSample:
         return self.act_scale * self.preact_sqnorm
 
 
-def per_sample_statistics(model: MLP, criterion: Criterion, theta: torch.Tensor, X: torch.Tensor,
-                          y: torch.Tensor, *, generator: torch.Generator | None = None) -> PerSample:
+def per_sample_statistics(
+    model: MLP,
+    criterion: Criterion,
+    theta: torch.Tensor,
+    X: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    generator: torch.Generator | None = None,
+) -> PerSample:
     """The per-sample quantities of §4 for the samples (X, y), from one forward pass, the
-    back-propagated P̃_i (Eq. 5) and batched Lanczos for ‖K_i‖² (:func:`layerjac_sqnorms`)."""
+    back-propagated P̃_i (Eq. 5) and batched Lanczos for ‖K_i‖² (:func:`layerjac_sqnorms`).
+    """
     with torch.no_grad():
         fwd = model.forward_all(theta, X)
         f = fwd.output
         S = criterion.hessian_sqrt(f, y)
         P = preactivation_jacobians(model, theta, fwd.z, S)
-        grams = torch.stack([p @ p.transpose(1, 2) for p in P], dim=1)       # (n, L, n_L, n_L)
-        s = torch.stack([a.square().sum(1) + 1 for a in fwd.a], dim=1)       # (n, L)
+        grams = torch.stack([p @ p.transpose(1, 2) for p in P], dim=1)  # (n, L, n_L, n_L)
+        s = torch.stack([a.square().sum(1) + 1 for a in fwd.a], dim=1)  # (n, L)
         layers = model.layers(theta)
-        K = [layerjac_sqnorms(layers[i + 1][0], elu_derivative(fwd.z[i]), generator=generator)
-             for i in range(model.depth - 1)]
+        K = [
+            layerjac_sqnorms(layers[i + 1][0], elu_derivative(fwd.z[i]), generator=generator)
+            for i in range(model.depth - 1)
+        ]
         return PerSample(
             act_scale=s,
             preact_sqnorm=torch.linalg.eigvalsh(grams)[..., -1],
@@ -253,9 +274,16 @@ class LayerwiseStats:
         return self.eq7[0]
 
 
-def layerwise_statistics(model: MLP, criterion: Criterion, theta: torch.Tensor, X: torch.Tensor,
-                         y: torch.Tensor, *, chunk_size: int | None = DEFAULT_CHUNK_SIZE,
-                         seed: int = 0) -> LayerwiseStats:
+def layerwise_statistics(
+    model: MLP,
+    criterion: Criterion,
+    theta: torch.Tensor,
+    X: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    chunk_size: int | None = DEFAULT_CHUNK_SIZE,
+    seed: int = 0,
+) -> LayerwiseStats:
     """Expectations of §4 over (X, y), accumulated over chunks of ``chunk_size`` samples.
 
     Alignment ratios (Eq. 6, D2) are ratios of expectations, κ(M, N) = E‖MN‖² / (E‖M‖² E‖N‖²),
@@ -275,12 +303,20 @@ def layerwise_statistics(model: MLP, criterion: Criterion, theta: torch.Tensor, 
     generator = torch.Generator(device="cpu").manual_seed(seed)
     sums: dict[str, torch.Tensor] = {}
     for start in range(0, n, chunk):
-        ps = per_sample_statistics(model, criterion, theta, X[start:start + chunk], y[start:start + chunk],
-                                   generator=generator)
+        ps = per_sample_statistics(
+            model, criterion, theta, X[start : start + chunk], y[start : start + chunk], generator=generator
+        )
         s, pn = ps.act_scale, ps.preact_sqnorm
-        parts = {"s": s, "pn": pn, "spn": s * pn, "s_next_pn": s[:, 1:] * pn[:, :-1],
-                 "r": s[:, :-1] / s[:, 1:], "kn": ps.layerjac_sqnorm, "jt": ps.jtilde_sqnorm,
-                 "hn": ps.hessian_norm}
+        parts = {
+            "s": s,
+            "pn": pn,
+            "spn": s * pn,
+            "s_next_pn": s[:, 1:] * pn[:, :-1],
+            "r": s[:, :-1] / s[:, 1:],
+            "kn": ps.layerjac_sqnorm,
+            "jt": ps.jtilde_sqnorm,
+            "hn": ps.hessian_norm,
+        }
         for key, value in parts.items():
             sums[key] = sums.get(key, 0) + value.sum(0)
     E = {key: value / n for key, value in sums.items()}
@@ -288,13 +324,23 @@ def layerwise_statistics(model: MLP, criterion: Criterion, theta: torch.Tensor, 
     align = E["s_next_pn"] / (layer[1:] * E["kn"])
     act_align = layer[:-1] / (E["r"] * E["s_next_pn"])
     c3 = layer[-1].expand_as(align)
-    eq7 = torch.stack([_suffix_products(act_align), _suffix_products(E["r"]), c3,
-                       _suffix_products(E["kn"]), _suffix_products(align)], dim=1)
+    eq7 = torch.stack(
+        [_suffix_products(act_align), _suffix_products(E["r"]), c3, _suffix_products(E["kn"]), _suffix_products(align)],
+        dim=1,
+    )
     return LayerwiseStats(
-        jtilde_sqnorm=float(E["jt"]), criterion_hessian_norm=float(E["hn"]),
-        layer_sqnorm=layer, preact_sqnorm=E["pn"], act_scale=E["s"], act_ratio=E["r"],
-        layerjac_sqnorm=E["kn"], align_ratio=align,
-        align_ratio_preact=E["pn"][:-1] / (E["pn"][1:] * E["kn"]), act_align=act_align, eq7=eq7)
+        jtilde_sqnorm=float(E["jt"]),
+        criterion_hessian_norm=float(E["hn"]),
+        layer_sqnorm=layer,
+        preact_sqnorm=E["pn"],
+        act_scale=E["s"],
+        act_ratio=E["r"],
+        layerjac_sqnorm=E["kn"],
+        align_ratio=align,
+        align_ratio_preact=E["pn"][:-1] / (E["pn"][1:] * E["kn"]),
+        act_align=act_align,
+        eq7=eq7,
+    )
 
 
 # ----------------------------------------------------------------------------- one snapshot
@@ -342,32 +388,55 @@ class SnapshotAnalysis:
 
     def eigenvectors(self) -> dict[str, torch.Tensor]:
         """{H, G, R: (P, 1 + guard)} to warm-start the next snapshot's solves (eigenvector and
-        guard vectors, :meth:`EigResult.warm_start`)."""
+        guard vectors, :meth:`EigResult.warm_start`).
+        """
         return {k: r.warm_start() for k, r in self.eig.items()}
 
     def rows(self) -> list[dict]:
         """Long-format rows ``step, t, metric, layer, value`` (ARCHITECTURE.md metric names;
-        ``layer`` is None for whole-network metrics, else 1..L)."""
+        ``layer`` is None for whole-network metrics, else 1..L).
+        """
         st = self.stats
-        whole = {"sharpness_H": self.sharpness("H"), "sharpness_G": self.sharpness("G"),
-                 "sharpness_R": self.sharpness("R"), "jtilde_sqnorm": st.jtilde_sqnorm,
-                 "overlap_ratio": self.overlap_ratio, "criterion_hessian_norm": st.criterion_hessian_norm,
-                 "stability_bound": self.stability_bound}
-        per_layer = {"layer_sqnorm": st.layer_sqnorm, "preact_sqnorm": st.preact_sqnorm,
-                     "act_scale": st.act_scale, "act_ratio": st.act_ratio,
-                     "layerjac_sqnorm": st.layerjac_sqnorm, "align_ratio": st.align_ratio,
-                     "align_ratio_preact": st.align_ratio_preact, "act_align": st.act_align}
+        whole = {
+            "sharpness_H": self.sharpness("H"),
+            "sharpness_G": self.sharpness("G"),
+            "sharpness_R": self.sharpness("R"),
+            "jtilde_sqnorm": st.jtilde_sqnorm,
+            "overlap_ratio": self.overlap_ratio,
+            "criterion_hessian_norm": st.criterion_hessian_norm,
+            "stability_bound": self.stability_bound,
+        }
+        per_layer = {
+            "layer_sqnorm": st.layer_sqnorm,
+            "preact_sqnorm": st.preact_sqnorm,
+            "act_scale": st.act_scale,
+            "act_ratio": st.act_ratio,
+            "layerjac_sqnorm": st.layerjac_sqnorm,
+            "align_ratio": st.align_ratio,
+            "align_ratio_preact": st.align_ratio_preact,
+            "act_align": st.act_align,
+        }
         per_layer.update({f"eq7_c{c + 1}": st.eq7[:, c] for c in range(5)})
         rows = [dict(step=self.step, t=self.t, metric=m, layer=None, value=float(v)) for m, v in whole.items()]
         for metric, values in per_layer.items():
-            rows += [dict(step=self.step, t=self.t, metric=metric, layer=i + 1, value=float(v))
-                     for i, v in enumerate(values.tolist())]
+            rows += [
+                dict(step=self.step, t=self.t, metric=metric, layer=i + 1, value=float(v))
+                for i, v in enumerate(values.tolist())
+            ]
         return rows
 
 
-def top_eigenvalues(loss: FullBatchLoss, theta: torch.Tensor, *, tol: float = 1e-4, max_iters: int = 200,
-                    guard: int = 1, warm_start: dict[str, torch.Tensor] | None = None, seed: int = 0,
-                    operators: tuple[str, ...] = OPERATORS) -> dict[str, EigResult]:
+def top_eigenvalues(
+    loss: FullBatchLoss,
+    theta: torch.Tensor,
+    *,
+    tol: float = 1e-4,
+    max_iters: int = 200,
+    guard: int = 1,
+    warm_start: dict[str, torch.Tensor] | None = None,
+    seed: int = 0,
+    operators: tuple[str, ...] = OPERATORS,
+) -> dict[str, EigResult]:
     """λ¹ (algebraically largest, D14) of H, G and R = H − G (Eq. 2) by LOBPCG with k = 1
     (R·V by one double backward, :meth:`FullBatchLoss.residual_vp`).
 
@@ -381,15 +450,26 @@ def top_eigenvalues(loss: FullBatchLoss, theta: torch.Tensor, *, tol: float = 1e
         operators: which of H, G, R to solve for.
     """
     warm_start = warm_start or {}
-    solver = LOBPCG(1, guard=guard, tol=tol, max_iters=max_iters,
-                    generator=torch.Generator(device="cpu").manual_seed(seed))
+    solver = LOBPCG(
+        1, guard=guard, tol=tol, max_iters=max_iters, generator=torch.Generator(device="cpu").manual_seed(seed)
+    )
     return {which: solver.solve(loss.operator(theta, which), warm_start.get(which)) for which in operators}
 
 
-def analyze_snapshot(loss: FullBatchLoss, theta: torch.Tensor, *, step: int = 0, t: float = 0.0,
-                     tol: float = 1e-4, max_iters: int = 200, guard: int = 1,
-                     warm_start: dict[str, torch.Tensor] | None = None, c5_t0: float | None = None,
-                     chunk_size: int | None = DEFAULT_CHUNK_SIZE, seed: int = 0) -> SnapshotAnalysis:
+def analyze_snapshot(
+    loss: FullBatchLoss,
+    theta: torch.Tensor,
+    *,
+    step: int = 0,
+    t: float = 0.0,
+    tol: float = 1e-4,
+    max_iters: int = 200,
+    guard: int = 1,
+    warm_start: dict[str, torch.Tensor] | None = None,
+    c5_t0: float | None = None,
+    chunk_size: int | None = DEFAULT_CHUNK_SIZE,
+    seed: int = 0,
+) -> SnapshotAnalysis:
     """The full decomposition of §3–§6 at θ over the dataset of ``loss``.
 
     Args:
@@ -399,17 +479,16 @@ def analyze_snapshot(loss: FullBatchLoss, theta: torch.Tensor, *, step: int = 0,
         chunk_size: samples per chunk of the per-sample part (memory ∝ chunk_size × L × n_L × width).
         seed: for the random starts of the eigensolvers.
     """
-    eig = top_eigenvalues(loss, theta, tol=tol, max_iters=max_iters, guard=guard, warm_start=warm_start,
-                          seed=seed)
-    stats = layerwise_statistics(loss.model, loss.criterion, theta, loss.X, loss.y, chunk_size=chunk_size,
-                                 seed=seed)
+    eig = top_eigenvalues(loss, theta, tol=tol, max_iters=max_iters, guard=guard, warm_start=warm_start, seed=seed)
+    stats = layerwise_statistics(loss.model, loss.criterion, theta, loss.X, loss.y, chunk_size=chunk_size, seed=seed)
     c5 = float(stats.layer1_factors()[4]) if c5_t0 is None else float(c5_t0)
     return SnapshotAnalysis(step=int(step), t=float(t), eig=eig, stats=stats, c5_t0=c5)
 
 
 # ----------------------------------------------------------------------------- a run directory
-ROW_SCHEMA = pa.schema([("step", pa.int64()), ("t", pa.float64()), ("metric", pa.string()),
-                        ("layer", pa.int64()), ("value", pa.float64())])
+ROW_SCHEMA = pa.schema(
+    [("step", pa.int64()), ("t", pa.float64()), ("metric", pa.string()), ("layer", pa.int64()), ("value", pa.float64())]
+)
 
 
 def rows_to_table(rows: list[dict]) -> pa.Table:
@@ -425,8 +504,15 @@ def _first_c5(table: pa.Table, step: int) -> float | None:
     return None
 
 
-def analyze_run(run_dir: str | Path, *, every: int | None = None, skip_before: int | None = None,
-                tol: float | None = None, chunk_size: int | None = None, progress: bool = True) -> Path:
+def analyze_run(
+    run_dir: str | Path,
+    *,
+    every: int | None = None,
+    skip_before: int | None = None,
+    tol: float | None = None,
+    chunk_size: int | None = None,
+    progress: bool = True,
+) -> Path:
     """Write ``RUN_DIR/analysis.parquet``: :func:`analyze_snapshot` for the run's snapshots.
 
     Snapshots with step < ``skip_before`` are skipped (D13), then every ``every``-th is kept.
@@ -439,6 +525,7 @@ def analyze_run(run_dir: str | Path, *, every: int | None = None, skip_before: i
             (``every``, ``skip_before``, ``eig_tol``, ``chunk_size``; a chunk size of None there
             means :data:`DEFAULT_CHUNK_SIZE`).
         progress: show a progress bar on the terminal.
+
     Returns:
         The path of ``analysis.parquet``.
     """
@@ -463,15 +550,20 @@ def analyze_run(run_dir: str | Path, *, every: int | None = None, skip_before: i
     todo = [step for step in steps if step not in done]
     c5_t0 = _first_c5(table, steps[0]) if steps and steps[0] in done else None
     warm = None
-    columns = (TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
-               TimeRemainingColumn())
+    columns = (
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+    )
     with Progress(*columns, disable=not progress, transient=False) as bar:
         task = bar.add_task(f"analyse {Path(run_dir).name}", total=len(todo))
         for step in todo:
             bar.update(task, description=f"analyse {Path(run_dir).name} step {step}")
             theta, t = run.load_snapshot(step)
-            result = analyze_snapshot(run.loss, theta, step=step, t=t, tol=tol, chunk_size=chunk_size,
-                                      warm_start=warm, c5_t0=c5_t0)
+            result = analyze_snapshot(
+                run.loss, theta, step=step, t=t, tol=tol, chunk_size=chunk_size, warm_start=warm, c5_t0=c5_t0
+            )
             c5_t0 = result.c5_t0 if c5_t0 is None else c5_t0
             warm = result.eigenvectors()
             table = pa.concat_tables([table, rows_to_table(result.rows())])

@@ -1,5 +1,6 @@
 """The ``eoslab`` command. Each subcommand lives in ``eoslab.commands.<name>`` and defines
-``add_arguments(parser)`` and ``run(args) -> int``; it is imported only when used."""
+``add_arguments(parser)`` and ``run(args) -> int``; it is imported only when used.
+"""
 
 from __future__ import annotations
 

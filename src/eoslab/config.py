@@ -31,12 +31,12 @@ class ConfigError(ValueError):
 class DataConfig:
     """Which data, and which subset of it (PAPER.md §8)."""
 
-    name: str = "synthetic"           #: registry name: synthetic, dice, cifar10, atrial_fibrillation, sst, uea
+    name: str = "synthetic"  #: registry name: synthetic, dice, cifar10, atrial_fibrillation, sst, uea
     split: str = "train"
-    n: int | None = None              #: training-subset size; None = the whole split
+    n: int | None = None  #: training-subset size; None = the whole split
     subset_seed: int = 0
-    nested: bool = True               #: subsets of one seed are nested across sizes
-    data_root: str | None = None      #: None = $EOSLAB_DATA or the user cache folder
+    nested: bool = True  #: subsets of one seed are nested across sizes
+    data_root: str | None = None  #: None = $EOSLAB_DATA or the user cache folder
     options: dict = field(default_factory=dict)  #: loader options (e.g. synthetic: n, input_dim)
 
 
@@ -50,27 +50,27 @@ class ModelConfig:
     gain: float = math.sqrt(2.0)
     init_seed: int = 0
     dtype: str = "float64"
-    device: str = "cpu"               #: cpu | cuda | cuda:N | auto (cuda when available)
+    device: str = "cpu"  #: cpu | cuda | cuda:N | auto (cuda when available)
 
 
 @dataclass
 class CriterionConfig:
     """ℓ (D6)."""
 
-    name: str = "ce"                  #: ce | mse
-    mse_reduction: str = "mean"       #: mean (D6 default, H_ℓ = 2/n_L I) | sum (H_ℓ = 2I)
+    name: str = "ce"  #: ce | mse
+    mse_reduction: str = "mean"  #: mean (D6 default, H_ℓ = 2/n_L I) | sum (H_ℓ = 2I)
 
 
 @dataclass
 class SolverConfig:
     """The integrator (PAPER.md §2, §7; D3, D4)."""
 
-    method: str = "exp_euler"         #: exp_euler | gd
-    lr: float = 0.01                  #: GD: η.  exp_euler: η_max, the largest step (D3)
-    step_c: float = 1.0               #: exp_euler: Δt = min(η_max, c / |λ^{k+1}|) (D3)
-    k: int | None = None              #: exp_euler: eigenpairs in the exact part; None = n_L (§7)
-    eig_method: str = "lobpcg"        #: lobpcg | power (D4)
-    eig_tol: float = 1e-4             #: D4
+    method: str = "exp_euler"  #: exp_euler | gd
+    lr: float = 0.01  #: GD: η.  exp_euler: η_max, the largest step (D3)
+    step_c: float = 1.0  #: exp_euler: Δt = min(η_max, c / |λ^{k+1}|) (D3)
+    k: int | None = None  #: exp_euler: eigenpairs in the exact part; None = n_L (§7)
+    eig_method: str = "lobpcg"  #: lobpcg | power (D4)
+    eig_tol: float = 1e-4  #: D4
     eig_max_iters: int = 1000
     measure_sharpness_every: int = 0  #: GD: also record λ¹(H) every this many steps (0 = never)
 
@@ -83,16 +83,16 @@ class TrainConfig:
     max_steps: int = 100_000
     max_time_s: float | None = None
     snapshot_every: int = 100
-    chunk_size: int | None = None     #: samples per chunk in full-batch passes
-    threads: int | None = None        #: torch intra-op threads; None = leave as is
+    chunk_size: int | None = None  #: samples per chunk in full-batch passes
+    threads: int | None = None  #: torch intra-op threads; None = leave as is
 
 
 @dataclass
 class AnalysisConfig:
     """The decomposition of every snapshot (PAPER.md §3–§6)."""
 
-    skip_before: int = 10             #: D13: steps < this are not analysed
-    every: int = 1                    #: analyse every this-many-th snapshot
+    skip_before: int = 10  #: D13: steps < this are not analysed
+    every: int = 1  #: analyse every this-many-th snapshot
     eig_tol: float = 1e-4
     chunk_size: int | None = None
 
@@ -118,10 +118,26 @@ _CHOICES = {
     "solver.eig_method": ("lobpcg", "power"),
     "data.split": ("train", "test"),
 }
-_POSITIVE = {"model.depth", "model.width", "model.gain", "solver.lr", "solver.step_c", "solver.k",
-             "solver.eig_tol", "solver.eig_max_iters", "train.target_loss", "train.max_steps",
-             "train.max_time_s", "train.snapshot_every", "train.chunk_size", "train.threads",
-             "data.n", "analysis.every", "analysis.eig_tol", "analysis.chunk_size"}
+_POSITIVE = {
+    "model.depth",
+    "model.width",
+    "model.gain",
+    "solver.lr",
+    "solver.step_c",
+    "solver.k",
+    "solver.eig_tol",
+    "solver.eig_max_iters",
+    "train.target_loss",
+    "train.max_steps",
+    "train.max_time_s",
+    "train.snapshot_every",
+    "train.chunk_size",
+    "train.threads",
+    "data.n",
+    "analysis.every",
+    "analysis.eig_tol",
+    "analysis.chunk_size",
+}
 _NONNEGATIVE = {"analysis.skip_before", "solver.measure_sharpness_every", "model.init_seed", "data.subset_seed"}
 
 
@@ -222,7 +238,8 @@ def default_target_loss(criterion: str) -> float:
 
 def resolve(cfg: RunConfig, num_outputs: int | None = None) -> RunConfig:
     """Fill the defaults that depend on other values: the target loss (by criterion) and the
-    number k of exact eigen-directions (= n_L, PAPER.md §7) when ``num_outputs`` is known."""
+    number k of exact eigen-directions (= n_L, PAPER.md §7) when ``num_outputs`` is known.
+    """
     cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train), solver=dataclasses.replace(cfg.solver))
     if cfg.train.target_loss is None:
         cfg.train.target_loss = default_target_loss(cfg.criterion.name)
@@ -233,6 +250,7 @@ def resolve(cfg: RunConfig, num_outputs: int | None = None) -> RunConfig:
 
 def to_dict(cfg: RunConfig) -> dict:
     """Nested plain dict (None values dropped: TOML has no null, and None is the default)."""
+
     def strip(d: Any) -> Any:
         if isinstance(d, dict):
             return {k: strip(v) for k, v in d.items() if v is not None}

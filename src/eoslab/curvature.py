@@ -16,8 +16,8 @@ operators as :class:`LinearOperator`, which counts the operator products it perf
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Callable, Iterator
 
 import torch
 from torch.func import jvp, vjp, vmap
@@ -54,7 +54,7 @@ class LinearOperator:
         return self.matmat(V)
 
     @classmethod
-    def from_dense(cls, A: torch.Tensor, name: str = "dense") -> "LinearOperator":
+    def from_dense(cls, A: torch.Tensor, name: str = "dense") -> LinearOperator:
         """Wrap a dense symmetric matrix (tests and references)."""
         return cls(matmat=lambda V: V @ A, dim=A.shape[0], dtype=A.dtype, device=A.device, name=name)
 
@@ -84,8 +84,16 @@ class FullBatchLoss:
             measured by ``benchmarks/curvature.py`` and PERFORMANCE.md).
     """
 
-    def __init__(self, model: MLP, criterion: Criterion, X: torch.Tensor, y: torch.Tensor, *,
-                 chunk_size: int | None = None, hvp_method: str = "auto") -> None:
+    def __init__(
+        self,
+        model: MLP,
+        criterion: Criterion,
+        X: torch.Tensor,
+        y: torch.Tensor,
+        *,
+        chunk_size: int | None = None,
+        hvp_method: str = "auto",
+    ) -> None:
         if X.shape[0] != y.shape[0]:
             raise ValueError(f"X has {X.shape[0]} samples but y has {y.shape[0]}")
         if X.shape[1] != model.input_dim:
@@ -111,7 +119,7 @@ class FullBatchLoss:
         """Yield (X_c, y_c, |c| / N): each chunk's loss is weighted so the sum is the mean."""
         n = self.num_samples
         for s in range(0, n, self.chunk_size):
-            Xc, yc = self.X[s:s + self.chunk_size], self.y[s:s + self.chunk_size]
+            Xc, yc = self.X[s : s + self.chunk_size], self.y[s : s + self.chunk_size]
             yield Xc, yc, Xc.shape[0] / n
 
     def _chunk_loss(self, theta: torch.Tensor, Xc: torch.Tensor, yc: torch.Tensor, w: float) -> torch.Tensor:
@@ -155,28 +163,28 @@ class FullBatchLoss:
             return vmap(lambda v: jvp(grad_fn, (theta,), (v,))[1])(V)
         th = theta.detach().requires_grad_(True)
         (g,) = torch.autograd.grad(scalar(th), th, create_graph=True)
-        if g.grad_fn is None:               # the scalar is linear in θ: its Hessian is zero
+        if g.grad_fn is None:  # the scalar is linear in θ: its Hessian is zero
             return torch.zeros_like(V)
         if method == "rev_rev":
             return torch.autograd.grad(g, th, grad_outputs=V, is_grads_batched=True)[0]
-        rows = [torch.autograd.grad(g, th, grad_outputs=v, retain_graph=j < V.shape[0] - 1)[0]
-                for j, v in enumerate(V)]
+        rows = [torch.autograd.grad(g, th, grad_outputs=v, retain_graph=j < V.shape[0] - 1)[0] for j, v in enumerate(V)]
         return torch.stack(rows)
 
     def ggnvp(self, theta: torch.Tensor, V: torch.Tensor) -> torch.Tensor:
         """G V for a block V (k, P): Gv = E[Jᵀ H_ℓ (J v)] — a vmapped JVP, H_ℓ in closed form,
-        then a vmapped VJP sharing one forward pass (PAPER.md §6)."""
+        then a vmapped VJP sharing one forward pass (PAPER.md §6).
+        """
         out = torch.zeros_like(V)
         for Xc, yc, w in self.chunks():
             out += self._ggnvp_chunk(theta, V, Xc, yc, w)
         return out
 
     def _ggnvp_chunk(self, theta, V, Xc, yc, w):
-        f_fn = lambda th: self.model(th, Xc)  # noqa: E731
+        f_fn = lambda th: self.model(th, Xc)
         f, vjp_fn = vjp(f_fn, theta)
-        JV = vmap(lambda v: jvp(f_fn, (theta,), (v,))[1])(V)              # (k, n_c, n_L)
+        JV = vmap(lambda v: jvp(f_fn, (theta,), (v,))[1])(V)  # (k, n_c, n_L)
         HJV = self.criterion.hessian_vp(f.detach(), yc, JV) * (w / Xc.shape[0])
-        return vmap(lambda u: vjp_fn(u)[0])(HJV)                          # (k, P)
+        return vmap(lambda u: vjp_fn(u)[0])(HJV)  # (k, P)
 
     def residual_vp(self, theta: torch.Tensor, V: torch.Tensor) -> torch.Tensor:
         """R V for a block V (k, P), R = E[Σ_q (∂ℓ/∂f_q) ∇²_θ f_q] = H − G (Eq. 2).
@@ -187,7 +195,7 @@ class FullBatchLoss:
         out = torch.zeros_like(V)
         for Xc, yc, w in self.chunks():
             f0 = self.model(theta.detach(), Xc).requires_grad_(True)
-            (e,) = torch.autograd.grad(self.criterion.losses(f0, yc).mean() * w, f0)   # ∂L̃_c/∂f, fixed
+            (e,) = torch.autograd.grad(self.criterion.losses(f0, yc).mean() * w, f0)  # ∂L̃_c/∂f, fixed
             out += self._hessian_block(theta, V, lambda th: (e * self.model(th, Xc)).sum(), Xc.shape[0])
         return out
 
@@ -197,5 +205,6 @@ class FullBatchLoss:
             raise ValueError(f"operator must be one of {OPERATORS}, got {which!r}")
         theta = theta.detach()
         fn = {"H": self.hvp, "G": self.ggnvp, "R": self.residual_vp}[which]
-        return LinearOperator(matmat=lambda V: fn(theta, V), dim=self.num_params, dtype=theta.dtype,
-                              device=theta.device, name=which)
+        return LinearOperator(
+            matmat=lambda V: fn(theta, V), dim=self.num_params, dtype=theta.dtype, device=theta.device, name=which
+        )

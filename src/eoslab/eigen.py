@@ -72,9 +72,16 @@ def _sorted(values: torch.Tensor, vectors_rows: torch.Tensor, residuals: torch.T
     return values[order], vectors_rows[order], residuals[order]
 
 
-def block_power(op: LinearOperator, k: int, V0: torch.Tensor | None = None, *, tol: float = 1e-4,
-                max_iters: int = 1000, shift: float = 0.0,
-                generator: torch.Generator | None = None) -> EigResult:
+def block_power(
+    op: LinearOperator,
+    k: int,
+    V0: torch.Tensor | None = None,
+    *,
+    tol: float = 1e-4,
+    max_iters: int = 1000,
+    shift: float = 0.0,
+    generator: torch.Generator | None = None,
+) -> EigResult:
     """The paper's block power iteration (PAPER.md §6, D4).
 
     Args:
@@ -125,15 +132,22 @@ class LOBPCG:
             vectors.
     """
 
-    def __init__(self, k: int, *, guard: int | None = None, tol: float = 1e-4, max_iters: int = 200,
-                 generator: torch.Generator | None = None) -> None:
+    def __init__(
+        self,
+        k: int,
+        *,
+        guard: int | None = None,
+        tol: float = 1e-4,
+        max_iters: int = 200,
+        generator: torch.Generator | None = None,
+    ) -> None:
         if k < 1:
             raise ValueError(f"k must be >= 1, got {k}")
         self.k = k
         self.guard = max(2, k // 4) if guard is None else guard
         self.tol, self.max_iters, self.generator = tol, max_iters, generator
-        self._S: torch.Tensor | None = None      # basis [X; W; P], vectors as rows
-        self._AS: torch.Tensor | None = None     # A times the basis
+        self._S: torch.Tensor | None = None  # basis [X; W; P], vectors as rows
+        self._AS: torch.Tensor | None = None  # A times the basis
 
     def _buffers(self, m: int, op: LinearOperator) -> tuple[torch.Tensor, torch.Tensor]:
         shape = (3 * m, op.dim)
@@ -144,11 +158,12 @@ class LOBPCG:
 
     def solve(self, op: LinearOperator, V0: torch.Tensor | None = None) -> EigResult:
         """Top-k eigenpairs of ``op``; ``V0`` (P, j) warm-starts the first j of the k + guard
-        vectors (use :meth:`EigResult.warm_start` of the previous solve)."""
+        vectors (use :meth:`EigResult.warm_start` of the previous solve).
+        """
         m = min(self.k + self.guard, op.dim)
         k = min(self.k, m)
         start = op.products
-        S, AS = self._buffers(m, op)        # rows: X = [0, m), P = [m, m + n_p), W after P
+        S, AS = self._buffers(m, op)  # rows: X = [0, m), P = [m, m + n_p), W after P
         S[:m] = self._start_block(m, op, V0)
         AS[:m] = op(S[:m])
         theta, n_p = self._rayleigh_ritz(S, AS, m, n_basis=m, orthonormal=True), 0
@@ -164,29 +179,37 @@ class LOBPCG:
             # orthogonal to span X, and the Gram matrix of the next Rayleigh–Ritz absorbs the rest
             W = Rres[~ok]
             nrm = torch.linalg.vector_norm(W, dim=1, keepdim=True)
-            if not bool((nrm > 0).any()):   # residuals vanished: nothing left to add
+            if not bool((nrm > 0).any()):  # residuals vanished: nothing left to add
                 break
             W = W * torch.where(nrm > 0, 1.0 / nrm, torch.zeros_like(nrm))
             n_w = W.shape[0]
-            S[m + n_p:m + n_p + n_w] = W
-            AS[m + n_p:m + n_p + n_w] = op(W)
+            S[m + n_p : m + n_p + n_w] = W
+            AS[m + n_p : m + n_p + n_w] = op(W)
             theta = self._rayleigh_ritz(S, AS, m, n_basis=m + n_p + n_w)
             n_p = m
         residual = torch.linalg.vector_norm(AS[:m] - theta.unsqueeze(1) * S[:m], dim=1)
-        return EigResult(theta[:k].clone(), S[:k].clone().T, it, op.products - start, residual[:k], converged,
-                         guard_vectors=S[k:m].clone().T)
+        return EigResult(
+            theta[:k].clone(),
+            S[:k].clone().T,
+            it,
+            op.products - start,
+            residual[:k],
+            converged,
+            guard_vectors=S[k:m].clone().T,
+        )
 
     # -- helpers ---------------------------------------------------------------------------
     def _start_block(self, m: int, op: LinearOperator, V0: torch.Tensor | None) -> torch.Tensor:
-        """m orthonormal start rows: the warm start V0's columns (eigenvectors and guard vectors
+        """M orthonormal start rows: the warm start V0's columns (eigenvectors and guard vectors
         of a previous solve, :meth:`EigResult.warm_start`), then random rows; orthonormalised by
         SVQB (a Gram matrix and one product, much cheaper than a Householder QR of a P × m
-        block), which an orthonormal warm start skips."""
+        block), which an orthonormal warm start skips.
+        """
         X = torch.empty(0, op.dim, dtype=op.dtype, device=op.device) if V0 is None else V0[:, :m].T.to(op.dtype)
         if X.shape[0] == m:
             gram = X @ X.T
             if float((gram - torch.eye(m, dtype=X.dtype, device=X.device)).abs().max()) < 1e-10:
-                return X                    # the usual warm start: already orthonormal
+                return X  # the usual warm start: already orthonormal
         while True:
             if X.shape[0] < m:
                 X = torch.cat([X, _random_block(m - X.shape[0], op.dim, op, self.generator)])
@@ -211,7 +234,8 @@ class LOBPCG:
     @staticmethod
     def _orthonormalise(W: torch.Tensor, drop: float = 1e-10) -> torch.Tensor | None:
         """Orthonormal rows spanning W's rows (SVQB twice: eigh of the Gram matrix, directions
-        with relative weight below ``drop`` dropped). None if nothing is left."""
+        with relative weight below ``drop`` dropped). None if nothing is left.
+        """
         W = W / torch.linalg.vector_norm(W, dim=1, keepdim=True).clamp(min=torch.finfo(W.dtype).tiny)
         for _ in range(2):
             mu, U = torch.linalg.eigh(W @ W.T)
@@ -221,24 +245,26 @@ class LOBPCG:
             W = (U[:, keep].T @ W) / mu[keep].sqrt().unsqueeze(1)
         return W
 
-    def _rayleigh_ritz(self, S: torch.Tensor, AS: torch.Tensor, m: int, *, n_basis: int,
-                       orthonormal: bool = False) -> torch.Tensor:
+    def _rayleigh_ritz(
+        self, S: torch.Tensor, AS: torch.Tensor, m: int, *, n_basis: int, orthonormal: bool = False
+    ) -> torch.Tensor:
         """Rayleigh–Ritz on span of the rows S[:n_basis] (orthonormalised here through the Gram
         matrix, unless ``orthonormal``). The top m Ritz vectors go to S[:m] (A times them to
         AS[:m]); when the basis has more than X, the new search directions go to S[m:2m].
-        Returns the m Ritz values, descending."""
+        Returns the m Ritz values, descending.
+        """
         B, AB = S[:n_basis], AS[:n_basis]
-        if orthonormal:                                      # the caller knows B Bᵀ = I
+        if orthonormal:  # the caller knows B Bᵀ = I
             T = torch.eye(n_basis, dtype=S.dtype, device=S.device)
         else:
             gram = B @ B.T
             mu, U = torch.linalg.eigh((gram + gram.T) / 2)
             keep = mu > 1e-12 * mu.max()
-            T = U[:, keep] / mu[keep].sqrt()                 # B-coordinates of an orthonormal basis
+            T = U[:, keep] / mu[keep].sqrt()  # B-coordinates of an orthonormal basis
         small = T.T @ (B @ AB.T) @ T
         theta, C = torch.linalg.eigh((small + small.T) / 2)
         theta, C = theta.flip(0)[:m], C.flip(1)[:, :m]
-        D = T @ C                                            # Ritz vectors = Dᵀ B
+        D = T @ C  # Ritz vectors = Dᵀ B
         if n_basis > m:
             # new search directions P = the (P, W) parts of the Ritz vectors, normalised through
             # the Gram matrix; a direction that vanished (the iteration stalled there) becomes a
@@ -254,8 +280,16 @@ class LOBPCG:
         return theta
 
 
-def top_eigenpairs(op: LinearOperator, k: int, V0: torch.Tensor | None = None, *, method: str = "lobpcg",
-                   tol: float = 1e-4, max_iters: int = 1000, generator: torch.Generator | None = None) -> EigResult:
+def top_eigenpairs(
+    op: LinearOperator,
+    k: int,
+    V0: torch.Tensor | None = None,
+    *,
+    method: str = "lobpcg",
+    tol: float = 1e-4,
+    max_iters: int = 1000,
+    generator: torch.Generator | None = None,
+) -> EigResult:
     """Top-k eigenpairs of ``op`` by ``method`` = ``"lobpcg"`` (default) or ``"power"`` (the paper's)."""
     if method == "power":
         return block_power(op, k, V0, tol=tol, max_iters=max_iters, generator=generator)

@@ -83,17 +83,25 @@ class Integrator:
         self.step_count = 0
         self.seed = seed
         self.generator = torch.Generator(device="cpu")
-        self._solve = None                          # op, V0 → EigResult; set by subclasses
+        self._solve = None  # op, V0 → EigResult; set by subclasses
         self._warm_start: torch.Tensor | None = None  # last eigenvectors, (P, j)
 
     def step(self, stop_below: float = -math.inf) -> StepReport:
         """One step from θ_u. It evaluates L̃(θ_u) and ∇L̃(θ_u), and stops there without moving
         (``final=True``, Δt = 0) when L̃(θ_u) ≤ ``stop_below`` or the loss or gradient is not
-        finite; pass ``math.inf`` to only evaluate."""
+        finite; pass ``math.inf`` to only evaluate.
+        """
         value = self.loss.value_and_grad(self.theta)
         grad_norm = float(torch.linalg.vector_norm(value.grad))
-        report = StepReport(step=self.step_count, t=self.t, loss=value.loss, accuracy=value.accuracy,
-                            dt=0.0, grad_norm=grad_norm, final=True)
+        report = StepReport(
+            step=self.step_count,
+            t=self.t,
+            loss=value.loss,
+            accuracy=value.accuracy,
+            dt=0.0,
+            grad_norm=grad_norm,
+            final=True,
+        )
         if not (math.isfinite(value.loss) and math.isfinite(grad_norm)) or value.loss <= stop_below:
             return report
         self.generator.manual_seed(step_seed(self.seed, self.step_count))
@@ -110,7 +118,8 @@ class Integrator:
     # -- checkpointing -------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to continue bit-identically: ``step`` (int), ``t`` (float),
-        ``theta`` and, once computed, ``eigenvectors`` (the warm start, (P, j)) as tensors."""
+        ``theta`` and, once computed, ``eigenvectors`` (the warm start, (P, j)) as tensors.
+        """
         state: dict[str, Any] = {"step": self.step_count, "t": self.t, "theta": self.theta.clone()}
         if self._warm_start is not None:
             state["eigenvectors"] = self._warm_start.clone()
@@ -133,7 +142,8 @@ class Integrator:
 
 def _eigensolver(method: str, k: int, tol: float, max_iters: int, generator: torch.Generator):
     """A function op, V0 → EigResult for the top k eigenpairs (D4): one LOBPCG instance, so its
-    block buffers are reused across steps, or the paper's block power iteration (§6)."""
+    block buffers are reused across steps, or the paper's block power iteration (§6).
+    """
     if method == "lobpcg":
         solver = LOBPCG(k, tol=tol, max_iters=max_iters, generator=generator)
         return solver.solve
@@ -153,9 +163,18 @@ class GradientDescent(Integrator):
         eig_method, eig_tol, eig_max_iters: the eigensolver of the measurement (D4).
     """
 
-    def __init__(self, loss: FullBatchLoss, theta: torch.Tensor, *, lr: float, seed: int = 0,
-                 measure_sharpness_every: int = 0, eig_method: str = "lobpcg", eig_tol: float = 1e-4,
-                 eig_max_iters: int = 1000) -> None:
+    def __init__(
+        self,
+        loss: FullBatchLoss,
+        theta: torch.Tensor,
+        *,
+        lr: float,
+        seed: int = 0,
+        measure_sharpness_every: int = 0,
+        eig_method: str = "lobpcg",
+        eig_tol: float = 1e-4,
+        eig_max_iters: int = 1000,
+    ) -> None:
         super().__init__(loss, theta, seed=seed)
         if not lr > 0:
             raise ValueError(f"lr must be > 0, got {lr}")
@@ -195,9 +214,19 @@ class ExponentialEuler(Integrator):
         eig_tol, eig_max_iters: eigensolver stopping (D4).
     """
 
-    def __init__(self, loss: FullBatchLoss, theta: torch.Tensor, *, k: int, lr: float = 0.01,
-                 step_c: float = 1.0, seed: int = 0, eig_method: str = "lobpcg", eig_tol: float = 1e-4,
-                 eig_max_iters: int = 1000) -> None:
+    def __init__(
+        self,
+        loss: FullBatchLoss,
+        theta: torch.Tensor,
+        *,
+        k: int,
+        lr: float = 0.01,
+        step_c: float = 1.0,
+        seed: int = 0,
+        eig_method: str = "lobpcg",
+        eig_tol: float = 1e-4,
+        eig_max_iters: int = 1000,
+    ) -> None:
         super().__init__(loss, theta, seed=seed)
         if not lr > 0:
             raise ValueError(f"lr must be > 0, got {lr}")
@@ -211,10 +240,10 @@ class ExponentialEuler(Integrator):
     def _move(self, grad: torch.Tensor, report: StepReport) -> None:
         result = self._eigs()
         _record(report, result)
-        lam, V = result.eigenvalues[:self.k], result.eigenvectors[:, :self.k]    # (k,), (P, k)
+        lam, V = result.eigenvalues[: self.k], result.eigenvectors[:, : self.k]  # (k,), (P, k)
         dt = self.step_size(float(result.eigenvalues[self.k]))
-        c = V.T @ grad                                                          # (k,)
-        w = grad - V @ c                                                        # ⟂ v^1..v^k
+        c = V.T @ grad  # (k,)
+        w = grad - V @ c  # ⟂ v^1..v^k
         r = exp_factor(lam, dt)
         self.theta.sub_(V @ (r * c)).sub_(w, alpha=dt)
         report.dt = dt
@@ -227,10 +256,11 @@ class ExponentialEuler(Integrator):
 
 
 def exp_factor(lam: torch.Tensor, dt: float) -> torch.Tensor:
-    """r = min((1 − e^{−λ Δt}) / λ, Δt), and r = Δt where λ = 0 (PAPER.md §7 step 5).
+    """R = min((1 − e^{−λ Δt}) / λ, Δt), and r = Δt where λ = 0 (PAPER.md §7 step 5).
 
     1 − e^{−λΔt} is computed as −expm1(−λΔt), exact to round-off even when λΔt is tiny. For
-    λ > 0 the first argument is < Δt; the clamp acts only for λ ≤ 0, where it would grow."""
+    λ > 0 the first argument is < Δt; the clamp acts only for λ ≤ 0, where it would grow.
+    """
     safe = torch.where(lam == 0, torch.ones_like(lam), lam)
     r = -torch.expm1(-safe * dt) / safe
     return torch.where(lam == 0, torch.full_like(lam, dt), torch.clamp(r, max=dt))

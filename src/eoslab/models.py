@@ -54,12 +54,23 @@ class MLP:
         dtype, device: of the parameters (float64 by default).
     """
 
-    def __init__(self, input_dim: int, output_dim: int, depth: int = 6, width: int = 512, *,
-                 activation: str = "elu", init: str = "xavier_normal", gain: float = math.sqrt(2.0),
-                 dtype: torch.dtype = torch.float64, device: torch.device | str | None = None) -> None:
+    def __init__(
+        self,
+        input_dim: int,
+        output_dim: int,
+        depth: int = 6,
+        width: int = 512,
+        *,
+        activation: str = "elu",
+        init: str = "xavier_normal",
+        gain: float = math.sqrt(2.0),
+        dtype: torch.dtype = torch.float64,
+        device: torch.device | str | None = None,
+    ) -> None:
         if depth < 1 or width < 1 or input_dim < 1 or output_dim < 1:
-            raise ValueError(f"MLP needs depth, width, input_dim, output_dim >= 1 "
-                             f"(got {depth}, {width}, {input_dim}, {output_dim})")
+            raise ValueError(
+                f"MLP needs depth, width, input_dim, output_dim >= 1 (got {depth}, {width}, {input_dim}, {output_dim})"
+            )
         if activation not in ACTIVATIONS:
             raise ValueError(f"activation must be one of {ACTIVATIONS}, got {activation!r}")
         if init not in INITS:

@@ -50,11 +50,20 @@ from .integrators import ExponentialEuler, GradientDescent, Integrator, StepRepo
 from .models import MLP
 from .store import read_json, read_parquet, read_safetensors, write_json, write_parquet, write_safetensors, write_text
 
-TRAJECTORY_SCHEMA = pa.schema([
-    ("step", pa.int64()), ("t", pa.float64()), ("loss", pa.float64()), ("accuracy", pa.float64()),
-    ("dt", pa.float64()), ("grad_norm", pa.float64()), ("eig_iters", pa.int64()), ("hvps", pa.int64()),
-    ("eigenvalues", pa.list_(pa.float64())), ("eig_converged", pa.bool_()),
-])
+TRAJECTORY_SCHEMA = pa.schema(
+    [
+        ("step", pa.int64()),
+        ("t", pa.float64()),
+        ("loss", pa.float64()),
+        ("accuracy", pa.float64()),
+        ("dt", pa.float64()),
+        ("grad_norm", pa.float64()),
+        ("eig_iters", pa.int64()),
+        ("hvps", pa.int64()),
+        ("eigenvalues", pa.list_(pa.float64())),
+        ("eig_converged", pa.bool_()),
+    ]
+)
 _STATE_FILES_KEPT = 2
 
 
@@ -84,7 +93,8 @@ def build_problem(cfg: RunConfig) -> Problem:
     """Dataset subset, model, criterion and full-batch loss of a config (train and load_run).
 
     Raises ConfigError naming the field when a value only turns out wrong here (an unknown
-    dataset or loader option, a subset larger than the data, k ≥ P)."""
+    dataset or loader option, a subset larger than the data, k ≥ P).
+    """
     d = cfg.data
     try:
         dataset = load_dataset(d.name, d.split, data_root=d.data_root, **d.options)
@@ -99,8 +109,16 @@ def build_problem(cfg: RunConfig) -> Problem:
         dataset = draw_subset(dataset, d.n, d.subset_seed, nested=d.nested)
     cfg = resolve(cfg, num_outputs=dataset.num_classes)
     m = cfg.model
-    model = MLP(dataset.input_dim, dataset.num_classes, m.depth, m.width, init=m.init, gain=m.gain,
-                dtype=getattr(torch, m.dtype), device=torch_device(cfg))
+    model = MLP(
+        dataset.input_dim,
+        dataset.num_classes,
+        m.depth,
+        m.width,
+        init=m.init,
+        gain=m.gain,
+        dtype=getattr(torch, m.dtype),
+        device=torch_device(cfg),
+    )
     if cfg.solver.method == "exp_euler" and cfg.solver.k + 1 > model.num_params:
         raise ConfigError(f"solver.k: must be < the number of parameters {model.num_params}, got {cfg.solver.k}")
     criterion_options = {"reduction": cfg.criterion.mse_reduction} if cfg.criterion.name == "mse" else {}
@@ -111,13 +129,15 @@ def build_problem(cfg: RunConfig) -> Problem:
 
 def make_integrator(problem: Problem) -> Integrator:
     """The config's integrator at θ_0 = model.init_params(model.init_seed); its random draws are
-    seeded from the same seed."""
+    seeded from the same seed.
+    """
     s, seed = problem.config.solver, problem.config.model.init_seed
     theta = problem.model.init_params(seed)
     eig = dict(eig_method=s.eig_method, eig_tol=s.eig_tol, eig_max_iters=s.eig_max_iters)
     if s.method == "gd":
-        return GradientDescent(problem.loss, theta, lr=s.lr, seed=seed,
-                               measure_sharpness_every=s.measure_sharpness_every, **eig)
+        return GradientDescent(
+            problem.loss, theta, lr=s.lr, seed=seed, measure_sharpness_every=s.measure_sharpness_every, **eig
+        )
     return ExponentialEuler(problem.loss, theta, k=s.k, lr=s.lr, step_c=s.step_c, seed=seed, **eig)
 
 
@@ -137,10 +157,22 @@ def _trajectory_table(rows: list[StepReport]) -> pa.Table:
 
 
 def _rows_from_table(table: pa.Table) -> list[StepReport]:
-    return [StepReport(step=r["step"], t=r["t"], loss=r["loss"], accuracy=r["accuracy"], dt=r["dt"],
-                       grad_norm=r["grad_norm"], eigenvalues=list(r["eigenvalues"]), eig_iters=r["eig_iters"],
-                       hvps=r["hvps"], converged=r["eig_converged"], final=r["dt"] == 0.0)
-            for r in table.to_pylist()]
+    return [
+        StepReport(
+            step=r["step"],
+            t=r["t"],
+            loss=r["loss"],
+            accuracy=r["accuracy"],
+            dt=r["dt"],
+            grad_norm=r["grad_norm"],
+            eigenvalues=list(r["eigenvalues"]),
+            eig_iters=r["eig_iters"],
+            hvps=r["hvps"],
+            converged=r["eig_converged"],
+            final=r["dt"] == 0.0,
+        )
+        for r in table.to_pylist()
+    ]
 
 
 def _status(state: str, reason: str | None, step: int, t: float, loss: float | None) -> dict[str, Any]:
@@ -173,7 +205,8 @@ class _Writer:
 
 def _resume_point(run_dir: Path, model: MLP) -> tuple[dict[str, Any], list[StepReport], float] | None:
     """(integrator state, trajectory rows before it, elapsed seconds) of the newest complete
-    snapshot, or None if there is none."""
+    snapshot, or None if there is none.
+    """
     try:
         rows = _rows_from_table(read_parquet(run_dir / "trajectory.parquet"))
     except OSError:
@@ -212,8 +245,10 @@ def train(cfg: RunConfig, run_dir: str | Path, *, progress: bool = True) -> dict
     if config_file.exists():
         old = load_config(config_file)
         if config_hash(old) != config_hash(cfg):
-            raise RunConflictError(f"{run_dir} holds a run with a different config (hash {config_hash(old)}, "
-                                   f"this one {config_hash(cfg)}); use another --out or remove it")
+            raise RunConflictError(
+                f"{run_dir} holds a run with a different config (hash {config_hash(old)}, "
+                f"this one {config_hash(cfg)}); use another --out or remove it"
+            )
         status_file = run_dir / "status.json"
         if status_file.exists():
             status = read_json(status_file)
@@ -265,8 +300,9 @@ def _train_loop(problem: Problem, integ: Integrator, run_dir: Path, progress: bo
     if not math.isfinite(report.loss) or not math.isfinite(report.grad_norm):
         what = "loss" if not math.isfinite(report.loss) else "gradient norm"
         value = report.loss if what == "loss" else report.grad_norm
-        status = _status("failed", f"non-finite {what} ({value}) at step {report.step}", report.step, report.t,
-                         report.loss)
+        status = _status(
+            "failed", f"non-finite {what} ({value}) at step {report.step}", report.step, report.t, report.loss
+        )
         writer.trajectory(rows)
     else:
         reason = limit or f"target loss {cfg.target_loss:g} reached"
@@ -278,20 +314,26 @@ def _train_loop(problem: Problem, integ: Integrator, run_dir: Path, progress: bo
 
 class _Progress:
     """A rich progress bar on stderr: fraction of log(L₀/L) to log(L₀/target), with step, t,
-    loss and the sharpness λ¹ (last measured)."""
+    loss and the sharpness λ¹ (last measured).
+    """
 
     def __init__(self, enabled: bool, target: float, first_step: int) -> None:
         self.enabled, self.target, self.first_step = enabled, target, first_step
         self.loss0: float | None = None
         self.sharpness = math.nan
 
-    def __enter__(self) -> "_Progress":
+    def __enter__(self) -> _Progress:
         if self.enabled:
             from rich.console import Console
             from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-            self.bar = Progress(TextColumn("[bold]train"), BarColumn(), TextColumn("{task.description}"),
-                                TimeElapsedColumn(), console=Console(stderr=True))
+            self.bar = Progress(
+                TextColumn("[bold]train"),
+                BarColumn(),
+                TextColumn("{task.description}"),
+                TimeElapsedColumn(),
+                console=Console(stderr=True),
+            )
             self.bar.start()
             self.task = self.bar.add_task("", total=1.0)
         return self
@@ -307,7 +349,9 @@ class _Progress:
         if self.loss0 and r.loss > 0 and math.isfinite(r.loss) and self.loss0 > self.target:
             frac = min(max(math.log(self.loss0 / r.loss) / math.log(self.loss0 / self.target), 0.0), 1.0)
         sharpness = f"  λ¹={self.sharpness:.4g}" if math.isfinite(self.sharpness) else ""
-        self.bar.update(self.task, completed=frac, description=f"step {r.step}  t={r.t:.4g}  loss={r.loss:.4g}{sharpness}")
+        self.bar.update(
+            self.task, completed=frac, description=f"step {r.step}  t={r.t:.4g}  loss={r.loss:.4g}{sharpness}"
+        )
 
     def __exit__(self, *exc) -> None:
         if self.enabled:
@@ -360,5 +404,13 @@ def load_run(run_dir: str | Path) -> Run:
     return Run(run_dir)
 
 
-__all__ = ["Problem", "Run", "RunConflictError", "TRAJECTORY_SCHEMA", "build_problem", "load_run",
-           "make_integrator", "train"]
+__all__ = [
+    "Problem",
+    "Run",
+    "RunConflictError",
+    "TRAJECTORY_SCHEMA",
+    "build_problem",
+    "load_run",
+    "make_integrator",
+    "train",
+]

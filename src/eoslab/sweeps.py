@@ -49,9 +49,10 @@ import sys
 import time
 import tomllib
 import traceback
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import pyarrow as pa
 import tomli_w
@@ -59,8 +60,20 @@ import tomli_w
 from .config import ConfigError, RunConfig, config_hash, from_dict, load_config, resolve, to_dict, to_toml
 
 __all__ = [
-    "COLLECT_SCHEMA", "GridPoint", "PointStatus", "Sweep", "SweepResult", "collect", "expand_grid",
-    "grid_table", "load_sweep", "parse_sweep", "point_status", "run_point", "run_sweep", "sweep_status",
+    "COLLECT_SCHEMA",
+    "GridPoint",
+    "PointStatus",
+    "Sweep",
+    "SweepResult",
+    "collect",
+    "expand_grid",
+    "grid_table",
+    "load_sweep",
+    "parse_sweep",
+    "point_status",
+    "run_point",
+    "run_sweep",
+    "sweep_status",
 ]
 
 SWEEP_FILE = "sweep.toml"
@@ -72,18 +85,37 @@ LOG_FILE = "sweep.log"
 #: Named grid axes; every other ``grid`` key is a dotted RunConfig field.
 _NAMED_AXES = ("datasets", "n", "criteria", "init_seeds", "subset_seeds")
 #: Fields set by a named axis, and which axis to use instead.
-_AXIS_OF_FIELD = {"data.name": "datasets", "data.options": "datasets", "data.n": "n",
-                  "data.subset_seed": "subset_seeds", "model.init_seed": "init_seeds", "criterion.name": "criteria"}
+_AXIS_OF_FIELD = {
+    "data.name": "datasets",
+    "data.options": "datasets",
+    "data.n": "n",
+    "data.subset_seed": "subset_seeds",
+    "model.init_seed": "init_seeds",
+    "criterion.name": "criteria",
+}
 #: Keys of a ``[[grid.datasets]]`` entry besides ``name``, ``n`` and ``options``.
 _DATASET_FIELDS = ("split", "nested", "data_root")
 
 #: Columns of the collected table (the report's input, :mod:`eoslab.report`).
-COLLECT_SCHEMA = pa.schema([
-    ("run_id", pa.string()), ("dataset", pa.string()), ("n", pa.int64()), ("criterion", pa.string()),
-    ("init_seed", pa.int64()), ("subset_seed", pa.int64()), ("width", pa.int64()), ("depth", pa.int64()),
-    ("solver", pa.string()), ("lr", pa.float64()), ("step", pa.int64()), ("t", pa.float64()),
-    ("metric", pa.string()), ("layer", pa.int64()), ("value", pa.float64()),
-])
+COLLECT_SCHEMA = pa.schema(
+    [
+        ("run_id", pa.string()),
+        ("dataset", pa.string()),
+        ("n", pa.int64()),
+        ("criterion", pa.string()),
+        ("init_seed", pa.int64()),
+        ("subset_seed", pa.int64()),
+        ("width", pa.int64()),
+        ("depth", pa.int64()),
+        ("solver", pa.string()),
+        ("lr", pa.float64()),
+        ("step", pa.int64()),
+        ("t", pa.float64()),
+        ("metric", pa.string()),
+        ("layer", pa.int64()),
+        ("value", pa.float64()),
+    ]
+)
 _RUN_COLUMNS = [f.name for f in COLLECT_SCHEMA][:10]
 
 
@@ -107,16 +139,24 @@ class GridPoint:
     def columns(self) -> dict[str, Any]:
         """The point's row of ``grid.parquet`` (without the dotted-field axes and the config)."""
         c = self.config
-        return {"run_id": self.run_id, "dataset": c.data.name, "n": c.data.n, "criterion": c.criterion.name,
-                "init_seed": c.model.init_seed, "subset_seed": c.data.subset_seed, "width": c.model.width,
-                "depth": c.model.depth, "solver": c.solver.method, "lr": c.solver.lr}
+        return {
+            "run_id": self.run_id,
+            "dataset": c.data.name,
+            "n": c.data.n,
+            "criterion": c.criterion.name,
+            "init_seed": c.model.init_seed,
+            "subset_seed": c.data.subset_seed,
+            "width": c.model.width,
+            "depth": c.model.depth,
+            "solver": c.solver.method,
+            "lr": c.solver.lr,
+        }
 
     def label(self) -> str:
         """A short human description, e.g. ``dice n=468 ce seeds 0/1``."""
         c = self.config
         extra = "".join(f" {k}={v}" for k, v in self.fields.items())
-        return (f"{c.data.name} n={c.data.n} {c.criterion.name} seeds {c.model.init_seed}/{c.data.subset_seed}"
-                f"{extra}")
+        return f"{c.data.name} n={c.data.n} {c.criterion.name} seeds {c.model.init_seed}/{c.data.subset_seed}{extra}"
 
 
 @dataclass
@@ -177,8 +217,9 @@ def _as_list(name: str, value: Any, kind: type | tuple[type, ...]) -> list:
         raise ConfigError(f"{name}: must not be empty")
     for i, v in enumerate(values):
         if not isinstance(v, kinds) or (isinstance(v, bool) and bool not in kinds):  # TOML true is no int
-            raise ConfigError(f"{name}[{i}]: expected {' or '.join(k.__name__ for k in kinds)}, "
-                              f"got {type(v).__name__} {v!r}")
+            raise ConfigError(
+                f"{name}[{i}]: expected {' or '.join(k.__name__ for k in kinds)}, got {type(v).__name__} {v!r}"
+            )
     for i, v in enumerate(values):
         if v in values[:i]:
             raise ConfigError(f"{name}[{i}]: {v!r} is listed twice")
@@ -198,7 +239,8 @@ def _sizes(name: str, value: Any) -> list[int] | str:
 
 def _datasets(grid: dict, base: RunConfig) -> list[dict]:
     """The dataset entries as ``{"data": {DataConfig overrides}, "n": sizes | "paper" | None, "where":
-    the entry's field name}``; names are checked against the dataset registry."""
+    the entry's field name}``; names are checked against the dataset registry.
+    """
     from .data import available
 
     entries = grid.get("datasets", [base.data.name])
@@ -213,8 +255,9 @@ def _datasets(grid: dict, base: RunConfig) -> list[dict]:
             raise ConfigError(f"{where}: expected a dataset name or a table, got {type(entry).__name__}")
         unknown = sorted(set(entry) - {"name", "n", "options", *_DATASET_FIELDS})
         if unknown:
-            raise ConfigError(f"{where}.{unknown[0]}: unknown key (allowed: name, n, options, "
-                              f"{', '.join(_DATASET_FIELDS)})")
+            raise ConfigError(
+                f"{where}.{unknown[0]}: unknown key (allowed: name, n, options, {', '.join(_DATASET_FIELDS)})"
+            )
         if not isinstance(entry.get("name"), str):
             raise ConfigError(f"{where}.name: expected the dataset's name (str), got {entry.get('name')!r}")
         if entry["name"] not in available():
@@ -223,8 +266,11 @@ def _datasets(grid: dict, base: RunConfig) -> list[dict]:
         if not isinstance(options, dict):
             raise ConfigError(f"{where}.options: expected a table, got {type(options).__name__}")
         inherited = base.data.options if entry["name"] == base.data.name else {}
-        data = {"name": entry["name"], "options": {**inherited, **options},
-                **{k: entry[k] for k in _DATASET_FIELDS if k in entry}}
+        data = {
+            "name": entry["name"],
+            "options": {**inherited, **options},
+            **{k: entry[k] for k in _DATASET_FIELDS if k in entry},
+        }
         out.append({"data": data, "n": _sizes(f"{where}.n", entry["n"]) if "n" in entry else None, "where": where})
     return out
 
@@ -248,8 +294,10 @@ def _field_axes(grid: dict, base: RunConfig) -> dict[str, list]:
             raise ConfigError(f"grid.{key}: set it through grid.{_AXIS_OF_FIELD[key]}")
         sub = getattr(base, section, None) if section in sections else None
         if sub is None or name not in {f.name for f in dataclasses.fields(sub)}:
-            raise ConfigError(f"grid.{key}: unknown key (named axes: {', '.join(_NAMED_AXES)}; "
-                              f"other keys are RunConfig fields such as \"solver.lr\")")
+            raise ConfigError(
+                f"grid.{key}: unknown key (named axes: {', '.join(_NAMED_AXES)}; "
+                f'other keys are RunConfig fields such as "solver.lr")'
+            )
         values = _as_list(f"grid.{key}", value, (int, float, str, bool, dict))
         for j, v in enumerate(values):  # each value must make a valid config on its own
             trial = copy.deepcopy(base_dict)
@@ -292,8 +340,9 @@ def expand_grid(base: RunConfig, grid: dict) -> list[GridPoint]:
         where = f"{ds['where']}.n" if ds["n"] is not None else "grid.n"
         for criterion in criteria:
             if sizes_spec is None:
-                raise ConfigError(f"{where}: no subset size for {ds['data']['name']}; set grid.n, "
-                                  f"{ds['where']}.n or base.data.n")
+                raise ConfigError(
+                    f"{where}: no subset size for {ds['data']['name']}; set grid.n, {ds['where']}.n or base.data.n"
+                )
             if sizes_spec == "paper":
                 try:
                     sizes = list(paper_subset_sizes(ds["data"]["name"], criterion))
@@ -302,7 +351,8 @@ def expand_grid(base: RunConfig, grid: dict) -> list[GridPoint]:
             else:
                 sizes = sizes_spec
             for n, combo, init_seed, subset_seed in itertools.product(
-                    sizes, itertools.product(*axes.values()), init_seeds, subset_seeds):
+                sizes, itertools.product(*axes.values()), init_seeds, subset_seeds
+            ):
                 d = copy.deepcopy(base_dict)
                 d.setdefault("data", {}).update(ds["data"], n=n, subset_seed=subset_seed)
                 d.setdefault("model", {})["init_seed"] = init_seed
@@ -317,8 +367,9 @@ def expand_grid(base: RunConfig, grid: dict) -> list[GridPoint]:
                     raise ConfigError(f"grid point {len(points)} ({ds['where']}, n={n}, {criterion}): {e}") from None
                 point = GridPoint(len(points), config_hash(cfg), cfg, fields)
                 if point.run_id in seen:
-                    raise ConfigError(f"grid: points {seen[point.run_id]} and {point.index} are the same config "
-                                      f"({point.label()})")
+                    raise ConfigError(
+                        f"grid: points {seen[point.run_id]} and {point.index} are the same config ({point.label()})"
+                    )
                 seen[point.run_id] = point.index
                 points.append(point)
     return points
@@ -326,12 +377,18 @@ def expand_grid(base: RunConfig, grid: dict) -> list[GridPoint]:
 
 def grid_table(points: list[GridPoint]) -> pa.Table:
     """``grid.parquet``: one row per point: ``index``, the run columns of the collected table, one
-    column per dotted-field axis (tables as JSON text), and ``config`` (the point's TOML)."""
+    column per dotted-field axis (tables as JSON text), and ``config`` (the point's TOML).
+    """
+
     def cell(v: Any) -> Any:
         return json.dumps(v, sort_keys=True) if isinstance(v, dict) else v
 
-    table = pa.Table.from_pylist([{"index": p.index, **p.columns(), **{k: cell(v) for k, v in p.fields.items()},
-                                   "config": to_toml(p.config)} for p in points])
+    table = pa.Table.from_pylist(
+        [
+            {"index": p.index, **p.columns(), **{k: cell(v) for k, v in p.fields.items()}, "config": to_toml(p.config)}
+            for p in points
+        ]
+    )
     types = {"index": pa.int64(), **{f.name: f.type for f in COLLECT_SCHEMA}}
     return table.cast(pa.schema([pa.field(c, types.get(c, table.schema.field(c).type)) for c in table.column_names]))
 
@@ -371,7 +428,8 @@ def _read_status(run_dir: Path) -> dict | None:
 
 def _analysis_complete(run_dir: Path) -> bool:
     """Whether ``analysis.parquet`` holds every snapshot step that :func:`eoslab.analysis.analyze_run`
-    analyses with the run's ``analysis`` settings (steps ≥ skip_before, every ``every``-th)."""
+    analyses with the run's ``analysis`` settings (steps ≥ skip_before, every ``every``-th).
+    """
     import pyarrow.parquet as pq
 
     path = run_dir / "analysis.parquet"
@@ -383,7 +441,7 @@ def _analysis_complete(run_dir: Path) -> bool:
     except (OSError, ConfigError, pa.ArrowInvalid):
         return False
     steps = sorted(int(p.stem.split("_")[1]) for p in (run_dir / "snapshots").glob("step_*.safetensors"))
-    return set([s for s in steps if s >= a.skip_before][::a.every]) <= have
+    return set([s for s in steps if s >= a.skip_before][:: a.every]) <= have
 
 
 def _lock_held(run_dir: Path) -> bool:
@@ -406,8 +464,9 @@ def point_status(run_dir: str | Path, *, analysis: bool = True) -> PointStatus:
     run_dir = Path(run_dir)
     if run_dir.is_dir() and _lock_held(run_dir):
         s = _read_status(run_dir) or {}
-        return PointStatus(run_dir.name, "running", s.get("step"), s.get("loss"), None,
-                           "analysing" if s.get("state") == "done" else "")
+        return PointStatus(
+            run_dir.name, "running", s.get("step"), s.get("loss"), None, "analysing" if s.get("state") == "done" else ""
+        )
     return _files_status(run_dir, analysis)
 
 
@@ -420,8 +479,9 @@ def _files_status(run_dir: Path, analysis: bool) -> PointStatus:
     state, step, loss, reason = status.get("state"), status.get("step"), status.get("loss"), status.get("reason")
     if state == "failed":
         where = status.get("failed_in")
-        return PointStatus(run_id, "failed", step, loss, reason, f"in {where}; retried on rerun" if where else "",
-                           retry=bool(where))
+        return PointStatus(
+            run_id, "failed", step, loss, reason, f"in {where}; retried on rerun" if where else "", retry=bool(where)
+        )
     if state == "done":
         if not analysis or _analysis_complete(run_dir):
             return PointStatus(run_id, "done", step, loss, reason)
@@ -432,7 +492,8 @@ def _files_status(run_dir: Path, analysis: bool) -> PointStatus:
 @contextlib.contextmanager
 def _locked(run_dir: Path) -> Iterator[None]:
     """Hold ``run_dir/.lock`` exclusively (waiting for another holder), so one process at a time
-    works on a run directory; the lock goes with the process if it dies."""
+    works on a run directory; the lock goes with the process if it dies.
+    """
     run_dir.mkdir(parents=True, exist_ok=True)
     fd = os.open(run_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
     try:
@@ -444,12 +505,19 @@ def _locked(run_dir: Path) -> Iterator[None]:
 
 def _record_failure(run_dir: Path, stage: str, reason: str, train_status: dict | None) -> None:
     """Write a ``failed`` status.json for an exception in ``stage`` (train or analysis), keeping
-    the last step/loss; ``failed_in`` marks it as retryable on a rerun."""
+    the last step/loss; ``failed_in`` marks it as retryable on a rerun.
+    """
     from .store import write_json
 
     s = train_status or {}
-    status = {"state": "failed", "reason": reason, "step": s.get("step"), "t": s.get("t"), "loss": s.get("loss"),
-              "failed_in": stage}
+    status = {
+        "state": "failed",
+        "reason": reason,
+        "step": s.get("step"),
+        "t": s.get("t"),
+        "loss": s.get("loss"),
+        "failed_in": stage,
+    }
     if stage == "analysis":
         status["train_status"] = train_status
     write_json(status, run_dir / "status.json")
@@ -458,7 +526,8 @@ def _record_failure(run_dir: Path, stage: str, reason: str, train_status: dict |
 def _clear_retryable_failure(run_dir: Path) -> None:
     """Undo a failure recorded by :func:`_record_failure` so the rerun retries: a training failure
     loses its status.json (train resumes from the snapshots), an analysis failure gets the
-    training status back."""
+    training status back.
+    """
     from .store import write_json
 
     status = _read_status(run_dir)
@@ -487,7 +556,7 @@ def run_point(config: RunConfig, run_dir: str | Path, *, analysis: bool = True) 
             from .runs import train
 
             status = train(config, run_dir, progress=False)
-        except Exception as e:  # noqa: BLE001 -- any exception fails this point only
+        except Exception as e:
             traceback.print_exc()
             _record_failure(run_dir, "train", f"{type(e).__name__}: {e}", _read_status(run_dir))
         else:
@@ -496,7 +565,7 @@ def run_point(config: RunConfig, run_dir: str | Path, *, analysis: bool = True) 
                     from .analysis import analyze_run
 
                     analyze_run(run_dir, progress=False)
-                except Exception as e:  # noqa: BLE001
+                except Exception as e:
                     traceback.print_exc()
                     _record_failure(run_dir, "analysis", f"analysis: {type(e).__name__}: {e}", status)
         return _files_status(run_dir, analysis)
@@ -513,14 +582,16 @@ def _pin_threads(threads: int) -> None:
 
 def _point_from_toml(config_toml: str, run_dir: str, analysis: bool, threads: int) -> PointStatus:
     """:func:`run_point` on a config given as TOML text, with ``threads`` torch threads (the job
-    of an executor's worker)."""
+    of an executor's worker).
+    """
     _pin_threads(threads)
     return run_point(from_dict(tomllib.loads(config_toml)), run_dir, analysis=analysis)
 
 
 def _die_with_parent(parent: int) -> None:
     """Get SIGKILL when the sweep process ``parent`` dies (Linux), so a killed sweep leaves no
-    worker behind; exit at once if it is already gone."""
+    worker behind; exit at once if it is already gone.
+    """
     if sys.platform.startswith("linux"):
         import ctypes
         import signal
@@ -532,7 +603,8 @@ def _die_with_parent(parent: int) -> None:
 
 def _worker_main() -> int:
     """Entry point of a local worker process: ``argv = RUN_DIR ANALYSIS(0|1) THREADS PARENT_PID``,
-    the point's config as TOML on stdin. Exit code 0 when the point is done, 1 when it failed."""
+    the point's config as TOML on stdin. Exit code 0 when the point is done, 1 when it failed.
+    """
     run_dir, analysis, threads, parent = sys.argv[1], sys.argv[2] == "1", int(sys.argv[3]), int(sys.argv[4])
     _die_with_parent(parent)
     return 0 if _point_from_toml(sys.stdin.read(), run_dir, analysis, threads).state == "done" else 1
@@ -573,9 +645,18 @@ def _final_without_work(status: PointStatus) -> bool:
     return status.state == "done" or (status.state == "failed" and not status.retry)
 
 
-def run_sweep(sweep: Sweep, out_dir: str | Path, *, executor: str = "local", workers: int | None = None,
-              address: str | None = None, cpus_per_run: float = 1.0, gpus_per_run: float = 0.0,
-              analysis: bool = True, progress: bool = True) -> SweepResult:
+def run_sweep(
+    sweep: Sweep,
+    out_dir: str | Path,
+    *,
+    executor: str = "local",
+    workers: int | None = None,
+    address: str | None = None,
+    cpus_per_run: float = 1.0,
+    gpus_per_run: float = 0.0,
+    analysis: bool = True,
+    progress: bool = True,
+) -> SweepResult:
     """Run every unfinished point of ``sweep`` under ``out_dir`` (see the module docstring).
 
     Args:
@@ -603,10 +684,12 @@ def run_sweep(sweep: Sweep, out_dir: str | Path, *, executor: str = "local", wor
 
     statuses = {p.run_id: point_status(runs / p.run_id, analysis=analysis) for p in sweep.points}
     # largest subsets first: the longest runs start early, so no worker idles at the end
-    todo = sorted((p for p in sweep.points if not _final_without_work(statuses[p.run_id])),
-                  key=lambda p: -(p.config.data.n or 0))
+    todo = sorted(
+        (p for p in sweep.points if not _final_without_work(statuses[p.run_id])), key=lambda p: -(p.config.data.n or 0)
+    )
     skipped = len(sweep.points) - len(todo)
     with _SweepProgress(progress, len(sweep.points), skipped, statuses.values()) as bar:
+
         def finished(point: GridPoint, status: PointStatus) -> None:
             statuses[point.run_id] = status
             bar.finished(point, status)
@@ -621,7 +704,8 @@ def run_sweep(sweep: Sweep, out_dir: str | Path, *, executor: str = "local", wor
 
 def _after_worker(run_dir: Path, analysis: bool, what: str) -> PointStatus:
     """The status of a point whose worker ended; if it ended without a verdict (killed, crashed),
-    record the failure with ``what`` happened."""
+    record the failure with ``what`` happened.
+    """
     status = point_status(run_dir, analysis=analysis)
     if status.state in ("done", "failed"):
         return status
@@ -630,10 +714,17 @@ def _after_worker(run_dir: Path, analysis: bool, what: str) -> PointStatus:
     return point_status(run_dir, analysis=analysis)
 
 
-def _run_local(todo: list[GridPoint], runs: Path, analysis: bool, workers: int, threads: int,
-               finished: Callable[[GridPoint, PointStatus], None]) -> None:
+def _run_local(
+    todo: list[GridPoint],
+    runs: Path,
+    analysis: bool,
+    workers: int,
+    threads: int,
+    finished: Callable[[GridPoint, PointStatus], None],
+) -> None:
     """Run the points on ``workers`` worker processes (one fresh Python process per point, its
-    output appended to ``RUN_DIR/sweep.log``), each with ``threads`` threads."""
+    output appended to ``RUN_DIR/sweep.log``), each with ``threads`` threads.
+    """
     env = {**os.environ, **{v: str(threads) for v in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")}}
     code = "import sys; from eoslab.sweeps import _worker_main; sys.exit(_worker_main())"
     queue = list(reversed(todo))
@@ -645,8 +736,13 @@ def _run_local(todo: list[GridPoint], runs: Path, analysis: bool, workers: int, 
                 run_dir = runs / point.run_id
                 run_dir.mkdir(parents=True, exist_ok=True)
                 with open(run_dir / LOG_FILE, "ab") as log:
-                    proc = subprocess.Popen([sys.executable, "-c", code, str(run_dir), str(int(analysis)), str(threads),
-                                             str(os.getpid())], stdin=subprocess.PIPE, stdout=log, stderr=log, env=env)
+                    proc = subprocess.Popen(
+                        [sys.executable, "-c", code, str(run_dir), str(int(analysis)), str(threads), str(os.getpid())],
+                        stdin=subprocess.PIPE,
+                        stdout=log,
+                        stderr=log,
+                        env=env,
+                    )
                 proc.stdin.write(to_toml(point.config).encode())
                 proc.stdin.close()
                 running[proc] = point
@@ -654,8 +750,9 @@ def _run_local(todo: list[GridPoint], runs: Path, analysis: bool, workers: int, 
             for proc in [p for p in running if p.poll() is not None]:
                 point = running.pop(proc)
                 rc = proc.returncode
-                what = (f"worker killed by signal {-rc}" if rc < 0 else f"worker exited with code {rc}") + \
-                    f" (see {LOG_FILE})"
+                what = (
+                    f"worker killed by signal {-rc}" if rc < 0 else f"worker exited with code {rc}"
+                ) + f" (see {LOG_FILE})"
                 finished(point, _after_worker(runs / point.run_id, analysis, what))
     finally:
         for proc in running:  # interrupted: stop our own workers
@@ -663,12 +760,20 @@ def _run_local(todo: list[GridPoint], runs: Path, analysis: bool, workers: int, 
             proc.wait()
 
 
-def _run_ray(todo: list[GridPoint], runs: Path, analysis: bool, address: str | None, workers: int | None,
-             cpus_per_run: float, gpus_per_run: float,
-             finished: Callable[[GridPoint, PointStatus], None]) -> None:
+def _run_ray(
+    todo: list[GridPoint],
+    runs: Path,
+    analysis: bool,
+    address: str | None,
+    workers: int | None,
+    cpus_per_run: float,
+    gpus_per_run: float,
+    finished: Callable[[GridPoint, PointStatus], None],
+) -> None:
     """Run the points as Ray tasks with ``cpus_per_run``/``gpus_per_run`` resources each. Joins
     ``address`` (or the Ray instance this process is already connected to); otherwise starts a
-    local instance and shuts it down at the end. The sweep folder must be visible to every node."""
+    local instance and shuts it down at the end. The sweep folder must be visible to every node.
+    """
     import ray
 
     started = False
@@ -701,7 +806,8 @@ def _run_ray(todo: list[GridPoint], runs: Path, analysis: bool, address: str | N
 
 class _SweepProgress:
     """The overall progress bar of a sweep (points finished / total, done and failed counts), on
-    stderr; failures are printed above it as they happen."""
+    stderr; failures are printed above it as they happen.
+    """
 
     def __init__(self, enabled: bool, total: int, skipped: int, initial: Any) -> None:
         self.enabled, self.total, self.finished_count = enabled, total, skipped
@@ -710,13 +816,19 @@ class _SweepProgress:
             if _final_without_work(s):
                 self.counts[s.state] += 1
 
-    def __enter__(self) -> "_SweepProgress":
+    def __enter__(self) -> _SweepProgress:
         if self.enabled:
             from rich.console import Console
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-            self.bar = Progress(TextColumn("[bold]sweep"), BarColumn(), MofNCompleteColumn(),
-                                TextColumn("{task.description}"), TimeElapsedColumn(), console=Console(stderr=True))
+            self.bar = Progress(
+                TextColumn("[bold]sweep"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.description}"),
+                TimeElapsedColumn(),
+                console=Console(stderr=True),
+            )
             self.bar.start()
             self.task = self.bar.add_task(self._text(), total=self.total, completed=self.finished_count)
         return self
@@ -730,8 +842,10 @@ class _SweepProgress:
             if status.state == "failed":
                 from rich.markup import escape
 
-                self.bar.console.print(f"[red]failed[/red] {point.run_id} ({escape(point.label())}): "
-                                       f"{escape(str(status.reason))}", highlight=False)
+                self.bar.console.print(
+                    f"[red]failed[/red] {point.run_id} ({escape(point.label())}): {escape(str(status.reason))}",
+                    highlight=False,
+                )
             self.bar.update(self.task, advance=1, description=self._text())
 
     def __exit__(self, *exc: Any) -> None:
@@ -751,8 +865,10 @@ def _grid(sweep_dir: Path) -> pa.Table:
 def sweep_status(sweep_dir: str | Path, *, analysis: bool = True) -> list[tuple[dict, PointStatus]]:
     """``(grid row, status)`` of every point of the sweep in ``sweep_dir``, in grid order."""
     sweep_dir = Path(sweep_dir)
-    return [(row, point_status(sweep_dir / RUNS_DIR / row["run_id"], analysis=analysis))
-            for row in _grid(sweep_dir).drop_columns(["config"]).to_pylist()]
+    return [
+        (row, point_status(sweep_dir / RUNS_DIR / row["run_id"], analysis=analysis))
+        for row in _grid(sweep_dir).drop_columns(["config"]).to_pylist()
+    ]
 
 
 def collect(sweep_dir: str | Path) -> pa.Table:

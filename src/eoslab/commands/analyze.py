@@ -1,5 +1,6 @@
 """``eoslab analyze RUN_DIR``: the decomposition of PAPER.md §3–§6 for every snapshot of a run,
-written to ``RUN_DIR/analysis.parquet`` (resumable; :func:`eoslab.analysis.analyze_run`)."""
+written to ``RUN_DIR/analysis.parquet`` (resumable; :func:`eoslab.analysis.analyze_run`).
+"""
 
 from __future__ import annotations
 
@@ -30,14 +31,33 @@ def _positive_float(text: str) -> float:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run_dir", metavar="RUN_DIR", help="a run directory written by `eoslab train`")
-    parser.add_argument("--every", type=_positive, default=None, metavar="N",
-                        help="analyse every N-th snapshot (default: the run config's analysis.every)")
-    parser.add_argument("--skip-before", type=_nonnegative, default=None, metavar="STEP",
-                        help="skip snapshots before this step (D13; default: analysis.skip_before, 10)")
-    parser.add_argument("--tol", type=_positive_float, default=None,
-                        help="relative residual tolerance of the λ¹ solves (default: analysis.eig_tol, 1e-4)")
-    parser.add_argument("--chunk-size", type=_positive, default=None, metavar="N",
-                        help="samples per chunk of the per-sample part (default: analysis.chunk_size)")
+    parser.add_argument(
+        "--every",
+        type=_positive,
+        default=None,
+        metavar="N",
+        help="analyse every N-th snapshot (default: the run config's analysis.every)",
+    )
+    parser.add_argument(
+        "--skip-before",
+        type=_nonnegative,
+        default=None,
+        metavar="STEP",
+        help="skip snapshots before this step (D13; default: analysis.skip_before, 10)",
+    )
+    parser.add_argument(
+        "--tol",
+        type=_positive_float,
+        default=None,
+        help="relative residual tolerance of the λ¹ solves (default: analysis.eig_tol, 1e-4)",
+    )
+    parser.add_argument(
+        "--chunk-size",
+        type=_positive,
+        default=None,
+        metavar="N",
+        help="samples per chunk of the per-sample part (default: analysis.chunk_size)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -49,7 +69,13 @@ def run(args: argparse.Namespace) -> int:
     if not (Path(args.run_dir) / "config.toml").exists():
         print(f"eoslab analyze: {args.run_dir} is not a run directory (no config.toml)", file=sys.stderr)
         return 2
-    path = analyze_run(args.run_dir, every=args.every, skip_before=args.skip_before, tol=args.tol,
-                       chunk_size=args.chunk_size, progress=not args.no_progress)
+    path = analyze_run(
+        args.run_dir,
+        every=args.every,
+        skip_before=args.skip_before,
+        tol=args.tol,
+        chunk_size=args.chunk_size,
+        progress=not args.no_progress,
+    )
     print(f"wrote {path}")
     return 0

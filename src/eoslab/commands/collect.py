@@ -1,5 +1,6 @@
 """``eoslab collect DIR [--out TABLE.parquet]``: join a sweep's run configs with their analyses
-into one tidy long Parquet table (:func:`eoslab.sweeps.collect`; default ``DIR/collected.parquet``)."""
+into one tidy long Parquet table (:func:`eoslab.sweeps.collect`; default ``DIR/collected.parquet``).
+"""
 
 from __future__ import annotations
 

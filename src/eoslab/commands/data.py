@@ -24,26 +24,42 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="data_command", metavar="ACTION")
 
     def common(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--data-root", metavar="DIR", default=None,
-                       help="data folder (default: $EOSLAB_DATA, else ~/.cache/eoslab)")
-        p.add_argument("-o", "--option", action="append", default=[], metavar="KEY=VALUE",
-                       help="a dataset option, e.g. size=64, seed=1, problem=AtrialFibrillation, encoder=PATH (repeatable)")
+        p.add_argument(
+            "--data-root", metavar="DIR", default=None, help="data folder (default: $EOSLAB_DATA, else ~/.cache/eoslab)"
+        )
+        p.add_argument(
+            "-o",
+            "--option",
+            action="append",
+            default=[],
+            metavar="KEY=VALUE",
+            help="a dataset option, e.g. size=64, seed=1, problem=AtrialFibrillation, encoder=PATH (repeatable)",
+        )
 
-    p = sub.add_parser("preview", help="write a labelled grid of examples per class to a PNG",
-                       description="write a labelled grid of examples per class to a PNG")
+    p = sub.add_parser(
+        "preview",
+        help="write a labelled grid of examples per class to a PNG",
+        description="write a labelled grid of examples per class to a PNG",
+    )
     p.add_argument("dataset", metavar="DATASET", help=f"one of {', '.join(DATASETS)}")
     p.add_argument("--out", required=True, metavar="PNG", help="output image")
     p.add_argument("--per-class", type=int, default=8, metavar="N", help="examples per class (default 8)")
     p.add_argument("--split", default="train", help="split to show (default train)")
     common(p)
 
-    p = sub.add_parser("fetch", help="download a dataset archive (cifar10) and verify its checksum",
-                       description="download the official CIFAR-10 python archive and verify its MD5")
+    p = sub.add_parser(
+        "fetch",
+        help="download a dataset archive (cifar10) and verify its checksum",
+        description="download the official CIFAR-10 python archive and verify its MD5",
+    )
     p.add_argument("dataset", choices=["cifar10"], metavar="DATASET", help="cifar10")
     common(p)
 
-    p = sub.add_parser("info", help="print N, input dimension, classes and per-class counts",
-                       description="print N, input dimension, classes and per-class counts")
+    p = sub.add_parser(
+        "info",
+        help="print N, input dimension, classes and per-class counts",
+        description="print N, input dimension, classes and per-class counts",
+    )
     p.add_argument("dataset", metavar="DATASET", help=f"one of {', '.join(DATASETS)}")
     p.add_argument("--split", default="train", help="split (default train)")
     common(p)
@@ -128,8 +144,16 @@ def _info(args, options) -> int:
     print(f"dataset:    {ds.name} ({args.split})")
     print(f"source:     {ds.source}")
     print(f"N:          {len(ds)}")
-    print(f"input dim:  {ds.input_dim}" + (f"  (shape {tuple(ds.meta['image_shape'])})" if "image_shape" in ds.meta
-                                           else f"  (shape {tuple(ds.meta['shape'])})" if "shape" in ds.meta else ""))
+    print(
+        f"input dim:  {ds.input_dim}"
+        + (
+            f"  (shape {tuple(ds.meta['image_shape'])})"
+            if "image_shape" in ds.meta
+            else f"  (shape {tuple(ds.meta['shape'])})"
+            if "shape" in ds.meta
+            else ""
+        )
+    )
     print(f"classes:    {ds.num_classes} ({', '.join(ds.classes)})")
     print(f"counts:     {_counts_line(ds.y, ds.classes)}")
     print(f"X range:    [{ds.X.min().item():.6g}, {ds.X.max().item():.6g}], dtype {ds.X.dtype}")
@@ -167,8 +191,10 @@ def _info_sst(split, root, options) -> int:
     print(f"input dim:  {dim}")
     print(f"classes:    {len(classes)} ({', '.join(classes)})")
     print(f"counts:     {', '.join(f'{c}: {n}' for c, n in zip(classes, counts))}")
-    print(f"words:      mean {np.mean([len(w) for w in words]):.1f}, max {max(len(w) for w in words)}, "
-          f"{n_long} sentences cropped to {max_tokens}")
+    print(
+        f"words:      mean {np.mean([len(w) for w in words]):.1f}, max {max(len(w) for w in words)}, "
+        f"{n_long} sentences cropped to {max_tokens}"
+    )
     return 0
 
 
@@ -197,7 +223,8 @@ def _label_rows(axes, classes, counts=None) -> None:
 
 def _pick(y, n_classes: int, per_class: int, spread: bool = False):
     """Indices of ``per_class`` examples of each class: the first ones, or (``spread``) evenly
-    spaced over the class (consecutive time-series windows look alike)."""
+    spaced over the class (consecutive time-series windows look alike).
+    """
     import torch
 
     out = []
@@ -237,7 +264,8 @@ def _preview(args, options) -> int:
 
 def _preview_dice(per: int, options: dict):
     """The first ``per`` images of each class, exactly as generated for the dataset (the generator's
-    first images per class do not depend on n_per_class), with their parameters."""
+    first images per class do not depend on n_per_class), with their parameters.
+    """
     from eoslab.data.dice import DICE_CLASSES, DICE_PARAM_NAMES, generate_dice
 
     opts = {k: v for k, v in options.items() if k in ("size", "seed", "device_px", "pip", "quantize")}
@@ -334,6 +362,13 @@ def _preview_sst(split, root, per: int, options: dict):
             lines.append(("    " + textwrap.shorten(" ".join(words[i]), 150), False))
     step = 1.0 / (len(lines) + 1)
     for r, (text, bold) in enumerate(lines):
-        ax.text(0.01, 1 - (r + 1) * step, text, fontsize=8, family="monospace",
-                weight="bold" if bold else "normal", va="center")
+        ax.text(
+            0.01,
+            1 - (r + 1) * step,
+            text,
+            fontsize=8,
+            family="monospace",
+            weight="bold" if bold else "normal",
+            va="center",
+        )
     return fig

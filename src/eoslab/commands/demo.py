@@ -19,8 +19,12 @@ DEMO_CONFIG = Path(__file__).resolve().parents[3] / "configs" / "demo.toml"
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="eoslab-demo", metavar="DIR", help="output folder (default ./eoslab-demo)")
-    parser.add_argument("--config", default=str(DEMO_CONFIG), metavar="TOML",
-                        help="sweep config to run (default: the repository's configs/demo.toml)")
+    parser.add_argument(
+        "--config",
+        default=str(DEMO_CONFIG),
+        metavar="TOML",
+        help="sweep config to run (default: the repository's configs/demo.toml)",
+    )
     parser.add_argument("--workers", type=int, metavar="N", help="concurrent runs (default: one per core)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
@@ -51,10 +55,15 @@ def run(args: argparse.Namespace) -> int:
     if table.num_rows == 0:
         print("eoslab demo: error: no run finished; nothing to report", file=sys.stderr)
         return 1
-    progress = (lambda jobs: jobs) if args.no_progress else (
-        lambda jobs: track(jobs, description="drawing figures", console=console, transient=True))
+    progress = (
+        (lambda jobs: jobs)
+        if args.no_progress
+        else (lambda jobs: track(jobs, description="drawing figures", console=console, transient=True))
+    )
     report = write_report(table, out / "report", source=str(out), track=progress)
-    print(f"demo: {result.count('done')}/{len(result.statuses)} runs done, {table.num_rows} analysis rows, "
-          f"{len(report.figures)} figures in {time.monotonic() - start:.0f} s")
+    print(
+        f"demo: {result.count('done')}/{len(result.statuses)} runs done, {table.num_rows} analysis rows, "
+        f"{len(report.figures)} figures in {time.monotonic() - start:.0f} s"
+    )
     print(f"report: {report.index.resolve()}")
     return 1 if result.failed else 0

@@ -1,5 +1,6 @@
 """``eoslab report DIR --out REPORT_DIR``: power-law fits (Eq. 9, Table 2), the Section-5 checks,
-the paper's figures and one ``index.html``, from a collected table or a sweep directory."""
+the paper's figures and one ``index.html``, from a collected table or a sweep directory.
+"""
 
 from __future__ import annotations
 
@@ -16,9 +17,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--out", metavar="REPORT_DIR", help="report folder (default: report/ beside DIR's table)")
     parser.add_argument("--metric", default="eq7_c5", help="metric whose peak is fitted by Eq. 9 (default eq7_c5)")
-    parser.add_argument(
-        "--layer", default="1", help="layer of --metric; 'none' for a whole-network metric (default 1)"
-    )
+    parser.add_argument("--layer", default="1", help="layer of --metric; 'none' for a whole-network metric (default 1)")
     parser.add_argument(
         "--skip-before", type=int, default=10, help="ignore steps below this, the transient (default 10, D13)"
     )
@@ -31,7 +30,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _load(source: Path):
     """The collected table of ``source``: a Parquet file, ``DIR/collected.parquet``, or
-    ``eoslab.sweeps.collect(DIR)``."""
+    ``eoslab.sweeps.collect(DIR)``.
+    """
     from eoslab.store import read_parquet
 
     if source.is_file():

@@ -14,8 +14,12 @@ import sys
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("config", help="run config (TOML)")
-    parser.add_argument("--out", required=True, metavar="RUN_DIR",
-                        help="run directory; rerunning the same command resumes an interrupted run")
+    parser.add_argument(
+        "--out",
+        required=True,
+        metavar="RUN_DIR",
+        help="run directory; rerunning the same command resumes an interrupted run",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 

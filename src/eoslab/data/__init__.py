@@ -7,9 +7,9 @@ float64) and whose labels are class indices (``y``: (N,), int64).
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import torch
 
@@ -85,7 +85,8 @@ def default_data_root() -> Path:
 
 def load_dataset(name: str, split: str = "train", *, data_root: str | Path | None = None, **options) -> Dataset:
     """Load a registered dataset by name (``synthetic``, ``dice``, ``cifar10``, ``uea``,
-    ``atrial_fibrillation``, ``sst``)."""
+    ``atrial_fibrillation``, ``sst``).
+    """
     _import_loaders()
     if name not in _REGISTRY:
         raise ValueError(f"unknown dataset {name!r}; available: {', '.join(sorted(_REGISTRY))}")

@@ -62,7 +62,11 @@ BIN_TAR = "cifar-10-binary.tar.gz"
 PY_TAR = "cifar-10-python.tar.gz"
 
 _SPLIT_FILES = {
-    "bin": {"train": [f"data_batch_{i}.bin" for i in range(1, 6)], "test": ["test_batch.bin"], "meta": "batches.meta.txt"},
+    "bin": {
+        "train": [f"data_batch_{i}.bin" for i in range(1, 6)],
+        "test": ["test_batch.bin"],
+        "meta": "batches.meta.txt",
+    },
     "py": {"train": [f"data_batch_{i}" for i in range(1, 6)], "test": ["test_batch"], "meta": "batches.meta"},
 }
 
@@ -110,14 +114,17 @@ class RestrictedUnpickler(pickle.Unpickler):
 
 def restricted_loads(data: bytes, *, source: str = "<bytes>"):
     """Unpickle ``data`` with :class:`RestrictedUnpickler` (``encoding="bytes"``, as CIFAR's
-    Python-2 pickles need). Raises :class:`DatasetError` naming ``source`` on any refusal."""
+    Python-2 pickles need). Raises :class:`DatasetError` naming ``source`` on any refusal.
+    """
     try:
         return RestrictedUnpickler(io.BytesIO(data), encoding="bytes").load()
     except pickle.UnpicklingError as e:
         raise DatasetError(f"{source}: refused to unpickle: {e}") from e
     except Exception as e:  # truncated or garbage pickles raise a zoo of exceptions
-        raise DatasetError(f"{source}: not a readable CIFAR-10 pickle ({type(e).__name__}: {e}); "
-                           f"expected a dict with 'data' (N×3072 uint8) and 'labels'") from e
+        raise DatasetError(
+            f"{source}: not a readable CIFAR-10 pickle ({type(e).__name__}: {e}); "
+            f"expected a dict with 'data' (N×3072 uint8) and 'labels'"
+        ) from e
 
 
 def _key(d: dict, name: str):
@@ -138,7 +145,9 @@ def read_bin_batch(data: bytes, *, source: str = "<bytes>") -> tuple[np.ndarray,
     """
     n_bytes = len(data)
     if n_bytes == 0:
-        raise DatasetError(f"{source}: empty file; expected records of {RECORD} bytes (1 label byte + 3072 pixel bytes)")
+        raise DatasetError(
+            f"{source}: empty file; expected records of {RECORD} bytes (1 label byte + 3072 pixel bytes)"
+        )
     if n_bytes % RECORD:
         k = n_bytes // RECORD
         raise DatasetError(
@@ -150,7 +159,9 @@ def read_bin_batch(data: bytes, *, source: str = "<bytes>") -> tuple[np.ndarray,
     bad = np.nonzero(labels > 9)[0]
     if bad.size:
         i = int(bad[0])
-        raise DatasetError(f"{source}: record {i} at byte offset {i * RECORD} has label byte {labels[i]}; expected 0..9")
+        raise DatasetError(
+            f"{source}: record {i} at byte offset {i * RECORD} has label byte {labels[i]}; expected 0..9"
+        )
     return np.ascontiguousarray(arr[:, 1:]), labels
 
 
@@ -208,9 +219,11 @@ def _candidates(root: Path) -> list[tuple[str, str, Path]]:
 
 def _missing_message(root: Path, looked: list[Path]) -> str:
     listing = ", ".join(str(p) for p in looked)
-    return (f"CIFAR-10 not found under {root}: looked for {listing}. Run `eoslab data fetch cifar10 --data-root {root}` "
-            f"or put the official {PY_TAR} (from {CIFAR10_PY_URL}) or {BIN_TAR} there, or its extracted "
-            f"{PY_DIR}/ or {BIN_DIR}/ folder")
+    return (
+        f"CIFAR-10 not found under {root}: looked for {listing}. Run `eoslab data fetch cifar10 --data-root {root}` "
+        f"or put the official {PY_TAR} (from {CIFAR10_PY_URL}) or {BIN_TAR} there, or its extracted "
+        f"{PY_DIR}/ or {BIN_DIR}/ folder"
+    )
 
 
 def find_cifar10(data_root: str | Path, format: str = "auto") -> tuple[str, str, Path]:
@@ -233,8 +246,10 @@ def _read_members(fmt: str, kind: str, path: Path, names: list[str], meta_name: 
         for n in names:
             p = path / n
             if not p.is_file():
-                raise DatasetError(f"CIFAR-10 batch file missing: {p}; expected the official {sub}/ layout "
-                                   f"({', '.join(_SPLIT_FILES[fmt]['train'] + _SPLIT_FILES[fmt]['test'])})")
+                raise DatasetError(
+                    f"CIFAR-10 batch file missing: {p}; expected the official {sub}/ layout "
+                    f"({', '.join(_SPLIT_FILES[fmt]['train'] + _SPLIT_FILES[fmt]['test'])})"
+                )
             out.append((str(p), p.read_bytes()))
         mp = path / meta_name
         meta = (str(mp), mp.read_bytes()) if mp.is_file() else None
@@ -244,9 +259,11 @@ def _read_members(fmt: str, kind: str, path: Path, names: list[str], meta_name: 
         expected = CIFAR10_BIN_MD5 if fmt == "bin" else CIFAR10_PY_MD5
         got = md5_file(path)
         if got != expected:
-            raise DatasetError(f"{path}: MD5 checksum {got} does not match the official {expected}; the archive is "
-                               f"corrupt or not the official one. Delete it and run `eoslab data fetch cifar10`, "
-                               f"or pass verify=False to read it anyway")
+            raise DatasetError(
+                f"{path}: MD5 checksum {got} does not match the official {expected}; the archive is "
+                f"corrupt or not the official one. Delete it and run `eoslab data fetch cifar10`, "
+                f"or pass verify=False to read it anyway"
+            )
     wanted = {f"{sub}/{n}": n for n in names + [meta_name]}
     found: dict[str, bytes] = {}
     try:
@@ -257,7 +274,9 @@ def _read_members(fmt: str, kind: str, path: Path, names: list[str], meta_name: 
                     f = tf.extractfile(m)
                     found[wanted[name]] = f.read() if f is not None else b""
     except (tarfile.TarError, OSError, EOFError) as e:
-        raise DatasetError(f"{path}: cannot read the archive ({type(e).__name__}: {e}); expected the official {path.name}") from e
+        raise DatasetError(
+            f"{path}: cannot read the archive ({type(e).__name__}: {e}); expected the official {path.name}"
+        ) from e
     missing = [f"{sub}/{n}" for n in names if n not in found]
     if missing:
         raise DatasetError(f"{path}: archive lacks {', '.join(missing)}; expected the official {path.name} layout")
@@ -298,9 +317,20 @@ def load_cifar10(
     X = torch.from_numpy(pixels).to(torch.float64).div_(255.0)
     y = torch.from_numpy(np.concatenate(labels))
     classes = _parse_meta(fmt, meta[1], meta[0]) if meta is not None else list(CIFAR10_CLASSES)
-    return Dataset(X=X, y=y, classes=classes, name="cifar10", source=str(path),
-                   meta={"image_shape": (3, 32, 32), "format": fmt, "container": kind,
-                         "files": [s for s, _ in batches], "scaling": "pixels/255"})
+    return Dataset(
+        X=X,
+        y=y,
+        classes=classes,
+        name="cifar10",
+        source=str(path),
+        meta={
+            "image_shape": (3, 32, 32),
+            "format": fmt,
+            "container": kind,
+            "files": [s for s, _ in batches],
+            "scaling": "pixels/255",
+        },
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -330,7 +360,9 @@ def fetch_cifar10(
         got = md5_file(dest)
         if got == md5:
             return dest
-        raise DatasetError(f"{dest}: exists but its MD5 {got} does not match the official {md5}; delete it and fetch again")
+        raise DatasetError(
+            f"{dest}: exists but its MD5 {got} does not match the official {md5}; delete it and fetch again"
+        )
     try:
         root.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -370,8 +402,14 @@ def _progress(total: int, *, enabled: bool):
         from rich.console import Console
         from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 
-        prog = Progress("[progress.description]{task.description}", BarColumn(), DownloadColumn(),
-                        TransferSpeedColumn(), transient=True, console=Console(stderr=True))
+        prog = Progress(
+            "[progress.description]{task.description}",
+            BarColumn(),
+            DownloadColumn(),
+            TransferSpeedColumn(),
+            transient=True,
+            console=Console(stderr=True),
+        )
         prog.start()
         task = prog.add_task("cifar-10", total=total or None)
 

@@ -163,7 +163,8 @@ def _class_params(k: int, n: int, seed: int) -> np.ndarray:
 
 def _box_band(u: np.ndarray, h: np.ndarray) -> np.ndarray:
     """Coverage of the band |coordinate| <= h by a unit pixel interval centred at ``u``
-    (exact pixel-square coverage for axis-aligned strokes; mass-preserving at any angle)."""
+    (exact pixel-square coverage for axis-aligned strokes; mass-preserving at any angle).
+    """
     return np.clip(np.minimum(u + 0.5, h) - np.maximum(u - 0.5, -h), 0.0, 1.0)
 
 
@@ -324,7 +325,7 @@ def render_dice(
     lwd_w = _R_LWD_INCH * _R_DPI * dev_to_out  # stroke width per unit lwd
     ring_h = 0.5 * lwd_w  # pch = 1 is stroked with lwd = 1
 
-    c = (np.arange(size, dtype=np.float32) + 0.5)
+    c = np.arange(size, dtype=np.float32) + 0.5
     py_grid, px_grid = np.meshgrid(c, c, indexing="ij")
     px = px_grid.reshape(1, -1)
     py = py_grid.reshape(1, -1)
@@ -338,7 +339,7 @@ def render_dice(
     for cls in range(len(DICE_CLASSES)):
         idx_all = np.nonzero(labels == cls)[0]
         for start in range(0, idx_all.size, chunk):
-            idx = idx_all[start:start + chunk]
+            idx = idx_all[start : start + chunk]
             p = params[idx]
             x, y, cex, lwd, lend, ddx, ddy = (p[:, j] for j in range(7))
             name = DICE_CLASSES[cls]
@@ -394,7 +395,9 @@ def generate_dice(
     labels = np.repeat(np.arange(len(DICE_CLASSES), dtype=np.int64), n_per_class)
     ink = render_dice(labels, params, size=size, device_px=device_px, pip=pip)
     images = np.rint(ink * 255.0).astype(np.uint8) if quantize else ink
-    return DiceImages(images=images, labels=labels, params=params, config=_config(n_per_class, size, seed, device_px, pip, quantize))
+    return DiceImages(
+        images=images, labels=labels, params=params, config=_config(n_per_class, size, seed, device_px, pip, quantize)
+    )
 
 
 def _config(n_per_class, size, seed, device_px, pip, quantize) -> dict:
@@ -412,7 +415,8 @@ def _config(n_per_class, size, seed, device_px, pip, quantize) -> dict:
 
 def split_indices(n_per_class: int, split: str, seed: int) -> np.ndarray:
     """Indices (into the class-major arrays) of a split: the first half of every class is train,
-    the second half test; each split is shuffled by a permutation fixed by ``seed``."""
+    the second half test; each split is shuffled by a permutation fixed by ``seed``.
+    """
     half = n_per_class // 2
     if split == "train":
         lo, hi = 0, half
@@ -432,8 +436,14 @@ def dice_cache_path(data_root: str | Path, config: dict) -> Path:
 
 
 def _save_atomic(path: Path, arrays: DiceImages) -> None:
-    write_npz(path, compressed=True, images=arrays.images, labels=arrays.labels, params=arrays.params,
-              config=np.array(json.dumps(arrays.config, sort_keys=True)))
+    write_npz(
+        path,
+        compressed=True,
+        images=arrays.images,
+        labels=arrays.labels,
+        params=arrays.params,
+        config=np.array(json.dumps(arrays.config, sort_keys=True)),
+    )
 
 
 def _load_cached(path: Path, config: dict) -> DiceImages | None:
@@ -475,7 +485,9 @@ def dice_arrays(
     try:
         _save_atomic(path, arrays)
     except OSError as e:
-        raise DatasetError(f"dice: cannot write the cache file {path}: {e}; pass cache=False or choose another --data-root") from e
+        raise DatasetError(
+            f"dice: cannot write the cache file {path}: {e}; pass cache=False or choose another --data-root"
+        ) from e
     return arrays, path, False
 
 
@@ -500,8 +512,16 @@ def load_dice(
     if split not in ("train", "test"):
         raise ValueError(f"dice: split must be 'train' or 'test', got {split!r}")
     t0 = time.perf_counter()
-    arrays, path, hit = dice_arrays(data_root, n_per_class=n_per_class, size=size, seed=seed,
-                                    device_px=device_px, pip=pip, quantize=quantize, cache=cache)
+    arrays, path, hit = dice_arrays(
+        data_root,
+        n_per_class=n_per_class,
+        size=size,
+        seed=seed,
+        device_px=device_px,
+        pip=pip,
+        quantize=quantize,
+        cache=cache,
+    )
     idx = split_indices(n_per_class, split, seed)
     imgs = arrays.images[idx].reshape(idx.size, -1)
     X = torch.from_numpy(imgs).to(torch.float64)

@@ -38,9 +38,9 @@ import json
 import os
 import re
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import torch
@@ -70,10 +70,30 @@ SST_EMBED_VERSION = 1
 _SPLIT_FILES = {"train": "train.txt", "dev": "dev.txt", "validation": "dev.txt", "val": "dev.txt", "test": "test.txt"}
 # Split on ASCII whitespace only: a few SST words contain a no-break space (e.g. "8\u00a01\\/2").
 _TOKEN = re.compile(r"\(|\)|[^ \t\r\n\f\v()]+")
-_PTB_UNESCAPE = {"-LRB-": "(", "-RRB-": ")", "-LSB-": "[", "-RSB-": "]", "-LCB-": "{", "-RCB-": "}",
-                 "``": '"', "''": '"'}
+_PTB_UNESCAPE = {
+    "-LRB-": "(",
+    "-RRB-": ")",
+    "-LSB-": "[",
+    "-RSB-": "]",
+    "-LCB-": "{",
+    "-RCB-": "}",
+    "``": '"',
+    "''": '"',
+}
 #: model types whose tokenisers are byte-level BPE and need add_prefix_space for word lists
-_BYTE_LEVEL = {"roberta", "gpt2", "bart", "longformer", "deberta", "mvp", "led", "xlm-roberta-xl", "codegen", "gpt_neo", "gptj"}
+_BYTE_LEVEL = {
+    "roberta",
+    "gpt2",
+    "bart",
+    "longformer",
+    "deberta",
+    "mvp",
+    "led",
+    "xlm-roberta-xl",
+    "codegen",
+    "gpt_neo",
+    "gptj",
+}
 
 
 # --------------------------------------------------------------------------------------------
@@ -85,7 +105,7 @@ class Tree:
     """A labelled PTB tree node: ``word`` is set on leaves, ``children`` on inner nodes."""
 
     label: int
-    children: list["Tree"] = field(default_factory=list)
+    children: list[Tree] = field(default_factory=list)
     word: str | None = None
 
     def leaves(self) -> list[str]:
@@ -99,7 +119,7 @@ class Tree:
                 stack.extend(reversed(t.children))
         return out
 
-    def nodes(self) -> Iterator["Tree"]:
+    def nodes(self) -> Iterator[Tree]:
         stack = [self]
         while stack:
             t = stack.pop()
@@ -116,7 +136,9 @@ def parse_tree(line: str, *, source: str = "<string>", lineno: int | None = None
     for m in _TOKEN.finditer(line):
         tok, col = m.group(), m.start() + 1
         if root is not None:
-            raise DatasetError(f"{where}: column {col}: unexpected {tok!r} after the tree closed; expected one tree per line")
+            raise DatasetError(
+                f"{where}: column {col}: unexpected {tok!r} after the tree closed; expected one tree per line"
+            )
         if tok == "(":
             if pending_label:
                 raise DatasetError(f"{where}: column {col}: expected a label 0-4 after '(', got '('")
@@ -124,18 +146,24 @@ def parse_tree(line: str, *, source: str = "<string>", lineno: int | None = None
             if stack:
                 parent = stack[-1][0]
                 if parent.word is not None:
-                    raise DatasetError(f"{where}: column {col}: node with word {parent.word!r} also has a child; expected (label word) or (label child ...)")
+                    raise DatasetError(
+                        f"{where}: column {col}: node with word {parent.word!r} also has a child; expected (label word) or (label child ...)"
+                    )
                 parent.children.append(node)
             stack.append((node, col))
             pending_label = True
         elif tok == ")":
             if pending_label:
-                raise DatasetError(f"{where}: column {col}: empty node '()'; expected (label word) or (label child ...)")
+                raise DatasetError(
+                    f"{where}: column {col}: empty node '()'; expected (label word) or (label child ...)"
+                )
             if not stack:
                 raise DatasetError(f"{where}: column {col}: unbalanced tree: ')' closes nothing")
             node, ocol = stack.pop()
             if node.word is None and not node.children:
-                raise DatasetError(f"{where}: column {col}: node opened at column {ocol} has a label but no word or children")
+                raise DatasetError(
+                    f"{where}: column {col}: node opened at column {ocol} has a label but no word or children"
+                )
             if not stack:
                 root = node
         else:
@@ -150,13 +178,17 @@ def parse_tree(line: str, *, source: str = "<string>", lineno: int | None = None
             elif node.children:
                 raise DatasetError(f"{where}: column {col}: word {tok!r} after child nodes; expected '(' or ')'")
             elif node.word is not None:
-                raise DatasetError(f"{where}: column {col}: second word {tok!r} in a leaf (already {node.word!r}); expected ')'")
+                raise DatasetError(
+                    f"{where}: column {col}: second word {tok!r} in a leaf (already {node.word!r}); expected ')'"
+                )
             else:
                 node.word = tok
     if stack:
         ocol = stack[-1][1]
-        raise DatasetError(f"{where}: column {len(line.rstrip()) + 1}: unbalanced tree: {len(stack)} unclosed '(' "
-                           f"at end of line (innermost opened at column {ocol}); expected ')'")
+        raise DatasetError(
+            f"{where}: column {len(line.rstrip()) + 1}: unbalanced tree: {len(stack)} unclosed '(' "
+            f"at end of line (innermost opened at column {ocol}); expected ')'"
+        )
     if root is None:
         raise DatasetError(f"{where}: empty line; expected a tree '(label ...)'")
     return root
@@ -185,9 +217,11 @@ def _tree_file(data_root: str | Path | None, split: str) -> Path:
     root = Path(data_root) if data_root is not None else default_data_root()
     path = sst_tree_path(root, split)
     if not path.is_file():
-        raise DatasetError(f"SST tree file not found: {path}. Put the official trainDevTestTrees_PTB files "
-                           f"(train.txt, dev.txt, test.txt) in {path.parent}/, or point --data-root / $EOSLAB_DATA "
-                           f"at a folder holding sst/trees/")
+        raise DatasetError(
+            f"SST tree file not found: {path}. Put the official trainDevTestTrees_PTB files "
+            f"(train.txt, dev.txt, test.txt) in {path.parent}/, or point --data-root / $EOSLAB_DATA "
+            f"at a folder holding sst/trees/"
+        )
     return path
 
 
@@ -200,8 +234,9 @@ def _unescape(word: str) -> str:
     return word.replace("\\/", "/").replace("\\*", "*")
 
 
-def sst_sentences(split: str = "train", data_root: str | Path | None = None, *, unescape: bool = True,
-                  limit: int | None = None) -> tuple[list[list[str]], np.ndarray]:
+def sst_sentences(
+    split: str = "train", data_root: str | Path | None = None, *, unescape: bool = True, limit: int | None = None
+) -> tuple[list[list[str]], np.ndarray]:
     """(word lists, 5-class root labels) of a split."""
     trees = load_sst_trees(split, data_root)
     if limit is not None:
@@ -216,7 +251,8 @@ def sst_sentences(split: str = "train", data_root: str | Path | None = None, *, 
 
 def resolve_encoder(encoder: str | Path | None = None) -> Path:
     """A local encoder folder: ``encoder`` itself if it is a folder, else the Hugging Face cache's
-    snapshot of that model id (default ``roberta-base``). Never downloads."""
+    snapshot of that model id (default ``roberta-base``). Never downloads.
+    """
     name = str(encoder) if encoder is not None else "roberta-base"
     p = Path(name).expanduser()
     if p.is_dir():
@@ -256,7 +292,8 @@ def _file_fingerprint(path: Path, chunk: int = 1 << 20) -> str:
 
 def encoder_identity(folder: str | Path) -> dict:
     """What identifies an encoder for caching: its config, tokenizer files and weight fingerprints
-    (content only, so a copied folder keeps its cache)."""
+    (content only, so a copied folder keeps its cache).
+    """
     folder = Path(folder)
     files = {}
     for p in sorted(folder.iterdir()):
@@ -272,9 +309,13 @@ def encoder_identity(folder: str | Path) -> dict:
         cfg = json.loads((folder / "config.json").read_text())
     except (OSError, ValueError):
         cfg = {}
-    return {"model_type": cfg.get("model_type"), "hidden_size": cfg.get("hidden_size"),
-            "name_or_path": cfg.get("_name_or_path"), "files": files,
-            "sha256": hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()}
+    return {
+        "model_type": cfg.get("model_type"),
+        "hidden_size": cfg.get("hidden_size"),
+        "name_or_path": cfg.get("_name_or_path"),
+        "files": files,
+        "sha256": hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest(),
+    }
 
 
 def _load_encoder(folder: Path):
@@ -331,9 +372,15 @@ def embed_sentences(
     try:
         with torch.no_grad():
             for start in range(0, n, batch_size):
-                idx = order[start:start + batch_size]
-                enc = tokenizer([words[i] for i in idx], is_split_into_words=True, truncation=True,
-                                max_length=max_len, padding=True, return_tensors="pt")
+                idx = order[start : start + batch_size]
+                enc = tokenizer(
+                    [words[i] for i in idx],
+                    is_split_into_words=True,
+                    truncation=True,
+                    max_length=max_len,
+                    padding=True,
+                    return_tensors="pt",
+                )
                 out = model(**enc).last_hidden_state.float().cpu().numpy()  # (B, T, H)
                 for b, i in enumerate(idx):
                     wids = enc.word_ids(b)
@@ -363,8 +410,14 @@ def _bar(total: int, description: str, *, enabled: bool):
         from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
-        prog = Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
-                        TimeRemainingColumn(), console=Console(stderr=True), transient=True)
+        prog = Progress(
+            "[progress.description]{task.description}",
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            console=Console(stderr=True),
+            transient=True,
+        )
         prog.start()
         task = prog.add_task(description, total=total)
 
@@ -385,8 +438,6 @@ def _sha256_file(path: Path) -> str:
         while block := f.read(1 << 20):
             h.update(block)
     return h.hexdigest()
-
-
 
 
 @register("sst")
@@ -417,9 +468,16 @@ def load_sst(
     folder = resolve_encoder(encoder)
     ident = encoder_identity(folder)
     split_name = _SPLIT_FILES[split].removesuffix(".txt")
-    key_fields = {"version": SST_EMBED_VERSION, "encoder": ident["sha256"], "data_sha256": _sha256_file(path),
-                  "max_tokens": int(max_tokens), "split": split_name, "pool": pool, "unescape": bool(unescape),
-                  "limit": None if limit is None else int(limit)}
+    key_fields = {
+        "version": SST_EMBED_VERSION,
+        "encoder": ident["sha256"],
+        "data_sha256": _sha256_file(path),
+        "max_tokens": int(max_tokens),
+        "split": split_name,
+        "pool": pool,
+        "unescape": bool(unescape),
+        "limit": None if limit is None else int(limit),
+    }
     key = hashlib.sha256(json.dumps(key_fields, sort_keys=True).encode()).hexdigest()[:24]
     cache_path = root / "sst" / "embeddings" / f"{key}.npz"
     t0 = time.perf_counter()
@@ -436,12 +494,25 @@ def load_sst(
     if emb is None:
         words, labels = sst_sentences(split, root, unescape=unescape, limit=limit)
         tok, model = _load_encoder(folder)
-        emb, n_words = embed_sentences(words, tok, model, max_tokens=max_tokens, batch_size=batch_size, pool=pool,
-                                       progress=progress, description=f"SST {split_name} ({folder.name})")
+        emb, n_words = embed_sentences(
+            words,
+            tok,
+            model,
+            max_tokens=max_tokens,
+            batch_size=batch_size,
+            pool=pool,
+            progress=progress,
+            description=f"SST {split_name} ({folder.name})",
+        )
         if cache:
             try:
-                write_npz(cache_path, emb=emb, n_words=n_words, labels=labels,
-                                 key=np.array(json.dumps(key_fields, sort_keys=True)))
+                write_npz(
+                    cache_path,
+                    emb=emb,
+                    n_words=n_words,
+                    labels=labels,
+                    key=np.array(json.dumps(key_fields, sort_keys=True)),
+                )
             except OSError as e:
                 raise DatasetError(f"sst: cannot write the embedding cache {cache_path}: {e}; pass cache=False") from e
     keep = np.arange(labels.shape[0])
@@ -453,10 +524,23 @@ def load_sst(
         classes = list(SST_BINARY_CLASSES)
     X = torch.from_numpy(emb[keep].reshape(keep.size, -1)).to(torch.float64)
     return Dataset(
-        X=X, y=torch.from_numpy(np.ascontiguousarray(y)), classes=classes, name="sst", source=str(path),
-        meta={"split": split_name, "binary": binary, "max_tokens": int(max_tokens), "hidden": int(emb.shape[2]),
-              "encoder": {"path": str(folder), **{k: v for k, v in ident.items() if k != "files"}},
-              "pool": pool, "unescape": unescape, "n_words": torch.from_numpy(n_words[keep]),
-              "cache_path": str(cache_path) if cache else None, "cache_hit": hit, "indices": keep,
-              "load_seconds": time.perf_counter() - t0},
+        X=X,
+        y=torch.from_numpy(np.ascontiguousarray(y)),
+        classes=classes,
+        name="sst",
+        source=str(path),
+        meta={
+            "split": split_name,
+            "binary": binary,
+            "max_tokens": int(max_tokens),
+            "hidden": int(emb.shape[2]),
+            "encoder": {"path": str(folder), **{k: v for k, v in ident.items() if k != "files"}},
+            "pool": pool,
+            "unescape": unescape,
+            "n_words": torch.from_numpy(n_words[keep]),
+            "cache_path": str(cache_path) if cache else None,
+            "cache_hit": hit,
+            "indices": keep,
+            "load_seconds": time.perf_counter() - t0,
+        },
     )

@@ -26,13 +26,20 @@ SUBSET_SIZES: dict[tuple[str, str], tuple[int, ...]] = {
 }
 
 _CRITERIA = {"ce": "ce", "cross_entropy": "ce", "cross-entropy": "ce", "crossentropy": "ce", "mse": "mse"}
-_DATASETS = {"cifar": "cifar10", "cifar-10": "cifar10", "cifar_10": "cifar10", "atrialfibrillation": "atrial_fibrillation",
-             "atrial-fibrillation": "atrial_fibrillation", "af": "atrial_fibrillation"}
+_DATASETS = {
+    "cifar": "cifar10",
+    "cifar-10": "cifar10",
+    "cifar_10": "cifar10",
+    "atrialfibrillation": "atrial_fibrillation",
+    "atrial-fibrillation": "atrial_fibrillation",
+    "af": "atrial_fibrillation",
+}
 
 
 def paper_subset_sizes(dataset: str, criterion: str = "ce") -> tuple[int, ...]:
     """The paper's subset sizes for a dataset (``dice``, ``cifar10``, ``atrial_fibrillation``,
-    ``sst``) and criterion (``ce``/``cross_entropy`` or ``mse``)."""
+    ``sst``) and criterion (``ce``/``cross_entropy`` or ``mse``).
+    """
     d = _DATASETS.get(dataset.lower(), dataset.lower())
     c = _CRITERIA.get(criterion.lower())
     if c is None:
@@ -85,7 +92,20 @@ def draw_subset(dataset: Dataset, n: int, seed: int, nested: bool = True) -> Dat
             row_keys.append(k)
         else:
             meta[k] = v
-    meta["subset"] = {"n": int(n), "seed": int(seed), "nested": bool(nested), "parent_n": N,
-                      "indices_sha256": digest, "indices": idx, "row_keys": row_keys}
-    return Dataset(X=dataset.X[idx], y=dataset.y[idx], classes=list(dataset.classes), name=dataset.name,
-                   source=dataset.source, meta=meta)
+    meta["subset"] = {
+        "n": int(n),
+        "seed": int(seed),
+        "nested": bool(nested),
+        "parent_n": N,
+        "indices_sha256": digest,
+        "indices": idx,
+        "row_keys": row_keys,
+    }
+    return Dataset(
+        X=dataset.X[idx],
+        y=dataset.y[idx],
+        classes=list(dataset.classes),
+        name=dataset.name,
+        source=dataset.source,
+        meta=meta,
+    )

@@ -26,12 +26,19 @@ def load_synthetic(
     (train and test share the means).
     """
     if n < 1 or input_dim < 1 or num_classes < 2:
-        raise ValueError(f"synthetic: need n >= 1, input_dim >= 1, num_classes >= 2 (got {n}, {input_dim}, {num_classes})")
+        raise ValueError(
+            f"synthetic: need n >= 1, input_dim >= 1, num_classes >= 2 (got {n}, {input_dim}, {num_classes})"
+        )
     g = torch.Generator().manual_seed(seed)
     means = torch.randn(num_classes, input_dim, generator=g, dtype=torch.float64)
     g.manual_seed(seed * 1000 + {"train": 1, "test": 2}.get(split, 3))
     y = torch.arange(n) % num_classes
     y = y[torch.randperm(n, generator=g)]
     X = means[y] + noise * torch.randn(n, input_dim, generator=g, dtype=torch.float64)
-    return Dataset(X=X, y=y.long(), classes=[str(c) for c in range(num_classes)], name="synthetic",
-                   source=f"synthetic(seed={seed}, n={n}, input_dim={input_dim}, num_classes={num_classes}, noise={noise})")
+    return Dataset(
+        X=X,
+        y=y.long(),
+        classes=[str(c) for c in range(num_classes)],
+        name="synthetic",
+        source=f"synthetic(seed={seed}, n={n}, input_dim={input_dim}, num_classes={num_classes}, noise={noise})",
+    )

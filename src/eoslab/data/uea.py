@@ -40,7 +40,16 @@ import torch
 
 from . import Dataset, DatasetError, default_data_root, register
 
-__all__ = ["TsData", "parse_ts", "read_ts", "ts_path", "window_offsets", "make_windows", "load_uea", "load_atrial_fibrillation"]
+__all__ = [
+    "TsData",
+    "parse_ts",
+    "read_ts",
+    "ts_path",
+    "window_offsets",
+    "make_windows",
+    "load_uea",
+    "load_atrial_fibrillation",
+]
 
 
 @dataclass
@@ -84,8 +93,10 @@ def _parse_values(text: str, where: str, dim: int) -> list[float]:
         try:
             out.append(float(t))
         except ValueError:
-            raise DatasetError(f"{where}: dimension {dim}, value {j + 1}: {t!r} is not a number "
-                               f"(expected comma-separated numbers, '?' for missing)") from None
+            raise DatasetError(
+                f"{where}: dimension {dim}, value {j + 1}: {t!r} is not a number "
+                f"(expected comma-separated numbers, '?' for missing)"
+            ) from None
     return out
 
 
@@ -106,7 +117,9 @@ def parse_ts(text: str, *, source: str = "<string>") -> TsData:
             continue
         if not in_data:
             if not line.startswith("@"):
-                raise DatasetError(f"{where}: expected a '@' header line, a '#' comment or '@data' before the data, got {line[:40]!r}")
+                raise DatasetError(
+                    f"{where}: expected a '@' header line, a '#' comment or '@data' before the data, got {line[:40]!r}"
+                )
             key, _, value = line[1:].partition(" ")
             key = key.lower()
             value = value.strip()
@@ -116,16 +129,24 @@ def parse_ts(text: str, *, source: str = "<string>") -> TsData:
                     try:
                         n_dims = int(header["dimensions"])
                     except ValueError:
-                        raise DatasetError(f"{source}: @dimensions must be an integer, got {header['dimensions']!r}") from None
+                        raise DatasetError(
+                            f"{source}: @dimensions must be an integer, got {header['dimensions']!r}"
+                        ) from None
                     if n_dims < 1:
                         raise DatasetError(f"{source}: @dimensions must be >= 1, got {n_dims}")
                 elif "univariate" in header and _bool(header["univariate"], source, "univariate"):
                     n_dims = 1
-                if "equallength" in header and _bool(header["equallength"], source, "equalLength") and "serieslength" in header:
+                if (
+                    "equallength" in header
+                    and _bool(header["equallength"], source, "equalLength")
+                    and "serieslength" in header
+                ):
                     try:
                         want_len = int(header["serieslength"])
                     except ValueError:
-                        raise DatasetError(f"{source}: @seriesLength must be an integer, got {header['serieslength']!r}") from None
+                        raise DatasetError(
+                            f"{source}: @seriesLength must be an integer, got {header['serieslength']!r}"
+                        ) from None
                 continue
             if key == "classlabel":
                 parts = value.split()
@@ -137,9 +158,13 @@ def parse_ts(text: str, *, source: str = "<string>") -> TsData:
                         raise DatasetError(f"{where}: @classLabel true must list the class labels")
                     class_labels = parts[1:]
             elif key == "timestamps" and _bool(value, where, "timeStamps"):
-                raise DatasetError(f"{where}: @timeStamps true is not supported (expected plain comma-separated values)")
+                raise DatasetError(
+                    f"{where}: @timeStamps true is not supported (expected plain comma-separated values)"
+                )
             elif key == "targetlabel" and value and _bool(value.split()[0], where, "targetLabel"):
-                raise DatasetError(f"{where}: regression problems (@targetLabel true) are not supported; expected @classLabel true")
+                raise DatasetError(
+                    f"{where}: regression problems (@targetLabel true) are not supported; expected @classLabel true"
+                )
             header[key] = value
             continue
         # data line
@@ -154,13 +179,17 @@ def parse_ts(text: str, *, source: str = "<string>") -> TsData:
         if n_dims is None:
             n_dims = len(dims_txt)
         if len(dims_txt) != n_dims:
-            raise DatasetError(f"{where}: expected {n_dims} dimension(s) then {'a label' if has_labels else 'nothing'} "
-                               f"separated by ':', found {len(dims_txt)} dimension(s)")
+            raise DatasetError(
+                f"{where}: expected {n_dims} dimension(s) then {'a label' if has_labels else 'nothing'} "
+                f"separated by ':', found {len(dims_txt)} dimension(s)"
+            )
         if has_labels:
             if not label:
                 raise DatasetError(f"{where}: missing class label after the last ':'")
             if class_labels is not None and label not in class_labels:
-                raise DatasetError(f"{where}: class label {label!r} is not one of the @classLabel labels {class_labels}")
+                raise DatasetError(
+                    f"{where}: class label {label!r} is not one of the @classLabel labels {class_labels}"
+                )
         dims = [_parse_values(t, where, d) for d, t in enumerate(dims_txt)]
         for d, vals in enumerate(dims):
             if not vals:
@@ -170,7 +199,9 @@ def parse_ts(text: str, *, source: str = "<string>") -> TsData:
         if want_len is not None:
             for d, vals in enumerate(dims):
                 if len(vals) != want_len:
-                    raise DatasetError(f"{where}: dimension {d} has {len(vals)} values; expected @seriesLength {want_len}")
+                    raise DatasetError(
+                        f"{where}: dimension {d} has {len(vals)} values; expected @seriesLength {want_len}"
+                    )
     if not in_data:
         raise DatasetError(f"{source}: no '@data' line; expected a .ts header ending in @data")
     if not cases:
@@ -187,8 +218,14 @@ def parse_ts(text: str, *, source: str = "<string>") -> TsData:
         for d, vals in enumerate(dims):
             X[i, d, : len(vals)] = vals
     y = np.array([index[lab] for lab in case_labels], dtype=np.int64)
-    return TsData(X=torch.from_numpy(X), labels=torch.from_numpy(y), classes=list(classes),
-                  lengths=torch.from_numpy(lengths), header=header, path=source)
+    return TsData(
+        X=torch.from_numpy(X),
+        labels=torch.from_numpy(y),
+        classes=list(classes),
+        lengths=torch.from_numpy(lengths),
+        header=header,
+        path=source,
+    )
 
 
 def read_ts(path: str | Path) -> TsData:
@@ -224,8 +261,9 @@ def window_offsets(length: int, window: int, stride: int = 1, *, include_last: b
     return np.arange(0, stop, stride, dtype=np.int64)
 
 
-def make_windows(X: torch.Tensor, labels: torch.Tensor, window: int, stride: int = 1, *,
-                 include_last: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def make_windows(
+    X: torch.Tensor, labels: torch.Tensor, window: int, stride: int = 1, *, include_last: bool = False
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Cut (cases, channels, length) into windows, series-major then offset.
 
     Returns ``(windows (N, channels·window) flattened channel-major, labels (N,), origin (N, 2)
@@ -272,15 +310,28 @@ def load_uea(
         raise _missing(problem, path, root)
     ts = read_ts(path)
     cases, channels, length = ts.X.shape
-    meta = {"problem": problem, "channels": channels, "series_length": length, "cases": cases,
-            "header": ts.header, "lengths": ts.lengths}
+    meta = {
+        "problem": problem,
+        "channels": channels,
+        "series_length": length,
+        "cases": cases,
+        "header": ts.header,
+        "lengths": ts.lengths,
+    }
     if window is None:
         X, y = ts.X.reshape(cases, channels * length).clone(), ts.labels.clone()
         meta["shape"] = (channels, length)
     else:
         X, y, origin = make_windows(ts.X, ts.labels, int(window), int(stride), include_last=include_last)
-        meta.update({"window": int(window), "stride": int(stride), "include_last": include_last,
-                     "origin": origin, "shape": (channels, int(window))})
+        meta.update(
+            {
+                "window": int(window),
+                "stride": int(stride),
+                "include_last": include_last,
+                "origin": origin,
+                "shape": (channels, int(window)),
+            }
+        )
     name = "uea" if problem != "AtrialFibrillation" or window is None else "atrial_fibrillation"
     return Dataset(X=X, y=y, classes=ts.classes, name=name, source=str(path), meta=meta)
 
@@ -295,6 +346,8 @@ def load_atrial_fibrillation(
     include_last: bool = False,
 ) -> Dataset:
     """AtrialFibrillation windows (D11): X (7680, 256) float64 raw values for the train split."""
-    ds = load_uea(split, data_root, problem="AtrialFibrillation", window=window, stride=stride, include_last=include_last)
+    ds = load_uea(
+        split, data_root, problem="AtrialFibrillation", window=window, stride=stride, include_last=include_last
+    )
     ds.name = "atrial_fibrillation"
     return ds

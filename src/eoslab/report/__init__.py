@@ -21,9 +21,10 @@ The parts of the report live in submodules, one concept each:
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -53,7 +54,7 @@ ANALYSIS_SOLVER = "exp_euler"
 SKIP_BEFORE = 10
 
 
-def collected_frame(table: Any) -> "pd.DataFrame":
+def collected_frame(table: Any) -> pd.DataFrame:
     """The collected table as a pandas DataFrame the report can rely on.
 
     Accepts a ``pyarrow.Table`` or a ``pandas.DataFrame``. Missing optional run columns are
@@ -92,13 +93,13 @@ def collected_frame(table: Any) -> "pd.DataFrame":
     return frame
 
 
-def runs_of(frame: "pd.DataFrame") -> "pd.DataFrame":
+def runs_of(frame: pd.DataFrame) -> pd.DataFrame:
     """One row per run: its ``run_id`` and configuration columns, sorted by group, n and id."""
     runs = frame[list(RUN_COLUMNS)].drop_duplicates("run_id")
     return runs.sort_values(["dataset", "criterion", "n", "run_id"]).reset_index(drop=True)
 
 
-def metric_rows(frame: "pd.DataFrame", metric: str, layer: int | None = None) -> "pd.DataFrame":
+def metric_rows(frame: pd.DataFrame, metric: str, layer: int | None = None) -> pd.DataFrame:
     """The rows of one metric; of one ``layer``, or the whole-network rows when ``layer`` is None."""
     rows = frame[frame["metric"] == metric]
     return rows[rows["layer"].isna()] if layer is None else rows[rows["layer"] == layer]
@@ -107,13 +108,14 @@ def metric_rows(frame: "pd.DataFrame", metric: str, layer: int | None = None) ->
 @dataclass(frozen=True)
 class ReportResult:
     """What :func:`write_report` wrote: the folder, its ``index.html``, the fits, the checks, the
-    figure files and the notes on what was skipped."""
+    figure files and the notes on what was skipped.
+    """
 
     out_dir: Path
     index: Path
-    fits: "list[GroupFit]"
-    checks: "list[Check]"
-    figures: "list[FigureFile]"
+    fits: list[GroupFit]
+    checks: list[Check]
+    figures: list[FigureFile]
     notes: list[str]
 
 
@@ -128,7 +130,7 @@ def write_report(
     n_boot: int = 1000,
     seed: int = 0,
     source: str = "",
-    track: Callable[[Sequence["FigureJob"]], Iterable["FigureJob"]] = lambda jobs: jobs,
+    track: Callable[[Sequence[FigureJob]], Iterable[FigureJob]] = lambda jobs: jobs,
 ) -> ReportResult:
     """Write the whole report of a collected table into ``out_dir``.
 
@@ -176,9 +178,7 @@ def write_report(
 
     index = out_dir / "index.html"
     write_text(
-        html_mod.index_html(
-            fits=fits, checks=checks, figures=figures, notes=notes, out_dir=out_dir, source=source
-        ),
+        html_mod.index_html(fits=fits, checks=checks, figures=figures, notes=notes, out_dir=out_dir, source=source),
         index,
     )
     return ReportResult(out_dir=out_dir, index=index, fits=fits, checks=checks, figures=figures, notes=notes)

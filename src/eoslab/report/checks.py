@@ -92,8 +92,11 @@ def section5_checks(
     nan_share.index = pd.MultiIndex.from_arrays([nan_share.index])
 
     nan_check = _check(
-        "nan_eigenvalues", "max over runs of the share of NaN (negative) λ¹ estimates of H, G, R (D12)",
-        nan_share, 0.00009, True,
+        "nan_eigenvalues",
+        "max over runs of the share of NaN (negative) λ¹ estimates of H, G, R (D12)",
+        nan_share,
+        0.00009,
+        True,
     )
     if nan_check.ours == 0:
         nan_check = replace(nan_check, at="no NaN estimate in any run")

@@ -26,9 +26,10 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -155,7 +156,7 @@ class FigureJob:
     dataset: str
     criterion: str
     caption: str
-    draw: Callable[[], "Figure"]
+    draw: Callable[[], Figure]
 
     @property
     def stem(self) -> str:
@@ -274,7 +275,7 @@ def _draw_curves(
 
 
 def _draw_peaks(group: GroupFit):
-    """y of Eq. 9 per run against n, log-log, with our fit and the paper's line."""
+    """Y of Eq. 9 per run against n, log-log, with our fit and the paper's line."""
     from matplotlib.ticker import NullLocator
 
     peaks = group.peaks[np.isfinite(group.peaks["peak"]) & (group.peaks["peak"] > 0)]
@@ -284,14 +285,12 @@ def _draw_peaks(group: GroupFit):
     grid = np.geomspace(peaks["n"].min() / 1.2, peaks["n"].max() * 1.2, 50)
     if group.fit is not None:
         f = group.fit
-        ax.plot(grid, f.predict(grid), color="C3",
-                label=rf"ours: $y={f.a:.2g}\,n^{{{f.b:.2f}}}$, $R^2={f.r2:.2f}$")
+        ax.plot(grid, f.predict(grid), color="C3", label=rf"ours: $y={f.a:.2g}\,n^{{{f.b:.2f}}}$, $R^2={f.r2:.2f}$")
     else:
         ax.text(0.02, 0.02, f"not fitted: {group.error}", transform=ax.transAxes, fontsize=7, wrap=True)
     if group.paper is not None:
         a, b, r2 = group.paper
-        ax.plot(grid, a * grid**b, color="0.4", ls="--",
-                label=rf"paper: $y={a:g}\,n^{{{b:.2f}}}$, $R^2={r2:.2f}$")
+        ax.plot(grid, a * grid**b, color="0.4", ls="--", label=rf"paper: $y={a:g}\,n^{{{b:.2f}}}$, $R^2={r2:.2f}$")
     ax.set_xscale("log")
     ax.set_yscale("log")
     sizes = np.unique(peaks["n"])
@@ -315,8 +314,15 @@ def _draw_contrast(pairs: list[tuple[pd.DataFrame, float, pd.DataFrame]], datase
         colour = f"C{k % 10}"
         ax.plot(gd["t"], gd["value"], color=colour, lw=1.0, label=rf"GD, $\eta={lr:g}$")
         ax.axhline(2 / lr, color=colour, ls=":", lw=1.2, label=rf"$2/\eta={2 / lr:g}$")
-        ax.plot(euler["t"], euler["value"], color=colour, ls="--", lw=1.0, alpha=0.9,
-                label="exponential Euler, same problem")
+        ax.plot(
+            euler["t"],
+            euler["value"],
+            color=colour,
+            ls="--",
+            lw=1.0,
+            alpha=0.9,
+            label="exponential Euler, same problem",
+        )
     ax.set_xlabel(T_LABEL)
     ax.set_ylabel(symbol("sharpness_H"))
     ax.grid(alpha=0.3)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import html
 import os
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from eoslab.report.checks import Check, format_value
@@ -55,8 +55,10 @@ def _table2(fits: list[GroupFit]) -> str:
         )
         name = f"<td class=l>{_e(dataset_name(g.dataset))}</td><td class=l>{_e(criterion_name(g.criterion))}</td>"
         if g.fit is None:
-            rows.append(f"<tr>{name}<td>–</td><td>–</td><td>–</td>{paper}<td class=l colspan=3>"
-                        f"not fitted: {_e(g.error)}</td></tr>")
+            rows.append(
+                f"<tr>{name}<td>–</td><td>–</td><td>–</td>{paper}<td class=l colspan=3>"
+                f"not fitted: {_e(g.error)}</td></tr>"
+            )
             continue
         f = g.fit
         dropped = f" (+{f.n_dropped} dropped)" if f.n_dropped else ""
@@ -89,7 +91,7 @@ def _figures(figures: list[FigureFile], out_dir: Path) -> str:
             parts.append(
                 f'<figure id="{_e(f.png.stem)}"><a href="{_e(_rel(f.pdf, out_dir))}">'
                 f'<img src="{_e(_rel(f.png, out_dir))}" alt="{_e(f.caption)}" loading="lazy"></a>'
-                f"<figcaption>{_e(f.caption)} — <a href=\"{_e(_rel(f.pdf, out_dir))}\">PDF</a></figcaption></figure>"
+                f'<figcaption>{_e(f.caption)} — <a href="{_e(_rel(f.pdf, out_dir))}">PDF</a></figcaption></figure>'
             )
     return "\n".join(parts)
 
@@ -106,14 +108,18 @@ def index_html(
     """The report page. Image and PDF links are relative to ``out_dir``, where the page goes."""
     out_dir = Path(out_dir)
     head = fits[0] if fits else None
-    fitted = "" if head is None else (
-        f"y is the peak of <code>{_e(head.metric)}</code>"
-        + ("" if head.layer is None else f" for layer {head.layer}")
-        + f" over steps ≥ {head.skip_before}, per exponential Euler run; "
-        "a, b by least squares of log y on log n, R² in log space, b's interval by a bootstrap over runs."
+    fitted = (
+        ""
+        if head is None
+        else (
+            f"y is the peak of <code>{_e(head.metric)}</code>"
+            + ("" if head.layer is None else f" for layer {head.layer}")
+            + f" over steps ≥ {head.skip_before}, per exponential Euler run; "
+            "a, b by least squares of log y on log n, R² in log space, b's interval by a bootstrap over runs."
+        )
     )
     note_list = "".join(f"<li>{_e(n)}</li>" for n in notes)
-    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>eoslab report</title><style>{STYLE}</style></head>
 <body>

@@ -243,14 +243,17 @@ def fit_power_laws(
     where = f"{metric}" + ("" if layer is None else f" (layer {layer})")
     if metric_rows(frame, metric, layer).empty:
         raise ValueError(
-            f"no {where} values for {solver or 'any'} runs in the collected table; "
-            "cannot fit the power law of Eq. 9"
+            f"no {where} values for {solver or 'any'} runs in the collected table; cannot fit the power law of Eq. 9"
         )
     fits = []
     for (dataset, criterion), group in frame.groupby(["dataset", "criterion"], sort=True):
         peaks = peak_per_run(group, metric=metric, layer=layer, skip_before=skip_before)
         common = dict(
-            dataset=dataset, criterion=criterion, metric=metric, layer=layer, skip_before=skip_before,
+            dataset=dataset,
+            criterion=criterion,
+            metric=metric,
+            layer=layer,
+            skip_before=skip_before,
             per_size_means=per_size_means,
         )
         try:
@@ -314,7 +317,8 @@ def _num(x: float, fmt: str) -> str:
 
 def fits_markdown(fits: list[GroupFit]) -> str:
     """Table 2 in Markdown: Dataset | Criterion | a | b | R², then the paper's a, b, R² where the
-    group is a row of the paper's table, the bootstrap interval of b and the run counts."""
+    group is a row of the paper's table, the bootstrap interval of b and the run counts.
+    """
     what = ""
     if fits:
         head = fits[0]
