@@ -1,4 +1,4 @@
-"""Cost of analysing one snapshot (PAPER.md §3–§6), in gradients, against the naive per-sample path.
+"""Cost of analysing one snapshot (docs/math.md §3–§6), in gradients, against the naive per-sample path.
 
 The snapshot is the paper's MLP (6 × 512, ELU, float64, 3072 inputs, 10 classes) at initialization
 on N = 390 random inputs and labels, cross-entropy. Timed parts:

@@ -1,4 +1,4 @@
-"""Cost of an exponential Euler step (PAPER.md §7) in gradients, and its H·V products per step.
+"""Cost of an exponential Euler step (docs/math.md §7) in gradients, and its H·V products per step.
 
 The paper's network (6 Linear layers × 512, ELU, float64), 3072 inputs, 10 classes, cross-entropy,
 on N = 390 random inputs in [0, 1) with random labels (a real training signal: the network fits
@@ -70,7 +70,7 @@ def main() -> int:
     theta = model.init_params(0)
 
     loss.value_and_grad(theta)  # warm caches / allocator
-    ee = ExponentialEuler(loss, theta, k=CLASSES, lr=0.01, eig_tol=EIG_TOL)
+    ee = ExponentialEuler(loss, theta, k=CLASSES, eta_max=0.01, eig_tol=EIG_TOL)
     grad_times, step_times, hvps, iters, errors, losses = [], [], [], [], [], []
     for u in range(size["steps"]):
         theta_u = ee.theta.clone()

@@ -19,7 +19,7 @@ SMALL = {
     "data": {"name": "synthetic", "options": {"n": 24, "input_dim": 6, "num_classes": 3, "seed": 1, "noise": 1.0}},
     "model": {"depth": 3, "width": 8, "init_seed": 3},
     "criterion": {"name": "ce"},
-    "solver": {"method": "exp_euler", "lr": 0.05},
+    "solver": {"method": "exp_euler", "eta_max": 0.05},
     "train": {"snapshot_every": 10, "max_steps": 60, "threads": 1},
 }
 
@@ -29,6 +29,8 @@ def config_dict(**sections) -> dict:
     d = copy.deepcopy(SMALL)
     for name, values in sections.items():
         d.setdefault(name, {}).update(values)
+    if d["solver"].get("method") == "gd":  # GD has no η_max (its step is solver.eta)
+        d["solver"].pop("eta_max", None)
     return d
 
 

@@ -1,4 +1,4 @@
-"""The per-snapshot decomposition (PAPER.md §3–§6, Eqs. 2–8) against a brute-force reference.
+"""The per-snapshot decomposition (docs/math.md §3–§6, Eqs. 2–8) against a brute-force reference.
 
 The reference shares no code with the fast path: its own forward pass and criteria, per-sample
 parameter Jacobians by ``torch.func.jacrev``, dense G and H (``torch.func.hessian``), dense K_i
@@ -76,7 +76,7 @@ def top(A):
 
 
 def brute_force(model, criterion, theta, X, y, c5_t0=None):
-    """Every metric of the ARCHITECTURE.md table, keyed (metric, layer)."""
+    """Every metric of the docs/rundir.md table, keyed (metric, layer)."""
     L, N = model.depth, X.shape[0]
     offsets, start = [], 0  # column ranges of (W_i, b_i) and of b_i in θ
     for n_in, n_out in zip(model.sizes[:-1], model.sizes[1:]):

@@ -1,5 +1,5 @@
 """``analyze_run`` and ``eoslab analyze`` on a tiny trained run: analysis.parquet layout and
-metric names (ARCHITECTURE.md), D13 skipping, D15's C5(t0), thinning, resume after an interruption.
+metric names (docs/rundir.md), D13 skipping, D15's C5(t0), thinning, resume after an interruption.
 """
 
 import math
@@ -50,7 +50,7 @@ def trained_run(tmp_path_factory):
             "data": {"name": "synthetic", "options": {"n": 15, "input_dim": 4, "num_classes": 3, "seed": 2}},
             "model": {"depth": DEPTH, "width": 6, "init_seed": 1},
             "criterion": {"name": "ce"},
-            "solver": {"method": "gd", "lr": 0.5},
+            "solver": {"method": "gd", "eta": 0.5},
             "train": {"snapshot_every": 5, "max_steps": 30, "target_loss": 1e-6, "threads": 1},
         }
     )

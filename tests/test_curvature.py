@@ -1,4 +1,4 @@
-"""H·V, G·V, R·V block products against dense references (PAPER.md Eq. 2, §6)."""
+"""H·V, G·V, R·V block products against dense references (docs/math.md Eq. 2, §6)."""
 
 import pytest
 import torch

@@ -1,4 +1,4 @@
-"""Dice generator (PAPER.md §8 / paper §7.3): per-class geometry, determinism, cache, timing."""
+"""Dice generator (docs/math.md §8 / paper §7.3): per-class geometry, determinism, cache, timing."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Eigensolvers against eigvalsh on dense H, G, R of small MLPs (PAPER.md §6, D4, D14)."""
+"""Eigensolvers against eigvalsh on dense H, G, R of small MLPs (docs/math.md §6, D4, D14)."""
 
 import pytest
 import torch

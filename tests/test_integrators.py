@@ -1,4 +1,4 @@
-"""Integrators (PAPER.md §2, §7): closed-form steps on quadratics, agreement with the gradient flow,
+"""Integrators (docs/math.md §2, §7): closed-form steps on quadratics, agreement with the gradient flow,
 the edge of stability of GD, and bit-identical continuation from a state dict.
 """
 
@@ -67,7 +67,7 @@ def test_exp_factor_values_zero_and_clamp():
 
 def test_step_size_d3():
     loss = Quadratic([5.0, 4.0, 2.0, 1.0])
-    ee = ExponentialEuler(loss, torch.ones(4, dtype=F64), k=1, lr=0.3, step_c=0.5)
+    ee = ExponentialEuler(loss, torch.ones(4, dtype=F64), k=1, eta_max=0.3, step_c=0.5)
     assert ee.step_size(4.0) == pytest.approx(0.125)  # c/|λ^{k+1}|
     assert ee.step_size(-4.0) == pytest.approx(0.125)  # |λ^{k+1}|, as in [R]
     assert ee.step_size(1.0) == 0.3  # η_max
@@ -82,7 +82,7 @@ def test_exponential_euler_step_on_quadratic(eig_method):
     lam = [9.0, 5.0, 3.0, 0.8, 0.5, 0.3, 0.2, 0.1, 0.05, 0.02]
     loss, k = Quadratic(lam), 3
     theta0 = torch.linspace(-1, 1, len(lam), dtype=F64)
-    ee = ExponentialEuler(loss, theta0, k=k, lr=2.0, eig_method=eig_method, eig_tol=1e-12)
+    ee = ExponentialEuler(loss, theta0, k=k, eta_max=2.0, eig_method=eig_method, eig_tol=1e-12)
     dt = 1 / 0.8  # 1/λ^{k+1} < η_max = 2
     # block power stops on eigenvalue changes, whose error is the square of its vectors' error
     atol = 1e-9 if eig_method == "lobpcg" else 1e-5
@@ -104,7 +104,7 @@ def test_exponential_euler_clamps_nonpositive_eigenvalues():
     lam = [3.0, -0.5, -1.0, -2.0, -3.0, -4.0]
     loss, k = Quadratic(lam, seed=1), 2
     theta0 = torch.linspace(1, 2, len(lam), dtype=F64)
-    ee = ExponentialEuler(loss, theta0, k=k, lr=0.5, eig_tol=1e-12)
+    ee = ExponentialEuler(loss, theta0, k=k, eta_max=0.5, eig_tol=1e-12)
     report = ee.step()
     dt = 0.5  # min(η = 0.5, 1/|−1|)
     assert report.dt == dt and report.eigenvalues == pytest.approx(lam[: k + 1], rel=1e-8)
@@ -115,7 +115,7 @@ def test_exponential_euler_clamps_nonpositive_eigenvalues():
 def test_gradient_descent_step_and_sharpness_measurement():
     loss, model = synthetic_loss("ce", 3)
     theta0 = model.init_params(0)
-    gd = GradientDescent(loss, theta0, lr=0.05, measure_sharpness_every=3, eig_tol=1e-10)
+    gd = GradientDescent(loss, theta0, eta=0.05, measure_sharpness_every=3, eig_tol=1e-10)
     theta = theta0.clone()
     for u in range(7):
         value = loss.value_and_grad(theta)
@@ -133,7 +133,7 @@ def test_gradient_descent_step_and_sharpness_measurement():
 
 def test_stop_without_moving():
     loss, model = synthetic_loss("ce", 3)
-    ee = ExponentialEuler(loss, model.init_params(0), k=3, lr=0.05)
+    ee = ExponentialEuler(loss, model.init_params(0), k=3, eta_max=0.05)
     before = ee.theta.clone()
     report = ee.step(stop_below=math.inf)  # evaluate only
     assert report.final and report.dt == 0.0 and report.eigenvalues == []
@@ -152,8 +152,8 @@ def test_state_dict_continues_bit_identically(method):
 
     def make():
         if method == "gd_measured":
-            return GradientDescent(loss, model.init_params(1), lr=0.1, seed=7, measure_sharpness_every=2)
-        return ExponentialEuler(loss, model.init_params(1), k=3, lr=0.1, seed=7, eig_method=method.split("_")[-1])
+            return GradientDescent(loss, model.init_params(1), eta=0.1, seed=7, measure_sharpness_every=2)
+        return ExponentialEuler(loss, model.init_params(1), k=3, eta_max=0.1, seed=7, eig_method=method.split("_")[-1])
 
     reference = make()
     ref_reports = [reference.step() for _ in range(8)]
@@ -185,7 +185,7 @@ def test_exponential_euler_follows_gradient_flow():
         theta0 = theta0 - 0.002 * loss.value_and_grad(theta0).grad
     eta, T = 0.0136, 0.5
 
-    ee = ExponentialEuler(loss, theta0, k=10, lr=eta, eig_tol=1e-10)
+    ee = ExponentialEuler(loss, theta0, k=10, eta_max=eta, eig_tol=1e-10)
     times, path = [0.0], [theta0]
     while ee.t < T - 1e-12:
         report = ee.step()
@@ -204,7 +204,7 @@ def test_exponential_euler_follows_gradient_flow():
     ref = torch.from_numpy(sol.y.T)
     scale = float(torch.linalg.vector_norm(ref[-1] - theta0))  # distance travelled
 
-    gd = GradientDescent(loss, theta0, lr=eta)
+    gd = GradientDescent(loss, theta0, eta=eta)
     gd_path = [theta0] + [(gd.step(), gd.theta.clone())[1] for _ in range(len(times) - 1)]
     ee_err = max(float(torch.linalg.vector_norm(a - b)) for a, b in zip(path, ref)) / scale
     gd_err = max(float(torch.linalg.vector_norm(a - b)) for a, b in zip(gd_path, ref)) / scale
@@ -226,7 +226,7 @@ def test_gd_edge_of_stability_vs_exponential_euler():
     """
     loss, model = synthetic_loss("mse", 2, input_dim=4, width=32, gain=1.0, noise=3.0)
     eta, steps = 0.04, 1000
-    gd = GradientDescent(loss, model.init_params(0), lr=eta, measure_sharpness_every=5, eig_tol=1e-6)
+    gd = GradientDescent(loss, model.init_params(0), eta=eta, measure_sharpness_every=5, eig_tol=1e-6)
     sharp = [(r.step, r.eigenvalues[0]) for r in (gd.step() for _ in range(steps)) if r.eigenvalues]
     last = torch.tensor([s for u, s in sharp if u >= 2 * steps // 3])
     assert sharp[0][1] < 0.8 * 2 / eta  # it starts well below 2/η …
@@ -234,7 +234,7 @@ def test_gd_edge_of_stability_vs_exponential_euler():
     print(f"GD: λ¹ over the last third in [{float(last.min()):.1f}, {float(last.max()):.1f}], 2/η = {2 / eta:g}")
     assert dev < 0.10  # … and hovers at 2/η
 
-    ee = ExponentialEuler(loss, model.init_params(0), k=2, lr=0.1)
+    ee = ExponentialEuler(loss, model.init_params(0), k=2, eta_max=0.1)
     flow_sharp = []
     while ee.t < steps * eta:
         flow_sharp.append((ee.t, ee.step().eigenvalues[0]))

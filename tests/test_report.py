@@ -31,7 +31,7 @@ def _run_rows(run: dict, peak: float, rng: np.random.Generator) -> list[dict]:
         s = step / STEPS[-1]
         h = 20 + 60 * s + rng.normal(0, 0.5)
         if run["solver"] == "gd":
-            h = min(2 / run["lr"] * (0.3 + 1.5 * s), 2 / run["lr"] + 3 * np.sin(step))
+            h = min(2 / run["eta"] * (0.3 + 1.5 * s), 2 / run["eta"] + 3 * np.sin(step))
         r = 0.05 * h
         rho = 0.3 + 0.2 * s
         j1 = 0.6 * (h - r) / rho
@@ -72,7 +72,7 @@ def make_collected(
     seed=0,
 ) -> pd.DataFrame:
     """A collected table (the schema of eoslab.report) for several n and seeds, with C5 of layer 1
-    peaking at a·n^b·exp(noise), plus one GD run (lr 0.01) on the first group's smallest problem.
+    peaking at a·n^b·exp(noise), plus one GD run (η 0.01) on the first group's smallest problem.
     """
     rng = np.random.default_rng(seed)
     rows = []
@@ -90,7 +90,7 @@ def make_collected(
                     width=32,
                     depth=DEPTH,
                     solver="exp_euler",
-                    lr=0.01,
+                    eta=0.01,
                 )
                 rows += _run_rows(run, a * n**b * np.exp(rng.normal(0, noise)), rng)
     if gd:
@@ -105,7 +105,7 @@ def make_collected(
             width=32,
             depth=DEPTH,
             solver="gd",
-            lr=0.01,
+            eta=0.01,
         )
         rows += _run_rows(run, a * sizes[0] ** b, rng)
     frame = pd.DataFrame(rows)

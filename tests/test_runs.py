@@ -94,7 +94,7 @@ def test_different_config_is_refused(tmp_path, capsys):
     run_dir = tmp_path / "run"
     train(small_config(train={"max_steps": 5}), run_dir, progress=False)
     with pytest.raises(RunConflictError, match="different config"):
-        train(small_config(train={"max_steps": 5}, solver={"lr": 0.02}), run_dir, progress=False)
+        train(small_config(train={"max_steps": 5}, solver={"eta_max": 0.02}), run_dir, progress=False)
     config = write_config(tmp_path / "other.toml", config_dict(train={"max_steps": 6}))
     assert main(["train", str(config), "--out", str(run_dir), "--no-progress"]) == 2
     err = capsys.readouterr().err.strip()
@@ -107,7 +107,7 @@ def test_different_config_is_refused(tmp_path, capsys):
     [
         ("solver", {"lrr": 0.1}, "solver.lrr"),  # unknown key
         ("model", {"width": "wide"}, "model.width"),  # wrong type
-        ("solver", {"lr": -1.0}, "solver.lr"),  # bad value
+        ("solver", {"eta_max": -1.0}, "solver.eta_max"),  # bad value
         ("solver", {"method": "rk4"}, "solver.method"),  # bad choice
         ("data", {"options": {"n": 24, "colour": 1}}, "data.options"),  # loader rejects it
         ("data", {"name": "mnist"}, "data.name"),
@@ -124,7 +124,7 @@ def test_config_errors_exit_2_naming_the_field(tmp_path, capsys, section, change
 
 
 def test_non_finite_loss_fails_the_run(tmp_path, capsys):
-    config = write_config(tmp_path / "c.toml", config_dict(solver={"method": "gd", "lr": 1e8}))
+    config = write_config(tmp_path / "c.toml", config_dict(solver={"method": "gd", "eta": 1e8}))
     run_dir = tmp_path / "run"
     assert main(["train", str(config), "--out", str(run_dir), "--no-progress"]) == 1
     status = read_json(run_dir / "status.json")
@@ -165,7 +165,7 @@ def _interrupt_at(monkeypatch, call: int) -> None:
     [
         {"method": "exp_euler"},
         {"method": "exp_euler", "eig_method": "power"},
-        {"method": "gd", "lr": 0.3, "measure_sharpness_every": 3},
+        {"method": "gd", "eta": 0.3, "measure_sharpness_every": 3},
     ],
 )
 def test_resume_after_crash_is_bit_identical(tmp_path, monkeypatch, solver):

@@ -33,7 +33,7 @@ def tiny_base(**train) -> dict:
     return {
         "data": {"name": "synthetic", "options": {"n": 24, "input_dim": 4, "num_classes": 3, "seed": 0}},
         "model": {"depth": 2, "width": 6},
-        "solver": {"method": "exp_euler", "lr": 0.5},
+        "solver": {"method": "exp_euler", "eta_max": 0.5},
         "train": {"snapshot_every": 5, "max_steps": 10, **train},
         "analysis": {"skip_before": 0},
     }
@@ -62,13 +62,13 @@ def test_expansion_order_ids_and_overrides():
         "criteria": ["ce", "mse"],
         "init_seeds": [0, 1],
         "subset_seeds": [2],
-        "solver": {"lr": [0.1, 0.2]},  # written [grid.solver] lr = [...]
+        "solver": {"eta_max": [0.1, 0.2]},  # written [grid.solver] eta_max = [...]
         "model.width": [4],  # written "model.width" = [...]
     }
     data = {"base": tiny_base(), "grid": grid}
     sweep = parse_sweep(data)
     pts = sweep.points
-    assert len(pts) == (2 + 1) * 2 * 2 * 2  # sizes (2 + 1) × criteria × lr × init seeds
+    assert len(pts) == (2 + 1) * 2 * 2 * 2  # sizes (2 + 1) × criteria × eta_max × init seeds
     assert [p.index for p in pts] == list(range(len(pts)))
     # datasets × criteria × sizes × other fields × init seeds × subset seeds
     key = [
@@ -76,7 +76,7 @@ def test_expansion_order_ids_and_overrides():
             p.config.data.options.get("seed"),
             p.config.criterion.name,
             p.config.data.n,
-            p.config.solver.lr,
+            p.config.solver.eta_max,
             p.config.model.init_seed,
         )
         for p in pts
@@ -86,13 +86,13 @@ def test_expansion_order_ids_and_overrides():
         assert p.run_id == config_hash(p.config) == config_hash(resolve(p.config))
         assert p.config.train.target_loss == (0.01 if p.config.criterion.name == "ce" else 0.02)
         assert p.config.model.width == 4 and p.config.data.subset_seed == 2
-        assert p.fields == {"solver.lr": p.config.solver.lr, "model.width": 4}
+        assert p.fields == {"solver.eta_max": p.config.solver.eta_max, "model.width": 4}
     first, last = pts[0].config.data, pts[-1].config.data
     assert first.options == {"n": 24, "input_dim": 4, "num_classes": 3, "seed": 0} and first.split == "train"
     assert last.options["seed"] == 1 and last.options["input_dim"] == 4 and last.split == "test"  # merged
     assert [p.run_id for p in parse_sweep(data).points] == [p.run_id for p in pts]  # deterministic
     grid_rows = grid_table(pts)
-    assert grid_rows.column_names[:11] == [
+    assert grid_rows.column_names[:12] == [
         "index",
         "run_id",
         "dataset",
@@ -103,9 +103,10 @@ def test_expansion_order_ids_and_overrides():
         "width",
         "depth",
         "solver",
-        "lr",
+        "eta",
+        "eta_max",
     ]
-    assert grid_rows["solver.lr"].to_pylist()[:2] == [0.1, 0.1] and "config" in grid_rows.column_names
+    assert grid_rows["solver.eta_max"].to_pylist()[:2] == [0.1, 0.1] and "config" in grid_rows.column_names
 
 
 def test_paper_sizes_and_table1_presets():
@@ -146,7 +147,7 @@ def test_paper_sizes_and_table1_presets():
         ({"n": [4], "init_seeds": [True]}, "grid.init_seeds[0]"),
         ({"n": [4], "subset_seeds": [1, 1]}, "grid.subset_seeds[1]"),
         ({"n": [4], "subset_seeds": []}, "grid.subset_seeds"),
-        ({"n": [4], "solver.lr": [0.1, -1.0]}, "grid.solver.lr[1]"),
+        ({"n": [4], "solver.eta_max": [0.1, -1.0]}, "grid.solver.eta_max[1]"),
         ({"n": [4], "solver": {"method": ["adam"]}}, "grid.solver.method[0]"),
         ({"n": [4], "model.widht": [4]}, "grid.model.widht"),
         ({"n": [4], "data.n": [4]}, "grid.data.n"),
@@ -203,13 +204,13 @@ def test_run_point_records_an_analysis_failure_and_retries_without_retraining(tm
 # ----------------------------------------------------------------------------- failing points
 def test_failing_points_are_recorded_and_the_rest_finish(tmp_path):
     base = tiny_base()
-    base["solver"] = {"method": "gd", "lr": 0.5}
+    base["solver"] = {"method": "gd", "eta": 0.5}
     grid = {
         "datasets": [
             {"name": "synthetic", "n": [12]},
             {"name": "synthetic", "n": [12], "options": {"input_dim": -3}},
         ],  # the loader raises
-        "solver.lr": [0.5, 1e200],
+        "solver.eta": [0.5, 1e200],
     }  # 1e200 overflows
     cfg = write_sweep(tmp_path / "sweep.toml", base, grid)
     out = tmp_path / "out"

@@ -1,4 +1,4 @@
-"""The decomposition of the sharpness at one snapshot, and over a run (PAPER.md §3–§6, Eqs. 2–8).
+"""The decomposition of the sharpness at one snapshot, and over a run (docs/math.md §3–§6, Eqs. 2–8).
 
 For one parameter vector θ and one dataset (a :class:`FullBatchLoss`) :func:`analyze_snapshot`
 computes
@@ -11,7 +11,7 @@ computes
   activation alignment, the five factors of Eq. 7 (boxed form, D1), E‖H_ℓ‖ and the
   counterfactual stability bound (§4, D15).
 
-The per-sample part uses the network's structure (PAPER.md §4) and never forms a per-sample
+The per-sample part uses the network's structure (docs/math.md §4) and never forms a per-sample
 parameter Jacobian nor a per-sample K_i: the pre-activation Jacobians are back-propagated from the
 n_L rows of S = H_ℓ^{1/2}, P̃_L = S and P̃_i = P̃_{i+1} K_i = (P̃_{i+1} W_{i+1}) ⊙ σ'(z_i) (Eq. 5);
 J̃_i J̃_iᵀ = s_i P̃_i P̃_iᵀ, so every squared norm of an n_L-row matrix is the top eigenvalue of an
@@ -20,7 +20,7 @@ diag(σ'(z_i)) (or of K_i K_iᵀ when that is smaller), found for all samples at
 Lanczos (:func:`layerjac_sqnorms`). Samples are processed in chunks, so memory is bounded for any N.
 
 :func:`analyze_run` applies :func:`analyze_snapshot` to the snapshots of a run directory and
-writes ``analysis.parquet`` (long format ``step, t, metric, layer, value``, ARCHITECTURE.md).
+writes ``analysis.parquet`` (long format ``step, t, metric, layer, value``, docs/rundir.md).
 """
 
 from __future__ import annotations
@@ -171,7 +171,7 @@ def layerjac_sqnorms(
 
 @dataclass
 class PerSample:
-    """Per-sample quantities of PAPER.md §4 for n samples (layers 1..L in columns 0..L−1).
+    """Per-sample quantities of docs/math.md §4 for n samples (layers 1..L in columns 0..L−1).
 
     Attributes:
         act_scale: (n, L), s_i = ‖a_{i−1}‖² + 1.
@@ -350,7 +350,7 @@ def _nan_if_negative(value: float) -> float:
 
 @dataclass
 class SnapshotAnalysis:
-    """The decomposition of one snapshot (PAPER.md §3–§6).
+    """The decomposition of one snapshot (docs/math.md §3–§6).
 
     Attributes:
         step, t: the snapshot's step and (gradient-flow) time.
@@ -393,7 +393,7 @@ class SnapshotAnalysis:
         return {k: r.warm_start() for k, r in self.eig.items()}
 
     def rows(self) -> list[dict]:
-        """Long-format rows ``step, t, metric, layer, value`` (ARCHITECTURE.md metric names;
+        """Long-format rows ``step, t, metric, layer, value`` (docs/metrics.md;
         ``layer`` is None for whole-network metrics, else 1..L).
         """
         st = self.stats

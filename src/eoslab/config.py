@@ -1,8 +1,8 @@
-"""Run configurations: TOML files loaded into dataclasses (ARCHITECTURE.md).
+"""Run configurations: TOML files loaded into dataclasses (docs/rundir.md).
 
 A run is fully described by a :class:`RunConfig`. Loading checks every key, type and value and
-fails with :class:`ConfigError` naming the field (``solver.lr: must be > 0, got -1``). Defaults
-follow PAPER.md's decisions; :func:`resolve` fills the criterion-dependent ones (target loss,
+fails with :class:`ConfigError` naming the field (``solver.eta_max: must be > 0, got -1``). Defaults
+follow docs/math.md's decisions; :func:`resolve` fills the criterion-dependent ones (target loss,
 k) so the ``config.toml`` written into a run directory holds every value that was used.
 """
 
@@ -16,6 +16,7 @@ import re
 import tomllib
 import types
 import typing
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,9 +28,17 @@ class ConfigError(ValueError):
     """A bad config key, type or value; the message starts with the dotted field name."""
 
 
+class ConfigDeprecationWarning(UserWarning):
+    """A config key that still works but has a new name (shown to users, unlike DeprecationWarning)."""
+
+
+#: The default step of both integrators: GD's η and exponential Euler's η_max (D3).
+DEFAULT_STEP = 0.01
+
+
 @dataclass
 class DataConfig:
-    """Which data, and which subset of it (PAPER.md §8)."""
+    """Which data, and which subset of it (docs/math.md §8)."""
 
     name: str = "synthetic"  #: registry name: synthetic, dice, cifar10, atrial_fibrillation, sst, uea
     split: str = "train"
@@ -42,7 +51,7 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    """The paper's MLP (PAPER.md §1, D8)."""
+    """The paper's MLP (docs/math.md §1, D8)."""
 
     depth: int = 6
     width: int = 512
@@ -63,10 +72,11 @@ class CriterionConfig:
 
 @dataclass
 class SolverConfig:
-    """The integrator (PAPER.md §2, §7; D3, D4)."""
+    """The integrator (docs/math.md §2, §7; D3, D4)."""
 
     method: str = "exp_euler"  #: exp_euler | gd
-    lr: float = 0.01  #: GD: η.  exp_euler: η_max, the largest step (D3)
+    eta: float | None = None  #: GD only: the step size η (None = 0.01)
+    eta_max: float | None = None  #: exp_euler only: η_max, the largest step Δt (D3; None = 0.01)
     step_c: float = 1.0  #: exp_euler: Δt = min(η_max, c / |λ^{k+1}|) (D3)
     k: int | None = None  #: exp_euler: eigenpairs in the exact part; None = n_L (§7)
     eig_method: str = "lobpcg"  #: lobpcg | power (D4)
@@ -89,7 +99,7 @@ class TrainConfig:
 
 @dataclass
 class AnalysisConfig:
-    """The decomposition of every snapshot (PAPER.md §3–§6)."""
+    """The decomposition of every snapshot (docs/math.md §3–§6)."""
 
     skip_before: int = 10  #: D13: steps < this are not analysed
     every: int = 1  #: analyse every this-many-th snapshot
@@ -122,7 +132,8 @@ _POSITIVE = {
     "model.depth",
     "model.width",
     "model.gain",
-    "solver.lr",
+    "solver.eta",
+    "solver.eta_max",
     "solver.step_c",
     "solver.k",
     "solver.eig_tol",
@@ -199,12 +210,42 @@ def validate(cfg: RunConfig) -> RunConfig:
                 raise ConfigError(f"{name}: must be >= 0, got {value!r}")
             if isinstance(value, float) and not math.isfinite(value):
                 raise ConfigError(f"{name}: must be finite, got {value!r}")
+    _check_solver(cfg)
     return cfg
+
+
+def _upgrade(data: dict) -> dict:
+    """Rename deprecated keys, with a :class:`ConfigDeprecationWarning`: ``solver.lr`` becomes
+    ``solver.eta`` (GD) or ``solver.eta_max`` (exponential Euler), whichever the method uses."""
+    solver = data.get("solver")
+    if not isinstance(solver, dict) or "lr" not in solver:
+        return data
+    solver = dict(solver)
+    new = "eta" if solver.get("method") == "gd" else "eta_max"
+    if new in solver:
+        raise ConfigError(f"solver.lr: deprecated alias of solver.{new}, which is also set; remove solver.lr")
+    warnings.warn(
+        f"solver.lr is deprecated: it is now solver.{new} "
+        f"({'the GD step size' if new == 'eta' else 'the largest exponential Euler step, D3'})",
+        ConfigDeprecationWarning,
+        stacklevel=3,
+    )
+    solver[new] = solver.pop("lr")
+    return {**data, "solver": solver}
+
+
+def _check_solver(cfg: RunConfig) -> None:
+    """The step-size field must be the one of the chosen method (η for GD, η_max for exponential Euler)."""
+    s = cfg.solver
+    if s.method == "gd" and s.eta_max is not None:
+        raise ConfigError("solver.eta_max: only exponential Euler has η_max; gradient descent's step is solver.eta")
+    if s.method == "exp_euler" and s.eta is not None:
+        raise ConfigError("solver.eta: gradient descent's step; exponential Euler's largest step is solver.eta_max")
 
 
 def from_dict(data: dict) -> RunConfig:
     """A validated RunConfig from nested dicts (as parsed from TOML)."""
-    return validate(_build(RunConfig, data, ""))
+    return validate(_build(RunConfig, _upgrade(data), ""))
 
 
 def torch_device(cfg: RunConfig) -> str:
@@ -232,15 +273,19 @@ def load_config(path: str | Path) -> RunConfig:
 
 
 def default_target_loss(criterion: str) -> float:
-    """0.01 for cross-entropy, 0.02 for MSE (PAPER.md §8)."""
+    """0.01 for cross-entropy, 0.02 for MSE (docs/math.md §8)."""
     return 0.01 if criterion == "ce" else 0.02
 
 
 def resolve(cfg: RunConfig, num_outputs: int | None = None) -> RunConfig:
-    """Fill the defaults that depend on other values: the target loss (by criterion) and the
-    number k of exact eigen-directions (= n_L, PAPER.md §7) when ``num_outputs`` is known.
+    """Fill the defaults that depend on other values: the target loss (by criterion), the step
+    size of the chosen method (η or η_max) and the number k of exact eigen-directions (= n_L,
+    docs/math.md §7) when ``num_outputs`` is known.
     """
     cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train), solver=dataclasses.replace(cfg.solver))
+    step = "eta" if cfg.solver.method == "gd" else "eta_max"
+    if getattr(cfg.solver, step) is None:
+        setattr(cfg.solver, step, DEFAULT_STEP)
     if cfg.train.target_loss is None:
         cfg.train.target_loss = default_target_loss(cfg.criterion.name)
     if cfg.solver.k is None and num_outputs is not None:

@@ -1,4 +1,4 @@
-"""Criteria ℓ(f, y) and their output Hessians H_ℓ = ∇²_f ℓ (PAPER.md §2, §3, D6).
+"""Criteria ℓ(f, y) and their output Hessians H_ℓ = ∇²_f ℓ (docs/math.md §2, §3, D6).
 
 Each criterion gives per-sample losses whose mean over the data is the training loss
 L̃(θ) = E ℓ(f(x, θ), y), the per-sample criterion Hessian H_ℓ in closed form, its PSD square root
@@ -29,7 +29,7 @@ class Criterion:
         raise NotImplementedError
 
     def hessian_sqrt(self, f: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """S = H_ℓ^{1/2}, the PSD square root: U diag(√max(μ, 0)) Uᵀ (PAPER.md §3)."""
+        """S = H_ℓ^{1/2}, the PSD square root: U diag(√max(μ, 0)) Uᵀ (docs/math.md §3)."""
         mu, U = torch.linalg.eigh(self.hessian(f, y))
         return (U * mu.clamp(min=0).sqrt().unsqueeze(-2)) @ U.transpose(-1, -2)
 

@@ -1,4 +1,4 @@
-"""The full-batch loss over a dataset and its curvature operators (PAPER.md §2, §3, §6).
+"""The full-batch loss over a dataset and its curvature operators (docs/math.md §2, §3, §6).
 
 ``FullBatchLoss`` evaluates L̃(θ) = E ℓ(f(x, θ), y) over a dataset held as tensors, in chunks of
 samples (results do not depend on the chunk size beyond round-off), and multiplies a *block* of k
@@ -81,7 +81,7 @@ class FullBatchLoss:
             forward-over-reverse, ``jvp`` of ``grad``), ``"rev_rev"`` (double backward with
             ``is_grads_batched``), ``"loop"`` (one retained double-backward graph, looped over the
             vectors) or ``"auto"`` (``fwd_rev`` for chunks of ≤ 1024 samples, else ``loop``, as
-            measured by ``benchmarks/curvature.py`` and PERFORMANCE.md).
+            measured by ``benchmarks/curvature.py`` and docs/performance.md).
     """
 
     def __init__(
@@ -147,7 +147,7 @@ class FullBatchLoss:
 
     # ----------------------------------------------------------------- block products
     def hvp(self, theta: torch.Tensor, V: torch.Tensor) -> torch.Tensor:
-        """H V for a block V of shape (k, P): Hv = E[∇_θ(∇_θ ℓ · v)] (PAPER.md §6)."""
+        """H V for a block V of shape (k, P): Hv = E[∇_θ(∇_θ ℓ · v)] (docs/math.md §6)."""
         out = torch.zeros_like(V)
         for Xc, yc, w in self.chunks():
             out += self._hessian_block(theta, V, lambda th: self._chunk_loss(th, Xc, yc, w), Xc.shape[0])
@@ -172,7 +172,7 @@ class FullBatchLoss:
 
     def ggnvp(self, theta: torch.Tensor, V: torch.Tensor) -> torch.Tensor:
         """G V for a block V (k, P): Gv = E[Jᵀ H_ℓ (J v)] — a vmapped JVP, H_ℓ in closed form,
-        then a vmapped VJP sharing one forward pass (PAPER.md §6).
+        then a vmapped VJP sharing one forward pass (docs/math.md §6).
         """
         out = torch.zeros_like(V)
         for Xc, yc, w in self.chunks():
@@ -189,7 +189,7 @@ class FullBatchLoss:
     def residual_vp(self, theta: torch.Tensor, V: torch.Tensor) -> torch.Tensor:
         """R V for a block V (k, P), R = E[Σ_q (∂ℓ/∂f_q) ∇²_θ f_q] = H − G (Eq. 2).
 
-        R is the Hessian of θ ↦ E[sg(∇_f ℓ) · f(x, θ)] with sg a stop-gradient (PAPER.md §6, the
+        R is the Hessian of θ ↦ E[sg(∇_f ℓ) · f(x, θ)] with sg a stop-gradient (docs/math.md §6, the
         [R] alternative): one Hessian block of a cheaper scalar, instead of an H·V and a G·V.
         """
         out = torch.zeros_like(V)

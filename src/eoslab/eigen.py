@@ -1,4 +1,4 @@
-"""Top eigenpairs of the symmetric curvature operators H, G, R (PAPER.md §6, D4, D14).
+"""Top eigenpairs of the symmetric curvature operators H, G, R (docs/math.md §6, D4, D14).
 
 Two solvers return the same :class:`EigResult`:
 
@@ -82,7 +82,7 @@ def block_power(
     shift: float = 0.0,
     generator: torch.Generator | None = None,
 ) -> EigResult:
-    """The paper's block power iteration (PAPER.md §6, D4).
+    """The paper's block power iteration (docs/math.md §6, D4).
 
     Args:
         op: the operator A.

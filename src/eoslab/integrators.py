@@ -1,8 +1,8 @@
 """Integrators of the gradient flow dθ/dt = −∇L̃(θ): gradient descent and exponential Euler.
 
-* :class:`GradientDescent` — θ_{u+1} = θ_u − η ∇L̃(θ_u) (PAPER.md §2), the edge-of-stability
+* :class:`GradientDescent` — θ_{u+1} = θ_u − η ∇L̃(θ_u) (docs/math.md §2), the edge-of-stability
   baseline: stable only while λ¹(H) < 2/η (Eq. 1). Its flow time advances by η per step.
-* :class:`ExponentialEuler` — the paper's solver (PAPER.md §7, D3, D4, D14): the top k directions of
+* :class:`ExponentialEuler` — the paper's solver (docs/math.md §7, D3, D4, D14): the top k directions of
   H are integrated exactly under the linearised flow, the bulk by explicit Euler, with a step
   Δt = min(η_max, c / |λ^{k+1}|) that keeps the bulk stable.
 
@@ -31,7 +31,7 @@ EIG_METHODS = ("lobpcg", "power")
 
 @dataclass
 class StepReport:
-    """What one step saw at its start θ_u and what it did (one trajectory row, ARCHITECTURE.md).
+    """What one step saw at its start θ_u and what it did (one trajectory row, docs/rundir.md).
 
     Attributes:
         step: u, the index of θ_u.
@@ -153,11 +153,11 @@ def _eigensolver(method: str, k: int, tol: float, max_iters: int, generator: tor
 
 
 class GradientDescent(Integrator):
-    """θ_{u+1} = θ_u − η ∇L̃(θ_u), t_{u+1} = t_u + η (PAPER.md §2, Eq. 1).
+    """θ_{u+1} = θ_u − η ∇L̃(θ_u), t_{u+1} = t_u + η (docs/math.md §2, Eq. 1).
 
     Args:
         loss, theta, seed: as :class:`Integrator`.
-        lr: η.
+        eta: η, the step size.
         measure_sharpness_every: if > 0, compute λ¹(H(θ_u)) (warm-started LOBPCG or block power)
             at every step u divisible by it and report it in ``eigenvalues``; 0 = never.
         eig_method, eig_tol, eig_max_iters: the eigensolver of the measurement (D4).
@@ -168,7 +168,7 @@ class GradientDescent(Integrator):
         loss: FullBatchLoss,
         theta: torch.Tensor,
         *,
-        lr: float,
+        eta: float,
         seed: int = 0,
         measure_sharpness_every: int = 0,
         eig_method: str = "lobpcg",
@@ -176,11 +176,11 @@ class GradientDescent(Integrator):
         eig_max_iters: int = 1000,
     ) -> None:
         super().__init__(loss, theta, seed=seed)
-        if not lr > 0:
-            raise ValueError(f"lr must be > 0, got {lr}")
+        if not eta > 0:
+            raise ValueError(f"eta must be > 0, got {eta}")
         if measure_sharpness_every < 0:
             raise ValueError(f"measure_sharpness_every must be >= 0, got {measure_sharpness_every}")
-        self.lr = lr
+        self.eta = eta
         self.measure_every = measure_sharpness_every
         if measure_sharpness_every:
             self._solve = _eigensolver(eig_method, 1, eig_tol, eig_max_iters, self.generator)
@@ -188,12 +188,12 @@ class GradientDescent(Integrator):
     def _move(self, grad: torch.Tensor, report: StepReport) -> None:
         if self.measure_every and self.step_count % self.measure_every == 0:
             _record(report, self._eigs())
-        self.theta.sub_(grad, alpha=self.lr)
-        report.dt = self.lr
+        self.theta.sub_(grad, alpha=self.eta)
+        report.dt = self.eta
 
 
 class ExponentialEuler(Integrator):
-    """The exponential Euler step of PAPER.md §7 (D3, D4, D14).
+    """The exponential Euler step of docs/math.md §7 (D3, D4, D14).
 
     With (λ^m, v^m), m = 1..k+1, the algebraically largest eigenpairs of H(θ_u) (warm-started
     from the previous step's eigenvectors) and g_u = Σ_{m≤k} c^m v^m + w_u, c^m = g_u·v^m:
@@ -208,7 +208,7 @@ class ExponentialEuler(Integrator):
     Args:
         loss, theta, seed: as :class:`Integrator`.
         k: directions integrated exactly (the paper: n_L, the number of outputs).
-        lr: η_max, the largest step (D3; 0.01 by default as in [R]).
+        eta_max: η_max, the largest step (D3; 0.01 by default, as in the authors' examples).
         step_c: c in Δt = min(η_max, c/|λ^{k+1}|) (D3).
         eig_method: ``"lobpcg"`` (default) or ``"power"`` (the paper's block power, §6).
         eig_tol, eig_max_iters: eigensolver stopping (D4).
@@ -220,7 +220,7 @@ class ExponentialEuler(Integrator):
         theta: torch.Tensor,
         *,
         k: int,
-        lr: float = 0.01,
+        eta_max: float = 0.01,
         step_c: float = 1.0,
         seed: int = 0,
         eig_method: str = "lobpcg",
@@ -228,13 +228,13 @@ class ExponentialEuler(Integrator):
         eig_max_iters: int = 1000,
     ) -> None:
         super().__init__(loss, theta, seed=seed)
-        if not lr > 0:
-            raise ValueError(f"lr must be > 0, got {lr}")
+        if not eta_max > 0:
+            raise ValueError(f"eta_max must be > 0, got {eta_max}")
         if k < 1 or k + 1 > loss.num_params:
             raise ValueError(f"k must be in 1..{loss.num_params - 1}, got {k}")
         if not step_c > 0:
             raise ValueError(f"step_c must be > 0, got {step_c}")
-        self.lr, self.k, self.step_c = lr, k, step_c
+        self.eta_max, self.k, self.step_c = eta_max, k, step_c
         self._solve = _eigensolver(eig_method, k + 1, eig_tol, eig_max_iters, self.generator)
 
     def _move(self, grad: torch.Tensor, report: StepReport) -> None:
@@ -251,12 +251,12 @@ class ExponentialEuler(Integrator):
     def step_size(self, lam_next: float) -> float:
         """Δt = min(η_max, c / |λ^{k+1}|) (D3); η_max when λ^{k+1} = 0."""
         if lam_next == 0.0:
-            return self.lr
-        return min(self.lr, self.step_c / abs(lam_next))
+            return self.eta_max
+        return min(self.eta_max, self.step_c / abs(lam_next))
 
 
 def exp_factor(lam: torch.Tensor, dt: float) -> torch.Tensor:
-    """R = min((1 − e^{−λ Δt}) / λ, Δt), and r = Δt where λ = 0 (PAPER.md §7 step 5).
+    """R = min((1 − e^{−λ Δt}) / λ, Δt), and r = Δt where λ = 0 (docs/math.md §7 step 5).
 
     1 − e^{−λΔt} is computed as −expm1(−λΔt), exact to round-off even when λΔt is tiny. For
     λ > 0 the first argument is < Δt; the clamp acts only for λ ≤ 0, where it would grow.

@@ -1,4 +1,4 @@
-"""The paper's MLP (PAPER.md §1, D8).
+"""The paper's MLP (docs/math.md §1, D8).
 
     a_0 = x,  z_i = W_i a_{i-1} + b_i  (i = 1..L),  a_i = σ(z_i)  (i < L),  f(x, θ) = z_L,
 
@@ -19,7 +19,7 @@ INITS = ("xavier_normal", "xavier_uniform")
 
 
 def elu_derivative(z: torch.Tensor) -> torch.Tensor:
-    """σ'(z) for ELU with α = 1: 1 for z > 0, e^z for z ≤ 0 (PAPER.md §1)."""
+    """σ'(z) for ELU with α = 1: 1 for z > 0, e^z for z ≤ 0 (docs/math.md §1)."""
     return torch.where(z > 0, torch.ones_like(z), torch.exp(torch.clamp(z, max=0.0)))
 
 
@@ -143,7 +143,7 @@ class MLP:
         return a
 
     def forward_all(self, theta: torch.Tensor, x: torch.Tensor) -> Forward:
-        """One forward pass that keeps every z_i and a_i (PAPER.md §1)."""
+        """One forward pass that keeps every z_i and a_i (docs/math.md §1)."""
         a, zs, acts = x, [], [x]
         layers = self.layers(theta)
         for i, (W, b) in enumerate(layers):

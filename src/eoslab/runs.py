@@ -1,6 +1,6 @@
 """Training runs: integrate to a target loss, write the run directory, resume a killed run.
 
-A run directory (ARCHITECTURE.md, "RUN-DIRECTORY CONTRACT"):
+A run directory (docs/rundir.md, "RUN-DIRECTORY CONTRACT"):
 
 ``config.toml``
     the resolved config (every default filled in, :func:`eoslab.config.resolve`).
@@ -80,7 +80,7 @@ class Problem:
         config: the resolved config (k = n_L and the target loss filled in).
         dataset: the training subset the run trains on.
         model: the MLP.
-        loss: the full-batch loss L̃ on ``dataset`` (PAPER.md §2).
+        loss: the full-batch loss L̃ on ``dataset`` (docs/math.md §2).
     """
 
     config: RunConfig
@@ -136,9 +136,9 @@ def make_integrator(problem: Problem) -> Integrator:
     eig = dict(eig_method=s.eig_method, eig_tol=s.eig_tol, eig_max_iters=s.eig_max_iters)
     if s.method == "gd":
         return GradientDescent(
-            problem.loss, theta, lr=s.lr, seed=seed, measure_sharpness_every=s.measure_sharpness_every, **eig
+            problem.loss, theta, eta=s.eta, seed=seed, measure_sharpness_every=s.measure_sharpness_every, **eig
         )
-    return ExponentialEuler(problem.loss, theta, k=s.k, lr=s.lr, step_c=s.step_c, seed=seed, **eig)
+    return ExponentialEuler(problem.loss, theta, k=s.k, eta_max=s.eta_max, step_c=s.step_c, seed=seed, **eig)
 
 
 # ------------------------------------------------------------------------------ files

@@ -1,4 +1,4 @@
-"""Files written atomically: Parquet tables, JSON, TOML and safetensors (ARCHITECTURE.md contracts).
+"""Files written atomically: Parquet tables, JSON, TOML and safetensors (docs/rundir.md contracts).
 
 Every writer writes to a temporary file in the destination folder, flushes and fsyncs it, then
 ``os.replace``s it over the target, so a reader (or a resumed run) never sees a half-written file.

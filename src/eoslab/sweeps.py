@@ -1,4 +1,4 @@
-"""Sweeps: a grid of run configs, trained and analysed point by point (ARCHITECTURE.md, PAPER.md §8).
+"""Sweeps: a grid of run configs, trained and analysed point by point (docs/rundir.md, docs/math.md §8).
 
 A sweep config is a TOML file with a ``[base]`` :class:`~eoslab.config.RunConfig` and a ``[grid]``
 table of lists::
@@ -12,7 +12,7 @@ table of lists::
     init_seeds = [0, 1, 2, 3]         # default: [base.model.init_seed]
     subset_seeds = [0, 1, 2, 3]       # default: [base.data.subset_seed]
     n = "paper"                       # subset sizes for every dataset: a list, one int, or "paper"
-    "solver.lr" = [0.01, 0.02]        # any other RunConfig field (also as [grid.solver] lr = [...])
+    "solver.eta_max" = [0.01, 0.02]  # any other RunConfig field (also as [grid.solver] eta_max = [...])
 
     [[grid.datasets]]                 # default: base.data as it is
     name = "dice"
@@ -108,7 +108,8 @@ COLLECT_SCHEMA = pa.schema(
         ("width", pa.int64()),
         ("depth", pa.int64()),
         ("solver", pa.string()),
-        ("lr", pa.float64()),
+        ("eta", pa.float64()),
+        ("eta_max", pa.float64()),
         ("step", pa.int64()),
         ("t", pa.float64()),
         ("metric", pa.string()),
@@ -116,7 +117,7 @@ COLLECT_SCHEMA = pa.schema(
         ("value", pa.float64()),
     ]
 )
-_RUN_COLUMNS = [f.name for f in COLLECT_SCHEMA][:10]
+_RUN_COLUMNS = [f.name for f in COLLECT_SCHEMA][:11]
 
 
 # ============================================================================ grid
@@ -128,7 +129,7 @@ class GridPoint:
         index: position in the expansion order.
         run_id: :func:`~eoslab.config.config_hash` of ``config``; the run directory's name.
         config: the resolved RunConfig of the point.
-        fields: values of the dotted-field axes of the grid (``{"solver.lr": 0.1}``).
+        fields: values of the dotted-field axes of the grid (``{"solver.eta_max": 0.1}``).
     """
 
     index: int
@@ -149,7 +150,8 @@ class GridPoint:
             "width": c.model.width,
             "depth": c.model.depth,
             "solver": c.solver.method,
-            "lr": c.solver.lr,
+            "eta": c.solver.eta,
+            "eta_max": c.solver.eta_max,
         }
 
     def label(self) -> str:
@@ -276,7 +278,7 @@ def _datasets(grid: dict, base: RunConfig) -> list[dict]:
 
 
 def _field_axes(grid: dict, base: RunConfig) -> dict[str, list]:
-    """The dotted-field axes: ``"solver.lr" = [...]`` or ``[grid.solver] lr = [...]``."""
+    """The dotted-field axes: ``"solver.eta_max" = [...]`` or ``[grid.solver] eta_max = [...]``."""
     sections = {f.name for f in dataclasses.fields(RunConfig)}
     flat: dict[str, Any] = {}
     for key, value in grid.items():
@@ -296,7 +298,7 @@ def _field_axes(grid: dict, base: RunConfig) -> dict[str, list]:
         if sub is None or name not in {f.name for f in dataclasses.fields(sub)}:
             raise ConfigError(
                 f"grid.{key}: unknown key (named axes: {', '.join(_NAMED_AXES)}; "
-                f'other keys are RunConfig fields such as "solver.lr")'
+                f'other keys are RunConfig fields such as "solver.eta_max")'
             )
         values = _as_list(f"grid.{key}", value, (int, float, str, bool, dict))
         for j, v in enumerate(values):  # each value must make a valid config on its own

@@ -1,4 +1,4 @@
-"""``eoslab analyze RUN_DIR``: the decomposition of PAPER.md §3–§6 for every snapshot of a run,
+"""``eoslab analyze RUN_DIR``: the decomposition of docs/math.md §3–§6 for every snapshot of a run,
 written to ``RUN_DIR/analysis.parquet`` (resumable; :func:`eoslab.analysis.analyze_run`).
 """
 

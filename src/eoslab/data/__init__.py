@@ -1,4 +1,4 @@
-"""Datasets as float64 tensors (PAPER.md §8): one loader per dataset, one registry.
+"""Datasets as float64 tensors (docs/math.md §8): one loader per dataset, one registry.
 
 Every loader returns a :class:`Dataset` whose inputs are flattened to vectors (``X``: (N, n_0),
 float64) and whose labels are class indices (``y``: (N,), int64).

@@ -1,4 +1,4 @@
-"""Dice: the paper's synthetic six-class image set (PAPER.md §8, paper §7.3), rendered with numpy.
+"""Dice: the paper's synthetic six-class image set (docs/math.md §8, paper §7.3), rendered with numpy.
 
 The paper drew each image with R base graphics (``points``, ``lines``, ``polygon``) on a square
 canvas whose axes both span [-1, 1], black on white. This module reproduces those drawing calls
@@ -504,7 +504,7 @@ def load_dice(
     quantize: bool = True,
     cache: bool = True,
 ) -> Dataset:
-    """The Dice dataset (PAPER.md §8): X (N, size²) float64 ink in [0, 1], y (N,) int64.
+    """The Dice dataset (docs/math.md §8): X (N, size²) float64 ink in [0, 1], y (N,) int64.
 
     ``split`` is ``"train"`` or ``"test"`` (each 3·n_per_class images: 60,000 by default).
     Generated once and cached at ``<data_root>/dice/<hash>.npz``.

@@ -1,4 +1,4 @@
-"""Training subsets (PAPER.md §8): the paper's sizes per dataset and criterion, and seeded draws.
+"""Training subsets (docs/math.md §8): the paper's sizes per dataset and criterion, and seeded draws.
 
 The paper trains on random subsets of each training set whose sizes double (``⌊N/2^j⌋``); each
 (dataset, size, criterion) is run with 4 subset seeds × 4 initialisation seeds. Whether subsets were

@@ -3,11 +3,11 @@
 The input is the *collected* table (``eoslab collect``): one tidy long table, one row per
 ``(run, step, metric, layer)``, with the run's configuration repeated on every row::
 
-    run_id, dataset, n, criterion, init_seed, subset_seed, width, depth, solver, lr,
+    run_id, dataset, n, criterion, init_seed, subset_seed, width, depth, solver, eta, eta_max,
     step, t, metric, layer, value
 
-``metric`` uses the names of ``analysis.parquet`` (ARCHITECTURE.md); ``layer`` is null for
-whole-network metrics and ``value`` is NaN for a negative top eigenvalue (PAPER.md D12).
+``metric`` uses the names of ``analysis.parquet`` (docs/rundir.md); ``layer`` is null for
+whole-network metrics and ``value`` is NaN for a negative top eigenvalue (docs/math.md D12).
 
 The parts of the report live in submodules, one concept each:
 
@@ -42,15 +42,16 @@ RUN_COLUMNS: dict[str, Any] = {
     "n": None,
     "criterion": None,
     "solver": "exp_euler",
-    "lr": float("nan"),
+    "eta": float("nan"),
+    "eta_max": float("nan"),
     "init_seed": -1,
     "subset_seed": -1,
     "width": -1,
     "depth": -1,
 }
-#: The solver whose runs the analyses of the paper use (exponential Euler, PAPER.md §7).
+#: The solver whose runs the analyses of the paper use (exponential Euler, docs/math.md §7).
 ANALYSIS_SOLVER = "exp_euler"
-#: Analyses ignore the initial transient, steps below this (PAPER.md §5, D13).
+#: Analyses ignore the initial transient, steps below this (docs/math.md §5, D13).
 SKIP_BEFORE = 10
 
 
@@ -63,7 +64,7 @@ def collected_frame(table: Any) -> pd.DataFrame:
 
     Raises:
         ValueError: if the table is empty, lacks a required column, or a run's configuration
-            (dataset, n, criterion, solver, lr, ...) differs between its rows.
+            (dataset, n, criterion, solver, eta, ...) differs between its rows.
     """
     import pandas as pd
 

@@ -1,4 +1,4 @@
-"""The numbers of the paper's Section 5, evaluated on our runs (PAPER.md §5).
+"""The numbers of the paper's Section 5, evaluated on our runs (docs/math.md §5).
 
 Each check is a maximum over the exponential Euler runs and their steps after the transient
 (steps >= 10, D13), set beside the value the paper reports:

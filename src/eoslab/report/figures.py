@@ -1,7 +1,7 @@
 """The paper's figure families, one figure file per family per (dataset, criterion) group.
 
 Curves against flow time ``t``, one per exponential Euler run, coloured by the dataset size
-``n`` on a log colour scale (PAPER.md §4-5; the paper's §4 "Results"):
+``n`` on a log colour scale (docs/math.md §4-5; the paper's §4 "Results"):
 
 * ``fig1_sharpness``: lambda^1 of H, G and R (Eq. 2; Fig. 1);
 * ``fig2_overlap``: rho and E||J~||^2, whose product is lambda^1(G) (Eq. 3; Fig. 2);
@@ -310,10 +310,10 @@ def _draw_peaks(group: GroupFit):
 def _draw_contrast(pairs: list[tuple[pd.DataFrame, float, pd.DataFrame]], dataset: str, criterion: str):
     """lambda^1(H) of GD runs with their 2/eta lines, and of their exponential Euler partners."""
     fig, (ax,), _ = _grid(1, width=5.5, height=3.6, colorbar=False)
-    for k, (gd, lr, euler) in enumerate(pairs):
+    for k, (gd, eta, euler) in enumerate(pairs):
         colour = f"C{k % 10}"
-        ax.plot(gd["t"], gd["value"], color=colour, lw=1.0, label=rf"GD, $\eta={lr:g}$")
-        ax.axhline(2 / lr, color=colour, ls=":", lw=1.2, label=rf"$2/\eta={2 / lr:g}$")
+        ax.plot(gd["t"], gd["value"], color=colour, lw=1.0, label=rf"GD, $\eta={eta:g}$")
+        ax.axhline(2 / eta, color=colour, ls=":", lw=1.2, label=rf"$2/\eta={2 / eta:g}$")
         ax.plot(
             euler["t"],
             euler["value"],
@@ -336,7 +336,7 @@ PROBLEM_COLUMNS = ("n", "init_seed", "subset_seed", "width", "depth")
 
 
 def _contrast_pairs(frame: pd.DataFrame, skip_before: int) -> tuple[list, list[str]]:
-    """(GD curve, lr, exponential Euler curve) per GD run of one group, and notes on misses.
+    """(GD curve, η, exponential Euler curve) per GD run of one group, and notes on misses.
 
     The partner is the exponential Euler run with the same size, seeds, width and depth; failing
     that, one with the same size n.
@@ -349,12 +349,12 @@ def _contrast_pairs(frame: pd.DataFrame, skip_before: int) -> tuple[list, list[s
         same = euler[np.logical_and.reduce([euler[c] == gd[c] for c in PROBLEM_COLUMNS])]
         if same.empty:
             same = euler[euler["n"] == gd["n"]]
-        if same.empty or not (gd["lr"] > 0):
-            why = "no exponential Euler run with n=%d" % gd["n"] if same.empty else "its lr is not positive"
+        if same.empty or not (gd["eta"] > 0):
+            why = "no exponential Euler run with n=%d" % gd["n"] if same.empty else "its eta is not positive"
             notes.append(f"GD run {gd['run_id']} left out of the contrast figure: {why}")
             continue
         partner = same["run_id"].iloc[0]
-        pairs.append((sharp[sharp["run_id"] == gd["run_id"]], float(gd["lr"]), sharp[sharp["run_id"] == partner]))
+        pairs.append((sharp[sharp["run_id"] == gd["run_id"]], float(gd["eta"]), sharp[sharp["run_id"] == partner]))
     return pairs, notes
 
 
