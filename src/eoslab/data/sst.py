@@ -120,6 +120,7 @@ class Tree:
         return out
 
     def nodes(self) -> Iterator[Tree]:
+        """Every node of the tree, depth first, the root first."""
         stack = [self]
         while stack:
             t = stack.pop()
@@ -226,6 +227,7 @@ def _tree_file(data_root: str | Path | None, split: str) -> Path:
 
 
 def load_sst_trees(split: str = "train", data_root: str | Path | None = None) -> list[Tree]:
+    """The PTB trees of one SST split, read from ``DATA_ROOT/sst/trees/<split>.txt``."""
     return read_trees(_tree_file(data_root, split))
 
 
