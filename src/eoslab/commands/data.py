@@ -275,7 +275,7 @@ def _preview_dice(per: int, options: dict):
     d = generate_dice(per, size, seed, **opts)
     ink = d.ink()
     fig, axes = _figure(len(DICE_CLASSES), per, cell=1.1)
-    for k, cname in enumerate(DICE_CLASSES):
+    for k in range(len(DICE_CLASSES)):
         for j in range(per):
             i = k * per + j
             ax = axes[k, j]

@@ -103,7 +103,8 @@ def load_dataset(name: str, split: str = "train", *, data_root: str | Path | Non
 
 def _import_loaders() -> None:
     """Import every module of this package once, so each loader registers itself (lazily, so that
-    ``import eoslab.data`` stays cheap); a new dataset needs only its own module."""
+    ``import eoslab.data`` stays cheap); a new dataset needs only its own module.
+    """
     import importlib
     import pkgutil
 
