@@ -106,7 +106,9 @@ def test_expansion_order_ids_and_overrides():
         "eta",
         "eta_max",
     ]
-    assert grid_rows["solver.eta_max"].to_pylist()[:2] == [0.1, 0.1] and "config" in grid_rows.column_names
+    assert grid_rows["eta_max"].to_pylist()[:2] == [0.1, 0.1] and "config" in grid_rows.column_names
+    # the declared axis model.width is a run column; the dataset entries differ in data.options.seed and data.split
+    assert grid_rows.column_names[12:] == ["data.options.seed", "data.split", "train.target_loss", "config"]
 
 
 def test_paper_sizes_and_table1_presets():
@@ -148,7 +150,13 @@ def test_paper_sizes_and_table1_presets():
         ({"n": [4], "subset_seeds": [1, 1]}, "grid.subset_seeds[1]"),
         ({"n": [4], "subset_seeds": []}, "grid.subset_seeds"),
         ({"n": [4], "solver.eta_max": [0.1, -1.0]}, "grid.solver.eta_max[1]"),
-        ({"n": [4], "solver": {"method": ["adam"]}}, "grid.solver.method[0]"),
+        ({"n": [4], "solver": {"method": ["gd"]}}, "grid.solver.method"),  # through grid.solvers
+        ({"n": [4], "solvers": [{"method": "adam"}]}, "grid.solvers[0]: solver.method"),
+        ({"n": [4], "solvers": [{"method": "gd", "eta": 0.1, "lr": 1}]}, "grid.solvers[0].lr"),
+        ({"n": [4], "solvers": [{"method": "gd", "n": [0]}]}, "grid.solvers[0].n[0]"),
+        ({"n": [4], "solvers": [{}, {"init_seeds": [-1]}]}, "grid.solvers[1].init_seeds[0]"),
+        ({"n": [4], "solvers": [{}, {}]}, "grid"),  # the same config twice
+        ({"datasets": [{"name": "synthetic", "n": [4], "options": {"sze": 3}}]}, "grid.datasets[0].options"),
         ({"n": [4], "model.widht": [4]}, "grid.model.widht"),
         ({"n": [4], "data.n": [4]}, "grid.data.n"),
         ({"n": "paper"}, "grid.n"),  # the paper has no synthetic sizes

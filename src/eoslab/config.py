@@ -259,18 +259,28 @@ def torch_device(cfg: RunConfig) -> str:
 
 
 def load_config(path: str | Path) -> RunConfig:
-    """Load and validate a TOML run config; errors name the file and the field."""
-    path = Path(path)
+    """Load and validate a TOML run config (a file, or a preset's name, :mod:`eoslab.presets`);
+    errors name the file and the field. A sweep config is refused with the command that runs it.
+    """
+    from .presets import read_config_source
+
     try:
-        data = tomllib.loads(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"config file not found: {path}") from None
+        source = read_config_source(path)
+    except FileNotFoundError as e:
+        raise ConfigError(f"config file not found: {e}") from None
+    try:
+        data = tomllib.loads(source.text)
     except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"{path}: not valid TOML: {e}") from None
+        raise ConfigError(f"{source.where}: not valid TOML: {e}") from None
+    if "grid" in data or "base" in data:
+        raise ConfigError(
+            f"{source.where}: this is a sweep config ([base] and [grid]), not a run config; "
+            f"run it with `eoslab sweep {path} --out DIR`"
+        )
     try:
         return from_dict(data)
     except ConfigError as e:
-        raise ConfigError(f"{path}: {e}") from None
+        raise ConfigError(f"{source.where}: {e}") from None
 
 
 def default_target_loss(criterion: str) -> float:
@@ -314,3 +324,33 @@ def config_hash(cfg: RunConfig, length: int = 12) -> str:
     """A stable hash of the config's values (key order and formatting do not matter)."""
     blob = json.dumps(to_dict(cfg), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()[:length]
+
+
+def flatten_config(cfg: RunConfig) -> dict[str, Any]:
+    """The config as ``{dotted.name: value}`` leaves (a loader option is ``data.options.size``;
+    unset values are left out).
+    """
+
+    def flat(d: dict, prefix: str) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for k, v in d.items():
+            if isinstance(v, dict):
+                out.update(flat(v, f"{prefix}{k}."))
+            else:
+                out[f"{prefix}{k}"] = v
+        return out
+
+    return flat(to_dict(cfg), "")
+
+
+def config_diff(a: RunConfig, b: RunConfig) -> list[tuple[str, Any, Any]]:
+    """The fields where two configs differ, as ``(dotted.name, value in a, value in b)`` sorted by
+    name (``data.options.size`` for a loader option; None for a value that is not set).
+    """
+    fa, fb = flatten_config(a), flatten_config(b)
+    return [(k, fa.get(k), fb.get(k)) for k in sorted(set(fa) | set(fb)) if fa.get(k) != fb.get(k)]
+
+
+def format_config_diff(diff: list[tuple[str, Any, Any]], a: str = "old", b: str = "new") -> str:
+    """``config_diff`` as one line: ``solver.eta_max: old 0.01, new 0.02; data.n: ...``."""
+    return "; ".join(f"{k}: {a} {x!r}, {b} {y!r}" for k, x, y in diff)

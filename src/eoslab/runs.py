@@ -41,7 +41,17 @@ import pyarrow as pa
 import torch
 from safetensors import SafetensorError
 
-from .config import ConfigError, RunConfig, config_hash, load_config, resolve, to_toml, torch_device
+from .config import (
+    ConfigError,
+    RunConfig,
+    config_diff,
+    config_hash,
+    format_config_diff,
+    load_config,
+    resolve,
+    to_toml,
+    torch_device,
+)
 from .criteria import make_criterion
 from .curvature import FullBatchLoss
 from .data import Dataset, load_dataset
@@ -225,8 +235,8 @@ def train(cfg: RunConfig, run_dir: str | Path, *, progress: bool = True) -> dict
         old = load_config(config_file)
         if config_hash(old) != config_hash(cfg):
             raise RunConflictError(
-                f"{run_dir.path} holds a run with a different config (hash {config_hash(old)}, "
-                f"this one {config_hash(cfg)}); use another --out or remove it"
+                f"{run_dir.path} holds a run with a different config "
+                f"({format_config_diff(config_diff(old, cfg), 'there', 'here')}); use another --out or remove it"
             )
         status_file = run_dir.status_file
         if status_file.exists():

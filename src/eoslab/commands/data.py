@@ -94,7 +94,7 @@ def _root(args) -> Path:
 
 def run(args: argparse.Namespace) -> int:
     """Run the command; returns its exit code."""
-    from eoslab.data import DatasetError
+    from eoslab.data import DatasetError, available, check_options
 
     action = getattr(args, "data_command", None)
     if action is None:
@@ -102,6 +102,10 @@ def run(args: argparse.Namespace) -> int:
         return 2
     try:
         options = _parse_options(args.option)
+        if action in ("preview", "info"):
+            if args.dataset not in available():
+                raise ValueError(f"unknown dataset {args.dataset!r}; available: {', '.join(available())}")
+            check_options(args.dataset, options)
         if action == "preview":
             return _preview(args, options)
         if action == "fetch":

@@ -1,5 +1,6 @@
-"""``eoslab status DIR``: a table of a sweep's points (done / running / failed / pending) with
-their step, loss and a note, then the counts and the reason of every failed point
+"""``eoslab status DIR``: a table of a sweep's points (done / running / failed / pending) with the
+axes that vary between them (solver, η, ``model.gain``, ...), their step, loss and a note, then the
+settings every point shares, the counts and the reason of every failed point
 (:func:`eoslab.sweeps.sweep_status`).
 """
 
@@ -8,7 +9,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-STYLES = {"done": "green", "running": "cyan", "failed": "red", "pending": "yellow"}
+STYLES = {"done": "green", "stopped": "magenta", "running": "cyan", "failed": "red", "pending": "yellow"}
+#: Short headers of the run columns.
+HEADERS = {"criterion": "crit", "init_seed": "init", "subset_seed": "subset"}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -19,6 +22,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def cell(value: object) -> str:
+    """A value as shown in a table: floats with 4 significant digits, None empty."""
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
 def run(args: argparse.Namespace) -> int:
     """Run the command; returns its exit code."""
     from rich import box
@@ -26,49 +38,53 @@ def run(args: argparse.Namespace) -> int:
     from rich.markup import escape
     from rich.table import Table
 
-    from ..sweeps import sweep_status
+    from ..sweeps import sweep_status, varying_axes
 
     try:
         rows = sweep_status(args.sweep_dir, analysis=not args.no_analysis)
     except (OSError, ValueError) as e:
         print(f"eoslab status: error: {e}", file=sys.stderr)
         return 2
-    cells = []
+    grid_rows = [row for row, _ in rows]
+    axes = varying_axes(grid_rows)
+    fixed = [k for k in (grid_rows[0] if grid_rows else {}) if k != "run_id" and k not in axes]
     counts = dict.fromkeys(STYLES, 0)
+    cells = []
     for row, s in rows:
-        counts[s.state] += 1
+        counts[s.state] = counts.get(s.state, 0) + 1
         cells.append(
-            [
-                row["run_id"],
-                row["dataset"],
-                str(row["n"]),
-                row["criterion"],
-                f"{row['init_seed']}/{row['subset_seed']}",
-                s.state,
-                "" if s.step is None else str(s.step),
-                "" if s.loss is None else f"{s.loss:.4g}",
-                s.detail,
-            ]
+            [row["run_id"], *(cell(row[a]) for a in axes), s.state, cell(s.step), cell(s.loss), escape(s.detail)]
         )
+    names = ["run_id", *(HEADERS.get(a, a) for a in axes), "state", "step", "loss", "note"]
     table = Table(
         title=f"sweep {args.sweep_dir}", box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, collapse_padding=True
     )
-    for j, name in enumerate(("run_id", "dataset", "n", "crit", "seeds", "state", "step", "loss", "note")):
-        # a narrow terminal shortens the dataset name and folds the note; the other cells stay whole
+    numeric = {"step", "loss"} | {HEADERS.get(a, a) for a in axes if all(_number(r[a]) for r in grid_rows)}
+    for j, name in enumerate(names):
+        # a narrow terminal folds the note; the other cells stay whole
         width = max([len(name)] + [len(c[j]) for c in cells])
         table.add_column(
             name,
-            justify="right" if name in ("n", "step", "loss") else "left",
+            justify="right" if name in numeric else "left",
             no_wrap=name != "note",
             overflow="fold" if name == "note" else "ellipsis",
-            min_width=None if name in ("dataset", "note") else width,
+            min_width=None if name == "note" else width,
         )
+    state_at = 1 + len(axes)
     for c in cells:
-        table.add_row(*c[:5], f"[{STYLES[c[5]]}]{c[5]}[/]", *c[6:])
+        state = c[state_at]
+        table.add_row(*c[:state_at], f"[{STYLES.get(state, 'white')}]{state}[/]", *c[state_at + 1 :])
     console = Console()
     console.print(table)
-    console.print("  ".join(f"[{STYLES[k]}]{k}[/] {v}" for k, v in counts.items()) + f"  total {len(rows)}")
+    if fixed:
+        shared = "  ".join(f"{k}={cell(grid_rows[0][k])}" for k in fixed)
+        console.print(f"every run: {escape(shared)}", highlight=False, soft_wrap=True)
+    console.print("  ".join(f"[{STYLES.get(k, 'white')}]{k}[/] {v}" for k, v in counts.items()) + f"  total {len(rows)}")
     for row, s in rows:
         if s.state == "failed":
             console.print(f"[red]failed[/] {row['run_id']}: {escape(str(s.reason))}", highlight=False, soft_wrap=True)
     return 0
+
+
+def _number(value: object) -> bool:
+    return value is None or (isinstance(value, int | float) and not isinstance(value, bool))

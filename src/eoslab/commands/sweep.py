@@ -1,5 +1,9 @@
 """``eoslab sweep CONFIG --out DIR``: train and analyse every point of a sweep config's grid, one
-run directory per point under ``DIR/runs/<run_id>/`` (:mod:`eoslab.sweeps`).
+run directory per point under ``DIR/runs/<run_id>/`` (:mod:`eoslab.sweeps`). CONFIG is a file or a
+preset's name (``eoslab sweep demo --out DIR``; ``eoslab init --list`` lists them).
+
+The plan (``2 workers × 1 thread``) is printed first; threads per run come from
+``--threads-per-run``, else ``OMP_NUM_THREADS``, else the cores shared out over the workers.
 
 A rerun skips finished points and resumes the others. Exit codes: 0 every point done, 1 some
 point failed (the others still ran), 2 a bad sweep config (the message names the field).
@@ -13,7 +17,7 @@ import sys
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add this command's arguments to its sub-parser."""
-    parser.add_argument("config", help="sweep config (TOML with [base] and [grid])")
+    parser.add_argument("config", help="sweep config (TOML with [base] and [grid]) or a preset's name, e.g. demo")
     parser.add_argument("--out", required=True, metavar="DIR", help="sweep folder; rerunning resumes it")
     parser.add_argument(
         "--executor", choices=("local", "ray"), default="local", help="local worker processes (default) or Ray"
@@ -22,8 +26,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--workers",
         type=int,
         metavar="N",
-        help="local: concurrent runs (default cores // cpus-per-run), each with cores // N threads; "
+        help="local: concurrent runs (default: one per GPU for GPU runs, else cores // threads per run); "
         "ray without --address: the local Ray instance gets N × cpus-per-run CPUs",
+    )
+    parser.add_argument(
+        "--threads-per-run",
+        type=_positive,
+        metavar="T",
+        help="torch/OpenMP threads of each run (default: $OMP_NUM_THREADS, else cores // workers)",
     )
     parser.add_argument("--address", metavar="ADDR", help="ray: cluster address (default: start a local Ray)")
     parser.add_argument("--cpus-per-run", type=float, default=1.0, metavar="C", help="CPUs per run (default 1)")
@@ -32,6 +42,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--no-analysis", action="store_true", help="train only; do not analyse the runs")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
 
 
 def run(args: argparse.Namespace) -> int:
@@ -53,6 +70,7 @@ def run(args: argparse.Namespace) -> int:
             address=args.address,
             cpus_per_run=args.cpus_per_run,
             gpus_per_run=args.gpus_per_run,
+            threads_per_run=args.threads_per_run,
             analysis=not args.no_analysis,
             progress=not args.no_progress,
         )
@@ -62,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
     total, failed = len(result.statuses), result.failed
     print(
         f"{args.out}: {result.count('done')}/{total} done, {len(failed)} failed "
-        f"({result.skipped} already finished before this run)"
+        f"({result.skipped} already finished before this run; {result.plan})"
     )
     for s in failed:
         print(f"  failed {s.run_id}: {s.reason}", file=sys.stderr)

@@ -97,8 +97,28 @@ def load_dataset(name: str, split: str = "train", *, data_root: str | Path | Non
     _import_loaders()
     if name not in _REGISTRY:
         raise ValueError(f"unknown dataset {name!r}; available: {', '.join(sorted(_REGISTRY))}")
+    check_options(name, options)
     root = Path(data_root) if data_root is not None else default_data_root()
     return _REGISTRY[name](split=split, data_root=root, **options)
+
+
+def dataset_options(name: str) -> list[str]:
+    """The option names the loader of dataset ``name`` takes (its keyword-only parameters)."""
+    import inspect
+
+    _import_loaders()
+    params = inspect.signature(_REGISTRY[name]).parameters.values()
+    return [p.name for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY]
+
+
+def check_options(name: str, options: dict) -> None:
+    """Refuse an option the loader of ``name`` does not take (a typo such as ``sze=64``),
+    naming it and the allowed ones (ValueError).
+    """
+    allowed = dataset_options(name)
+    for key in options:
+        if key not in allowed:
+            raise ValueError(f"{name}: unknown option {key!r}; {name} takes {', '.join(allowed)}")
 
 
 def _import_loaders() -> None:

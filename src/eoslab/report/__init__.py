@@ -4,17 +4,23 @@ The input is the *collected* table (``eoslab collect``): one tidy long table, on
 ``(run, step, metric, layer)``, with the run's configuration repeated on every row::
 
     run_id, dataset, n, criterion, init_seed, subset_seed, width, depth, solver, eta, eta_max,
+    [one column per other axis of the sweep, named by its field: model.gain, ...],
     step, t, metric, layer, value
 
-``metric`` uses the names of ``analysis.parquet`` (docs/rundir.md); ``layer`` is null for
-whole-network metrics and ``value`` is NaN for a negative top eigenvalue (docs/math.md D12).
+``metric`` uses the names of ``analysis.parquet`` (docs/metrics.md); ``layer`` is null for
+whole-network metrics and ``value`` is NaN for a negative top eigenvalue (docs/decisions.md, D12).
 
-The parts of the report live in submodules, one concept each:
+The report fits and draws one *group* per combination of the axes that vary between the runs,
+other than ``n`` and the seeds (:mod:`eoslab.report.groups`): a sweep over ``model.gain`` gets
+one Eq. 9 fit per gain, never one pooled fit. The parts of the report live in submodules, one
+concept each:
 
+* :mod:`eoslab.report.groups` -- which runs belong together;
 * :mod:`eoslab.report.powerlaw` -- the power law of peak alignment against ``n`` (Eq. 9, Table 2);
 * :mod:`eoslab.report.checks` -- the numbers of the paper's Section 5 on our runs;
 * :mod:`eoslab.report.figures` -- the paper's figure families (Figs. 1-4 and the supplement);
-* :mod:`eoslab.report.html` -- one static ``index.html`` that shows them together.
+* :mod:`eoslab.report.html` -- one static ``index.html`` that shows them together;
+* :mod:`eoslab.report.run` -- the report of a single run directory.
 
 :func:`write_report` draws all of them into one folder.
 """
@@ -49,6 +55,8 @@ RUN_COLUMNS: dict[str, Any] = {
     "width": -1,
     "depth": -1,
 }
+#: Columns of the rows of ``analysis.parquet``; every other column describes the run.
+ANALYSIS_COLUMNS = ("step", "t", "metric", "layer", "value")
 #: The solver whose runs the analyses of the paper use (exponential Euler, docs/math.md §7).
 ANALYSIS_SOLVER = "exp_euler"
 #: Analyses ignore the initial transient, steps below this (docs/math.md §5, D13).
@@ -60,11 +68,12 @@ def collected_frame(table: Any) -> pd.DataFrame:
 
     Accepts a ``pyarrow.Table`` or a ``pandas.DataFrame``. Missing optional run columns are
     filled with their defaults (``solver`` = ``"exp_euler"``), ``layer`` becomes a float column
-    with NaN for whole-network metrics, and ``value`` a float column.
+    with NaN for whole-network metrics, and ``value`` a float column. Columns that are neither run
+    columns nor analysis columns are the sweep's other axes (:func:`axis_columns`).
 
     Raises:
         ValueError: if the table is empty, lacks a required column, or a run's configuration
-            (dataset, n, criterion, solver, eta, ...) differs between its rows.
+            (dataset, n, criterion, solver, eta, any other axis) differs between its rows.
     """
     import pandas as pd
 
@@ -84,19 +93,29 @@ def collected_frame(table: Any) -> pd.DataFrame:
     frame["n"] = frame["n"].astype("int64")
     frame["layer"] = pd.to_numeric(frame["layer"], errors="coerce").astype("float64")
     frame["value"] = pd.to_numeric(frame["value"], errors="coerce").astype("float64")
-    runs = frame[list(RUN_COLUMNS)].drop_duplicates()
+    describe = [*RUN_COLUMNS, *axis_columns(frame)]
+    runs = frame[describe].astype(str).drop_duplicates()
     clash = runs["run_id"][runs["run_id"].duplicated()]
     if len(clash):
         raise ValueError(
             f"run {clash.iloc[0]!r} has different configurations on different rows "
-            f"({', '.join(c for c in RUN_COLUMNS if c != 'run_id')} must be constant per run)"
+            f"({', '.join(c for c in describe if c != 'run_id')} must be constant per run)"
         )
     return frame
 
 
+def axis_columns(frame: pd.DataFrame) -> list[str]:
+    """The columns of a collected frame that describe runs beyond :data:`RUN_COLUMNS` (the
+    sweep's other axes, e.g. ``model.gain``), in table order.
+    """
+    return [c for c in frame.columns if c not in RUN_COLUMNS and c not in ANALYSIS_COLUMNS]
+
+
 def runs_of(frame: pd.DataFrame) -> pd.DataFrame:
-    """One row per run: its ``run_id`` and configuration columns, sorted by group, n and id."""
-    runs = frame[list(RUN_COLUMNS)].drop_duplicates("run_id")
+    """One row per run: its ``run_id`` and configuration columns (other axes included), sorted
+    by dataset, criterion, n and id.
+    """
+    runs = frame[[*RUN_COLUMNS, *axis_columns(frame)]].drop_duplicates("run_id")
     return runs.sort_values(["dataset", "criterion", "n", "run_id"]).reset_index(drop=True)
 
 
@@ -131,16 +150,17 @@ def write_report(
     n_boot: int = 1000,
     seed: int = 0,
     source: str = "",
+    headline: str = "",
     track: Callable[[Sequence[FigureJob]], Iterable[FigureJob]] = lambda jobs: jobs,
 ) -> ReportResult:
     """Write the whole report of a collected table into ``out_dir``.
 
-    Writes ``table2.csv`` / ``table2.md`` (Eq. 9 fits per (dataset, criterion), beside the
-    paper's Table 2), ``peaks.csv`` (the per-run ``y`` of Eq. 9), ``checks.csv`` /
-    ``checks.md`` (Section 5), ``figures/*.png`` and ``figures/*.pdf``, and ``index.html``.
-    A (dataset, criterion) group that cannot be fitted gets its reason in the table, and a table
-    without the fitted metric gets a note, instead of stopping the report.
-    ``track`` wraps the list of figures to draw (a progress bar, say).
+    Writes ``table2.csv`` / ``table2.md`` (Eq. 9 fits per group, :mod:`eoslab.report.groups`,
+    beside the paper's Table 2), ``peaks.csv`` (the per-run ``y`` of Eq. 9), ``checks.csv`` /
+    ``checks.md`` (Section 5), ``figures/*.png`` and ``figures/*.pdf``, and ``index.html``
+    (opened by ``headline``, e.g. ``8 of 9 runs (left out: ...)``). A group that cannot be fitted
+    gets its reason in the table, and a table without the fitted metric gets a note, instead of
+    stopping the report. ``track`` wraps the list of figures to draw (a progress bar, say).
     """
     from eoslab.store import write_text
 
@@ -180,7 +200,9 @@ def write_report(
 
     index = out_dir / "index.html"
     write_text(
-        html_mod.index_html(fits=fits, checks=checks, figures=figures, notes=notes, out_dir=out_dir, source=source),
+        html_mod.index_html(
+            fits=fits, checks=checks, figures=figures, notes=notes, out_dir=out_dir, source=source, headline=headline
+        ),
         index,
     )
     return ReportResult(out_dir=out_dir, index=index, fits=fits, checks=checks, figures=figures, notes=notes)

@@ -1,11 +1,12 @@
-"""The paper's figure families, one figure file per family per (dataset, criterion) group.
+"""The paper's figure families, one figure file per family per group of runs
+(:mod:`eoslab.report.groups`: dataset, criterion and every other axis that varies, but n and seeds).
 
 Curves against flow time ``t``, one per exponential Euler run, coloured by the dataset size
 ``n`` on a log colour scale (docs/math.md §4-5; the paper's §4 "Results"):
 
 * ``fig1_sharpness``: lambda^1 of H, G and R (Eq. 2; Fig. 1);
 * ``fig2_overlap``: rho and E||J~||^2, whose product is lambda^1(G) (Eq. 3; Fig. 2);
-* ``fig3_layer_sqnorm``: E||J~_i||^2 for layers 1, 3, 5 (Eq. 4; Fig. 3);
+* ``fig3_layer_sqnorm``: E||J~_i||^2 for layers 1, 3, 5, those of them the network has (Eq. 4; Fig. 3);
 * ``layer_sqnorm_all``: E||J~_i||^2 for every layer (Eq. 4; supplement);
 * ``fig4_eq7``: the five factors C1..C5 of Eq. 7 for layer 1 (Fig. 4);
 * ``act_ratio``, ``layerjac_sqnorm``, ``align_ratio``: E[r_i], E||K_i||^2 and
@@ -15,11 +16,12 @@ and two more:
 
 * ``peak_alignment``: the ``y`` of Eq. 9 per run against ``n`` on log-log axes, with our fitted
   line and, where the group is a row of Table 2, the paper's;
-* ``gd_vs_euler``: lambda^1(H) of gradient descent, pinned near 2/eta (Eq. 1; the 2/eta line
-  drawn), against exponential Euler on the same problem.
+* ``gd_vs_euler``: the edge of stability: lambda^1(H) of each gradient-descent run, pinned near
+  2/eta (Eq. 1; its 2/eta line drawn), beside the exponential Euler flow on the same problem
+  (same n, seeds and every other non-solver axis); one figure per problem group.
 
 Figures are drawn on ``matplotlib.figure.Figure`` objects (no pyplot state) and saved as PNG
-and PDF.
+and PDF. Log axes carry at most a handful of labels (:func:`tidy_log_axis`).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ import numpy as np
 import pandas as pd
 
 from eoslab.report import ANALYSIS_SOLVER, SKIP_BEFORE, metric_rows, runs_of
+from eoslab.report.groups import Group, groups, is_solver_column
 from eoslab.report.powerlaw import GroupFit, criterion_name, dataset_name
 
 if TYPE_CHECKING:
@@ -82,7 +85,9 @@ def symbol(metric: str, layer: int | None = None) -> str:
 
 @dataclass(frozen=True)
 class CurveFamily:
-    """A figure of curves against ``t``: one panel per (metric, layer) of ``panels``."""
+    """A figure of curves against ``t``: one panel per (metric, layer) of ``panels``; ``{layers}``
+    in the title and caption becomes the layers drawn.
+    """
 
     key: str
     title: str
@@ -106,8 +111,8 @@ CURVE_FAMILIES: tuple[CurveFamily, ...] = (
     ),
     CurveFamily(
         "fig3_layer_sqnorm",
-        "layerwise components, layers 1, 3, 5",
-        "Layerwise components E‖J̃ᵢ‖² for layers 1, 3 and 5 (Eq. 4; paper Fig. 3)",
+        "layerwise components, {layers}",
+        "Layerwise components E‖J̃ᵢ‖² for {layers} (Eq. 4; paper Fig. 3: layers 1, 3 and 5)",
         (("layer_sqnorm", 1), ("layer_sqnorm", 3), ("layer_sqnorm", 5)),
     ),
     CurveFamily(
@@ -145,7 +150,10 @@ CURVE_FAMILIES: tuple[CurveFamily, ...] = (
     ),
 )
 PEAK_CAPTION = "Peak alignment y against dataset size n with the fitted power law (Eq. 9; Table 2)"
-CONTRAST_CAPTION = "Gradient descent on the edge of stability (λ¹(H) ≈ 2/η, Eq. 1) vs exponential Euler"
+CONTRAST_CAPTION = (
+    "The edge of stability: λ¹(H) of gradient descent settles at 2/η (dotted, Eq. 1) while the exponential "
+    "Euler flow on the same problem (dashed) follows its own sharpness"
+)
 
 
 @dataclass(frozen=True)
@@ -153,15 +161,14 @@ class FigureJob:
     """A figure to draw: ``draw()`` returns the matplotlib Figure."""
 
     family: str
-    dataset: str
-    criterion: str
+    group: Group
     caption: str
     draw: Callable[[], Figure]
 
     @property
     def stem(self) -> str:
         """File name without suffix, e.g. ``fig1_sharpness__cifar10_ce``."""
-        return f"{self.family}__{self.dataset}_{self.criterion}"
+        return f"{self.family}__{self.group.slug}"
 
 
 @dataclass(frozen=True)
@@ -169,8 +176,7 @@ class FigureFile:
     """A drawn figure and its files."""
 
     family: str
-    dataset: str
-    criterion: str
+    group: Group
     caption: str
     png: Path
     pdf: Path
@@ -196,6 +202,8 @@ def _size_bar(fig, cax, norm, cmap, sizes) -> None:
     if ticks.size <= 8:
         bar.minorticks_off()
         bar.set_ticks(ticks, labels=[f"{t:g}" for t in ticks])
+    else:
+        tidy_log_axis(cax, "y")
 
 
 def _grid(n_panels: int, width: float = 3.0, height: float = 2.3, colorbar: bool = True):
@@ -234,8 +242,43 @@ def _grid(n_panels: int, width: float = 3.0, height: float = 2.3, colorbar: bool
     return fig, list(axes[:n_panels]), cax
 
 
-def _group_title(dataset: str, criterion: str, what: str) -> str:
-    return f"{dataset_name(dataset)} · {criterion_name(criterion)} — {what}"
+def group_heading(group: Group) -> str:
+    """``Dice · Cross-Entropy`` or ``Dice · Cross-Entropy · model.gain = 1``."""
+    extra = group.extra_label()
+    return f"{dataset_name(group.dataset)} · {criterion_name(group.criterion)}" + (f" · {extra}" if extra else "")
+
+
+def _group_title(group: Group, what: str) -> str:
+    return f"{group_heading(group)} — {what}"
+
+
+def tidy_log_axis(ax, which: str = "y") -> None:
+    """At most about five labelled ticks on a log axis of ``ax`` (``which``: x or y), none on
+    the minor ticks: whole decades (thinned) over several decades, 1-3 or 1-2-5 steps over one
+    or two, and about four plain numbers within one decade (where a log axis would label its
+    crowded minor ticks).
+    """
+    from matplotlib.ticker import (
+        FixedLocator,
+        FuncFormatter,
+        LogFormatterSciNotation,
+        LogLocator,
+        MaxNLocator,
+        NullFormatter,
+    )
+
+    low, high = sorted(ax.get_ylim() if which == "y" else ax.get_xlim())
+    axis = ax.yaxis if which == "y" else ax.xaxis
+    decades = math.log10(high / low) if low > 0 and high > low else 0.0
+    axis.set_minor_formatter(NullFormatter())
+    if decades < 1.0:
+        ticks = [v for v in MaxNLocator(nbins=4, min_n_ticks=2).tick_values(low, high) if low <= v <= high and v > 0]
+        axis.set_major_locator(FixedLocator(ticks))
+        axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.3g}"))
+        return
+    subs = (1.0, 2.0, 5.0) if decades <= 1.5 else (1.0, 3.0) if decades <= 2.5 else (1.0,)
+    axis.set_major_locator(LogLocator(base=10, subs=subs, numticks=6))
+    axis.set_major_formatter(LogFormatterSciNotation(labelOnlyBase=False, minor_thresholds=(math.inf, math.inf)))
 
 
 def _expand(family: CurveFamily, rows: pd.DataFrame) -> list[tuple[str, int | None]]:
@@ -250,9 +293,17 @@ def _expand(family: CurveFamily, rows: pd.DataFrame) -> list[tuple[str, int | No
     return panels
 
 
-def _draw_curves(
-    family: CurveFamily, rows: pd.DataFrame, panels: list[tuple[str, int | None]], dataset: str, criterion: str
-):
+def layers_text(panels: list[tuple[str, int | None]]) -> str:
+    """``layer 1``, ``layers 1 and 3`` or ``layers 1, 3 and 5``: the layers of ``panels``."""
+    layers = sorted({int(layer) for _, layer in panels if layer is not None})
+    if not layers:
+        return "the whole network"
+    if len(layers) == 1:
+        return f"layer {layers[0]}"
+    return "layers " + ", ".join(map(str, layers[:-1])) + f" and {layers[-1]}"
+
+
+def _draw_curves(family: CurveFamily, rows: pd.DataFrame, panels: list[tuple[str, int | None]], group: Group):
     """One panel per (metric, layer), one curve per run coloured by n, with a colour bar."""
     size_of = runs_of(rows).set_index("run_id")["n"]
     norm, cmap = _size_colours(size_of)
@@ -262,6 +313,7 @@ def _draw_curves(
             ax.plot(curve["t"], curve["value"], color=cmap(norm(size_of[run_id])), lw=0.9, alpha=0.85)
         if family.log_y:
             ax.set_yscale("log", nonpositive="mask")
+            tidy_log_axis(ax)
         ax.set_xlabel(T_LABEL)
         ax.set_ylabel(symbol(metric, layer))
         if metric in EQ7_TITLES:
@@ -270,7 +322,7 @@ def _draw_curves(
             ax.set_title(f"layer {layer}", fontsize=10)
         ax.grid(alpha=0.3)
     _size_bar(fig, cax, norm, cmap, size_of)
-    fig.suptitle(_group_title(dataset, criterion, family.title))
+    fig.suptitle(_group_title(group, family.title.replace("{layers}", layers_text(panels))))
     return fig
 
 
@@ -293,111 +345,123 @@ def _draw_peaks(group: GroupFit):
         ax.plot(grid, a * grid**b, color="0.4", ls="--", label=rf"paper: $y={a:g}\,n^{{{b:.2f}}}$, $R^2={r2:.2f}$")
     ax.set_xscale("log")
     ax.set_yscale("log")
+    tidy_log_axis(ax, "y")
     sizes = np.unique(peaks["n"])
     if sizes.size <= 8:
         ax.xaxis.set_minor_locator(NullLocator())
         ax.set_xticks(sizes, labels=[f"{n:g}" for n in sizes])
+    else:
+        tidy_log_axis(ax, "x")
     ax.set_xlabel(N_LABEL)
     layer = "" if group.layer is None else f", layer {group.layer}"
     ax.set_ylabel(f"$y$ = peak of {symbol(group.metric, group.layer)}{layer}")
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3, which="both")
     _size_bar(fig, cax, norm, cmap, peaks["n"])
-    fig.suptitle(_group_title(group.dataset, group.criterion, "peak alignment (Eq. 9)"))
+    fig.suptitle(_group_title(group.group, "peak alignment (Eq. 9)"))
     return fig
 
 
-def _draw_contrast(pairs: list[tuple[pd.DataFrame, float, pd.DataFrame]], dataset: str, criterion: str):
-    """lambda^1(H) of GD runs with their 2/eta lines, and of their exponential Euler partners."""
+@dataclass(frozen=True)
+class EdgeOfStability:
+    """The curves of one edge-of-stability figure: λ¹(H) against t of each GD run with its η, and
+    of the exponential Euler runs of the same problems (each drawn once).
+
+    Attributes:
+        gd: ``(run label, η, curve)`` per GD run; a curve has columns ``t`` and ``value``.
+        flows: ``(run label, curve)`` per exponential Euler partner.
+    """
+
+    gd: list[tuple[str, float, pd.DataFrame]]
+    flows: list[tuple[str, pd.DataFrame]]
+
+
+def _draw_edge_of_stability(eos: EdgeOfStability, group: Group):
+    """λ¹(H) of the GD runs with their 2/η lines, beside the exponential Euler flow."""
     fig, (ax,), _ = _grid(1, width=5.5, height=3.6, colorbar=False)
-    for k, (gd, eta, euler) in enumerate(pairs):
+    for label, curve in eos.flows:
+        ax.plot(curve["t"], curve["value"], color="0.35", ls="--", lw=1.1, label=f"exponential Euler (flow), {label}")
+    for k, (label, eta, curve) in enumerate(eos.gd):
         colour = f"C{k % 10}"
-        ax.plot(gd["t"], gd["value"], color=colour, lw=1.0, label=rf"GD, $\eta={eta:g}$")
-        ax.axhline(2 / eta, color=colour, ls=":", lw=1.2, label=rf"$2/\eta={2 / eta:g}$")
-        ax.plot(
-            euler["t"],
-            euler["value"],
-            color=colour,
-            ls="--",
-            lw=1.0,
-            alpha=0.9,
-            label="exponential Euler, same problem",
-        )
+        ax.plot(curve["t"], curve["value"], color=colour, lw=1.0, label=rf"GD $\eta={eta:g}$, {label}")
+        ax.axhline(2 / eta, color=colour, ls=":", lw=1.3, label=rf"$2/\eta={2 / eta:.3g}$")
     ax.set_xlabel(T_LABEL)
     ax.set_ylabel(symbol("sharpness_H"))
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.suptitle(_group_title(dataset, criterion, "gradient descent vs exponential Euler"))
+    ax.legend(fontsize=7)
+    fig.suptitle(_group_title(group, "the edge of stability: GD beside the flow"))
     return fig
 
 
-#: Run columns that make two runs "the same problem" (all but the solver and its step size).
-PROBLEM_COLUMNS = ("n", "init_seed", "subset_seed", "width", "depth")
+def _run_label(run: pd.Series) -> str:
+    return f"n={run['n']}, seeds {run['init_seed']}/{run['subset_seed']}"
 
 
-def _contrast_pairs(frame: pd.DataFrame, skip_before: int) -> tuple[list, list[str]]:
-    """(GD curve, η, exponential Euler curve) per GD run of one group, and notes on misses.
+def edge_of_stability(frame: pd.DataFrame, skip_before: int) -> tuple[EdgeOfStability, list[str]]:
+    """The GD runs of one problem group and their exponential Euler partners, and notes on misses.
 
-    The partner is the exponential Euler run with the same size, seeds, width and depth; failing
-    that, one with the same size n.
+    A GD run's partner is the exponential Euler run that agrees with it on every run column and
+    axis that is not a solver setting (n, seeds, width, any other axis); failing that, one with
+    the same n.
     """
     runs = runs_of(frame)
+    problem = [c for c in runs.columns if c != "run_id" and not is_solver_column(c)]
     sharp = metric_rows(frame[frame["step"] >= skip_before], "sharpness_H").sort_values("t")
     euler = runs[runs["solver"] == ANALYSIS_SOLVER]
-    pairs, notes = [], []
+    gd_curves, flows, notes = [], {}, []
     for _, gd in runs[runs["solver"] == "gd"].iterrows():
-        same = euler[np.logical_and.reduce([euler[c] == gd[c] for c in PROBLEM_COLUMNS])]
+        same = euler[np.logical_and.reduce([euler[c].astype(str) == str(gd[c]) for c in problem])]
         if same.empty:
             same = euler[euler["n"] == gd["n"]]
         if same.empty or not (gd["eta"] > 0):
             why = f"no exponential Euler run with n={gd['n']}" if same.empty else "its eta is not positive"
-            notes.append(f"GD run {gd['run_id']} left out of the contrast figure: {why}")
+            notes.append(f"GD run {gd['run_id']} left out of the edge-of-stability figure: {why}")
             continue
-        partner = same["run_id"].iloc[0]
-        pairs.append((sharp[sharp["run_id"] == gd["run_id"]], float(gd["eta"]), sharp[sharp["run_id"] == partner]))
-    return pairs, notes
+        partner = same.iloc[0]
+        gd_curves.append((_run_label(gd), float(gd["eta"]), sharp[sharp["run_id"] == gd["run_id"]]))
+        flows.setdefault(partner["run_id"], (_run_label(partner), sharp[sharp["run_id"] == partner["run_id"]]))
+    return EdgeOfStability(gd_curves, list(flows.values())), notes
 
 
 def plan_figures(
     frame: pd.DataFrame, *, fits: list[GroupFit] | None = None, skip_before: int = SKIP_BEFORE
 ) -> tuple[list[FigureJob], list[str]]:
-    """The figures of a collected frame, per (dataset, criterion) group, and notes on skipped ones.
+    """The figures of a collected frame and notes on skipped ones.
 
-    Curve families use the exponential Euler runs and steps ``>= skip_before`` (D13); a family
-    without any data in a group is skipped with a note. ``fits`` (from
-    :func:`eoslab.report.powerlaw.fit_power_laws`) adds the peak-alignment figures.
+    Curve families: per group of exponential Euler runs (:func:`eoslab.report.groups.groups`),
+    steps ``>= skip_before`` (D13); a family without any data in a group is skipped with a note.
+    ``fits`` (from :func:`eoslab.report.powerlaw.fit_power_laws`) adds the peak-alignment
+    figures. The edge-of-stability figure: per problem group that has GD runs.
     """
     jobs: list[FigureJob] = []
     notes: list[str] = []
-    has_gd = bool((frame["solver"] == "gd").any())
-    if not has_gd:
-        notes.append("The table has no gradient-descent run: the GD vs exponential Euler figure is skipped.")
-    fit_of = {(g.dataset, g.criterion): g for g in fits or []}
-    for (dataset, criterion), group in frame.groupby(["dataset", "criterion"], sort=True):
-        where = f"{dataset}/{criterion}"
-        rows = group[(group["solver"] == ANALYSIS_SOLVER) & (group["step"] >= skip_before)]
-        for family in CURVE_FAMILIES if not rows.empty else ():
+    euler = frame[(frame["solver"] == ANALYSIS_SOLVER) & (frame["step"] >= skip_before)]
+    fit_of = {g.group: g for g in fits or []}
+    for group, rows in groups(euler):
+        for family in CURVE_FAMILIES:
             panels = _expand(family, rows)
             if not panels:
-                notes.append(f"{where}: no data for {family.key}; figure skipped.")
+                notes.append(f"{group.name}: no data for {family.key}; figure skipped.")
                 continue
-            draw = functools.partial(_draw_curves, family, rows, panels, dataset, criterion)
-            jobs.append(FigureJob(family.key, dataset, criterion, family.caption, draw))
-        group_fit = fit_of.get((dataset, criterion))
+            caption = family.caption.replace("{layers}", layers_text(panels))
+            jobs.append(FigureJob(family.key, group, caption, functools.partial(_draw_curves, family, rows, panels, group)))
+        group_fit = fit_of.get(group)
         if group_fit is not None:
             if (group_fit.peaks["peak"] > 0).any():
-                draw = functools.partial(_draw_peaks, group_fit)
-                jobs.append(FigureJob("peak_alignment", dataset, criterion, PEAK_CAPTION, draw))
+                jobs.append(FigureJob("peak_alignment", group, PEAK_CAPTION, functools.partial(_draw_peaks, group_fit)))
             else:
-                notes.append(f"{where}: no positive peak values; peak-alignment figure skipped.")
-        if has_gd:
-            pairs, missed = _contrast_pairs(group, skip_before)
-            notes += [f"{where}: {m}" for m in missed]
-            if pairs:
-                draw = functools.partial(_draw_contrast, pairs, dataset, criterion)
-                jobs.append(FigureJob("gd_vs_euler", dataset, criterion, CONTRAST_CAPTION, draw))
-            elif not missed:
-                notes.append(f"{where}: no gradient-descent run; contrast figure skipped.")
+                notes.append(f"{group.name}: no positive peak values; peak-alignment figure skipped.")
+    if not (frame["solver"] == "gd").any():
+        notes.append("The table has no gradient-descent run: the edge-of-stability figure is skipped.")
+        return jobs, notes
+    for group, rows in groups(frame, solver=False):
+        if not (rows["solver"] == "gd").any():
+            continue
+        eos, missed = edge_of_stability(rows, skip_before)
+        notes += [f"{group.name}: {m}" for m in missed]
+        if eos.gd:
+            draw = functools.partial(_draw_edge_of_stability, eos, group)
+            jobs.append(FigureJob("gd_vs_euler", group, CONTRAST_CAPTION, draw))
     return jobs, notes
 
 
@@ -409,4 +473,4 @@ def render(job: FigureJob, out_dir: str | Path, *, dpi: int = 110) -> FigureFile
     png, pdf = out_dir / f"{job.stem}.png", out_dir / f"{job.stem}.pdf"
     fig.savefig(png, dpi=dpi)
     fig.savefig(pdf)
-    return FigureFile(job.family, job.dataset, job.criterion, job.caption, png, pdf)
+    return FigureFile(job.family, job.group, job.caption, png, pdf)

@@ -1,6 +1,8 @@
-"""One static ``index.html`` that shows the report together: the Eq. 9 fits beside the paper's
-Table 2, the Section-5 checks, notes on skipped figures, and every figure (PNG, linked to its
-PDF). All links are relative to the report folder, so the folder can be moved or served as is.
+"""One static ``index.html`` that shows the report together: what it was made from (``N of M
+runs``, and why the others were left out), the Eq. 9 fits beside the paper's Table 2, the
+Section-5 checks, notes on skipped figures, and every figure (PNG, linked to its PDF), grouped
+like the fits. All links are relative to the report folder, so the folder can be moved or served
+as is; the page loads nothing from elsewhere.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from eoslab.report.checks import Check, format_value
-from eoslab.report.figures import FigureFile
+from eoslab.report.figures import FigureFile, group_heading
 from eoslab.report.powerlaw import GroupFit, criterion_name, dataset_name
 
 STYLE = """
@@ -40,9 +42,12 @@ def _rel(path: Path, out_dir: Path) -> str:
 
 
 def _table2(fits: list[GroupFit]) -> str:
-    """Table 2: Dataset | Criterion | a | b | R², the paper's values beside ours."""
+    """Table 2: Dataset | Criterion | [Setting] | a | b | R², the paper's values beside ours."""
+    setting = any(g.group.extra for g in fits)
     head = (
-        "<tr><th class=l>Dataset</th><th class=l>Criterion</th><th>a</th><th>b</th><th>R²</th>"
+        "<tr><th class=l>Dataset</th><th class=l>Criterion</th>"
+        + ("<th class=l>Setting</th>" if setting else "")
+        + "<th>a</th><th>b</th><th>R²</th>"
         "<th class=paper>paper a</th><th class=paper>paper b</th><th class=paper>paper R²</th>"
         "<th>b 95% CI</th><th>runs</th><th>sizes</th></tr>"
     )
@@ -54,6 +59,8 @@ def _table2(fits: list[GroupFit]) -> str:
             f"<td class=paper>{_num(r2_p, '.2f')}</td>"
         )
         name = f"<td class=l>{_e(dataset_name(g.dataset))}</td><td class=l>{_e(criterion_name(g.criterion))}</td>"
+        if setting:
+            name += f"<td class=l>{_e(g.group.extra_label())}</td>"
         if g.fit is None:
             rows.append(
                 f"<tr>{name}<td>–</td><td>–</td><td>–</td>{paper}<td class=l colspan=3>"
@@ -82,12 +89,11 @@ def _checks(checks: list[Check]) -> str:
 
 
 def _figures(figures: list[FigureFile], out_dir: Path) -> str:
-    """Figures grouped by (dataset, criterion), each PNG linked to its PDF."""
+    """Figures by group (in the order drawn), each PNG linked to its PDF."""
     parts = []
-    groups = sorted({(f.dataset, f.criterion) for f in figures})
-    for dataset, criterion in groups:
-        parts.append(f"<h3>{_e(dataset_name(dataset))} · {_e(criterion_name(criterion))}</h3>")
-        for f in (f for f in figures if (f.dataset, f.criterion) == (dataset, criterion)):
+    for group in dict.fromkeys(f.group for f in figures):
+        parts.append(f"<h3>{_e(group_heading(group))}</h3>")
+        for f in (f for f in figures if f.group == group):
             parts.append(
                 f'<figure id="{_e(f.png.stem)}"><a href="{_e(_rel(f.pdf, out_dir))}">'
                 f'<img src="{_e(_rel(f.png, out_dir))}" alt="{_e(f.caption)}" loading="lazy"></a>'
@@ -104,8 +110,11 @@ def index_html(
     notes: list[str],
     out_dir: str | Path,
     source: str = "",
+    headline: str = "",
 ) -> str:
-    """The report page. Image and PDF links are relative to ``out_dir``, where the page goes."""
+    """The report page. Image and PDF links are relative to ``out_dir``, where the page goes;
+    ``headline`` (``8 of 9 runs (left out: ...)``) opens it.
+    """
     out_dir = Path(out_dir)
     head = fits[0] if fits else None
     fitted = (
@@ -124,6 +133,7 @@ def index_html(
 <html lang="en"><head><meta charset="utf-8"><title>eoslab report</title><style>{STYLE}</style></head>
 <body>
 <h1>eoslab report</h1>
+<p id="headline"><strong>{_e(headline)}</strong></p>
 <p>Source: <code>{_e(source)}</code> · written {stamp} ·
 files: <a href="table2.csv">table2.csv</a>, <a href="table2.md">table2.md</a>, <a href="peaks.csv">peaks.csv</a>,
 <a href="checks.csv">checks.csv</a>, <a href="checks.md">checks.md</a></p>
@@ -135,7 +145,8 @@ files: <a href="table2.csv">table2.csv</a>, <a href="table2.md">table2.md</a>, <
 {_checks(checks)}
 {f"<h2>Notes</h2><ul>{note_list}</ul>" if notes else ""}
 <h2>Figures</h2>
-<p>One curve per run, coloured by dataset size n (log scale). Click a figure for its PDF.</p>
+<p>One group per combination of the settings that vary between runs, other than n and the seeds; one curve
+per run, coloured by dataset size n (log scale). Click a figure for its PDF.</p>
 {_figures(figures, out_dir)}
 </body></html>
 """

@@ -4,7 +4,9 @@ For every run, ``y`` is the peak over training (steps >= 10, D13) of the alignme
 ``C5`` of Eq. 7 for layer 1 (``eq7_c5``, layer 1); any metric and layer may be chosen instead.
 Eq. 9, ``y = a n^b``, is fitted by ordinary least squares of ``log y`` on ``log n`` with one
 point per run, so ``a = exp(intercept)``, ``b`` = slope and ``R^2`` is taken in log space.
-A bootstrap over runs gives a confidence interval for ``b``.
+A bootstrap over runs gives a confidence interval for ``b``. One fit per group of exponential
+Euler runs (:mod:`eoslab.report.groups`): runs that differ in anything but ``n`` and their seeds
+are never pooled; gradient-descent runs are never fitted (the paper fits the flow).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from eoslab.report import ANALYSIS_SOLVER, SKIP_BEFORE, metric_rows, runs_of
+from eoslab.report.groups import Group, groups
 
 #: Table 2 of the paper: (dataset, criterion) -> (a, b, R^2) of Eq. 9.
 PAPER_TABLE2: dict[tuple[str, str], tuple[float, float, float]] = {
@@ -200,10 +203,9 @@ def peak_per_run(
 
 @dataclass(frozen=True)
 class GroupFit:
-    """The Eq. 9 fit of one (dataset, criterion) group, or why there is none."""
+    """The Eq. 9 fit of one group of runs (:class:`~eoslab.report.groups.Group`), or why there is none."""
 
-    dataset: str
-    criterion: str
+    group: Group
     metric: str
     layer: int | None
     skip_before: int
@@ -211,6 +213,16 @@ class GroupFit:
     peaks: pd.DataFrame = field(repr=False)
     fit: PowerLawFit | None = None
     error: str | None = None
+
+    @property
+    def dataset(self) -> str:
+        """The group's dataset."""
+        return self.group.dataset
+
+    @property
+    def criterion(self) -> str:
+        """The group's criterion."""
+        return self.group.criterion
 
     @property
     def paper(self) -> tuple[float, float, float] | None:
@@ -230,9 +242,10 @@ def fit_power_laws(
     solver: str | None = ANALYSIS_SOLVER,
     on_error: Literal["raise", "record"] = "raise",
 ) -> list[GroupFit]:
-    """Fit Eq. 9 for every (dataset, criterion) of a collected frame (Table 2).
+    """Fit Eq. 9 for every group of a collected frame (Table 2; :func:`eoslab.report.groups.groups`).
 
-    Only runs of ``solver`` enter (exponential Euler, as in the paper; None: all runs). With
+    Only runs of ``solver`` enter (exponential Euler, as in the paper; None: all runs, grouped by
+    their solver settings too). With
     ``on_error="record"`` a group that cannot be fitted keeps the reason in ``GroupFit.error``;
     with ``"raise"`` its ValueError propagates.
 
@@ -248,11 +261,10 @@ def fit_power_laws(
             f"no {where} values for {solver or 'any'} runs in the collected table; cannot fit the power law of Eq. 9"
         )
     fits = []
-    for (dataset, criterion), group in frame.groupby(["dataset", "criterion"], sort=True):
-        peaks = peak_per_run(group, metric=metric, layer=layer, skip_before=skip_before)
+    for key, rows in groups(frame):
+        peaks = peak_per_run(rows, metric=metric, layer=layer, skip_before=skip_before).assign(**key.extra)
         common = dict(
-            dataset=dataset,
-            criterion=criterion,
+            group=key,
             metric=metric,
             layer=layer,
             skip_before=skip_before,
@@ -265,7 +277,7 @@ def fit_power_laws(
                 per_size_means=per_size_means,
                 n_boot=n_boot,
                 seed=seed,
-                label=f"{dataset}/{criterion}",
+                label=key.name,
             )
         except ValueError as e:
             if on_error == "raise":
@@ -285,6 +297,7 @@ def fits_frame(fits: list[GroupFit]) -> pd.DataFrame:
             {
                 "dataset": g.dataset,
                 "criterion": g.criterion,
+                **g.group.extra,
                 "metric": g.metric,
                 "layer": g.layer,
                 "skip_before": g.skip_before,
@@ -327,15 +340,20 @@ def fits_markdown(fits: list[GroupFit]) -> str:
         layer = "" if head.layer is None else f" (layer {head.layer})"
         points = "per-size means" if head.per_size_means else "one point per run"
         what = f"y = peak of `{head.metric}`{layer} over steps ≥ {head.skip_before}; OLS of log y on log n ({points})"
+    setting = any(g.group.extra for g in fits)
     lines = [
         "Power law y = a·n^b (Eq. 9, Table 2). " + what,
         "",
-        "| Dataset | Criterion | a | b | R² | paper a | paper b | paper R² | b 95% CI | runs | sizes |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| Dataset | Criterion |"
+        + (" Setting |" if setting else "")
+        + " a | b | R² | paper a | paper b | paper R² | b 95% CI | runs | sizes |",
+        "|---|---|" + ("---|" if setting else "") + "---|---|---|---|---|---|---|---|---|",
     ]
     for g in fits:
         paper = g.paper or (np.nan, np.nan, np.nan)
         name = f"| {dataset_name(g.dataset)} | {criterion_name(g.criterion)} |"
+        if setting:
+            name += f" {g.group.extra_label()} |"
         pa = f" {_num(paper[0], '.4f')} | {_num(paper[1], '.2f')} | {_num(paper[2], '.2f')} |"
         if g.fit is None:
             error = (g.error or "").replace("|", "\\|")

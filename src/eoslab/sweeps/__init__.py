@@ -11,27 +11,43 @@ one concept each:
 * :mod:`eoslab.sweeps.executors` -- :func:`run_sweep` on local worker processes or on Ray; a rerun
   skips finished points and resumes the others from their snapshots;
 * :mod:`eoslab.sweeps.collect` -- :func:`sweep_status` and :func:`collect`, the tidy table of the
-  finished points that the report reads.
+  finished points that the report reads, with every axis of the grid as a column and a record of
+  what it holds (:class:`CollectInfo`), so a stale table is recognised (:func:`stale_reason`).
 """
 
-from .collect import COLLECT_SCHEMA, collect, sweep_status
+from .collect import (
+    COLLECT_SCHEMA,
+    CollectInfo,
+    collect,
+    collect_info,
+    goes_into_collect,
+    stale_reason,
+    sweep_status,
+    varying_axes,
+)
 from .executors import SweepResult, run_sweep
-from .grid import GridPoint, Sweep, expand_grid, grid_table, load_sweep, parse_sweep
+from .grid import GridPoint, Sweep, axis_columns, expand_grid, grid_table, load_sweep, parse_sweep
 from .point import PointStatus, point_status, run_point
 
 __all__ = [
     "COLLECT_SCHEMA",
+    "CollectInfo",
     "GridPoint",
     "PointStatus",
     "Sweep",
     "SweepResult",
+    "axis_columns",
     "collect",
+    "collect_info",
     "expand_grid",
+    "goes_into_collect",
     "grid_table",
     "load_sweep",
     "parse_sweep",
     "point_status",
     "run_point",
     "run_sweep",
+    "stale_reason",
     "sweep_status",
+    "varying_axes",
 ]

@@ -1,18 +1,38 @@
-"""Reading a sweep folder: where every point stands, and the collected table of the finished ones."""
+"""Reading a sweep folder: where every point stands, and the collected table of the finished ones.
+
+The collected table (:func:`collect`) carries where it came from in its schema metadata
+(:class:`CollectInfo`: the sweep folder, how many of its points it holds, which were left out and
+why, and a checksum of every included run's ``analysis.parquet``), so a table read back later can
+be checked against the sweep as it is now (:func:`stale_reason`): the report never fits a table
+that a sweep has since outgrown.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import json
+import tomllib
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 
+from ..config import from_dict
 from ..rundir import ANALYSIS_SCHEMA, RunDir
-from .grid import GRID_FILE, RUN_COLUMNS, RUNS_DIR
+from .grid import GRID_FILE, RUN_COLUMNS, RUNS_DIR, axis_columns
 from .point import PointStatus, point_status
 
-#: Columns of the collected table (the report's input, :mod:`eoslab.report`): the run columns,
-#: then the rows of ``analysis.parquet``.
+#: Columns every collected table starts with: the run columns; then come one typed column per
+#: other axis of the sweep (:func:`eoslab.sweeps.grid.axis_columns`), then the rows of
+#: ``analysis.parquet``. Without other axes the table's schema is exactly this one.
 COLLECT_SCHEMA = pa.schema(list(RUN_COLUMNS) + list(ANALYSIS_SCHEMA))
+#: Schema metadata key of :class:`CollectInfo`.
+INFO_KEY = b"eoslab.collect"
+#: States of a point whose analysis goes into the collected table (``stopped`` only on request).
+COLLECTED_STATES = ("done",)
 
 
 def _grid(sweep_dir: Path) -> pa.Table:
@@ -24,29 +44,185 @@ def _grid(sweep_dir: Path) -> pa.Table:
 
 
 def sweep_status(sweep_dir: str | Path, *, analysis: bool = True) -> list[tuple[dict, PointStatus]]:
-    """``(grid row, status)`` of every point of the sweep in ``sweep_dir``, in grid order."""
+    """``(grid row, status)`` of every point of the sweep in ``sweep_dir``, in grid order; a row
+    holds the run columns and the sweep's other axes (``index`` and ``config`` dropped).
+    """
     sweep_dir = Path(sweep_dir)
-    return [
-        (row, point_status(sweep_dir / RUNS_DIR / row["run_id"], analysis=analysis))
-        for row in _grid(sweep_dir).drop_columns(["config"]).to_pylist()
-    ]
+    grid = _grid(sweep_dir)
+    rows = grid.drop_columns([c for c in ("index", "config") if c in grid.column_names]).to_pylist()
+    return [(row, point_status(sweep_dir / RUNS_DIR / row["run_id"], analysis=analysis)) for row in rows]
 
 
-def collect(sweep_dir: str | Path) -> pa.Table:
+def varying_axes(rows: list[dict]) -> list[str]:
+    """The columns of grid rows (or of any per-run dicts) whose values differ between the rows,
+    in column order; ``run_id`` is never an axis.
+    """
+    if not rows:
+        return []
+    names = [k for k in rows[0] if k != "run_id"]
+    return [k for k in names if len({json.dumps(r.get(k), sort_keys=True, default=str) for r in rows}) > 1]
+
+
+def goes_into_collect(status: PointStatus, *, include_stopped: bool = False) -> bool:
+    """Whether a point's analysis belongs in the collected table: ``done`` (target reached and
+    analysed), and with ``include_stopped`` also ``stopped`` (a step or time limit ended it).
+    """
+    return status.state in COLLECTED_STATES or (include_stopped and status.state == "stopped")
+
+
+@dataclass(frozen=True)
+class LeftOut:
+    """A point that is not in the collected table, and why."""
+
+    run_id: str
+    state: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class CollectInfo:
+    """Where a collected table came from (its schema metadata).
+
+    Attributes:
+        sweep: the sweep folder (absolute path at collect time).
+        collected_at: when (UTC, ISO 8601).
+        total: points in the sweep's grid.
+        included: run_id → SHA-256 of its ``analysis.parquet`` at collect time, for every run in
+            the table.
+        left_out: the points that are not in it, with their state and reason.
+        include_stopped: whether ``stopped`` runs were let in.
+        grid: SHA-256 of the grid's run ids, in order.
+    """
+
+    sweep: str
+    collected_at: str
+    total: int
+    included: dict[str, str]
+    left_out: list[LeftOut] = field(default_factory=list)
+    include_stopped: bool = False
+    grid: str = ""
+
+    def headline(self) -> str:
+        """``8 of 9 runs (left out: 1 failed: non-finite loss at step 40)``: the report's first line."""
+        text = f"{len(self.included)} of {self.total} runs"
+        return f"{text} (left out: {self.left_out_summary()})" if self.left_out else text
+
+    def left_out_summary(self) -> str:
+        """The left-out points counted by state and reason, e.g. ``2 stopped (max_steps 2000 reached), 1 pending``."""
+        counts = Counter((p.state, p.reason) for p in self.left_out)
+        parts = [f"{k} {state}" + (f" ({reason})" if reason else "") for (state, reason), k in counts.items()]
+        if len(parts) > 4:
+            by_state = Counter(p.state for p in self.left_out)
+            parts = [f"{k} {state}" for state, k in by_state.items()]
+        hint = "" if self.include_stopped or "stopped" not in {p.state for p in self.left_out} else "; --include-stopped"
+        return ", ".join(parts) + hint
+
+    def to_json(self) -> str:
+        """The metadata as JSON text."""
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> CollectInfo:
+        """Parse :meth:`to_json`'s text."""
+        data = json.loads(text)
+        data["left_out"] = [LeftOut(**p) for p in data.get("left_out", [])]
+        return cls(**data)
+
+
+def collect_info(table: pa.Table) -> CollectInfo | None:
+    """The :class:`CollectInfo` of a table written by :func:`collect`, or None for another table."""
+    meta = table.schema.metadata or {}
+    return CollectInfo.from_json(meta[INFO_KEY]) if INFO_KEY in meta else None
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _short_reason(status: PointStatus) -> str:
+    """A point's reason in a few words (the first line, without a traceback)."""
+    reason = status.reason if status.state in ("failed", "stopped") else status.detail
+    return (reason or "").splitlines()[0][:120] if reason else ""
+
+
+def _grid_hash(run_ids: list[str]) -> str:
+    return hashlib.sha256("\n".join(run_ids).encode()).hexdigest()
+
+
+def current_info(sweep_dir: str | Path, *, include_stopped: bool = False) -> CollectInfo:
+    """What :func:`collect` would record for the sweep as it is now (without reading the tables)."""
+    sweep_dir = Path(sweep_dir)
+    included, left_out, ids = {}, [], []
+    for row, status in sweep_status(sweep_dir):
+        ids.append(row["run_id"])
+        if goes_into_collect(status, include_stopped=include_stopped):
+            included[row["run_id"]] = _sha256(RunDir(sweep_dir / RUNS_DIR / row["run_id"]).analysis_file)
+        else:
+            left_out.append(LeftOut(row["run_id"], status.state, _short_reason(status)))
+    return CollectInfo(
+        sweep=str(sweep_dir.resolve()),
+        collected_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        total=len(ids),
+        included=included,
+        left_out=left_out,
+        include_stopped=include_stopped,
+        grid=_grid_hash(ids),
+    )
+
+
+def collect(sweep_dir: str | Path, *, include_stopped: bool = False) -> pa.Table:
     """One tidy long table of a sweep: every finished point's analysis rows (``step, t, metric,
-    layer, value``) with the point's run columns in front (:data:`COLLECT_SCHEMA`), in grid order.
+    layer, value``) with the point's run columns and other axes in front, in grid order.
 
-    Points that are not done (pending, running, failed, not fully analysed) are left out.
+    Only ``done`` points go in (:func:`goes_into_collect`; ``include_stopped`` lets in the runs a
+    step or time limit stopped); the others are listed, with their state and reason, in the
+    table's :class:`CollectInfo` (:func:`collect_info`), which also records a checksum of every
+    included analysis so that :func:`stale_reason` can tell later whether the table is current.
     """
     from ..store import read_parquet
 
     sweep_dir = Path(sweep_dir)
+    info = current_info(sweep_dir, include_stopped=include_stopped)
+    grid = _grid(sweep_dir)
+    declared = [c for c in grid.column_names if c not in ("index", "config", *RUN_COLUMNS.names)]
+    configs = [from_dict(tomllib.loads(text)) for text in grid["config"].to_pylist()]
+    axes = axis_columns(configs, declared)
+    schema = pa.schema(
+        list(RUN_COLUMNS) + [pa.field(k, v.type) for k, v in axes.items()] + list(ANALYSIS_SCHEMA),
+        metadata={INFO_KEY: info.to_json()},
+    )
     parts = []
-    for row, status in sweep_status(sweep_dir):
-        if status.state != "done":
+    for i, run_id in enumerate(grid["run_id"].to_pylist()):
+        if run_id not in info.included:
             continue
-        a = read_parquet(RunDir(sweep_dir / RUNS_DIR / row["run_id"]).analysis_file)
-        cols = {f.name: pa.array([row[f.name]] * a.num_rows, f.type) for f in RUN_COLUMNS}
+        a = read_parquet(RunDir(sweep_dir / RUNS_DIR / run_id).analysis_file)
+        cols: dict[str, Any] = {f.name: pa.repeat(grid[f.name][i], a.num_rows).cast(f.type) for f in RUN_COLUMNS}
+        cols.update({k: pa.repeat(v[i], a.num_rows).cast(v.type) for k, v in axes.items()})
         cols.update({f.name: a[f.name].cast(f.type) for f in ANALYSIS_SCHEMA})
-        parts.append(pa.table(cols, schema=COLLECT_SCHEMA))
-    return pa.concat_tables(parts) if parts else COLLECT_SCHEMA.empty_table()
+        parts.append(pa.table(cols, schema=schema))
+    return pa.concat_tables(parts) if parts else schema.empty_table()
+
+
+def stale_reason(info: CollectInfo, sweep_dir: str | Path) -> str | None:
+    """Why a table collected with ``info`` no longer matches the sweep in ``sweep_dir`` (runs
+    finished, failed or re-analysed since, a different grid), or None when it is current.
+    """
+    now = current_info(sweep_dir, include_stopped=info.include_stopped)
+    if now.grid != info.grid:
+        return f"the sweep's grid changed since (now {now.total} points, the table's {info.total})"
+    added = sorted(set(now.included) - set(info.included))
+    gone = sorted(set(info.included) - set(now.included))
+    changed = sorted(k for k in set(now.included) & set(info.included) if now.included[k] != info.included[k])
+    parts = []
+    if added:
+        parts.append(f"{len(added)} run(s) finished since ({', '.join(added[:3])}{', ...' if len(added) > 3 else ''})")
+    if gone:
+        parts.append(f"{len(gone)} run(s) in the table are no longer done ({', '.join(gone[:3])})")
+    if changed:
+        parts.append(f"the analysis of {len(changed)} run(s) changed ({', '.join(changed[:3])})")
+    if not parts:
+        return None
+    return (
+        f"it holds {len(info.included)} of {info.total} runs, collected {info.collected_at}; the sweep now has "
+        f"{len(now.included)} of {now.total}: " + "; ".join(parts)
+    )

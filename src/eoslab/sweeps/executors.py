@@ -1,4 +1,13 @@
-"""Executors: run a sweep's unfinished points on local worker processes or on a Ray cluster."""
+"""Executors: run a sweep's unfinished points on local worker processes or on a Ray cluster.
+
+The local executor's plan (:func:`plan_local`) is printed when a sweep starts, e.g. ``2 workers ×
+1 thread``: the threads of each run come from ``--threads-per-run``, else from the user's
+``OMP_NUM_THREADS``, else from the cores shared out over the workers; each worker gets one GPU of
+its own (``CUDA_VISIBLE_DEVICES``) when there are GPUs and the runs use ``model.device = "auto"``
+or ``"cuda"``. Every worker writes what it ran with and how its point ended to
+``RUN_DIR/sweep.log``; the sweep prints one line per finished point when stderr is not a terminal
+(a progress bar when it is).
+"""
 
 from __future__ import annotations
 
@@ -31,10 +40,32 @@ def _pin_threads(threads: int) -> None:
 
 def _point_from_toml(config_toml: str, run_dir: str, analysis: bool, threads: int) -> PointStatus:
     """:func:`run_point` on a config given as TOML text, with ``threads`` torch threads (the job
-    of an executor's worker).
+    of an executor's worker); what it ran with and how it ended go to stdout (``sweep.log``).
     """
+    import torch
+
     _pin_threads(threads)
-    return run_point(from_dict(tomllib.loads(config_toml)), run_dir, analysis=analysis)
+    config = from_dict(tomllib.loads(config_toml))
+    gpus = os.environ.get("CUDA_VISIBLE_DEVICES")
+    print(
+        f"{_now()} worker pid {os.getpid()}: {torch.get_num_threads()} thread(s) "
+        f"(OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}), device {config.model.device}"
+        + (f", CUDA_VISIBLE_DEVICES={gpus}" if gpus is not None else ""),
+        flush=True,
+    )
+    start = time.monotonic()
+    status = run_point(config, run_dir, analysis=analysis)
+    where = f"step {status.step}, loss {status.loss:.6g}" if status.loss is not None else f"step {status.step}"
+    print(
+        f"{_now()} {status.state} after {time.monotonic() - start:.1f} s ({where})"
+        + (f": {status.reason}" if status.reason else ""),
+        flush=True,
+    )
+    return status
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S")
 
 
 def _die_with_parent(parent: int) -> None:
@@ -67,11 +98,13 @@ class SweepResult:
         out_dir: the sweep folder.
         statuses: the final status of every point, in grid order.
         skipped: points that were already finished (or failed for good) before this call.
+        plan: how the points ran (``2 workers × 1 thread``).
     """
 
     out_dir: Path
     statuses: list[PointStatus]
     skipped: int
+    plan: str = ""
 
     def count(self, state: str) -> int:
         """How many points ended in ``state``."""
@@ -90,6 +123,86 @@ def _cores() -> int:
         return os.cpu_count() or 1
 
 
+def _positive_env(name: str) -> int | None:
+    """A positive integer environment variable, or None when unset or not one."""
+    try:
+        value = int(os.environ.get(name, ""))
+    except ValueError:
+        return None
+    return value if value > 0 else None
+
+
+def _visible_gpus() -> list[str]:
+    """The CUDA devices this process may use, as ``CUDA_VISIBLE_DEVICES`` entries (empty without CUDA)."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return []
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible:
+        return [d.strip() for d in visible.split(",") if d.strip()][: torch.cuda.device_count()]
+    return [str(i) for i in range(torch.cuda.device_count())]
+
+
+@dataclass(frozen=True)
+class LocalPlan:
+    """How the local executor runs the points.
+
+    Attributes:
+        workers: concurrent worker processes.
+        threads: torch/OpenMP threads of each.
+        threads_from: where the thread count came from (``--threads-per-run``, ``OMP_NUM_THREADS``
+            or ``cores``).
+        gpus: the GPU of each worker slot (``CUDA_VISIBLE_DEVICES`` entries), or empty on the CPU.
+    """
+
+    workers: int
+    threads: int
+    threads_from: str
+    gpus: tuple[str, ...] = ()
+
+    def describe(self) -> str:
+        """E.g. ``2 workers × 1 thread (OMP_NUM_THREADS)`` or ``2 workers × 8 threads, one GPU each (0, 1)``."""
+        text = (
+            f"{self.workers} worker{'s' * (self.workers != 1)} × {self.threads} thread{'s' * (self.threads != 1)} "
+            f"({self.threads_from})"
+        )
+        if self.gpus:
+            share = "one GPU each" if len(set(self.gpus)) == len(self.gpus) else "sharing GPUs"
+            text += f", {share} ({', '.join(self.gpus)})"
+        return text
+
+
+def plan_local(
+    points: list[GridPoint],
+    *,
+    workers: int | None = None,
+    threads_per_run: int | None = None,
+    cpus_per_run: float = 1.0,
+    cores: int | None = None,
+    gpus: list[str] | None = None,
+) -> LocalPlan:
+    """The local executor's plan (see the module docstring).
+
+    Threads per run: ``threads_per_run``, else ``$OMP_NUM_THREADS``, else cores // workers (at
+    least 1). Workers: ``workers``, else one per GPU when the runs go on GPUs, else cores //
+    (threads per run, or ``cpus_per_run`` when neither sets it). GPUs (``gpus``: default the
+    visible CUDA devices) are handed out one per worker slot, round robin, when every point's
+    ``model.device`` is ``auto`` or ``cuda``.
+    """
+    cores = cores or _cores()
+    threads = threads_per_run or _positive_env("OMP_NUM_THREADS")
+    threads_from = "--threads-per-run" if threads_per_run else "OMP_NUM_THREADS" if threads else "cores"
+    on_gpu = bool(points) and all(p.config.model.device in ("auto", "cuda") for p in points)
+    devices = (gpus if gpus is not None else _visible_gpus()) if on_gpu else []
+    if workers is None:
+        workers = len(devices) or max(1, int(cores // (threads or cpus_per_run)))
+    if threads is None:
+        threads = max(1, cores // workers)
+    slots = tuple(devices[k % len(devices)] for k in range(workers)) if devices else ()
+    return LocalPlan(workers, threads, threads_from, slots)
+
+
 def _final_without_work(status: PointStatus) -> bool:
     """Done, or failed by train's own verdict (a diverged run), which a rerun would not change."""
     return status.state == "done" or (status.state == "failed" and not status.retry)
@@ -104,6 +217,7 @@ def run_sweep(
     address: str | None = None,
     cpus_per_run: float = 1.0,
     gpus_per_run: float = 0.0,
+    threads_per_run: int | None = None,
     analysis: bool = True,
     progress: bool = True,
 ) -> SweepResult:
@@ -111,21 +225,29 @@ def run_sweep(
 
     Args:
         executor: ``local`` (worker processes on this machine) or ``ray``.
-        workers: local: concurrent worker processes (default: cores // cpus_per_run), each pinned
-            to max(1, cores // workers) threads. Ray without ``address``: the local Ray instance
-            gets workers × cpus_per_run CPUs (default: all cores).
+        workers: local: concurrent worker processes (:func:`plan_local`). Ray without
+            ``address``: the local Ray instance gets workers × cpus_per_run CPUs (default: all cores).
         address: Ray: the cluster to join (``HOST:PORT`` or ``ray://...``); None starts a local one.
         cpus_per_run, gpus_per_run: Ray: resources of each point's task (fractional GPUs let
-            several small runs share one); torch gets max(1, ⌊cpus_per_run⌋) threads.
+            several small runs share one); torch gets ``threads_per_run`` or max(1, ⌊cpus_per_run⌋)
+            threads. Local: ``cpus_per_run`` sets the default number of workers.
+        threads_per_run: torch/OpenMP threads of each run (default: ``$OMP_NUM_THREADS``, else
+            the cores shared out over the workers).
         analysis: also analyse each finished run.
-        progress: an overall progress bar on stderr.
+        progress: the plan and the progress on stderr: a bar on a terminal, else one line per
+            finished point.
     """
     from ..store import write_parquet, write_text
 
     if executor not in ("local", "ray"):
         raise ValueError(f"executor must be 'local' or 'ray', got {executor!r}")
-    if cpus_per_run <= 0 or gpus_per_run < 0 or (workers is not None and workers < 1):
-        raise ValueError("need workers >= 1, cpus_per_run > 0 and gpus_per_run >= 0")
+    if (
+        cpus_per_run <= 0
+        or gpus_per_run < 0
+        or (workers is not None and workers < 1)
+        or (threads_per_run is not None and threads_per_run < 1)
+    ):
+        raise ValueError("need workers >= 1, threads_per_run >= 1, cpus_per_run > 0 and gpus_per_run >= 0")
     out_dir = Path(out_dir)
     runs = out_dir / RUNS_DIR
     runs.mkdir(parents=True, exist_ok=True)
@@ -138,6 +260,20 @@ def run_sweep(
         (p for p in sweep.points if not _final_without_work(statuses[p.run_id])), key=lambda p: -(p.config.data.n or 0)
     )
     skipped = len(sweep.points) - len(todo)
+    if executor == "local":
+        local = plan_local(
+            sweep.points, workers=workers, threads_per_run=threads_per_run, cpus_per_run=cpus_per_run
+        )
+        plan = local.describe()
+    else:
+        threads = threads_per_run or max(1, int(cpus_per_run))
+        plan = f"Ray tasks of {cpus_per_run:g} CPU, {gpus_per_run:g} GPU, {threads} thread{'s' * (threads != 1)} each"
+    if progress:
+        print(
+            f"sweep {out_dir}: {len(todo)} of {len(sweep.points)} runs to do ({skipped} finished before) on {plan}",
+            file=sys.stderr,
+            flush=True,
+        )
     with _SweepProgress(progress, len(sweep.points), skipped, statuses.values()) as bar:
 
         def finished(point: GridPoint, status: PointStatus) -> None:
@@ -145,37 +281,48 @@ def run_sweep(
             bar.finished(point, status)
 
         if executor == "local":
-            n_workers = workers or max(1, int(_cores() // cpus_per_run))
-            _run_local(todo, runs, analysis, n_workers, max(1, _cores() // n_workers), finished)
+            _run_local(todo, runs, analysis, local, finished)
         else:
-            _run_ray(todo, runs, analysis, address, workers, cpus_per_run, gpus_per_run, finished)
-    return SweepResult(out_dir, [statuses[p.run_id] for p in sweep.points], skipped)
+            _run_ray(todo, runs, analysis, address, workers, cpus_per_run, gpus_per_run, threads, finished)
+    return SweepResult(out_dir, [statuses[p.run_id] for p in sweep.points], skipped, plan)
 
 
 def _run_local(
     todo: list[GridPoint],
     runs: Path,
     analysis: bool,
-    workers: int,
-    threads: int,
+    plan: LocalPlan,
     finished: Callable[[GridPoint, PointStatus], None],
 ) -> None:
-    """Run the points on ``workers`` worker processes (one fresh Python process per point, its
-    output appended to ``RUN_DIR/sweep.log``), each with ``threads`` threads.
+    """Run the points on ``plan.workers`` worker processes (one fresh Python process per point,
+    its output appended to ``RUN_DIR/sweep.log``), each with ``plan.threads`` threads and the GPU
+    of its worker slot.
     """
-    env = {**os.environ, **{v: str(threads) for v in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")}}
+    threads = {v: str(plan.threads) for v in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")}
     code = "import sys; from eoslab.sweeps.executors import _worker_main; sys.exit(_worker_main())"
     queue = list(reversed(todo))
-    running: dict[subprocess.Popen, GridPoint] = {}
+    running: dict[subprocess.Popen, tuple[GridPoint, int]] = {}
     try:
         while queue or running:
-            while queue and len(running) < workers:
+            while queue and len(running) < plan.workers:
                 point = queue.pop()
+                slot = min(set(range(plan.workers)) - {k for _, k in running.values()})
+                env = {**os.environ, **threads}
+                if plan.gpus:
+                    env["CUDA_VISIBLE_DEVICES"] = plan.gpus[slot]
                 run_dir = runs / point.run_id
                 run_dir.mkdir(parents=True, exist_ok=True)
                 with open(run_dir / LOG_FILE, "ab") as log:
                     proc = subprocess.Popen(
-                        [sys.executable, "-c", code, str(run_dir), str(int(analysis)), str(threads), str(os.getpid())],
+                        [
+                            sys.executable,
+                            "-c",
+                            code,
+                            str(run_dir),
+                            str(int(analysis)),
+                            str(plan.threads),
+                            str(os.getpid()),
+                        ],
                         stdin=subprocess.PIPE,
                         stdout=log,
                         stderr=log,
@@ -183,10 +330,10 @@ def _run_local(
                     )
                 proc.stdin.write(to_toml(point.config).encode())
                 proc.stdin.close()
-                running[proc] = point
+                running[proc] = (point, slot)
             time.sleep(0.1)
             for proc in [p for p in running if p.poll() is not None]:
-                point = running.pop(proc)
+                point, _ = running.pop(proc)
                 rc = proc.returncode
                 what = (
                     f"worker killed by signal {-rc}" if rc < 0 else f"worker exited with code {rc}"
@@ -206,9 +353,11 @@ def _run_ray(
     workers: int | None,
     cpus_per_run: float,
     gpus_per_run: float,
+    threads: int,
     finished: Callable[[GridPoint, PointStatus], None],
 ) -> None:
-    """Run the points as Ray tasks with ``cpus_per_run``/``gpus_per_run`` resources each. Joins
+    """Run the points as Ray tasks with ``cpus_per_run``/``gpus_per_run`` resources and
+    ``threads`` threads each. Joins
     ``address`` (or the Ray instance this process is already connected to); otherwise starts a
     local instance and shuts it down at the end. The sweep folder must be visible to every node.
     """
@@ -224,7 +373,6 @@ def _run_ray(
         started = True
     try:
         task = ray.remote(_point_from_toml).options(num_cpus=cpus_per_run, num_gpus=gpus_per_run)
-        threads = max(1, int(cpus_per_run))
         refs = {}
         for point in todo:
             (runs / point.run_id).mkdir(parents=True, exist_ok=True)
@@ -243,19 +391,21 @@ def _run_ray(
 
 
 class _SweepProgress:
-    """The overall progress bar of a sweep (points finished / total, done and failed counts), on
-    stderr; failures are printed above it as they happen.
+    """The progress of a sweep on stderr: a bar (points finished / total, counts by state) on a
+    terminal, with failures printed above it; elsewhere (a log file, a pipe) one line per finished
+    point.
     """
 
     def __init__(self, enabled: bool, total: int, skipped: int, initial: Any) -> None:
+        from collections import Counter
+
         self.enabled, self.total, self.finished_count = enabled, total, skipped
-        self.counts = {"done": 0, "failed": 0}
-        for s in initial:
-            if _final_without_work(s):
-                self.counts[s.state] += 1
+        self.counts = Counter(s.state for s in initial if _final_without_work(s))
+        self.start = time.monotonic()
+        self.bar = None
 
     def __enter__(self) -> _SweepProgress:
-        if self.enabled:
+        if self.enabled and sys.stderr.isatty():
             from rich.console import Console
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -272,20 +422,31 @@ class _SweepProgress:
         return self
 
     def _text(self) -> str:
-        return f"{self.counts['done']} done, {self.counts['failed']} failed"
+        return ", ".join(f"{k} {state}" for state, k in sorted(self.counts.items())) or "0 done"
 
     def finished(self, point: GridPoint, status: PointStatus) -> None:
-        self.counts["failed" if status.state == "failed" else "done"] += 1
-        if self.enabled:
-            if status.state == "failed":
-                from rich.markup import escape
+        self.counts[status.state] += 1
+        self.finished_count += 1
+        if not self.enabled:
+            return
+        if self.bar is None:
+            reason = f": {status.reason}" if status.state != "done" and status.reason else ""
+            print(
+                f"sweep [{self.finished_count}/{self.total}] {status.state} {point.run_id} ({point.label()}){reason} "
+                f"· {time.monotonic() - self.start:.0f} s",
+                file=sys.stderr,
+                flush=True,
+            )
+            return
+        if status.state == "failed":
+            from rich.markup import escape
 
-                self.bar.console.print(
-                    f"[red]failed[/red] {point.run_id} ({escape(point.label())}): {escape(str(status.reason))}",
-                    highlight=False,
-                )
-            self.bar.update(self.task, advance=1, description=self._text())
+            self.bar.console.print(
+                f"[red]failed[/red] {point.run_id} ({escape(point.label())}): {escape(str(status.reason))}",
+                highlight=False,
+            )
+        self.bar.update(self.task, advance=1, description=self._text())
 
     def __exit__(self, *exc: Any) -> None:
-        if self.enabled:
+        if self.bar is not None:
             self.bar.stop()

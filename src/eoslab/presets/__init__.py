@@ -1,0 +1,73 @@
+"""Presets: the run and sweep configs that ship with eoslab, read as package data.
+
+Each preset is a TOML file in this package (``quick`` is a run config for ``eoslab train``; the
+others are sweep configs for ``eoslab sweep``). Commands that take a config accept a preset's
+name wherever they accept a file (``eoslab sweep demo --out DIR``, ``eoslab train quick --out
+RUN``); a file of that name in the current folder wins. ``eoslab init NAME`` copies one out to
+edit. The files are read with :mod:`importlib.resources`, so they work from an installed wheel.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class ConfigSource:
+    """A config's text and where it came from.
+
+    Attributes:
+        text: the TOML text.
+        where: how to name it in messages: the file's path, or ``preset NAME``.
+        preset: the preset's name, or None for a file.
+    """
+
+    text: str
+    where: str
+    preset: str | None = None
+
+
+def available() -> list[str]:
+    """The names of the shipped presets, sorted."""
+    return sorted(p.name[: -len(".toml")] for p in resources.files(__name__).iterdir() if p.name.endswith(".toml"))
+
+
+def _name(name: str) -> str:
+    return name[: -len(".toml")] if name.endswith(".toml") else name
+
+
+def is_preset(name: str) -> bool:
+    """Whether ``name`` (with or without ``.toml``) is a shipped preset."""
+    return "/" not in name and _name(name) in available()
+
+
+def preset_text(name: str) -> str:
+    """The TOML text of preset ``name``; KeyError (naming the presets) if there is none."""
+    if not is_preset(name):
+        raise KeyError(f"no preset {name!r}; presets: {', '.join(available())}")
+    return resources.files(__name__).joinpath(f"{_name(name)}.toml").read_text(encoding="utf-8")
+
+
+def summary(name: str) -> str:
+    """The first comment line of a preset (what it is)."""
+    for line in preset_text(name).splitlines():
+        if line.startswith("#"):
+            return line.lstrip("# ").strip()
+    return ""
+
+
+def read_config_source(path_or_name: str | Path) -> ConfigSource:
+    """The text of a config file, or of the preset of that name when no such file exists.
+
+    Raises:
+        FileNotFoundError: neither a file nor a preset; the message lists the presets.
+    """
+    path = Path(path_or_name)
+    if path.is_file():
+        return ConfigSource(path.read_text(), str(path))
+    name = str(path_or_name)
+    if is_preset(name):
+        return ConfigSource(preset_text(name), f"preset {_name(name)}", _name(name))
+    raise FileNotFoundError(f"{path}: no such file, and no preset of that name (presets: {', '.join(available())})")
