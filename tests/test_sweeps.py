@@ -25,7 +25,6 @@ from eoslab.sweeps import (
     sweep_status,
 )
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 
 def tiny_base(**train) -> dict:
@@ -122,7 +121,7 @@ def test_paper_sizes_and_table1_presets():
         ("atrial_fibrillation_ce", "atrial_fibrillation", "ce", 5),
         ("sst_ce", "sst", "ce", 4),
     ]:
-        pts = load_sweep(CONFIGS / f"{name}.toml").points
+        pts = load_sweep(name).points  # a preset, read as package data
         assert len(pts) == 16 * sizes
         total += len(pts)
         for p in pts:
@@ -134,8 +133,10 @@ def test_paper_sizes_and_table1_presets():
         seeds = {(p.config.data.n, p.config.model.init_seed, p.config.data.subset_seed) for p in pts}
         assert len(seeds) == len(pts) and {s[1] for s in seeds} == {s[2] for s in seeds} == {0, 1, 2, 3}
     assert total == 368
-    demo = load_sweep(CONFIGS / "demo.toml").points
+    demo = load_sweep("demo").points
     assert 2 <= len(demo) <= 12 and {p.config.data.name for p in demo} == {"dice"}
+    gd = [p.config for p in demo if p.config.solver.method == "gd"]
+    assert len(gd) == 1 and gd[0].solver.eta == 0.8 and gd[0].solver.eta_max is None and gd[0].data.n == 256
 
 
 @pytest.mark.parametrize(
@@ -256,7 +257,7 @@ def test_collect_schema_and_readers(tmp_path):
 
     r = sweep_cli("collect", str(out), "--out", str(tmp_path / "t.parquet"))
     assert r.returncode == 0, r.stderr
-    assert "from 2/2 finished runs" in r.stdout
+    assert "rows from 2 of 2 runs" in r.stdout
     path = str(tmp_path / "t.parquet")
 
     import duckdb

@@ -267,7 +267,7 @@ def load_config(path: str | Path) -> RunConfig:
     try:
         source = read_config_source(path)
     except FileNotFoundError as e:
-        raise ConfigError(f"config file not found: {e}") from None
+        raise ConfigError(f"run config {e}") from None
     try:
         data = tomllib.loads(source.text)
     except tomllib.TOMLDecodeError as e:

@@ -1,9 +1,13 @@
 """``eoslab demo [--out DIR]``: the demo preset end to end on this machine: a small sweep (local
-worker processes, training and analysis), ``DIR/collected.parquet``, and the report in
-``DIR/report/`` (power-law fits, Section-5 checks, figures, ``index.html``).
+worker processes, training and analysis; exponential Euler runs and one gradient-descent run on
+the edge of stability), and the report of the sweep as it is then in ``DIR/report/`` (power-law
+fits, Section-5 checks, figures, ``index.html``; the table it was made from is
+``DIR/report/collected.parquet``).
 
-Rerunning resumes: finished runs are kept. Exit code 1 if some run failed (the report is still
-written from the others), 2 if the preset cannot be found or read.
+The preset ships inside the package (:mod:`eoslab.presets`), so the demo runs from an installed
+wheel; ``eoslab init demo`` copies it out to edit. Rerunning resumes: finished runs are kept. Exit
+code 1 if some run failed (the report is still written from the others), 2 if the config cannot
+be read.
 """
 
 from __future__ import annotations
@@ -13,8 +17,8 @@ import sys
 import time
 from pathlib import Path
 
-#: The demo preset, in the repository's configs/ folder.
-DEMO_CONFIG = Path(__file__).resolve().parents[3] / "configs" / "demo.toml"
+#: The demo preset's name (:mod:`eoslab.presets`).
+DEMO_PRESET = "demo"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -22,11 +26,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="eoslab-demo", metavar="DIR", help="output folder (default ./eoslab-demo)")
     parser.add_argument(
         "--config",
-        default=str(DEMO_CONFIG),
+        default=DEMO_PRESET,
         metavar="TOML",
-        help="sweep config to run (default: the repository's configs/demo.toml)",
+        help="sweep config or preset to run (default: the demo preset)",
     )
     parser.add_argument("--workers", type=int, metavar="N", help="concurrent runs (default: one per core)")
+    parser.add_argument(
+        "--threads-per-run", type=int, metavar="T", help="threads of each run (default: $OMP_NUM_THREADS, else cores // N)"
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
@@ -38,7 +45,8 @@ def run(args: argparse.Namespace) -> int:
     from ..config import ConfigError
     from ..report import write_report
     from ..store import write_parquet
-    from ..sweeps import collect, load_sweep, run_sweep
+    from ..sweeps import load_sweep, run_sweep
+    from .report import ReportError, load_source
 
     console = Console(stderr=True)
     out = Path(args.out)
@@ -48,24 +56,32 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as e:
         print(f"eoslab demo: error: {e}", file=sys.stderr)
         return 2
-    console.print(f"demo: {len(sweep.points)} runs from {args.config} into {out}", highlight=False)
-    result = run_sweep(sweep, out, workers=args.workers, progress=not args.no_progress)
+    print(f"demo: {len(sweep.points)} runs of {args.config} into {out}", file=sys.stderr, flush=True)
+    try:
+        result = run_sweep(
+            sweep, out, workers=args.workers, threads_per_run=args.threads_per_run, progress=not args.no_progress
+        )
+    except ValueError as e:
+        print(f"eoslab demo: error: {e}", file=sys.stderr)
+        return 2
     for s in result.failed:
         print(f"eoslab demo: run {s.run_id} failed: {s.reason}", file=sys.stderr)
-    table = collect(out)
-    write_parquet(table, out / "collected.parquet")
-    if table.num_rows == 0:
-        print("eoslab demo: error: no run finished; nothing to report", file=sys.stderr)
+    try:
+        table, headline = load_source(out)
+    except ReportError as e:
+        print(f"eoslab demo: error: {e}", file=sys.stderr)
         return 1
+    print(headline, flush=True)
+    write_parquet(table, out / "report" / "collected.parquet")
     progress = (
         (lambda jobs: jobs)
         if args.no_progress
         else (lambda jobs: track(jobs, description="drawing figures", console=console, transient=True))
     )
-    report = write_report(table, out / "report", source=str(out), track=progress)
+    report = write_report(table, out / "report", source=str(out), headline=headline, track=progress)
     print(
-        f"demo: {result.count('done')}/{len(result.statuses)} runs done, {table.num_rows} analysis rows, "
-        f"{len(report.figures)} figures in {time.monotonic() - start:.0f} s"
+        f"demo: {result.count('done')}/{len(result.statuses)} runs done ({result.plan}), {table.num_rows} analysis "
+        f"rows, {len(report.fits)} power-law fit(s), {len(report.figures)} figures in {time.monotonic() - start:.0f} s"
     )
     print(f"report: {report.index.resolve()}")
     return 1 if result.failed else 0

@@ -1,5 +1,16 @@
-"""``eoslab report DIR --out REPORT_DIR``: power-law fits (Eq. 9, Table 2), the Section-5 checks,
-the paper's figures and one ``index.html``, from a collected table or a sweep directory.
+"""``eoslab report SOURCE [--out REPORT_DIR]``: power-law fits (Eq. 9, Table 2), the Section-5
+checks, the paper's figures and one ``index.html``.
+
+SOURCE is
+
+* a sweep folder: collected afresh (:func:`eoslab.sweeps.collect`), so the report is always of
+  the sweep as it is now; the table it was made from is kept as ``REPORT_DIR/collected.parquet``;
+* a collected Parquet table: checked against its sweep (:func:`eoslab.sweeps.stale_reason`) and
+  refused when the sweep has changed since (runs finished, failed or re-analysed);
+* a run directory: the report of that one run (:mod:`eoslab.report.run`).
+
+The first line printed (and the page's first line) says what the report holds: ``8 of 9 runs
+(left out: 1 stopped (max_steps 2000 reached); --include-stopped)``.
 """
 
 from __future__ import annotations
@@ -13,10 +24,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add this command's arguments to its sub-parser."""
     parser.add_argument(
         "source",
-        metavar="DIR",
-        help="a collected Parquet table, or a sweep directory (its collected.parquet, else collected now)",
+        metavar="SOURCE",
+        help="a sweep folder (collected afresh), a collected Parquet table (checked against its sweep), "
+        "or a run directory",
     )
-    parser.add_argument("--out", metavar="REPORT_DIR", help="report folder (default: report/ beside DIR's table)")
+    parser.add_argument(
+        "--out", metavar="REPORT_DIR", help="report folder (default: SOURCE/report, or report/ beside the table)"
+    )
+    parser.add_argument(
+        "--include-stopped",
+        action="store_true",
+        help="also report runs a step or time limit stopped before the target loss (default: done runs only)",
+    )
     parser.add_argument("--metric", default="eq7_c5", help="metric whose peak is fitted by Eq. 9 (default eq7_c5)")
     parser.add_argument("--layer", default="1", help="layer of --metric; 'none' for a whole-network metric (default 1)")
     parser.add_argument(
@@ -27,23 +46,73 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for b's interval")
     parser.add_argument("--seed", type=int, default=0, help="seed of the bootstrap")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
-def _load(source: Path):
-    """The collected table of ``source``: a Parquet file, ``DIR/collected.parquet``, or
-    ``eoslab.sweeps.collect(DIR)``.
+class ReportError(Exception):
+    """Why there is no report (a stale table, an empty sweep); the CLI prints it as one line."""
+
+
+def _sweep_of_table(path: Path, recorded: str) -> Path | None:
+    """The sweep folder of a collected table: the folder it lies in when that is a sweep (a
+    moved or copied sweep), else the one recorded at collect time, if it is still there.
+    """
+    from eoslab.sweeps.grid import GRID_FILE
+
+    for candidate in (path.parent, Path(recorded)):
+        if (candidate / GRID_FILE).is_file():
+            return candidate
+    return None
+
+
+def load_source(source: Path, *, include_stopped: bool = False):
+    """The collected table of a sweep folder or a table file, and its headline (``report on 8 of
+    9 runs of sweep DIR (left out: ...)``).
+
+    Raises:
+        ReportError: a stale table, a table collected without ``include_stopped`` when asked for it,
+            or no run to report.
+        FileNotFoundError: neither a sweep folder nor a table.
     """
     from eoslab.store import read_parquet
+    from eoslab.sweeps import collect, collect_info, stale_reason
+    from eoslab.sweeps.grid import GRID_FILE
 
-    if source.is_file():
-        return read_parquet(source)
-    if not source.is_dir():
-        raise FileNotFoundError(f"{source} is neither a collected Parquet table nor a sweep directory")
-    if (source / "collected.parquet").is_file():
-        return read_parquet(source / "collected.parquet")
-    from eoslab.sweeps import collect
-
-    return collect(source)
+    if source.is_dir() and (source / GRID_FILE).is_file():
+        table = collect(source, include_stopped=include_stopped)
+        info = collect_info(table)
+        headline = f"report on {info.headline()} of sweep {source}"
+    elif source.is_file():
+        table = read_parquet(source)
+        info = collect_info(table)
+        if info is None:
+            headline = f"report on table {source} (not written by `eoslab collect`: not checked against a sweep)"
+        else:
+            if include_stopped and not info.include_stopped:
+                raise ReportError(
+                    f"{source} was collected without stopped runs; collect again with --include-stopped, "
+                    "or report the sweep folder"
+                )
+            sweep = _sweep_of_table(source, info.sweep)
+            if sweep is None:
+                headline = (
+                    f"report on {info.headline()} of table {source}, collected {info.collected_at} from {info.sweep} "
+                    "(that sweep folder is not here: NOT checked that the table is current)"
+                )
+            else:
+                reason = stale_reason(info, sweep)
+                if reason is not None:
+                    raise ReportError(
+                        f"{source} is stale: {reason}. Report the sweep folder (`eoslab report {sweep}`) "
+                        f"or collect it again (`eoslab collect {sweep}`)"
+                    )
+                headline = f"report on {info.headline()} of sweep {sweep} (table {source}, current)"
+    else:
+        raise FileNotFoundError(f"{source} is neither a sweep folder, a run directory nor a collected Parquet table")
+    if table.num_rows == 0:
+        what = info.headline() if info is not None else "0 runs"
+        raise ReportError(f"nothing to report: {what}")
+    return table, headline
 
 
 def run(args: argparse.Namespace) -> int:
@@ -52,13 +121,29 @@ def run(args: argparse.Namespace) -> int:
     from rich.progress import track
 
     from eoslab.report import write_report
+    from eoslab.report.run import is_run_dir, write_run_report
+    from eoslab.store import write_parquet
 
     console = Console(stderr=True)
     source = Path(args.source)
     out = Path(args.out) if args.out else (source if source.is_dir() else source.parent) / "report"
     layer = None if str(args.layer).lower() == "none" else int(args.layer)
+    progress = (
+        (lambda jobs: jobs)
+        if args.no_progress
+        else (lambda jobs: track(jobs, description="drawing figures", console=console, transient=True))
+    )
     try:
-        table = _load(source)
+        if source.is_dir() and is_run_dir(source):
+            print(f"report on run {source}", flush=True)
+            result = write_run_report(source, out, track=progress)
+            print(f"{len(result.figures)} figure(s)")
+            print(f"report: {result.index.resolve()}")
+            return 0
+        table, headline = load_source(source, include_stopped=args.include_stopped)
+        print(headline, flush=True)
+        if source.is_dir():
+            write_parquet(table, out / "collected.parquet")
         result = write_report(
             table,
             out,
@@ -69,14 +154,15 @@ def run(args: argparse.Namespace) -> int:
             n_boot=args.bootstrap,
             seed=args.seed,
             source=str(source),
-            track=lambda jobs: track(jobs, description="drawing figures", console=console, transient=True),
+            headline=headline,
+            track=progress,
         )
-    except (OSError, ValueError, RuntimeError) as e:
+    except (OSError, ValueError, RuntimeError, ReportError) as e:
         print(f"eoslab report: error: {e}", file=sys.stderr)
         return 1
     for g in result.fits:
         if g.error:
-            print(f"eoslab report: {g.dataset}/{g.criterion} not fitted: {g.error}", file=sys.stderr)
+            print(f"eoslab report: {g.group.name} not fitted: {g.error}", file=sys.stderr)
     failed = [c.name for c in result.checks if not c.holds]
     print(
         f"{len(result.fits)} power-law fit(s), {len(result.checks) - len(failed)}/{len(result.checks)} "

@@ -424,20 +424,25 @@ def edge_of_stability(frame: pd.DataFrame, skip_before: int) -> tuple[EdgeOfStab
 
 
 def plan_figures(
-    frame: pd.DataFrame, *, fits: list[GroupFit] | None = None, skip_before: int = SKIP_BEFORE
+    frame: pd.DataFrame,
+    *,
+    fits: list[GroupFit] | None = None,
+    skip_before: int = SKIP_BEFORE,
+    solver: str = ANALYSIS_SOLVER,
 ) -> tuple[list[FigureJob], list[str]]:
     """The figures of a collected frame and notes on skipped ones.
 
-    Curve families: per group of exponential Euler runs (:func:`eoslab.report.groups.groups`),
-    steps ``>= skip_before`` (D13); a family without any data in a group is skipped with a note.
+    Curve families: per group of the runs of ``solver`` (exponential Euler, as the paper;
+    :func:`eoslab.report.groups.groups`), steps ``>= skip_before`` (D13); a family without any
+    data in a group is skipped with a note.
     ``fits`` (from :func:`eoslab.report.powerlaw.fit_power_laws`) adds the peak-alignment
     figures. The edge-of-stability figure: per problem group that has GD runs.
     """
     jobs: list[FigureJob] = []
     notes: list[str] = []
-    euler = frame[(frame["solver"] == ANALYSIS_SOLVER) & (frame["step"] >= skip_before)]
+    curves = frame[(frame["solver"] == solver) & (frame["step"] >= skip_before)]
     fit_of = {g.group: g for g in fits or []}
-    for group, rows in groups(euler):
+    for group, rows in groups(curves):
         for family in CURVE_FAMILIES:
             panels = _expand(family, rows)
             if not panels:

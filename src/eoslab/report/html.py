@@ -130,7 +130,7 @@ def index_html(
     note_list = "".join(f"<li>{_e(n)}</li>" for n in notes)
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>eoslab report</title><style>{STYLE}</style></head>
+<html lang="en"><head><meta charset="utf-8"><link rel="icon" href="data:,"><title>eoslab report</title><style>{STYLE}</style></head>
 <body>
 <h1>eoslab report</h1>
 <p id="headline"><strong>{_e(headline)}</strong></p>
@@ -147,6 +147,26 @@ files: <a href="table2.csv">table2.csv</a>, <a href="table2.md">table2.md</a>, <
 <h2>Figures</h2>
 <p>One group per combination of the settings that vary between runs, other than n and the seeds; one curve
 per run, coloured by dataset size n (log scale). Click a figure for its PDF.</p>
+{_figures(figures, out_dir)}
+</body></html>
+"""
+
+
+def run_index_html(*, lines: list[tuple[str, str]], figures: list[FigureFile], notes: list[str], out_dir: str | Path) -> str:
+    """The page of a single run's report (``eoslab report RUN``): its summary, then its figures."""
+    out_dir = Path(out_dir)
+    summary = "".join(f"<tr><th class=l>{_e(k)}</th><td class=l>{_e(v)}</td></tr>" for k, v in lines)
+    note_list = "".join(f"<li>{_e(n)}</li>" for n in notes)
+    stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    title = dict(lines).get("run", "run")
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><link rel="icon" href="data:,"><title>eoslab run {_e(title)}</title><style>{STYLE}</style></head>
+<body>
+<h1>eoslab run report</h1>
+<p id="headline"><strong>{_e(title)}</strong> · written {stamp} · <a href="summary.md">summary.md</a></p>
+<table>{summary}</table>
+{f"<h2>Notes</h2><ul>{note_list}</ul>" if notes else ""}
+<h2>Figures</h2>
 {_figures(figures, out_dir)}
 </body></html>
 """

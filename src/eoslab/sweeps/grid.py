@@ -189,7 +189,7 @@ def load_sweep(path: str | Path) -> Sweep:
     try:
         source = read_config_source(path)
     except FileNotFoundError as e:
-        raise ConfigError(f"sweep config not found: {e}") from None
+        raise ConfigError(f"sweep config {e}") from None
     try:
         data = tomllib.loads(source.text)
     except tomllib.TOMLDecodeError as e:

@@ -1,0 +1,293 @@
+"""One run directory at a glance: its summary (``eoslab show RUN``) and its report (``eoslab
+report RUN``): the trajectory (loss, the step Δt and the top eigenvalues of H against flow time t,
+docs/rundir.md) and the paper's figure families on its own analysis (docs/metrics.md).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+
+if TYPE_CHECKING:
+    from eoslab.config import RunConfig
+    from eoslab.report import ReportResult
+    from eoslab.report.figures import FigureJob
+
+#: Whole-network λ¹ of the analysis, by operator (Eq. 2).
+SHARPNESS = {"H": "sharpness_H", "G": "sharpness_G", "R": "sharpness_R"}
+
+
+@dataclass(frozen=True)
+class Trend:
+    """A quantity over a run: its first, peak (largest) and last value, and the peak's step."""
+
+    first: float
+    peak: float
+    last: float
+    peak_step: int
+
+    @classmethod
+    def of(cls, steps: np.ndarray, values: np.ndarray) -> Trend | None:
+        """The trend of ``values`` at ``steps`` (NaN values ignored), None without a finite one."""
+        keep = np.isfinite(values)
+        if not keep.any():
+            return None
+        steps, values = steps[keep], values[keep]
+        k = int(np.argmax(values))
+        return cls(float(values[0]), float(values[k]), float(values[-1]), int(steps[k]))
+
+    def text(self) -> str:
+        """``4.4 → 7.38 (step 120) → 5.68``."""
+        return f"{self.first:.4g} → {self.peak:.4g} (step {self.peak_step}) → {self.last:.4g}"
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """What ``eoslab show`` prints of a run.
+
+    Attributes:
+        path: the run directory.
+        config: its resolved config.
+        status: ``status.json`` (``state``, ``reason``, ``step``, ``t``, ``loss``); empty if missing.
+        steps, t: steps taken and flow time reached (from the trajectory).
+        loss: the loss at the first and the last step.
+        sharpness: λ¹ of H, G and R over the analysed snapshots (Eq. 2); without an analysis, λ¹(H)
+            from the trajectory's eigenvalues under ``H``.
+        eq7: the five factors C1..C5 of Eq. 7 for layer 1 over the analysed snapshots.
+        analysed, snapshots: analysed snapshots, and parameter snapshots on disk.
+        sharpness_source: ``analysis`` or ``trajectory`` (or empty without any).
+    """
+
+    path: Path
+    config: RunConfig
+    status: dict
+    steps: int
+    t: float
+    loss: tuple[float, float] | None
+    sharpness: dict[str, Trend] = field(default_factory=dict)
+    eq7: dict[str, Trend] = field(default_factory=dict)
+    analysed: int = 0
+    snapshots: int = 0
+    sharpness_source: str = ""
+
+    def lines(self) -> list[tuple[str, str]]:
+        """``(label, text)`` pairs, in the order shown."""
+        c, s = self.config, self.status
+        step_size = f"η = {c.solver.eta:g}" if c.solver.method == "gd" else f"η_max = {c.solver.eta_max:g}"
+        out = [
+            ("run", str(self.path)),
+            ("state", f"{s.get('state', 'unknown')}" + (f" ({s['reason']})" if s.get("reason") else "")),
+            (
+                "problem",
+                f"{c.data.name} n={c.data.n} {c.criterion.name}, depth {c.model.depth} × width {c.model.width}, "
+                f"seeds {c.model.init_seed}/{c.data.subset_seed}, {c.model.dtype}",
+            ),
+            ("solver", f"{c.solver.method}, {step_size}, target loss {c.train.target_loss:g}"),
+            ("progress", f"{self.steps} steps, t = {self.t:.6g}"),
+        ]
+        if self.loss is not None:
+            out.append(("loss", f"{self.loss[0]:.4g} → {self.loss[1]:.4g}"))
+        if c.solver.method == "gd":
+            out.append(("2/η", f"{2 / c.solver.eta:.4g} (the edge of stability, Eq. 1)"))
+        for name, trend in self.sharpness.items():
+            out.append((f"λ¹({name})", trend.text() + f"  [{self.sharpness_source}]"))
+        for name, trend in self.eq7.items():
+            out.append((f"{name} (layer 1)", trend.text()))
+        out.append(("analysis", f"{self.analysed} of {self.snapshots} snapshots analysed"))
+        return out
+
+
+def is_run_dir(path: str | Path) -> bool:
+    """Whether ``path`` is a run directory (it holds ``config.toml``) and not a sweep folder."""
+    from eoslab.rundir import RunDir
+    from eoslab.sweeps.grid import GRID_FILE
+
+    path = Path(path)
+    return RunDir(path).config_file.is_file() and not (path / GRID_FILE).exists()
+
+
+def _read(run_dir: Path) -> tuple[RunConfig, dict, pd.DataFrame, pd.DataFrame | None]:
+    """Config, status, trajectory and analysis (None when not analysed) of a run directory.
+
+    Raises:
+        FileNotFoundError: not a run directory, or no trajectory yet.
+    """
+    from eoslab.config import load_config
+    from eoslab.rundir import RunDir
+    from eoslab.store import read_parquet
+
+    run = RunDir(run_dir)
+    if not run.config_file.is_file():
+        raise FileNotFoundError(f"{run_dir} is not a run directory (no config.toml)")
+    if not run.trajectory_file.is_file():
+        raise FileNotFoundError(f"{run_dir} has no {run.trajectory_file.name} yet: the run has not taken a step")
+    config = load_config(run.config_file)
+    trajectory = read_parquet(run.trajectory_file).to_pandas()
+    analysis = read_parquet(run.analysis_file).to_pandas() if run.analysis_file.is_file() else None
+    return config, run.read_status() or {}, trajectory, analysis
+
+
+def run_summary(run_dir: str | Path) -> RunSummary:
+    """The :class:`RunSummary` of a run directory."""
+    from eoslab.rundir import RunDir
+
+    run_dir = Path(run_dir)
+    config, status, traj, analysis = _read(run_dir)
+    steps = traj["step"].to_numpy()
+    loss = traj["loss"].to_numpy(dtype=float)
+    sharpness, eq7, source, analysed = {}, {}, "", 0
+    if analysis is not None and not analysis.empty:
+        source, analysed = "analysis", int(analysis["step"].nunique())
+        for name, metric in SHARPNESS.items():
+            rows = analysis[(analysis["metric"] == metric) & analysis["layer"].isna()].sort_values("step")
+            trend = Trend.of(rows["step"].to_numpy(), rows["value"].to_numpy(dtype=float))
+            if trend is not None:
+                sharpness[name] = trend
+        for k in range(1, 6):
+            rows = analysis[(analysis["metric"] == f"eq7_c{k}") & (analysis["layer"] == 1)].sort_values("step")
+            trend = Trend.of(rows["step"].to_numpy(), rows["value"].to_numpy(dtype=float))
+            if trend is not None:
+                eq7[f"C{k}"] = trend
+    else:
+        top = trajectory_eigenvalues(traj)
+        trend = Trend.of(top["step"].to_numpy(), top["eig_1"].to_numpy()) if "eig_1" in top else None
+        if trend is not None:
+            sharpness, source = {"H": trend}, "trajectory"
+    return RunSummary(
+        path=run_dir,
+        config=config,
+        status=status,
+        steps=int(steps.max()) if steps.size else 0,
+        t=float(traj["t"].max()) if len(traj) else 0.0,
+        loss=(float(loss[0]), float(loss[-1])) if loss.size else None,
+        sharpness=sharpness,
+        eq7=eq7,
+        analysed=analysed,
+        snapshots=len(RunDir(run_dir).snapshot_steps("step")),
+        sharpness_source=source,
+    )
+
+
+def trajectory_eigenvalues(traj: pd.DataFrame) -> pd.DataFrame:
+    """The trajectory's eigenvalues of H, one column per rank (``eig_1`` the largest), on the
+    steps that computed them, with ``step`` and ``t``.
+    """
+    rows = [(s, t, list(e)) for s, t, e in zip(traj["step"], traj["t"], traj["eigenvalues"]) if e is not None and len(e)]
+    if not rows:
+        return pd.DataFrame(columns=["step", "t"])
+    width = max(len(e) for _, _, e in rows)
+    data = {"step": [r[0] for r in rows], "t": [r[1] for r in rows]}
+    for j in range(width):
+        data[f"eig_{j + 1}"] = [e[j] if j < len(e) else math.nan for _, _, e in rows]
+    return pd.DataFrame(data)
+
+
+def _draw_trajectory(config: RunConfig, traj: pd.DataFrame, title: str):
+    """Loss, Δt and the trajectory's top eigenvalues of H against t (the 2/η line for GD)."""
+    from eoslab.report.figures import T_LABEL, _grid, symbol, tidy_log_axis
+
+    fig, (ax_loss, ax_dt, ax_eig), _ = _grid(3, colorbar=False)
+    moving = traj[traj["dt"] > 0]
+    ax_loss.plot(traj["t"], traj["loss"], color="C0", lw=1.0)
+    ax_loss.axhline(config.train.target_loss, color="0.4", ls=":", lw=1.0, label="target loss")
+    ax_loss.set_yscale("log", nonpositive="mask")
+    tidy_log_axis(ax_loss)
+    ax_loss.set_ylabel(r"loss $\tilde L$")
+    ax_loss.legend(fontsize=7)
+    ax_dt.plot(moving["t"], moving["dt"], color="C1", lw=1.0)
+    ax_dt.set_ylabel(r"step $\Delta t$")
+    eig = trajectory_eigenvalues(traj)
+    ranks = [c for c in eig.columns if c.startswith("eig_")]
+    for j, column in enumerate(ranks):
+        label = symbol("sharpness_H") if j == 0 else None
+        ax_eig.plot(eig["t"], eig[column], lw=1.0 if j == 0 else 0.6, color="C2" if j == 0 else "0.6", label=label)
+    if config.solver.method == "gd":
+        ax_eig.axhline(2 / config.solver.eta, color="C3", ls=":", lw=1.3, label=rf"$2/\eta={2 / config.solver.eta:.3g}$")
+    if len(ranks) > 1:
+        ax_eig.set_ylabel(f"top {len(ranks)} eigenvalues of $\\mathbf{{H}}$")
+    else:
+        ax_eig.set_ylabel(symbol("sharpness_H") if ranks else "no eigenvalues computed")
+    if ranks:
+        ax_eig.legend(fontsize=7)
+    for ax in (ax_loss, ax_dt, ax_eig):
+        ax.set_xlabel(T_LABEL)
+        ax.grid(alpha=0.3)
+    fig.suptitle(title)
+    return fig
+
+
+def run_frame(run_dir: str | Path) -> pd.DataFrame | None:
+    """The run's analysis as a one-run collected frame (:func:`eoslab.report.collected_frame`), or
+    None when it has no analysis rows.
+    """
+    from eoslab.config import config_hash
+    from eoslab.report import collected_frame
+    from eoslab.sweeps.grid import run_columns
+
+    config, _, _, analysis = _read(Path(run_dir))
+    if analysis is None or analysis.empty:
+        return None
+    columns = run_columns(config_hash(config), config)
+    if columns["n"] is None:  # trained on the whole split: n is its size
+        from eoslab.data import load_dataset
+
+        d = config.data
+        columns["n"] = len(load_dataset(d.name, d.split, data_root=d.data_root, **d.options))
+    return collected_frame(analysis.assign(**columns))
+
+
+def write_run_report(
+    run_dir: str | Path,
+    out_dir: str | Path,
+    *,
+    skip_before: int | None = None,
+    track: Callable[[Sequence[FigureJob]], Iterable[FigureJob]] = lambda jobs: jobs,
+) -> ReportResult:
+    """Write the report of one run into ``out_dir``: ``summary.md``, ``figures/`` (the trajectory
+    figure and the figure families of its analysis, steps >= ``skip_before``, default the run's
+    ``analysis.skip_before``) and ``index.html``.
+    """
+    from eoslab.report import ReportResult
+    from eoslab.report import html as html_mod
+    from eoslab.report.figures import FigureJob, plan_figures, render
+    from eoslab.report.groups import groups
+    from eoslab.store import write_text
+
+    run_dir, out_dir = Path(run_dir), Path(out_dir)
+    summary = run_summary(run_dir)
+    config, _, traj, _ = _read(run_dir)
+    skip = config.analysis.skip_before if skip_before is None else skip_before
+    frame = run_frame(run_dir)
+    notes: list[str] = []
+    jobs: list[FigureJob] = []
+    if frame is None:
+        notes.append(f"No analysis yet: run `eoslab analyze {run_dir}` for the figures of Eqs. 2–8.")
+        group = None
+    else:
+        jobs, notes = plan_figures(frame, skip_before=skip, solver=config.solver.method)
+        notes = [n for n in notes if "gradient-descent run" not in n]
+        group = groups(frame)[0][0]
+    if group is None:
+        from eoslab.report.groups import Group
+
+        group = Group((("dataset", config.data.name), ("criterion", config.criterion.name)))
+    title = f"{run_dir.name}: {config.solver.method}, {config.data.name} n={config.data.n} — trajectory"
+    trajectory = FigureJob(
+        "trajectory",
+        group,
+        "Loss, step Δt and the top eigenvalues of H the integrator computed, against flow time t"
+        + (" (2/η dotted: the edge of stability, Eq. 1)" if config.solver.method == "gd" else ""),
+        lambda: _draw_trajectory(config, traj, title),
+    )
+    figures = [render(job, out_dir / "figures") for job in track([trajectory, *jobs])]
+    lines = summary.lines()
+    write_text("\n".join(f"- **{k}**: {v}" for k, v in lines) + "\n", out_dir / "summary.md")
+    index = out_dir / "index.html"
+    write_text(html_mod.run_index_html(lines=lines, figures=figures, notes=notes, out_dir=out_dir), index)
+    return ReportResult(out_dir=out_dir, index=index, fits=[], checks=[], figures=figures, notes=notes)
