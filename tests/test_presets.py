@@ -39,7 +39,9 @@ def test_a_file_of_that_name_wins_over_the_preset(tmp_path, monkeypatch):
     (tmp_path / "quick").write_text("[data]\nname = 'synthetic'\n")
     source = read_config_source("quick")
     assert source.preset is None and source.where == "quick"
-    with pytest.raises(FileNotFoundError, match=r"no-such not found: no such file, and no preset of that name \(presets: atr"):
+    with pytest.raises(
+        FileNotFoundError, match=r"no-such not found: no such file, and no preset of that name \(presets: atr"
+    ):
         read_config_source("no-such")
 
 
@@ -92,7 +94,9 @@ def test_dataset_option_typos_are_refused_naming_the_option(tmp_path, capsys):
     assert "unknown option 'sze'" in capsys.readouterr().err and not (tmp_path / "p.png").exists()
     base = tiny_base()
     base["data"]["options"]["nois"] = 0.1
-    with pytest.raises(ConfigError, match=r"^base\.data\.options: synthetic: unknown option 'nois'; synthetic takes n,"):
+    with pytest.raises(
+        ConfigError, match=r"^base\.data\.options: synthetic: unknown option 'nois'; synthetic takes n,"
+    ):
         from eoslab.sweeps import parse_sweep
 
         parse_sweep({"base": base, "grid": {"n": [8]}})

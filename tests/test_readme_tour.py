@@ -51,9 +51,7 @@ def test_the_readme_tour_runs_as_written(tmp_path):
     outputs = {}
     for command in commands:
         args = shlex.split(command)
-        r = subprocess.run(
-            _eoslab() + args[1:], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900
-        )
+        r = subprocess.run(_eoslab() + args[1:], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
         assert r.returncode == 0, f"{command}\n{r.stdout}\n{r.stderr}"
         outputs[command] = r.stdout
         if args[1:3] == ["init", "demo"]:

@@ -2,8 +2,6 @@
 figures and ``eoslab report`` end to end (files, index.html whose images all exist).
 """
 
-import sys
-import types
 import warnings
 from html.parser import HTMLParser
 
@@ -278,23 +276,68 @@ def test_eoslab_report_writes_every_figure_tables_and_index(tmp_path, capsys):
     assert "0.49" in page and "Section 5" in page
 
 
-def test_report_reads_a_sweep_directory(tmp_path, monkeypatch, capsys):
+def test_report_sources_that_are_not_reports_are_one_line_errors(tmp_path, capsys):
     from eoslab.cli import main
 
-    small = make_collected(groups=(("cifar10", "ce", (390, 781), 4e-4, 0.49),), gd=False)
-    small = small[small["metric"].isin(["eq7_c5", "sharpness_H"])]
-    sweep = tmp_path / "sweep"
-    sweep.mkdir()
-    # the collector is called when collected.parquet is absent
-    stub = types.ModuleType("eoslab.sweeps")
-    stub.collect = lambda path: pa.Table.from_pandas(small, preserve_index=False)
-    monkeypatch.setitem(sys.modules, "eoslab.sweeps", stub)
-    assert main(["report", str(sweep), "--out", str(tmp_path / "b"), "--bootstrap", "10"]) == 0
-    assert (tmp_path / "b" / "figures" / "fig1_sharpness__cifar10_ce.png").is_file()
-    assert (tmp_path / "b" / "index.html").is_file()
-    # a missing source is an error, not a traceback
-    assert main(["report", str(tmp_path / "missing"), "--out", str(tmp_path / "c")]) == 1
-    assert "neither a collected Parquet table nor a sweep directory" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    for source in (tmp_path / "missing", tmp_path / "empty"):
+        assert main(["report", str(source), "--out", str(tmp_path / "c")]) == 1
+        err = capsys.readouterr().err
+        assert err == (
+            f"eoslab report: error: {source} is neither a sweep folder, a run directory nor a collected Parquet table\n"
+        )
+    hand_made = tmp_path / "hand.parquet"  # a table not written by eoslab collect is reported, and says so
+    pq.write_table(pa.Table.from_pandas(make_collected(gd=False), preserve_index=False), hand_made)
+    assert main(["report", str(hand_made), "--out", str(tmp_path / "d"), "--bootstrap", "10", "--no-progress"]) == 0
+    assert capsys.readouterr().out.splitlines()[0] == (
+        f"report on table {hand_made} (not written by `eoslab collect`: not checked against a sweep)"
+    )
+
+
+def test_figure_titles_name_the_layers_drawn_and_log_axes_keep_few_labels():
+    frame = collected_frame(make_collected(gd=False))
+    three = frame[frame["layer"].isna() | (frame["layer"] <= 3)]  # a network of 3 layers
+    jobs, _ = plan_figures(three)
+    fig3 = next(j for j in jobs if j.family == "fig3_layer_sqnorm" and j.group.dataset == "cifar10")
+    assert "layers 1 and 3" in fig3.caption
+    figure = fig3.draw()
+    assert figure.get_suptitle().endswith("layerwise components, layers 1 and 3")
+    assert [ax.get_title() for ax in figure.axes if ax.get_title()] == ["layer 1", "layer 3"]
+
+    for family in ("fig4_eq7", "layerjac_sqnorm", "align_ratio"):  # every log axis drawn is tidied
+        figure = next(j for j in jobs if j.family == family).draw()
+        logs = [ax for ax in figure.axes if ax.get_yscale() == "log"]
+        assert logs and all(_readable(ax) for ax in logs), family
+
+
+def _readable(ax) -> bool:
+    """2 to 6 tick labels (minor ones included) inside the y range, none overlapping another."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    renderer = FigureCanvasAgg(ax.figure).get_renderer()
+    ax.figure.canvas.draw()
+    low, high = ax.get_ylim()
+    labels = [
+        t
+        for t in ax.yaxis.get_ticklabels(which="both")
+        if t.get_text() and t.get_visible() and low <= t.get_position()[1] <= high
+    ]
+    boxes = sorted((t.get_window_extent(renderer) for t in labels), key=lambda b: b.y0)
+    return 2 <= len(labels) <= 6 and all(a.y1 <= b.y0 for a, b in zip(boxes, boxes[1:]))
+
+
+@pytest.mark.parametrize("low, high", [(0.31, 0.48), (3, 60), (0.9, 2.0), (1e-3, 1e2), (20, 600), (0.05, 0.4)])
+def test_log_axes_carry_a_few_readable_labels(low, high):
+    from matplotlib.figure import Figure
+
+    from eoslab.report.figures import tidy_log_axis
+
+    ax = Figure(figsize=(3, 2.3)).add_subplot()  # a panel's size
+    ax.plot([0, 1], [low, high])
+    ax.set_yscale("log")
+    ax.set_ylim(low, high)
+    tidy_log_axis(ax)  # matplotlib alone labels 8-9 ticks here (minor ones), overlapping at (20, 600)
+    assert _readable(ax)
 
 
 def test_a_table_without_the_fitted_metric_still_gets_a_report(tmp_path):

@@ -136,7 +136,6 @@ def test_the_sweep_report_in_chromium(browser, serve, tmp_path):
 
 def test_a_run_report_in_chromium(browser, serve, tmp_path, one_thread):
     from _train_helpers import small_config
-
     from eoslab.analysis import analyze_run
     from eoslab.report.run import write_run_report
     from eoslab.runs import train

@@ -26,7 +26,6 @@ from eoslab.sweeps import (
 )
 
 
-
 def tiny_base(**train) -> dict:
     """A base RunConfig that trains and analyses in about a second: synthetic data, depth 2, width 6."""
     return {

@@ -1,4 +1,4 @@
-"""A researcher's workflow without traps, on tiny sweeps run in this process:
+"""A researcher's workflow without traps, on tiny sweeps run in this process.
 
 * a sweep over ``model.gain`` keeps the axis through collect (a typed column), status (a column)
   and report (two Eq. 9 fits, two sets of figures), never one pooled fit;
@@ -73,7 +73,10 @@ def test_a_gain_axis_survives_collect_status_and_report(gain_sweep, tmp_path, ca
     assert "every run: dataset=synthetic" in r.stdout and "solver=exp_euler" in r.stdout
 
     out = tmp_path / "report"
-    assert main(["report", str(gain_sweep), "--out", str(out), "--bootstrap", "50", "--skip-before", "0", "--no-progress"]) == 0
+    assert (
+        main(["report", str(gain_sweep), "--out", str(out), "--bootstrap", "50", "--skip-before", "0", "--no-progress"])
+        == 0
+    )
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == f"report on 6 of 6 runs of sweep {gain_sweep}"
     fits = pd.read_csv(out / "table2.csv")
@@ -84,8 +87,14 @@ def test_a_gain_axis_survives_collect_status_and_report(gain_sweep, tmp_path, ca
         assert fit.b == pytest.approx(_slope(mine["n"], mine["peak"]), rel=1e-9)
     assert "| Synthetic | Cross-Entropy | model.gain = 1 |" in (out / "table2.md").read_text()
     figures = {p.name for p in (out / "figures").glob("*.png")}
-    assert {"fig1_sharpness__synthetic_ce__model.gain=1.png", "fig1_sharpness__synthetic_ce__model.gain=1.5.png"} <= figures
-    assert {"peak_alignment__synthetic_ce__model.gain=1.png", "peak_alignment__synthetic_ce__model.gain=1.5.png"} <= figures
+    assert {
+        "fig1_sharpness__synthetic_ce__model.gain=1.png",
+        "fig1_sharpness__synthetic_ce__model.gain=1.5.png",
+    } <= figures
+    assert {
+        "peak_alignment__synthetic_ce__model.gain=1.png",
+        "peak_alignment__synthetic_ce__model.gain=1.5.png",
+    } <= figures
     page = (out / "index.html").read_text()
     assert "report on 6 of 6 runs" in page and "model.gain = 1.5" in page
     assert pq.read_table(out / "collected.parquet").num_rows == table.num_rows  # the table it was made from
@@ -108,7 +117,22 @@ def test_a_stale_table_is_refused_and_the_sweep_folder_is_collected_afresh(tmp_p
     info = collect_info(pq.read_table(table))
     assert (info.total, sorted(info.included)) == (3, sorted(p.run_id for p in sweep.points[:2]))
     assert stale_reason(info, out) is None
-    assert main(["report", str(table), "--out", str(tmp_path / "r0"), "--bootstrap", "10", "--skip-before", "0", "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "report",
+                str(table),
+                "--out",
+                str(tmp_path / "r0"),
+                "--bootstrap",
+                "10",
+                "--skip-before",
+                "0",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     assert capsys.readouterr().out.splitlines()[0] == (
         f"report on 2 of 3 runs (left out: 1 pending) of sweep {out} (table {table}, current)"
     )
@@ -120,7 +144,22 @@ def test_a_stale_table_is_refused_and_the_sweep_folder_is_collected_afresh(tmp_p
     assert f"{table} is stale: it holds 2 of 3 runs" in err and f"1 run(s) finished since ({last.run_id})" in err
     assert not (tmp_path / "r1" / "index.html").exists()
 
-    assert main(["report", str(out), "--out", str(tmp_path / "r2"), "--bootstrap", "10", "--skip-before", "0", "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "report",
+                str(out),
+                "--out",
+                str(tmp_path / "r2"),
+                "--bootstrap",
+                "10",
+                "--skip-before",
+                "0",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     assert capsys.readouterr().out.splitlines()[0] == f"report on 3 of 3 runs of sweep {out}"
     assert pd.read_csv(tmp_path / "r2" / "table2.csv")["n_runs"].tolist() == [3]
 
@@ -136,7 +175,22 @@ def test_a_stale_table_is_refused_and_the_sweep_folder_is_collected_afresh(tmp_p
     moved = tmp_path / "elsewhere.parquet"  # a table whose sweep is not here is reported, flagged as unchecked
     shutil.copy(table, moved)
     shutil.move(out, tmp_path / "gone")
-    assert main(["report", str(moved), "--out", str(tmp_path / "r4"), "--bootstrap", "10", "--skip-before", "0", "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "report",
+                str(moved),
+                "--out",
+                str(tmp_path / "r4"),
+                "--bootstrap",
+                "10",
+                "--skip-before",
+                "0",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     assert "NOT checked that the table is current" in capsys.readouterr().out.splitlines()[0]
 
 
@@ -163,7 +217,23 @@ def test_stopped_runs_are_left_out_unless_asked_for(tmp_path, capsys, monkeypatc
     r = tmp_path / "r"
     assert main(["report", str(out / "collected.parquet"), "--out", str(r), "--include-stopped"]) == 1
     assert "collected without stopped runs" in capsys.readouterr().err
-    assert main(["report", str(out), "--out", str(r), "--include-stopped", "--bootstrap", "10", "--skip-before", "0", "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "report",
+                str(out),
+                "--out",
+                str(r),
+                "--include-stopped",
+                "--bootstrap",
+                "10",
+                "--skip-before",
+                "0",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     assert capsys.readouterr().out.splitlines()[0] == f"report on 4 of 4 runs of sweep {out}"
     assert pd.read_csv(r / "table2.csv")["n_runs"].tolist() == [4]
 
@@ -184,7 +254,22 @@ def test_gd_and_the_flow_in_one_sweep(tmp_path, capsys, one_thread):
     assert (gd.eta, gd.eta_max, gd.measure_sharpness_every) == (0.5, None, 1)  # base's eta_max dropped
     table = collect(out)
     assert "solver.measure_sharpness_every" in table.column_names  # the GD entry's own setting is an axis
-    assert main(["report", str(out), "--out", str(tmp_path / "r"), "--bootstrap", "10", "--skip-before", "0", "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "report",
+                str(out),
+                "--out",
+                str(tmp_path / "r"),
+                "--bootstrap",
+                "10",
+                "--skip-before",
+                "0",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
     fits = pd.read_csv(tmp_path / "r" / "table2.csv")
     assert fits["n_runs"].tolist() == [3] and "solver" not in fits.columns  # the flow alone, one fit
@@ -219,7 +304,22 @@ def test_written_files_are_0644_under_umask_022(gain_sweep, tmp_path, capsys):
     old = os.umask(0o022)
     try:
         out = tmp_path / "report"
-        assert main(["report", str(gain_sweep), "--out", str(out), "--bootstrap", "10", "--skip-before", "0", "--no-progress"]) == 0
+        assert (
+            main(
+                [
+                    "report",
+                    str(gain_sweep),
+                    "--out",
+                    str(out),
+                    "--bootstrap",
+                    "10",
+                    "--skip-before",
+                    "0",
+                    "--no-progress",
+                ]
+            )
+            == 0
+        )
         run = tmp_path / "run"
         shutil.copytree(next((gain_sweep / RUNS_DIR).iterdir()), run)
         (run / "analysis.parquet").unlink()

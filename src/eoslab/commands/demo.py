@@ -32,7 +32,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--workers", type=int, metavar="N", help="concurrent runs (default: one per core)")
     parser.add_argument(
-        "--threads-per-run", type=int, metavar="T", help="threads of each run (default: $OMP_NUM_THREADS, else cores // N)"
+        "--threads-per-run",
+        type=int,
+        metavar="T",
+        help="threads of each run (default: $OMP_NUM_THREADS, else cores // N)",
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 

@@ -79,7 +79,9 @@ def run(args: argparse.Namespace) -> int:
     if fixed:
         shared = "  ".join(f"{k}={cell(grid_rows[0][k])}" for k in fixed)
         console.print(f"every run: {escape(shared)}", highlight=False, soft_wrap=True)
-    console.print("  ".join(f"[{STYLES.get(k, 'white')}]{k}[/] {v}" for k, v in counts.items()) + f"  total {len(rows)}")
+    console.print(
+        "  ".join(f"[{STYLES.get(k, 'white')}]{k}[/] {v}" for k, v in counts.items()) + f"  total {len(rows)}"
+    )
     for row, s in rows:
         if s.state == "failed":
             console.print(f"[red]failed[/] {row['run_id']}: {escape(str(s.reason))}", highlight=False, soft_wrap=True)

@@ -70,4 +70,6 @@ def read_config_source(path_or_name: str | Path) -> ConfigSource:
     name = str(path_or_name)
     if is_preset(name):
         return ConfigSource(preset_text(name), f"preset {_name(name)}", _name(name))
-    raise FileNotFoundError(f"{path} not found: no such file, and no preset of that name (presets: {', '.join(available())})")
+    raise FileNotFoundError(
+        f"{path} not found: no such file, and no preset of that name (presets: {', '.join(available())})"
+    )

@@ -449,7 +449,9 @@ def plan_figures(
                 notes.append(f"{group.name}: no data for {family.key}; figure skipped.")
                 continue
             caption = family.caption.replace("{layers}", layers_text(panels))
-            jobs.append(FigureJob(family.key, group, caption, functools.partial(_draw_curves, family, rows, panels, group)))
+            jobs.append(
+                FigureJob(family.key, group, caption, functools.partial(_draw_curves, family, rows, panels, group))
+            )
         group_fit = fit_of.get(group)
         if group_fit is not None:
             if (group_fit.peaks["peak"] > 0).any():

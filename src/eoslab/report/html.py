@@ -28,6 +28,11 @@ figcaption { font-size: 0.9em; color: #555; }
 """
 
 
+def _head(title: str) -> str:
+    """The page's ``<head>`` content: charset, title, style, and an empty icon (no favicon request)."""
+    return f'<meta charset="utf-8"><link rel="icon" href="data:,"><title>{_e(title)}</title><style>{STYLE}</style>'
+
+
 def _e(text: object) -> str:
     return html.escape(str(text))
 
@@ -130,7 +135,7 @@ def index_html(
     note_list = "".join(f"<li>{_e(n)}</li>" for n in notes)
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><link rel="icon" href="data:,"><title>eoslab report</title><style>{STYLE}</style></head>
+<html lang="en"><head>{_head("eoslab report")}</head>
 <body>
 <h1>eoslab report</h1>
 <p id="headline"><strong>{_e(headline)}</strong></p>
@@ -152,7 +157,9 @@ per run, coloured by dataset size n (log scale). Click a figure for its PDF.</p>
 """
 
 
-def run_index_html(*, lines: list[tuple[str, str]], figures: list[FigureFile], notes: list[str], out_dir: str | Path) -> str:
+def run_index_html(
+    *, lines: list[tuple[str, str]], figures: list[FigureFile], notes: list[str], out_dir: str | Path
+) -> str:
     """The page of a single run's report (``eoslab report RUN``): its summary, then its figures."""
     out_dir = Path(out_dir)
     summary = "".join(f"<tr><th class=l>{_e(k)}</th><td class=l>{_e(v)}</td></tr>" for k, v in lines)
@@ -160,7 +167,7 @@ def run_index_html(*, lines: list[tuple[str, str]], figures: list[FigureFile], n
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     title = dict(lines).get("run", "run")
     return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><link rel="icon" href="data:,"><title>eoslab run {_e(title)}</title><style>{STYLE}</style></head>
+<html lang="en"><head>{_head(f"eoslab run {title}")}</head>
 <body>
 <h1>eoslab run report</h1>
 <p id="headline"><strong>{_e(title)}</strong> · written {stamp} · <a href="summary.md">summary.md</a></p>

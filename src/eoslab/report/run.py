@@ -178,7 +178,9 @@ def trajectory_eigenvalues(traj: pd.DataFrame) -> pd.DataFrame:
     """The trajectory's eigenvalues of H, one column per rank (``eig_1`` the largest), on the
     steps that computed them, with ``step`` and ``t``.
     """
-    rows = [(s, t, list(e)) for s, t, e in zip(traj["step"], traj["t"], traj["eigenvalues"]) if e is not None and len(e)]
+    rows = [
+        (s, t, list(e)) for s, t, e in zip(traj["step"], traj["t"], traj["eigenvalues"]) if e is not None and len(e)
+    ]
     if not rows:
         return pd.DataFrame(columns=["step", "t"])
     width = max(len(e) for _, _, e in rows)
@@ -208,7 +210,9 @@ def _draw_trajectory(config: RunConfig, traj: pd.DataFrame, title: str):
         label = symbol("sharpness_H") if j == 0 else None
         ax_eig.plot(eig["t"], eig[column], lw=1.0 if j == 0 else 0.6, color="C2" if j == 0 else "0.6", label=label)
     if config.solver.method == "gd":
-        ax_eig.axhline(2 / config.solver.eta, color="C3", ls=":", lw=1.3, label=rf"$2/\eta={2 / config.solver.eta:.3g}$")
+        ax_eig.axhline(
+            2 / config.solver.eta, color="C3", ls=":", lw=1.3, label=rf"$2/\eta={2 / config.solver.eta:.3g}$"
+        )
     if len(ranks) > 1:
         ax_eig.set_ylabel(f"top {len(ranks)} eigenvalues of $\\mathbf{{H}}$")
     else:

@@ -114,7 +114,9 @@ class CollectInfo:
         if len(parts) > 4:
             by_state = Counter(p.state for p in self.left_out)
             parts = [f"{k} {state}" for state, k in by_state.items()]
-        hint = "" if self.include_stopped or "stopped" not in {p.state for p in self.left_out} else "; --include-stopped"
+        hint = (
+            "" if self.include_stopped or "stopped" not in {p.state for p in self.left_out} else "; --include-stopped"
+        )
         return ", ".join(parts) + hint
 
     def to_json(self) -> str:

@@ -261,9 +261,7 @@ def run_sweep(
     )
     skipped = len(sweep.points) - len(todo)
     if executor == "local":
-        local = plan_local(
-            sweep.points, workers=workers, threads_per_run=threads_per_run, cpus_per_run=cpus_per_run
-        )
+        local = plan_local(sweep.points, workers=workers, threads_per_run=threads_per_run, cpus_per_run=cpus_per_run)
         plan = local.describe()
     else:
         threads = threads_per_run or max(1, int(cpus_per_run))
