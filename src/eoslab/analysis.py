@@ -595,9 +595,18 @@ def analyze_run(
         if not run.dir.analysis_file.exists():
             run.dir.write_table(ANALYSIS_FILE, table)
         if degenerate:
-            said = "; ".join(f"{reason} (steps {', '.join(map(str, s))})" for reason, s in degenerate.items())
+            said = "; ".join(f"{reason} ({_steps_text(s)})" for reason, s in degenerate.items())
             run.dir.add_note(f"{run.path}: degenerate snapshots, values recorded as NaN: {said}")
     return run.dir.analysis_file
+
+
+def _steps_text(steps: list[int]) -> str:
+    """``step 10``, ``steps 10, 20, 30`` or ``12 steps, 10 to 120``."""
+    if len(steps) == 1:
+        return f"step {steps[0]}"
+    if len(steps) <= 3:
+        return f"steps {', '.join(map(str, steps))}"
+    return f"{len(steps)} steps, {steps[0]} to {steps[-1]}"
 
 
 def _stored_analysis(run) -> pa.Table:
