@@ -537,6 +537,12 @@ def analyze_run(
 ) -> Path:
     """Write ``RUN_DIR/analysis.parquet``: :func:`analyze_snapshot` for the run's snapshots.
 
+    Holds the run directory's lock; the run's config.toml and data must be those it was created
+    with, and every snapshot to analyse must match its checksum (checked before any work;
+    :class:`~eoslab.rundir.CorruptFileError` otherwise). A stored ``analysis.parquet`` that does
+    not verify is recomputed, loudly; values a degenerate snapshot leaves undefined are NaN, with
+    the reason in ``status.json``'s notes (:meth:`SnapshotAnalysis.degenerate`).
+
     Snapshots with step < ``skip_before`` are skipped (D13), then every ``every``-th is kept.
     C5(t0) of the stability bound is layer 1's C5 at the first kept snapshot (D15). The file is
     rewritten atomically after each snapshot, and a rerun skips the steps it already holds, so an
@@ -575,6 +581,8 @@ def analyze_run(
         steps = run.dir.analysed_steps(skip_before=skip_before, every=every)
         todo = [step for step in steps if step not in done]
         c5_t0 = _first_c5(table, steps[0]) if steps and steps[0] in done else None
+        for step in todo:  # refuse a corrupt snapshot before hours of work, not after
+            run.load_snapshot(step)
         warm = None
         degenerate: dict[str, list[int]] = {}
         with Progress(*columns, disable=not progress, transient=False) as bar:
