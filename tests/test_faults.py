@@ -585,6 +585,7 @@ def test_sigkill_twice_across_a_restart_from_step_0(tmp_path):
     assert len(states) >= 2 and states[-1].name >= "state_00000050"  # (3 when killed before the pruning)
     for p in states:  # no resume point is left: the run must start again from step 0
         flip_bit(p)
+
     def identity(p: Path) -> tuple[int, int]:
         st = p.stat()
         return st.st_ino, st.st_mtime_ns

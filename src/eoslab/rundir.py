@@ -86,9 +86,10 @@ ANALYSIS_FILE = "analysis.parquet"
 SNAPSHOT_DIR = "snapshots"
 LOCK_FILE = ".lock"
 MANIFEST_FORMAT = 1
-#: ``status.json`` states; the last three are final (a rerun does not train on).
-STATES = ("running", "done", "stopped", "failed")
-FINAL_STATES = ("done", "stopped", "failed")
+#: ``status.json`` states after training ended: trained (to the target, or to a step or time
+#: limit), and those plus ``failed`` (a rerun does not train on); the other state is ``running``.
+TRAINED_STATES = ("done", "stopped")
+FINAL_STATES = (*TRAINED_STATES, "failed")
 #: ``trajectory.parquet``: one row per step u, describing θ_u and the step taken from it.
 TRAJECTORY_SCHEMA = pa.schema(
     [

@@ -216,13 +216,3 @@ def read_json(path: str | Path) -> Any:
     """Read a JSON file."""
     with open(path) as fh:
         return json.load(fh)
-
-
-def write_safetensors(tensors: dict, path: str | Path, metadata: dict[str, str] | None = None) -> None:
-    """Write a safetensors file atomically (metadata values must be strings)."""
-    write_bytes(safetensors_bytes(tensors, metadata), path)
-
-
-def read_safetensors(path: str | Path) -> tuple[dict, dict[str, str]]:
-    """(tensors, metadata) of a safetensors file."""
-    return parse_safetensors(Path(path).read_bytes(), path)

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import from_dict, to_toml
-from ..rundir import folder_lock, warn
+from ..rundir import TRAINED_STATES, folder_lock, warn
 from .grid import GRID_FILE, RUNS_DIR, SWEEP_FILE, GridPoint, Sweep, grid_table, load_sweep
 from .point import PointStatus, after_worker, point_status, run_point
 
@@ -78,7 +78,7 @@ def _worker_main() -> int:
     """
     run_dir, analysis, threads, parent = sys.argv[1], sys.argv[2] == "1", int(sys.argv[3]), int(sys.argv[4])
     _die_with_parent(parent)
-    return 0 if _point_from_toml(sys.stdin.read(), run_dir, analysis, threads).state in ("done", "stopped") else 1
+    return 0 if _point_from_toml(sys.stdin.read(), run_dir, analysis, threads).state in TRAINED_STATES else 1
 
 
 @dataclass
@@ -118,7 +118,7 @@ def _final_without_work(status: PointStatus) -> bool:
     """Done or stopped, or failed for good (a diverged run, files that do not verify), which a
     rerun would not change.
     """
-    return status.state in ("done", "stopped") or (status.state == "failed" and not status.retry)
+    return status.state in TRAINED_STATES or (status.state == "failed" and not status.retry)
 
 
 def run_sweep(

@@ -25,7 +25,9 @@ from ..config import ConfigError, RunConfig, load_config, to_dict
 from ..rundir import (
     ANALYSIS_FILE,
     ANALYSIS_SCHEMA,
+    FINAL_STATES,
     STATUS_FILE,
+    TRAINED_STATES,
     TRAJECTORY_FILE,
     CorruptFileError,
     RunDir,
@@ -128,7 +130,7 @@ def point_status(run_dir: str | Path, *, analysis: bool = True) -> PointStatus:
             s.get("step"),
             s.get("loss"),
             None,
-            "analysing" if s.get("state") in ("done", "stopped") else "",
+            "analysing" if s.get("state") in TRAINED_STATES else "",
         )
     return _files_status(run, analysis)
 
@@ -156,7 +158,7 @@ def _files_status(run: RunDir, analysis: bool) -> PointStatus:
         )
     if manifest is None:
         return PointStatus(run_id, "pending", step, loss, reason, "written by an older eoslab; verified on rerun")
-    if state in ("done", "stopped"):
+    if state in TRAINED_STATES:
         try:
             run.read_verified(TRAJECTORY_FILE, manifest, "")
         except CorruptFileError as e:
@@ -217,7 +219,7 @@ def run_point(config: RunConfig, run_dir: str | Path, *, analysis: bool = True) 
     run = RunDir(run_dir)
     with run.lock(wait=True):
         status = _files_status(run, analysis)
-        if status.state in ("done", "stopped"):
+        if status.state in TRAINED_STATES:
             return status
         _clear_retryable_failure(run)
         try:
@@ -228,7 +230,7 @@ def run_point(config: RunConfig, run_dir: str | Path, *, analysis: bool = True) 
             traceback.print_exc()
             _record_failure(run, "train", f"{type(e).__name__}: {e}", run.read_status())
         else:
-            if status.get("state") in ("done", "stopped") and analysis:
+            if status.get("state") in TRAINED_STATES and analysis:
                 try:
                     from ..analysis import analyze_run
 
@@ -245,8 +247,8 @@ def after_worker(run_dir: str | Path, analysis: bool, what: str) -> PointStatus:
     """
     run = RunDir(run_dir)
     status = point_status(run.path, analysis=analysis)
-    if status.state in ("done", "stopped", "failed"):
+    if status.state in FINAL_STATES:
         return status
-    stage = "analysis" if (run.read_status() or {}).get("state") in ("done", "stopped") else "train"
+    stage = "analysis" if (run.read_status() or {}).get("state") in TRAINED_STATES else "train"
     _record_failure(run, stage, what, run.read_status())
     return point_status(run.path, analysis=analysis)
