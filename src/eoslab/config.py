@@ -217,7 +217,8 @@ def validate(cfg: RunConfig) -> RunConfig:
 
 def _upgrade(data: dict) -> dict:
     """Rename deprecated keys, with a :class:`ConfigDeprecationWarning`: ``solver.lr`` becomes
-    ``solver.eta`` (GD) or ``solver.eta_max`` (exponential Euler), whichever the method uses."""
+    ``solver.eta`` (GD) or ``solver.eta_max`` (exponential Euler), whichever the method uses.
+    """
     solver = data.get("solver")
     if not isinstance(solver, dict) or "lr" not in solver:
         return data
@@ -306,6 +307,7 @@ def to_dict(cfg: RunConfig) -> dict:
 
 
 def to_toml(cfg: RunConfig) -> str:
+    """The config as TOML text (what ``config.toml`` holds)."""
     return tomli_w.dumps(to_dict(cfg))
 
 

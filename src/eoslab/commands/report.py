@@ -10,6 +10,7 @@ from pathlib import Path
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add this command's arguments to its sub-parser."""
     parser.add_argument(
         "source",
         metavar="DIR",
@@ -43,17 +44,13 @@ def _load(source: Path):
         raise FileNotFoundError(f"{source} is neither a collected Parquet table nor a sweep directory")
     if (source / "collected.parquet").is_file():
         return read_parquet(source / "collected.parquet")
-    try:
-        from eoslab.sweeps import collect
-    except ImportError as e:
-        raise RuntimeError(
-            f"{source} has no collected.parquet and eoslab.sweeps.collect is unavailable ({e}); "
-            f"run `eoslab collect {source}` first or pass a collected Parquet file"
-        ) from e
+    from eoslab.sweeps import collect
+
     return collect(source)
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run the command; returns its exit code."""
     from rich.console import Console
     from rich.progress import track
 

@@ -97,9 +97,6 @@ _R_RADIUS = 0.375
 _R_LWD_INCH = 1.0 / 96.0
 
 
-_LEND_NAMES = {0: "round", 1: "butt", 2: "square"}
-
-
 @dataclass
 class DiceImages:
     """Rendered Dice images, class-major (all of class 0, then class 1, ...).

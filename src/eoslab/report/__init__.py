@@ -139,7 +139,8 @@ def write_report(
     paper's Table 2), ``peaks.csv`` (the per-run ``y`` of Eq. 9), ``checks.csv`` /
     ``checks.md`` (Section 5), ``figures/*.png`` and ``figures/*.pdf``, and ``index.html``.
     A (dataset, criterion) group that cannot be fitted gets its reason in the table, and a table
-    without the fitted metric gets a note, instead of stopping the report. ``track`` wraps the list of figures to draw (a progress bar, say).
+    without the fitted metric gets a note, instead of stopping the report.
+    ``track`` wraps the list of figures to draw (a progress bar, say).
     """
     from eoslab.store import write_text
 

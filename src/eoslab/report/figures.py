@@ -350,7 +350,7 @@ def _contrast_pairs(frame: pd.DataFrame, skip_before: int) -> tuple[list, list[s
         if same.empty:
             same = euler[euler["n"] == gd["n"]]
         if same.empty or not (gd["eta"] > 0):
-            why = "no exponential Euler run with n=%d" % gd["n"] if same.empty else "its eta is not positive"
+            why = f"no exponential Euler run with n={gd['n']}" if same.empty else "its eta is not positive"
             notes.append(f"GD run {gd['run_id']} left out of the contrast figure: {why}")
             continue
         partner = same["run_id"].iloc[0]

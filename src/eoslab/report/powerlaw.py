@@ -40,10 +40,12 @@ MIN_POINTS = 3
 
 
 def dataset_name(dataset: str) -> str:
+    """The paper's name of a dataset (``atrial_fibrillation`` → ``AtrialFibrillation``)."""
     return DATASET_NAMES.get(dataset, dataset)
 
 
 def criterion_name(criterion: str) -> str:
+    """The paper's name of a criterion (``ce`` → ``Cross-Entropy``)."""
     return CRITERION_NAMES.get(criterion, criterion)
 
 
