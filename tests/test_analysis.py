@@ -76,7 +76,7 @@ def top(A):
 
 
 def brute_force(model, criterion, theta, X, y, c5_t0=None):
-    """Every metric of the docs/rundir.md table, keyed (metric, layer)."""
+    """Every metric of the docs/metrics.md glossary, keyed (metric, layer)."""
     L, N = model.depth, X.shape[0]
     offsets, start = [], 0  # column ranges of (W_i, b_i) and of b_i in θ
     for n_in, n_out in zip(model.sizes[:-1], model.sizes[1:]):

@@ -1,6 +1,6 @@
 """Training runs: integrate to a target loss, write the run directory, resume a killed run.
 
-A run directory (docs/rundir.md, "RUN-DIRECTORY CONTRACT"):
+A run directory (docs/rundir.md):
 
 ``config.toml``
     the resolved config (every default filled in, :func:`eoslab.config.resolve`).
