@@ -148,7 +148,7 @@ def warn(message: str) -> None:
 
 def analysed_steps(snapshot_steps: list[int], *, skip_before: int, every: int) -> list[int]:
     """The snapshot steps the analysis covers: those at or after ``skip_before`` (the transient,
-    D13), then every ``every``-th of them, in order.
+    D13 in docs/decisions.md), then every ``every``-th of them, in order.
     """
     if every < 1:
         raise ValueError(f"every must be >= 1, got {every}")

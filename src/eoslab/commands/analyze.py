@@ -51,7 +51,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=_nonnegative,
         default=None,
         metavar="STEP",
-        help="skip snapshots before this step (D13; default: analysis.skip_before, 10)",
+        help="skip snapshots before this step (D13 in docs/decisions.md; default: analysis.skip_before, 10)",
     )
     parser.add_argument(
         "--tol",

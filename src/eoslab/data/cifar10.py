@@ -1,4 +1,4 @@
-"""CIFAR-10 (docs/math.md §8): the official binary or python-pickle files, folder or ``.tar.gz``.
+"""CIFAR-10 (docs/math.md §8, D9 in docs/decisions.md): the official binary or python files, folder or ``.tar.gz``.
 
 Looked for under the data root (``--data-root``, ``$EOSLAB_DATA``, else the user cache folder), in
 this order (the first that exists wins, unless ``format=`` picks one):

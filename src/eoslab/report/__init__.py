@@ -6,8 +6,8 @@ The input is the *collected* table (``eoslab collect``): one tidy long table, on
     run_id, dataset, n, criterion, init_seed, subset_seed, width, depth, solver, eta, eta_max,
     step, t, metric, layer, value
 
-``metric`` uses the names of ``analysis.parquet`` (docs/rundir.md); ``layer`` is null for
-whole-network metrics and ``value`` is NaN for a negative top eigenvalue (docs/math.md D12).
+``metric`` uses the names of ``analysis.parquet`` (docs/metrics.md); ``layer`` is null for
+whole-network metrics and ``value`` is NaN for a negative top eigenvalue (D12, docs/decisions.md).
 
 The parts of the report live in submodules, one concept each:
 

@@ -363,7 +363,7 @@ def plan_figures(
 ) -> tuple[list[FigureJob], list[str]]:
     """The figures of a collected frame, per (dataset, criterion) group, and notes on skipped ones.
 
-    Curve families use the exponential Euler runs and steps ``>= skip_before`` (D13); a family
+    Curve families use the exponential Euler runs and steps ``>= skip_before`` (D13, docs/decisions.md); a family
     without any data in a group is skipped with a note. ``fits`` (from
     :func:`eoslab.report.powerlaw.fit_power_laws`) adds the peak-alignment figures.
     """
