@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import os
 import signal
 import subprocess
 import sys
@@ -70,6 +71,12 @@ def test_train_writes_the_run_directory(tmp_path):
     expected = [f"step_{s:08d}.safetensors" for s in sorted(set(range(0, final + 1, 10)) | {final})]
     assert snapshot_files(run_dir) == expected
     assert len(snapshot_files(run_dir, "state")) == 2  # only the newest state files
+
+    umask = os.umask(0o022)
+    os.umask(umask)
+    for p in run_dir.rglob("*"):  # readable by others, as the umask allows (not mkstemp's 0600)
+        if p.is_file() and p.name != ".lock":
+            assert p.stat().st_mode & 0o777 == 0o666 & ~umask, p
 
     run = load_run(run_dir)
     assert config_hash(run.config) == config_hash(saved)

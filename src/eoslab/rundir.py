@@ -25,7 +25,7 @@ docs/rundir.md. This module is the one place that knows the layout:
 The manifest (``manifest.json``, JSON)::
 
     {
-      "format": 1,
+      "format": 2,                # run directories without a manifest are format 1
       "config": {...},            # the resolved config the run was created with (as config.toml)
       "config_sha256": "…",       # SHA-256 of that config (eoslab.config.config_hash, 64 digits)
       "data": {                   # the data fingerprint
@@ -85,7 +85,7 @@ TRAJECTORY_FILE = "trajectory.parquet"
 ANALYSIS_FILE = "analysis.parquet"
 SNAPSHOT_DIR = "snapshots"
 LOCK_FILE = ".lock"
-MANIFEST_FORMAT = 1
+MANIFEST_FORMAT = 2
 #: ``status.json`` states after training ended: trained (to the target, or to a step or time
 #: limit), and those plus ``failed`` (a rerun does not train on); the other state is ``running``.
 TRAINED_STATES = ("done", "stopped")

@@ -410,11 +410,11 @@ def _bind(run: RunDir, problem: Problem) -> dict[str, Any]:
         run.adopt(config, digest, problem.fingerprint())
         _upgrade_legacy_status(run)
         return run.manifest()
+    _check_same_config(run, config, manifest["config"])
     if run.config_file.exists():
         run.check_config(to_dict(load_config(run.config_file)), manifest)
-    else:  # killed between the manifest and config.toml when it was created
+    else:  # killed between the manifest and config.toml when it was created: cfg is the manifest's
         run.write_config_text(to_toml(cfg))
-    _check_same_config(run, config, manifest["config"])
     run.check_data(problem.fingerprint(), manifest)
     return manifest
 

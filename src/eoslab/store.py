@@ -2,7 +2,7 @@
 
 Every writer serialises to bytes, writes them to a temporary file ``.NAME.XXXXXXXX.tmp`` beside
 the target, fsyncs it, then ``os.replace``s it over the target, so a reader (or a resumed run)
-never sees a half-written file. A process killed between the two leaves the temporary file behind;
+never sees a half-written file. Files get mode 0666 less the umask (0644 under the usual 022). A process killed between the two leaves the temporary file behind;
 :func:`remove_leftovers` removes such files (the holder of a folder's lock calls it on start).
 
 A failed write (a read-only folder, a full disk, a file-size limit) raises :class:`WriteError`,
@@ -28,6 +28,10 @@ import pyarrow.parquet as pq
 
 #: Name of the temporary file of an atomic write of ``NAME``: ``.NAME.`` + 8 random characters + ``.tmp``.
 _TMP = re.compile(r"^\.(?P<name>.+)\.[a-z0-9_]{8}\.tmp$")
+
+#: The process's umask (read once: reading it means setting it), applied to every file written.
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
 
 _FIXES = {
     errno.ENOSPC: "the disk is full: free some space and rerun (an interrupted run resumes)",
@@ -91,6 +95,7 @@ def stage_bytes(data: bytes, path: str | Path) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         tmp_path = Path(tmp)
+        os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp's 0600 would hide results from other readers
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
