@@ -35,7 +35,7 @@ from eoslab.data.cifar10 import read_py_batch, restricted_loads
 from eoslab.rundir import RunDir, folder_lock
 from eoslab.runs import train
 from eoslab.store import read_json, read_parquet
-from eoslab.sweeps import collect, load_sweep, point_status, run_sweep, sweep_status
+from eoslab.sweeps import collect, grid_table, load_sweep, parse_sweep, point_status, run_sweep, sweep_status
 from eoslab.sweeps.point import exclusion_reason, include_in_collect
 from test_runs import _interrupt_at, assert_same_run
 from test_sweeps import tiny_base, write_sweep
@@ -541,19 +541,21 @@ def test_paths_cannot_leave_their_root(tmp_path, capsys):
     assert main(["train", str(config), "--out", str(tmp_path / "run"), "--no-progress"]) == 2
     assert "data.options: uea: problem must be a UEA problem name" in one_line(capsys.readouterr().err)
 
-    cfg = write_sweep(tmp_path / "s.toml", tiny_base(), {"n": [12]})
+    _, run_dir = finished_run(tmp_path)
+    assert main(["analyze", str(run_dir), "--no-progress"]) == 0
+    victim = shutil.copytree(run_dir, tmp_path / "victim")  # a finished, analysed run outside the sweep
     out = tmp_path / "out"
-    run_sweep(load_sweep(cfg), out, workers=1, progress=False)
-    victim = tmp_path / "victim"
-    shutil.copytree(next((out / "runs").iterdir()), victim)
-    grid = pq.read_table(out / "grid.parquet")
+    (out / "runs").mkdir(parents=True)
+    points = parse_sweep({"base": tiny_base(), "grid": {"n": [12]}}).points
+    grid = grid_table(points)
     hostile = grid.set_column(grid.column_names.index("run_id"), "run_id", pa.array(["../../victim"]))
     pq.write_table(hostile, out / "grid.parquet")
+    capsys.readouterr()
     for command in ("collect", "status"):
         assert main([command, str(out)]) != 0
         err = one_line(capsys.readouterr().err)
         assert "run_id '../../victim' is not a run id" in err and "grid.parquet" in err
-    assert not (out / "collected.parquet").exists()
+    assert not (out / "collected.parquet").exists() and victim.is_dir()
 
 
 @pytest.mark.slow

@@ -46,7 +46,7 @@ import hashlib
 import json
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -317,7 +317,6 @@ class _Resume:
     elapsed_s: float
     final_row: StepReport | None = None
     final_status: dict[str, Any] | None = None
-    skipped: list[str] = field(default_factory=list)
 
 
 def _resume_point(run: RunDir, manifest: dict[str, Any], model: MLP) -> tuple[_Resume | None, list[str]]:

@@ -2,8 +2,9 @@
 
 Every writer serialises to bytes, writes them to a temporary file ``.NAME.XXXXXXXX.tmp`` beside
 the target, fsyncs it, then ``os.replace``s it over the target, so a reader (or a resumed run)
-never sees a half-written file. Files get mode 0666 less the umask (0644 under the usual 022). A process killed between the two leaves the temporary file behind;
-:func:`remove_leftovers` removes such files (the holder of a folder's lock calls it on start).
+never sees a half-written file. Files get mode 0666 less the umask (0644 under the usual 022).
+A process killed between the two steps leaves the temporary file behind; :func:`remove_leftovers`
+removes such files (the holder of a folder's lock calls it on start).
 
 A failed write (a read-only folder, a full disk, a file-size limit) raises :class:`WriteError`,
 whose one-line message names the file and the fix. The ``*_bytes`` serialisers and ``parse_*``
