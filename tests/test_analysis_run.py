@@ -1,5 +1,5 @@
 """``analyze_run`` and ``eoslab analyze`` on a tiny trained run: analysis.parquet layout and
-metric names (docs/rundir.md), D13 skipping, D15's C5(t0), thinning, resume after an interruption.
+metric names (docs/metrics.md), D13 skipping, D15's C5(t0), thinning, resume after an interruption.
 """
 
 import math

@@ -9,7 +9,7 @@ from importlib import resources
 import pytest
 
 from eoslab.cli import main
-from eoslab.config import ConfigError, config_diff, format_config_diff, load_config
+from eoslab.config import ConfigError, flatten_config, load_config
 from eoslab.presets import available, preset_text, read_config_source
 from eoslab.sweeps import load_sweep
 from test_sweeps import tiny_base, write_sweep
@@ -118,17 +118,13 @@ def test_sst_without_an_encoder_names_the_installed_minilm(monkeypatch, tmp_path
     assert resolve_encoder(get_model_path()) == get_model_path().resolve()  # and that path works
 
 
-def test_config_diff_names_the_fields_that_differ():
+def test_flatten_config_names_every_leaf():
     from test_sweeps import parse_sweep
 
-    a, b = (p.config for p in parse_sweep({"base": tiny_base(), "grid": {"n": [8, 12]}}).points)
-    assert config_diff(a, a) == []
-    assert config_diff(a, b) == [("data.n", 8, 12)]
-    b.data.options["seed"] = 5
-    b.solver.eta_max = 0.25
-    diff = config_diff(a, b)
-    assert diff == [("data.n", 8, 12), ("data.options.seed", 0, 5), ("solver.eta_max", 0.5, 0.25)]
-    assert format_config_diff(diff, "there", "here").startswith("data.n: there 8, here 12; data.options.seed")
+    (point,) = parse_sweep({"base": tiny_base(), "grid": {"n": [8]}}).points
+    flat = flatten_config(point.config)
+    assert flat["data.n"] == 8 and flat["data.options.seed"] == 0 and flat["solver.eta_max"] == 0.5
+    assert "solver.eta" not in flat  # unset values are left out
 
 
 def test_a_resume_conflict_names_the_fields_that_differ(tmp_path, capsys, one_thread):
@@ -141,4 +137,4 @@ def test_a_resume_conflict_names_the_fields_that_differ(tmp_path, capsys, one_th
     capsys.readouterr()
     assert main(["train", str(second), "--out", str(run), "--no-progress"]) == 2
     err = capsys.readouterr().err
-    assert "solver.eta_max: there 0.05, here 0.1" in err and "hash" not in err
+    assert "solver.eta_max: this config says 0.1, the run was created with 0.05" in err and "hash" not in err

@@ -1,9 +1,9 @@
-"""Run configurations: TOML files loaded into dataclasses (docs/rundir.md).
+"""Run configurations: TOML files loaded into dataclasses (every key: docs/decisions.md).
 
 A run is fully described by a :class:`RunConfig`. Loading checks every key, type and value and
 fails with :class:`ConfigError` naming the field (``solver.eta_max: must be > 0, got -1``). Defaults
-follow docs/math.md's decisions; :func:`resolve` fills the criterion-dependent ones (target loss,
-k) so the ``config.toml`` written into a run directory holds every value that was used.
+follow the decisions D1–D15 (docs/decisions.md); :func:`resolve` fills the criterion-dependent ones
+(target loss, k) so the ``config.toml`` written into a run directory holds every value that was used.
 """
 
 from __future__ import annotations
@@ -34,6 +34,10 @@ class ConfigDeprecationWarning(UserWarning):
 
 #: The default step of both integrators: GD's η and exponential Euler's η_max (D3).
 DEFAULT_STEP = 0.01
+#: Largest ``train.threads``: a fixed bound, not this machine's core count, so a config valid on a
+#: cluster node stays valid on a laptop. More threads than cores only slows torch down, and a
+#: thread pool of tens of thousands crashes it (100000 segfaults torch 2.13).
+MAX_THREADS = 1024
 
 
 @dataclass
@@ -94,7 +98,7 @@ class TrainConfig:
     max_time_s: float | None = None
     snapshot_every: int = 100
     chunk_size: int | None = None  #: samples per chunk in full-batch passes
-    threads: int | None = None  #: torch intra-op threads; None = leave as is
+    threads: int | None = None  #: torch intra-op threads (1..MAX_THREADS); None = leave as is
 
 
 @dataclass
@@ -208,6 +212,10 @@ def validate(cfg: RunConfig) -> RunConfig:
                 raise ConfigError(f"{name}: must be > 0, got {value!r}")
             if name in _NONNEGATIVE and value < 0:
                 raise ConfigError(f"{name}: must be >= 0, got {value!r}")
+            if name == "train.threads" and value > MAX_THREADS:
+                raise ConfigError(
+                    f"{name}: must be <= {MAX_THREADS} (more threads than cores only slows torch down), got {value}"
+                )
             if isinstance(value, float) and not math.isfinite(value):
                 raise ConfigError(f"{name}: must be finite, got {value!r}")
     _check_solver(cfg)
@@ -341,16 +349,3 @@ def flatten_config(cfg: RunConfig) -> dict[str, Any]:
         return out
 
     return flat(to_dict(cfg), "")
-
-
-def config_diff(a: RunConfig, b: RunConfig) -> list[tuple[str, Any, Any]]:
-    """The fields where two configs differ, as ``(dotted.name, value in a, value in b)`` sorted by
-    name (``data.options.size`` for a loader option; None for a value that is not set).
-    """
-    fa, fb = flatten_config(a), flatten_config(b)
-    return [(k, fa.get(k), fb.get(k)) for k in sorted(set(fa) | set(fb)) if fa.get(k) != fb.get(k)]
-
-
-def format_config_diff(diff: list[tuple[str, Any, Any]], a: str = "old", b: str = "new") -> str:
-    """``config_diff`` as one line: ``solver.eta_max: old 0.01, new 0.02; data.n: ...``."""
-    return "; ".join(f"{k}: {a} {x!r}, {b} {y!r}" for k, x, y in diff)

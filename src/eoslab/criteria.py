@@ -1,4 +1,4 @@
-"""Criteria ℓ(f, y) and their output Hessians H_ℓ = ∇²_f ℓ (docs/math.md §2, §3, D6).
+"""Criteria ℓ(f, y) and their output Hessians H_ℓ = ∇²_f ℓ (docs/math.md §2, §3; D6 in docs/decisions.md).
 
 Each criterion gives per-sample losses whose mean over the data is the training loss
 L̃(θ) = E ℓ(f(x, θ), y), the per-sample criterion Hessian H_ℓ in closed form, its PSD square root

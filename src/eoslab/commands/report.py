@@ -39,7 +39,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--metric", default="eq7_c5", help="metric whose peak is fitted by Eq. 9 (default eq7_c5)")
     parser.add_argument("--layer", default="1", help="layer of --metric; 'none' for a whole-network metric (default 1)")
     parser.add_argument(
-        "--skip-before", type=int, default=10, help="ignore steps below this, the transient (default 10, D13)"
+        "--skip-before",
+        type=int,
+        default=10,
+        help="ignore steps below this, the transient (default 10, D13 in docs/decisions.md)",
     )
     parser.add_argument(
         "--per-size-means", action="store_true", help="fit the mean peak of each size instead of every run"

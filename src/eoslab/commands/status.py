@@ -77,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
     console = Console()
     console.print(table)
     if fixed:
-        shared = "  ".join(f"{k}={cell(grid_rows[0][k])}" for k in fixed)
+        shared = "  ".join(f"{k}={cell(grid_rows[0][k])}" for k in fixed if grid_rows[0][k] is not None)
         console.print(f"every run: {escape(shared)}", highlight=False, soft_wrap=True)
     console.print(
         "  ".join(f"[{STYLES.get(k, 'white')}]{k}[/] {v}" for k, v in counts.items()) + f"  total {len(rows)}"

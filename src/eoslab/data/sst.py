@@ -1,4 +1,4 @@
-r"""Stanford Sentiment Treebank (docs/math.md §8, decision D7): PTB trees → per-word encoder embeddings.
+r"""Stanford Sentiment Treebank (docs/math.md §8, D7 in docs/decisions.md): PTB trees → per-word encoder embeddings.
 
 Files: ``<data_root>/sst/trees/{train,dev,test}.txt``, one labelled binary tree per line in the
 official ``trainDevTestTrees_PTB`` format, e.g. ``(3 (2 (2 The) (2 Rock)) (4 ...))``. Every node

@@ -433,7 +433,7 @@ def plan_figures(
     """The figures of a collected frame and notes on skipped ones.
 
     Curve families: per group of the runs of ``solver`` (exponential Euler, as the paper;
-    :func:`eoslab.report.groups.groups`), steps ``>= skip_before`` (D13); a family without any
+    :func:`eoslab.report.groups.groups`), steps ``>= skip_before`` (D13, docs/decisions.md); a family without any
     data in a group is skipped with a note.
     ``fits`` (from :func:`eoslab.report.powerlaw.fit_power_laws`) adds the peak-alignment
     figures. The edge-of-stability figure: per problem group that has GD runs.

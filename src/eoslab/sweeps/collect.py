@@ -22,8 +22,8 @@ import pyarrow as pa
 
 from ..config import from_dict
 from ..rundir import ANALYSIS_SCHEMA, RunDir
-from .grid import GRID_FILE, RUN_COLUMNS, RUNS_DIR, axis_columns
-from .point import PointStatus, point_status
+from .grid import GRID_FILE, RUN_COLUMNS, axis_columns
+from .point import PointStatus, analysis_table, exclusion_reason, point_dir, point_status
 
 #: Columns every collected table starts with: the run columns; then come one typed column per
 #: other axis of the sweep (:func:`eoslab.sweeps.grid.axis_columns`), then the rows of
@@ -31,8 +31,6 @@ from .point import PointStatus, point_status
 COLLECT_SCHEMA = pa.schema(list(RUN_COLUMNS) + list(ANALYSIS_SCHEMA))
 #: Schema metadata key of :class:`CollectInfo`.
 INFO_KEY = b"eoslab.collect"
-#: States of a point whose analysis goes into the collected table (``stopped`` only on request).
-COLLECTED_STATES = ("done",)
 
 
 def _grid(sweep_dir: Path) -> pa.Table:
@@ -50,7 +48,7 @@ def sweep_status(sweep_dir: str | Path, *, analysis: bool = True) -> list[tuple[
     sweep_dir = Path(sweep_dir)
     grid = _grid(sweep_dir)
     rows = grid.drop_columns([c for c in ("index", "config") if c in grid.column_names]).to_pylist()
-    return [(row, point_status(sweep_dir / RUNS_DIR / row["run_id"], analysis=analysis)) for row in rows]
+    return [(row, point_status(point_dir(sweep_dir, row["run_id"]), analysis=analysis)) for row in rows]
 
 
 def varying_axes(rows: list[dict]) -> list[str]:
@@ -63,16 +61,11 @@ def varying_axes(rows: list[dict]) -> list[str]:
     return [k for k in names if len({json.dumps(r.get(k), sort_keys=True, default=str) for r in rows}) > 1]
 
 
-def goes_into_collect(status: PointStatus, *, include_stopped: bool = False) -> bool:
-    """Whether a point's analysis belongs in the collected table: ``done`` (target reached and
-    analysed), and with ``include_stopped`` also ``stopped`` (a step or time limit ended it).
-    """
-    return status.state in COLLECTED_STATES or (include_stopped and status.state == "stopped")
-
-
 @dataclass(frozen=True)
 class LeftOut:
-    """A point that is not in the collected table, and why."""
+    """A point that is not in the collected table, its state and why
+    (:func:`eoslab.sweeps.point.exclusion_reason`).
+    """
 
     run_id: str
     state: str
@@ -103,21 +96,21 @@ class CollectInfo:
     grid: str = ""
 
     def headline(self) -> str:
-        """``8 of 9 runs (left out: 1 failed: non-finite loss at step 40)``: the report's first line."""
+        """``8 of 11 runs (left out: 2 stopped, 1 failed; --include-stopped adds the stopped)``: the
+        report's first line.
+        """
         text = f"{len(self.included)} of {self.total} runs"
-        return f"{text} (left out: {self.left_out_summary()})" if self.left_out else text
+        if not self.left_out:
+            return text
+        counts = Counter(p.state for p in self.left_out)
+        hint = "" if "stopped" not in counts else "; --include-stopped adds the stopped"
+        return f"{text} (left out: {', '.join(f'{k} {state}' for state, k in counts.items())}{hint})"
 
-    def left_out_summary(self) -> str:
-        """The left-out points counted by state and reason, e.g. ``2 stopped (max_steps 2000 reached), 1 pending``."""
-        counts = Counter((p.state, p.reason) for p in self.left_out)
-        parts = [f"{k} {state}" + (f" ({reason})" if reason else "") for (state, reason), k in counts.items()]
-        if len(parts) > 4:
-            by_state = Counter(p.state for p in self.left_out)
-            parts = [f"{k} {state}" for state, k in by_state.items()]
-        hint = (
-            "" if self.include_stopped or "stopped" not in {p.state for p in self.left_out} else "; --include-stopped"
-        )
-        return ", ".join(parts) + hint
+    def left_out_lines(self, limit: int = 10) -> list[str]:
+        """Why each left-out run is left out, ``run_id: reason``, at most ``limit`` lines (and how many more)."""
+        lines = [f"{p.run_id}: {p.reason}" for p in self.left_out[:limit]]
+        more = len(self.left_out) - limit
+        return lines + ([f"... and {more} more (eoslab status lists them all)"] if more > 0 else [])
 
     def to_json(self) -> str:
         """The metadata as JSON text."""
@@ -141,12 +134,6 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def _short_reason(status: PointStatus) -> str:
-    """A point's reason in a few words (the first line, without a traceback)."""
-    reason = status.reason if status.state in ("failed", "stopped") else status.detail
-    return (reason or "").splitlines()[0][:120] if reason else ""
-
-
 def _grid_hash(run_ids: list[str]) -> str:
     return hashlib.sha256("\n".join(run_ids).encode()).hexdigest()
 
@@ -157,10 +144,11 @@ def current_info(sweep_dir: str | Path, *, include_stopped: bool = False) -> Col
     included, left_out, ids = {}, [], []
     for row, status in sweep_status(sweep_dir):
         ids.append(row["run_id"])
-        if goes_into_collect(status, include_stopped=include_stopped):
-            included[row["run_id"]] = _sha256(RunDir(sweep_dir / RUNS_DIR / row["run_id"]).analysis_file)
+        reason = exclusion_reason(status, include_stopped)
+        if reason is None:
+            included[row["run_id"]] = _sha256(RunDir(point_dir(sweep_dir, row["run_id"])).analysis_file)
         else:
-            left_out.append(LeftOut(row["run_id"], status.state, _short_reason(status)))
+            left_out.append(LeftOut(row["run_id"], status.state, reason))
     return CollectInfo(
         sweep=str(sweep_dir.resolve()),
         collected_at=datetime.now(UTC).isoformat(timespec="seconds"),
@@ -176,13 +164,12 @@ def collect(sweep_dir: str | Path, *, include_stopped: bool = False) -> pa.Table
     """One tidy long table of a sweep: every finished point's analysis rows (``step, t, metric,
     layer, value``) with the point's run columns and other axes in front, in grid order.
 
-    Only ``done`` points go in (:func:`goes_into_collect`; ``include_stopped`` lets in the runs a
-    step or time limit stopped); the others are listed, with their state and reason, in the
-    table's :class:`CollectInfo` (:func:`collect_info`), which also records a checksum of every
-    included analysis so that :func:`stale_reason` can tell later whether the table is current.
+    Only ``done`` points go in (:func:`eoslab.sweeps.point.include_in_collect`; ``include_stopped``
+    lets in the runs a step or time limit stopped); the others are listed, with their state and
+    reason, in the table's :class:`CollectInfo` (:func:`collect_info`), which also records a
+    checksum of every included analysis so that :func:`stale_reason` can tell later whether the
+    table is current.
     """
-    from ..store import read_parquet
-
     sweep_dir = Path(sweep_dir)
     info = current_info(sweep_dir, include_stopped=include_stopped)
     grid = _grid(sweep_dir)
@@ -197,7 +184,7 @@ def collect(sweep_dir: str | Path, *, include_stopped: bool = False) -> pa.Table
     for i, run_id in enumerate(grid["run_id"].to_pylist()):
         if run_id not in info.included:
             continue
-        a = read_parquet(RunDir(sweep_dir / RUNS_DIR / run_id).analysis_file)
+        a = analysis_table(point_dir(sweep_dir, run_id))
         cols: dict[str, Any] = {f.name: pa.repeat(grid[f.name][i], a.num_rows).cast(f.type) for f in RUN_COLUMNS}
         cols.update({k: pa.repeat(v[i], a.num_rows).cast(v.type) for k, v in axes.items()})
         cols.update({f.name: a[f.name].cast(f.type) for f in ANALYSIS_SCHEMA})
