@@ -21,7 +21,7 @@ import pytest
 
 from eoslab.cli import main
 from eoslab.store import write_parquet, write_text
-from eoslab.sweeps import PointStatus, collect, collect_info, grid_table, parse_sweep, run_point, stale_reason
+from eoslab.sweeps import collect, collect_info, grid_table, parse_sweep, run_point, stale_reason
 from eoslab.sweeps.grid import GRID_FILE, RUNS_DIR, SWEEP_FILE
 from test_sweeps import sweep_cli, tiny_base
 
@@ -165,10 +165,8 @@ def test_a_stale_table_is_refused_and_the_sweep_folder_is_collected_afresh(tmp_p
 
     assert main(["collect", str(out)]) == 0  # a fresh table is current again ...
     capsys.readouterr()
-    analysis = out / RUNS_DIR / last.run_id / "analysis.parquet"
-    rows = pq.read_table(analysis).to_pandas()
-    rows.loc[0, "value"] *= 2
-    pq.write_table(pa.Table.from_pandas(rows, preserve_index=False), analysis)  # ... until an analysis changes
+    (out / RUNS_DIR / last.run_id / "analysis.parquet").unlink()  # ... until a run is analysed again,
+    assert main(["analyze", str(out / RUNS_DIR / last.run_id), "--tol", "1e-9", "--no-progress"]) == 0  # tighter
     assert main(["report", str(table), "--out", str(tmp_path / "r3"), "--no-progress"]) == 1
     assert f"the analysis of 1 run(s) changed ({last.run_id})" in capsys.readouterr().err
 
@@ -194,48 +192,34 @@ def test_a_stale_table_is_refused_and_the_sweep_folder_is_collected_afresh(tmp_p
     assert "NOT checked that the table is current" in capsys.readouterr().out.splitlines()[0]
 
 
-def test_stopped_runs_are_left_out_unless_asked_for(tmp_path, capsys, monkeypatch, one_thread):
-    import importlib
-
-    collect_mod = importlib.import_module("eoslab.sweeps.collect")  # the module (the package exports the function)
+def test_stopped_runs_are_left_out_unless_asked_for(tmp_path, capsys, one_thread):
+    base = tiny_base(target_loss=0.3, max_steps=60)
+    slow = {"method": "exp_euler", "eta_max": 0.01, "n": [20]}  # t = 0.6 after 60 steps: far above the target
     out = tmp_path / "sweep"
-    sweep = make_sweep(out, {"n": [8, 12, 16, 20]})
+    sweep = parse_sweep({"base": base, "grid": {"n": [8, 12, 16], "solvers": [{}, slow]}})
+    (out / RUNS_DIR).mkdir(parents=True)
+    write_text(sweep.text, out / SWEEP_FILE)
+    write_parquet(grid_table(sweep.points), out / GRID_FILE)
+    states = [run_point(p.config, out / RUNS_DIR / p.run_id).state for p in sweep.points]
+    assert states == ["done", "done", "done", "stopped"]
     stopped = sweep.points[3].run_id
-    real = collect_mod.point_status
 
-    def with_a_stopped_run(run_dir, **kwargs):  # the state a step limit gives (eoslab.sweeps.point)
-        status = real(run_dir, **kwargs)
-        if run_dir.name != stopped:
-            return status
-        return PointStatus(stopped, "stopped", status.step, status.loss, "max_steps 200 reached")
-
-    monkeypatch.setattr(collect_mod, "point_status", with_a_stopped_run)
     assert main(["collect", str(out)]) == 0
     said = capsys.readouterr().out
-    assert "from 3 of 4 runs (left out: 1 stopped (max_steps 200 reached); --include-stopped)" in said
+    assert "from 3 of 4 runs (left out: 1 stopped; --include-stopped adds the stopped)" in said
     assert stopped not in set(pq.read_table(out / "collected.parquet")["run_id"].to_pylist())
     r = tmp_path / "r"
     assert main(["report", str(out / "collected.parquet"), "--out", str(r), "--include-stopped"]) == 1
     assert "collected without stopped runs" in capsys.readouterr().err
-    assert (
-        main(
-            [
-                "report",
-                str(out),
-                "--out",
-                str(r),
-                "--include-stopped",
-                "--bootstrap",
-                "10",
-                "--skip-before",
-                "0",
-                "--no-progress",
-            ]
-        )
-        == 0
-    )
+    args = ["--bootstrap", "10", "--skip-before", "0", "--no-progress"]
+    assert main(["report", str(out), "--out", str(r), *args]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == f"report on 3 of 4 runs (left out: 1 stopped; --include-stopped adds the stopped) of sweep {out}"
+    assert lines[1].startswith(f"  left out {stopped}: stopped above its target loss (max_steps 60")
+    assert main(["report", str(out), "--out", str(r), "--include-stopped", *args]) == 0
     assert capsys.readouterr().out.splitlines()[0] == f"report on 4 of 4 runs of sweep {out}"
-    assert pd.read_csv(r / "table2.csv")["n_runs"].tolist() == [4]
+    fits = pd.read_csv(r / "table2.csv")
+    assert fits["eta_max"].tolist() == [0.01, 0.5] and fits["n_runs"].tolist() == [1, 3]
 
 
 def test_gd_and_the_flow_in_one_sweep(tmp_path, capsys, one_thread):

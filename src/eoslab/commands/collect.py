@@ -38,5 +38,5 @@ def run(args: argparse.Namespace) -> int:
         return 2
     write_parquet(table, out)
     info = collect_info(table)
-    print(f"{out}: {table.num_rows} rows from {info.headline()}")
+    print("\n  left out ".join([f"{out}: {table.num_rows} rows from {info.headline()}", *info.left_out_lines()]))
     return 0

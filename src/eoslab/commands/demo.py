@@ -70,18 +70,18 @@ def run(args: argparse.Namespace) -> int:
     for s in result.failed:
         print(f"eoslab demo: run {s.run_id} failed: {s.reason}", file=sys.stderr)
     try:
-        table, headline = load_source(out)
+        table, headline, left_out = load_source(out)
     except ReportError as e:
         print(f"eoslab demo: error: {e}", file=sys.stderr)
         return 1
-    print(headline, flush=True)
+    print("\n  ".join([headline, *left_out]), flush=True)
     write_parquet(table, out / "report" / "collected.parquet")
     progress = (
         (lambda jobs: jobs)
         if args.no_progress
         else (lambda jobs: track(jobs, description="drawing figures", console=console, transient=True))
     )
-    report = write_report(table, out / "report", source=str(out), headline=headline, track=progress)
+    report = write_report(table, out / "report", source=str(out), headline=headline, notes=left_out, track=progress)
     print(
         f"demo: {result.count('done')}/{len(result.statuses)} runs done ({result.plan}), {table.num_rows} analysis "
         f"rows, {len(report.fits)} power-law fit(s), {len(report.figures)} figures in {time.monotonic() - start:.0f} s"

@@ -69,8 +69,8 @@ def _sweep_of_table(path: Path, recorded: str) -> Path | None:
 
 
 def load_source(source: Path, *, include_stopped: bool = False):
-    """The collected table of a sweep folder or a table file, and its headline (``report on 8 of
-    9 runs of sweep DIR (left out: ...)``).
+    """The collected table of a sweep folder or a table file, its headline (``report on 8 of 9
+    runs of sweep DIR (left out: ...)``) and why each left-out run is left out (lines).
 
     Raises:
         ReportError: a stale table, a table collected without ``include_stopped`` when asked for it,
@@ -115,7 +115,7 @@ def load_source(source: Path, *, include_stopped: bool = False):
     if table.num_rows == 0:
         what = info.headline() if info is not None else "0 runs"
         raise ReportError(f"nothing to report: {what}")
-    return table, headline
+    return table, headline, ([] if info is None else [f"left out {line}" for line in info.left_out_lines()])
 
 
 def run(args: argparse.Namespace) -> int:
@@ -125,6 +125,7 @@ def run(args: argparse.Namespace) -> int:
 
     from eoslab.report import write_report
     from eoslab.report.run import is_run_dir, write_run_report
+    from eoslab.rundir import RunDirError
     from eoslab.store import write_parquet
 
     console = Console(stderr=True)
@@ -143,8 +144,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"{len(result.figures)} figure(s)")
             print(f"report: {result.index.resolve()}")
             return 0
-        table, headline = load_source(source, include_stopped=args.include_stopped)
-        print(headline, flush=True)
+        table, headline, left_out = load_source(source, include_stopped=args.include_stopped)
+        print("\n  ".join([headline, *left_out]), flush=True)
         if source.is_dir():
             write_parquet(table, out / "collected.parquet")
         result = write_report(
@@ -158,9 +159,10 @@ def run(args: argparse.Namespace) -> int:
             seed=args.seed,
             source=str(source),
             headline=headline,
+            notes=left_out,
             track=progress,
         )
-    except (OSError, ValueError, RuntimeError, ReportError) as e:
+    except (OSError, ValueError, RuntimeError, ReportError, RunDirError) as e:
         print(f"eoslab report: error: {e}", file=sys.stderr)
         return 1
     for g in result.fits:

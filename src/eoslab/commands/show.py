@@ -22,6 +22,7 @@ def run(args: argparse.Namespace) -> int:
 
     from ..config import ConfigError
     from ..report.run import run_summary
+    from ..rundir import RunDirError
     from ..sweeps.grid import GRID_FILE
 
     path = Path(args.run_dir)
@@ -30,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     try:
         summary = run_summary(path)
-    except (OSError, ValueError, ConfigError) as e:
+    except (OSError, ValueError, ConfigError, RunDirError) as e:
         print(f"eoslab show: error: {e}", file=sys.stderr)
         return 2
     lines = summary.lines()

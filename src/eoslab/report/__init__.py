@@ -151,6 +151,7 @@ def write_report(
     seed: int = 0,
     source: str = "",
     headline: str = "",
+    notes: Sequence[str] = (),
     track: Callable[[Sequence[FigureJob]], Iterable[FigureJob]] = lambda jobs: jobs,
 ) -> ReportResult:
     """Write the whole report of a collected table into ``out_dir``.
@@ -160,7 +161,8 @@ def write_report(
     ``checks.md`` (Section 5), ``figures/*.png`` and ``figures/*.pdf``, and ``index.html``
     (opened by ``headline``, e.g. ``8 of 9 runs (left out: ...)``). A group that cannot be fitted
     gets its reason in the table, and a table without the fitted metric gets a note, instead of
-    stopping the report. ``track`` wraps the list of figures to draw (a progress bar, say).
+    stopping the report. ``notes`` (which runs were left out, say) open the page's notes; ``track``
+    wraps the list of figures to draw (a progress bar, say).
     """
     from eoslab.store import write_text
 
@@ -171,7 +173,7 @@ def write_report(
 
     out_dir = Path(out_dir)
     frame = collected_frame(table)
-    notes = []
+    notes = list(notes)
     try:
         fits = powerlaw.fit_power_laws(
             frame,

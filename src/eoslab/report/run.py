@@ -113,24 +113,34 @@ def is_run_dir(path: str | Path) -> bool:
 
 
 def _read(run_dir: Path) -> tuple[RunConfig, dict, pd.DataFrame, pd.DataFrame | None]:
-    """Config, status, trajectory and analysis (None when not analysed) of a run directory.
+    """Config, status, trajectory and analysis (None when not analysed) of a run directory, the
+    tables checked against the run's manifest (docs/rundir.md).
 
     Raises:
         FileNotFoundError: not a run directory, or no trajectory yet.
+        eoslab.rundir.RunDirError: a table that does not match its checksum (the message says how to
+            rebuild it).
     """
     from eoslab.config import load_config
-    from eoslab.rundir import RunDir
-    from eoslab.store import read_parquet
+    from eoslab.rundir import ANALYSIS_FILE, TRAJECTORY_FILE, RunDir
 
     run = RunDir(run_dir)
     if not run.config_file.is_file():
         raise FileNotFoundError(f"{run_dir} is not a run directory (no config.toml)")
     if not run.trajectory_file.is_file():
-        raise FileNotFoundError(f"{run_dir} has no {run.trajectory_file.name} yet: the run has not taken a step")
+        raise FileNotFoundError(f"{run_dir} has no {TRAJECTORY_FILE} yet: the run has not taken a step")
     config = load_config(run.config_file)
-    trajectory = read_parquet(run.trajectory_file).to_pandas()
-    analysis = read_parquet(run.analysis_file).to_pandas() if run.analysis_file.is_file() else None
-    return config, run.read_status() or {}, trajectory, analysis
+    manifest = run.manifest()
+    trajectory = run.read_table(TRAJECTORY_FILE, manifest, f"rerun `eoslab train` on {run_dir} to rebuild it")
+    analysis = None
+    if run.analysis_file.is_file():
+        analysis = run.read_table(ANALYSIS_FILE, manifest, f"rerun `eoslab analyze {run_dir}` to rebuild it")
+    return (
+        config,
+        run.read_status(manifest) or {},
+        trajectory.to_pandas(),
+        None if analysis is None else analysis.to_pandas(),
+    )
 
 
 def run_summary(run_dir: str | Path) -> RunSummary:
