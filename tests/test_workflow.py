@@ -10,9 +10,10 @@
   under umask 022.
 """
 
-import os
 import shutil
 import stat
+import subprocess
+import sys
 
 import pandas as pd
 import pyarrow as pa
@@ -284,34 +285,26 @@ def test_show_and_report_of_one_finished_run(gain_sweep, tmp_path, capsys):
     assert "is a sweep folder" in capsys.readouterr().err
 
 
-def test_written_files_are_0644_under_umask_022(gain_sweep, tmp_path, capsys):
-    old = os.umask(0o022)
-    try:
-        out = tmp_path / "report"
-        assert (
-            main(
-                [
-                    "report",
-                    str(gain_sweep),
-                    "--out",
-                    str(out),
-                    "--bootstrap",
-                    "10",
-                    "--skip-before",
-                    "0",
-                    "--no-progress",
-                ]
-            )
-            == 0
+def test_written_files_are_0644_under_umask_022(gain_sweep, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(next((gain_sweep / RUNS_DIR).iterdir()), run)
+    (run / "analysis.parquet").unlink()
+    commands = [
+        f"eoslab analyze {run} --no-progress",
+        f"eoslab report {gain_sweep} --out {tmp_path / 'report'} --bootstrap 10 --skip-before 0 --no-progress",
+        f"eoslab collect {gain_sweep} --out {tmp_path / 'table.parquet'}",
+        f"eoslab init quick {tmp_path / 'quick.toml'}",
+    ]
+    for command in commands:  # each in a fresh process whose umask is 022 from its start
+        r = subprocess.run(
+            ["sh", "-c", f"umask 022 && exec {sys.executable} -m eoslab.cli {command.split(' ', 1)[1]}"],
+            capture_output=True,
+            text=True,
+            timeout=900,
         )
-        run = tmp_path / "run"
-        shutil.copytree(next((gain_sweep / RUNS_DIR).iterdir()), run)
-        (run / "analysis.parquet").unlink()
-        assert main(["analyze", str(run), "--no-progress"]) == 0
-    finally:
-        os.umask(old)
-    capsys.readouterr()
-    written = [p for p in (*out.rglob("*"), run / "analysis.parquet") if p.is_file()]
+        assert r.returncode == 0, r.stderr
+    written = [run / "analysis.parquet", tmp_path / "table.parquet", tmp_path / "quick.toml"]
+    written += [p for p in (tmp_path / "report").rglob("*") if p.is_file()]
     assert len(written) > 10
-    for path in written:
+    for path in written:  # atomic writes go through a temporary file, which mkstemp makes 0600
         assert stat.S_IMODE(path.stat().st_mode) == 0o644, path

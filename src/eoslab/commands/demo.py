@@ -42,16 +42,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the command; returns its exit code."""
-    from rich.console import Console
-    from rich.progress import track
-
     from ..config import ConfigError
     from ..report import write_report
     from ..store import write_parquet
     from ..sweeps import load_sweep, run_sweep
-    from .report import ReportError, load_source
+    from .report import ReportError, figure_track, load_source
 
-    console = Console(stderr=True)
     out = Path(args.out)
     start = time.monotonic()
     try:
@@ -76,11 +72,7 @@ def run(args: argparse.Namespace) -> int:
         return 1
     print("\n  ".join([headline, *left_out]), flush=True)
     write_parquet(table, out / "report" / "collected.parquet")
-    progress = (
-        (lambda jobs: jobs)
-        if args.no_progress
-        else (lambda jobs: track(jobs, description="drawing figures", console=console, transient=True))
-    )
+    progress = figure_track(not args.no_progress)
     report = write_report(table, out / "report", source=str(out), headline=headline, notes=left_out, track=progress)
     print(
         f"demo: {result.count('done')}/{len(result.statuses)} runs done ({result.plan}), {table.num_rows} analysis "

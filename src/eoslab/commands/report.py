@@ -52,6 +52,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
+def figure_track(enabled: bool):
+    """A progress bar over the figures to draw (on stderr, cleared when done), or none."""
+    if not enabled:
+        return lambda jobs: jobs
+    from rich.console import Console
+    from rich.progress import track
+
+    console = Console(stderr=True)
+    return lambda jobs: track(jobs, description="drawing figures", console=console, transient=True)
+
+
 class ReportError(Exception):
     """Why there is no report (a stale table, an empty sweep); the CLI prints it as one line."""
 
@@ -120,23 +131,15 @@ def load_source(source: Path, *, include_stopped: bool = False):
 
 def run(args: argparse.Namespace) -> int:
     """Run the command; returns its exit code."""
-    from rich.console import Console
-    from rich.progress import track
-
     from eoslab.report import write_report
     from eoslab.report.run import is_run_dir, write_run_report
     from eoslab.rundir import RunDirError
     from eoslab.store import write_parquet
 
-    console = Console(stderr=True)
     source = Path(args.source)
     out = Path(args.out) if args.out else (source if source.is_dir() else source.parent) / "report"
     layer = None if str(args.layer).lower() == "none" else int(args.layer)
-    progress = (
-        (lambda jobs: jobs)
-        if args.no_progress
-        else (lambda jobs: track(jobs, description="drawing figures", console=console, transient=True))
-    )
+    progress = figure_track(not args.no_progress)
     try:
         if source.is_dir() and is_run_dir(source):
             print(f"report on run {source}", flush=True)

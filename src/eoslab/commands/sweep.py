@@ -92,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
     stopped = f", {result.count('stopped')} stopped above their target" if result.count("stopped") else ""
     print(
         f"{args.out}: {result.count('done')}/{total} done{stopped}, {len(failed)} failed "
-        f"({result.skipped} already finished before this run; {result.plan})"
+        f"({result.skipped} already finished before this run) on {result.plan}"
     )
     for s in failed:
         print(f"  failed {s.run_id}: {s.reason}", file=sys.stderr)

@@ -112,7 +112,7 @@ def groups(frame: pd.DataFrame, *, solver: bool = True) -> list[tuple[Group, pd.
     runs = runs_of(frame)
     keys = key_columns(runs, solver=solver)
     out = []
-    labels = runs[keys].map(_text) if hasattr(runs, "map") else runs[keys].applymap(_text)
+    labels = runs[keys].map(_text)  # NaN and None group like any value
     for _, members in runs.groupby([labels[k] for k in keys], sort=False, dropna=False):
         first = members.iloc[0]
         group = Group(tuple((k, _plain(first[k])) for k in keys))

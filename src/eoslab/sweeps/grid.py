@@ -458,9 +458,7 @@ def _arrow_type(values: list[Any]) -> pa.DataType:
         return pa.int64()
     if kinds and kinds <= {int, float}:
         return pa.float64()
-    if kinds <= {str}:
-        return pa.string()
-    return pa.string()  # tables, lists or mixed kinds: JSON text
+    return pa.string()  # text; tables, lists or mixed kinds as JSON text (:func:`_cell`)
 
 
 def _cell(value: Any, kind: pa.DataType) -> Any:
