@@ -171,7 +171,8 @@ def test_orderings_with_a_large_negative_eigenvalue(name, order, expected):
 @pytest.mark.parametrize("tol", [1e-4, 1e-10])
 def test_rank_two_matrix_with_k_three(name, tol):
     """A 60 × 60 PSD matrix of rank 2, k = 3: the two eigenvalues and an exact zero, converged.
-    (LOBPCG used to diverge here: round-off residuals were normalised into the basis.)
+
+    LOBPCG used to diverge here: round-off residuals were normalised into the basis.
     """
     g = torch.Generator().manual_seed(5)
     B = torch.randn(60, 2, generator=g, dtype=F64)

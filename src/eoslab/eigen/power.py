@@ -78,7 +78,8 @@ class BlockPower:
         shift = self.shift
         lam_old = torch.full((m,), float("inf"), dtype=op.dtype, device=op.device)
         converged, it = False, 0
-        for it in range(1, self.max_iters + 1):
+        while it < self.max_iters:
+            it += 1
             W = op(V)
             if shift:
                 W = W + shift * V
