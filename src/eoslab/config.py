@@ -1,9 +1,9 @@
-"""Run configurations: TOML files loaded into dataclasses (docs/rundir.md).
+"""Run configurations: TOML files loaded into dataclasses (every key: docs/decisions.md).
 
 A run is fully described by a :class:`RunConfig`. Loading checks every key, type and value and
 fails with :class:`ConfigError` naming the field (``solver.eta_max: must be > 0, got -1``). Defaults
-follow docs/math.md's decisions; :func:`resolve` fills the criterion-dependent ones (target loss,
-k) so the ``config.toml`` written into a run directory holds every value that was used.
+follow the decisions D1–D15 (docs/decisions.md); :func:`resolve` fills the criterion-dependent ones
+(target loss, k) so the ``config.toml`` written into a run directory holds every value that was used.
 """
 
 from __future__ import annotations
@@ -227,7 +227,8 @@ def validate(cfg: RunConfig) -> RunConfig:
 
 def _upgrade(data: dict) -> dict:
     """Rename deprecated keys, with a :class:`ConfigDeprecationWarning`: ``solver.lr`` becomes
-    ``solver.eta`` (GD) or ``solver.eta_max`` (exponential Euler), whichever the method uses."""
+    ``solver.eta`` (GD) or ``solver.eta_max`` (exponential Euler), whichever the method uses.
+    """
     solver = data.get("solver")
     if not isinstance(solver, dict) or "lr" not in solver:
         return data
@@ -316,6 +317,7 @@ def to_dict(cfg: RunConfig) -> dict:
 
 
 def to_toml(cfg: RunConfig) -> str:
+    """The config as TOML text (what ``config.toml`` holds)."""
     return tomli_w.dumps(to_dict(cfg))
 
 

@@ -13,6 +13,7 @@ import sys
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add this command's arguments to its sub-parser."""
     parser.add_argument("config", help="run config (TOML)")
     parser.add_argument(
         "--out",
@@ -24,6 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run the command; returns its exit code."""
     from ..config import ConfigError, load_config
     from ..data import DatasetError
     from ..runs import RunConflictError, train
