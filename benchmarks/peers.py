@@ -87,8 +87,15 @@ def main() -> None:
     p.add_argument("--steps", type=int, help="exponential Euler steps of each (default 2; quick 3)")
     p.add_argument("--threads", type=int, help="torch threads (default: as is)")
     args = p.parse_args()
-    import stable_solvers
-    from curvlinops import HessianLinearOperator
+    try:
+        import stable_solvers
+        from curvlinops import HessianLinearOperator
+    except ImportError as e:
+        raise SystemExit(
+            f"benchmarks/peers.py needs the peers of the bench extra ({e}): pip install --no-deps "
+            "stable-solvers==0.1 curvlinops-for-pytorch backpack-for-pytorch einops einconv linear_operator "
+            "opt_einsum unfoldNd (plain `pip install .[bench]` may replace torch)"
+        ) from None
     from scipy.sparse.linalg import LinearOperator as ScipyOperator
     from scipy.sparse.linalg import eigsh
 
@@ -103,10 +110,13 @@ def main() -> None:
     loss = FullBatchLoss(model, make_criterion("ce"), images.flatten(1), labels)
     theta0 = model.init_params(0)
 
-    net = peer_network(size["depth"], size["width"])
+    net = peer_network(size["depth"], size["width"])  # curvlinops' (stable-solvers moves its own to "meta")
     load_params(net, theta0)
     peer_loss = stable_solvers.LossFunction(
-        torch.utils.data.TensorDataset(images, labels), torch.nn.CrossEntropyLoss(), net, batch_size=size["n"]
+        torch.utils.data.TensorDataset(images, labels),
+        torch.nn.CrossEntropyLoss(),
+        peer_network(size["depth"], size["width"]),
+        batch_size=size["n"],
     )
     # the same function: loss and gradient agree (a layout or criterion mismatch stops here)
     ours_value = loss.value_and_grad(theta0)
