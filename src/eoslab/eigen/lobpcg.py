@@ -29,11 +29,13 @@ is converged whatever tol says — it cannot improve. Only the residuals of the 
 are not converged enter the basis: converged pairs are locked softly (they stay in the basis,
 their residuals do not enter it, nor do the round-off residuals of null directions), and the
 guard vectors improve through the Rayleigh–Ritz alone (measured on the exponential Euler step:
-≈ 25 % fewer products per step than expanding the guards too, at the same accuracy). The returned eigenvalues are the Rayleigh quotients of the returned vectors, and
-``residual_norms`` are their true residuals as computed from the stored A·S.
+≈ 25 % fewer products per step than expanding the guards too, at the same accuracy). The
+returned eigenvalues are the Rayleigh quotients of the returned vectors, and ``residual_norms``
+are their true residuals as computed from the stored A·S.
 
-``order="magnitude"`` selects the Ritz pairs of largest |r| instead of largest r; the gap is
-then measured in |r|.
+``order="magnitude"`` selects the Ritz pairs of largest |r| instead of largest r, measures gaps
+in |r|, and keeps a sentinel at the other end of the spectrum while the wanted pairs all have one
+sign (see :meth:`LOBPCG._rayleigh_ritz`).
 """
 
 from __future__ import annotations
@@ -72,7 +74,7 @@ class LOBPCG:
             k + guard vectors.
         guard: extra vectors iterated alongside (they give the gap of the stopping test and
             absorb the near-degenerate neighbours of the k-th pair; not tested). Default
-            max(2, k // 4).
+            max(2, k // 4); magnitude order needs at least 2 (they explore both ends).
 
     The buffers (2 × 3 (k + guard) vectors, ≈ 1.6 GB at the paper's size) are kept between
     calls; one instance serves a whole run.
@@ -94,6 +96,8 @@ class LOBPCG:
             raise ValueError(f"guard must be >= 0, got {guard}")
         self.k = k
         self.guard = max(2, k // 4) if guard is None else guard
+        if order == "magnitude" and self.guard < 2:
+            raise ValueError(f"LOBPCG in magnitude order needs guard >= 2 (one per end of the spectrum), got {guard}")
         self.tol, self.max_iters, self.generator = tol, max_iters, generator
         self.order = check_order(order)
         self._S: torch.Tensor | None = None  # basis rows
@@ -117,25 +121,34 @@ class LOBPCG:
         n, restarts, prev = m, 0, None
         converged, it = False, 0
         while True:
-            ritz, C = self._rayleigh_ritz(M, m)
-            torch.mm(C.T, AS[:n], out=R)  # residuals A x_j − r_j x_j of the Ritz vectors x = Cᵀ S
-            R.addmm_((C * ritz).T, S[:n], alpha=-1.0)
-            rnorm = torch.linalg.vector_norm(R, dim=1)
-            ok, noise = self._converged(ritz, rnorm)
-            if bool(ok[:k].all()):
+            ritz, C, sentinel = self._rayleigh_ritz(M, m, k)
+            Rb = self._residuals(C, ritz, S[:n], AS[:n], R)  # every Ritz pair's residual row
+            rnorm = torch.linalg.vector_norm(Rb, dim=1)
+            ok, noise = self._converged(ritz[:m], rnorm[:m])
+            # the wanted pairs only (guards ride along), but in magnitude order the guards too: they
+            # explore the two ends of the spectrum, where the next |λ| may be at either
+            last = m if self.order == "magnitude" else k
+            expand = ~ok[:last] & ~noise[:last]
+            settled = True
+            if sentinel is not None:  # magnitude order: is the other end of the spectrum below the k-th?
+                r_s, rho_s = ritz[sentinel].abs(), rnorm[sentinel]
+                settled = bool(r_s + rho_s < ritz[k - 1].abs()) or bool(rho_s <= NOISE * ritz.abs().max())
+                expand = torch.cat([expand, expand.new_zeros(C.shape[1] - last)])
+                expand[sentinel] = not settled
+            if bool(ok[:k].all()) and settled:
                 converged = True
                 break
-            active = torch.nonzero(~ok[:k] & ~noise[:k]).flatten()  # wanted pairs only: guards ride along
+            active = torch.nonzero(expand).flatten()
             if it == self.max_iters or active.numel() == 0:
                 break
             it += 1
-            block = self._new_block(R, rnorm, active, S[:n], AS[:n], M)
+            block = self._new_block(_compact(Rb, active), rnorm[active], S[:n], AS[:n], M)
             if block is None:  # nothing outside the basis is left to add
                 break
             W, T, Z_a = block
             nw = T.shape[1]
             if n + nw > cap:
-                Q = self._restart_coefficients(C, prev)
+                Q = self._restart_coefficients(C, prev)[:, : max(m, cap - nw)]
                 self._rotate((S, AS), Q, n)
                 n, restarts = Q.shape[1], restarts + 1
                 M, Z_a, C = Q.T @ M @ Q, Z_a @ Q, Q.T @ C
@@ -146,6 +159,10 @@ class LOBPCG:
                     C, Z_a = L.T @ C, Z_a @ L_inv.T
                     AS[:n] = op(S[:n])
                     M = S[:n] @ AS[:n].T
+            if n + nw > cap:  # a basis as large as the space (tiny operators): keep what fits
+                T, Z_a, nw = T[:, : cap - n], Z_a[: cap - n], cap - n
+                if nw <= 0:
+                    break
             torch.mm(T.T, W, out=S[n : n + nw])
             if T.abs().max() > 3.0:  # an ill-conditioned block (μ < 0.1) amplified round-off:
                 new = S[n : n + nw]  # orthonormalise it once more and measure W·(A S)ᵀ afresh
@@ -153,7 +170,7 @@ class LOBPCG:
                 Z_a = new @ AS[:n].T
             AS[n : n + nw] = op(S[n : n + nw])
             M = self._extend(M, Z_a, S[n : n + nw] @ AS[n : n + nw].T)
-            prev = torch.cat([C, C.new_zeros(nw, m)])  # the Ritz coefficients in the grown basis
+            prev = torch.cat([C, C.new_zeros(nw, C.shape[1])])  # the Ritz coefficients in the grown basis
             n += nw
         X = C.T @ S[:n]  # the Ritz vectors, formed once
         return EigResult(
@@ -163,7 +180,7 @@ class LOBPCG:
             op.products - start,
             rnorm[:k].clone(),
             converged,
-            guard_vectors=X[k:].T,
+            guard_vectors=X[k:m].T,
             order=self.order,
         )
 
@@ -174,7 +191,7 @@ class LOBPCG:
         if S is None or S.shape != (cap, op.dim) or S.dtype != op.dtype or S.device != torch.device(op.device):
             self._S = torch.empty(cap, op.dim, **like)
             self._AS = torch.empty(cap, op.dim, **like)
-            self._R = torch.empty(m, op.dim, **like)
+            self._R = torch.empty(m + 1, op.dim, **like)
             self._tmp = torch.empty(cap, min(CHUNK, op.dim), **like)
         return self._S, self._AS, self._R
 
@@ -201,13 +218,33 @@ class LOBPCG:
                 return
             rows = rows[:0] if Q is None else Q
 
-    def _rayleigh_ritz(self, M: torch.Tensor, m: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def _rayleigh_ritz(self, M: torch.Tensor, m: int, k: int) -> tuple[torch.Tensor, torch.Tensor, int | None]:
         """The m top Ritz pairs (by ``order``) of the orthonormal basis with projected matrix M:
-        values (m,), best first, and coefficients (n, m).
+        values (m,), best first, coefficients (n, m), and the position of the sentinel or None.
+
+        Magnitude order keeps a sentinel when the k wanted pairs are all of one sign: the extreme
+        Ritz pair of the other sign (appended as pair m + 1 unless it is a guard already).
+        Selecting by |r| alone can settle on one end of the spectrum while the other end, seen
+        only through guards that are not iterated, holds a larger magnitude; the sentinel is
+        iterated (its residual enters the basis) until r + ρ puts that end below the k-th
+        magnitude, or it joins the top k.
         """
         values, vectors = torch.linalg.eigh((M + M.T) / 2)
         top = top_indices(values, m, self.order)
-        return values[top], vectors[:, top]
+        sentinel = None
+        if self.order == "magnitude" and values.numel() > k:
+            wanted, other = values[top[:k]], None
+            if bool((wanted >= 0).all()) and values[0] < 0:
+                other = 0  # the most negative
+            elif bool((wanted < 0).all()) and values[-1] >= 0:
+                other = values.numel() - 1  # the most positive
+            if other is not None:
+                where = torch.nonzero(top == other).flatten()
+                if where.numel():
+                    sentinel = int(where[0])
+                else:
+                    top, sentinel = torch.cat([top, top.new_tensor([other])]), m
+        return values[top], vectors[:, top], sentinel
 
     def _converged(self, ritz: torch.Tensor, rnorm: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(converged, at round-off) per Ritz pair.
@@ -226,11 +263,17 @@ class LOBPCG:
         ok = (error <= self.tol * torch.maximum(ritz.abs(), FLOOR * scale)) | noise
         return ok, noise
 
-    def _new_block(self, R, rnorm, active, S, AS, M):
-        """The next basis block from the residuals of the ``active`` pairs, as (W, T, Z_a):
-        the block is Tᵀ W, orthonormal rows orthogonal to S to ORTH_TOL, with W (j, P) the
-        residual rows (in R's storage) and Z_a = Tᵀ W (A S)ᵀ its inner products with A·S; None
-        when no direction is left.
+    @staticmethod
+    def _residuals(C, ritz, S, AS, R) -> torch.Tensor:
+        """The residual rows A x_j − r_j x_j of the Ritz vectors x = Cᵀ S, in R's first rows."""
+        rows = R[: C.shape[1]]
+        torch.mm(C.T, AS, out=rows)
+        return rows.addmm_((C * ritz).T, S, alpha=-1.0)
+
+    def _new_block(self, W, rnorm, S, AS, M):
+        """The next basis block from the residual rows W of the pairs to expand, as (W, T, Z_a):
+        the block is Tᵀ W, orthonormal rows orthogonal to S to ORTH_TOL, with W normalised in
+        place and Z_a = Tᵀ W (A S)ᵀ its inner products with A·S; None when no direction is left.
 
         The rows are normalised and rotated by their Gram matrix (SVQB, dropping directions
         below DROP_TOL). Residuals of Ritz vectors are orthogonal to S in exact arithmetic; if
@@ -238,12 +281,7 @@ class LOBPCG:
         is projected out of W explicitly first (and again if needed: a block that is still not
         orthogonal to S after two projections is refused).
         """
-        na = active.numel()
-        if na < R.shape[0]:  # compact the active rows to the front (rows only move forward)
-            for i, j in enumerate(active.tolist()):
-                if i != j:
-                    R[i].copy_(R[j])
-        W = R[:na].mul_((1.0 / rnorm[active]).unsqueeze(1))
+        W = W.mul_((1.0 / rnorm).unsqueeze(1))
         Z_s, Z_a = W @ S.T, W @ AS.T
         T = _svqb(W @ W.T)
         for _ in range(2):  # classical Gram–Schmidt, twice at most ("twice is enough")
@@ -286,6 +324,14 @@ class LOBPCG:
                 out = tmp[:, : block.shape[1]]
                 torch.mm(Q.T, block, out=out)
                 B[: Q.shape[1], c : c + block.shape[1]] = out
+
+
+def _compact(R: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """R's ``rows`` (ascending indices), moved in place to R's first rows."""
+    for i, j in enumerate(rows.tolist()):
+        if i != j:
+            R[i].copy_(R[j])
+    return R[: rows.numel()]
 
 
 def _svqb(gram: torch.Tensor) -> torch.Tensor | None:
