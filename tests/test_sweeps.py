@@ -29,12 +29,14 @@ CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 
 def tiny_base(**train) -> dict:
-    """A base RunConfig that trains and analyses in about a second: synthetic data, depth 2, width 6."""
+    """A base RunConfig that trains (to loss 0.3 in under 10 steps, so its runs are ``done``) and
+    analyses in about a second: synthetic data, depth 2, width 6.
+    """
     return {
         "data": {"name": "synthetic", "options": {"n": 24, "input_dim": 4, "num_classes": 3, "seed": 0}},
         "model": {"depth": 2, "width": 6},
         "solver": {"method": "exp_euler", "eta_max": 0.5},
-        "train": {"snapshot_every": 5, "max_steps": 10, **train},
+        "train": {"snapshot_every": 5, "max_steps": 10, "target_loss": 0.3, **train},
         "analysis": {"skip_before": 0},
     }
 
@@ -65,7 +67,9 @@ def test_expansion_order_ids_and_overrides():
         "solver": {"eta_max": [0.1, 0.2]},  # written [grid.solver] eta_max = [...]
         "model.width": [4],  # written "model.width" = [...]
     }
-    data = {"base": tiny_base(), "grid": grid}
+    base = tiny_base()
+    del base["train"]["target_loss"]  # the default: by criterion
+    data = {"base": base, "grid": grid}
     sweep = parse_sweep(data)
     pts = sweep.points
     assert len(pts) == (2 + 1) * 2 * 2 * 2  # sizes (2 + 1) × criteria × eta_max × init seeds
@@ -191,14 +195,21 @@ def test_run_point_records_an_analysis_failure_and_retries_without_retraining(tm
     s = run_point(point.config, run_dir)
     assert (s.state, s.retry, s.reason) == ("failed", True, "analysis: RuntimeError: boom [x]")
     assert point_status(run_dir).state == "failed"
-    trained = {p: p.stat().st_mtime_ns for p in run_dir.rglob("*") if p.is_file() and p.name != "status.json"}
+
+    def stamps(*bookkeeping: str) -> dict:
+        """Mtimes of the run's files, without the lock (it records its holder's pid) and ``bookkeeping``."""
+        return {
+            p: p.stat().st_mtime_ns for p in run_dir.rglob("*") if p.is_file() and p.name not in (".lock", *bookkeeping)
+        }
+
+    trained = stamps("status.json", "manifest.json")
     monkeypatch.undo()
     s = run_point(point.config, run_dir)
     assert s.state == "done" and (run_dir / "analysis.parquet").exists()
-    assert all(p.stat().st_mtime_ns == m for p, m in trained.items())  # training was not redone
-    done = {p: p.stat().st_mtime_ns for p in run_dir.rglob("*") if p.is_file()}
+    assert stamps("status.json", "manifest.json", "analysis.parquet") == trained  # training was not redone
+    done = stamps()
     assert run_point(point.config, run_dir).state == "done"
-    assert {p: p.stat().st_mtime_ns for p in run_dir.rglob("*") if p.is_file()} == done
+    assert stamps() == done
 
 
 # ----------------------------------------------------------------------------- failing points

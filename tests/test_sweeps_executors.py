@@ -78,7 +78,7 @@ def test_sigkill_mid_sweep_then_rerun_resumes(tmp_path):
             if (out / "grid.parquet").exists():
                 runs = [out / "runs" / r for r in pq.read_table(out / "grid.parquet")["run_id"].to_pylist()]
                 status = {r: point_status(r) for r in runs}
-                done = [r for r in runs if status[r].state == "done"]
+                done = [r for r in runs if status[r].state == "stopped"]
                 busy = [r for r in runs if status[r].state == "running" and (status[r].step or 0) >= 5]
                 if done and busy:
                     killed = busy[0]
@@ -99,6 +99,7 @@ def test_sigkill_mid_sweep_then_rerun_resumes(tmp_path):
         time.sleep(0.1)
     assert point_status(killed).state == "pending"  # interrupted in training or in its analysis
     assert [point_status(r).state for r in runs].count("pending") == 2
+    assert point_status(done[0]).state == "stopped"  # max_steps ended it above its target
     finished = _snapshot(done[0])
     saved = {p: p.stat().st_mtime_ns for p in (killed / "snapshots").glob("step_*.safetensors")}
     assert saved
@@ -106,7 +107,7 @@ def test_sigkill_mid_sweep_then_rerun_resumes(tmp_path):
     r = sweep_cli("sweep", str(cfg), "--out", str(out), "--workers", "1", "--no-progress")
     assert r.returncode == 0, r.stderr
     assert "(1 already finished before this run)" in r.stdout
-    assert [s.state for _, s in sweep_status(out)] == ["done"] * 3
+    assert [s.state for _, s in sweep_status(out)] == ["stopped"] * 3
     assert _snapshot(done[0]) == finished  # not recomputed, not rewritten
     assert all(p.stat().st_mtime_ns == m for p, m in saved.items())  # resumed, not restarted
     for run_dir in runs:
@@ -117,4 +118,4 @@ def test_sigkill_mid_sweep_then_rerun_resumes(tmp_path):
     for path in out.rglob("*.parquet"):  # every Parquet file reads back whole
         table = pq.read_table(path)
         assert table.num_rows > 0, path
-    assert collect(out).num_rows > 0
+    assert collect(out).num_rows == 0  # stopped above their target: not collected by default

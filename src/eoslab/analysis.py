@@ -25,6 +25,7 @@ writes ``analysis.parquet`` (long format ``step, t, metric, layer, value``, docs
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,7 +37,7 @@ from .criteria import Criterion
 from .curvature import FullBatchLoss
 from .eigen import EigResult, make_eigensolver
 from .models import MLP, elu_derivative
-from .rundir import ANALYSIS_SCHEMA
+from .rundir import ANALYSIS_FILE, ANALYSIS_SCHEMA
 
 OPERATORS = ("H", "G", "R")
 #: §4: E‖J̃_i‖² ≤ 1.37 E‖J̃_1‖² for i > 1, so λ¹(G) ≤ (1 + 1.37 (L − 1)) E‖J̃_1‖².
@@ -377,8 +378,29 @@ class SnapshotAnalysis:
 
     @property
     def overlap_ratio(self) -> float:
-        """ρ = λ¹(G) / E‖J̃‖² (Eq. 3; in [0, 1] by Lemma 7.2)."""
-        return self.sharpness("G") / self.stats.jtilde_sqnorm
+        """ρ = λ¹(G) / E‖J̃‖² (Eq. 3; in [0, 1] by Lemma 7.2); NaN when E‖J̃‖² is 0 or not finite
+        (a degenerate snapshot, :meth:`degenerate`).
+        """
+        jt = self.stats.jtilde_sqnorm
+        return self.sharpness("G") / jt if math.isfinite(jt) and jt > 0 else math.nan
+
+    def degenerate(self) -> list[str]:
+        """Why values of :meth:`rows` are NaN beyond D12 (one line per metric; empty for a regular
+        snapshot): E‖J̃‖² = 0 (the criterion Hessian vanishes on every sample) leaves ρ undefined,
+        and a ratio with a zero or non-finite denominator is recorded as NaN, never as ±inf.
+        """
+        reasons = [
+            f"sharpness_{w}: the λ¹ solve gave {self.raw_sharpness(w)}"
+            for w in OPERATORS
+            if not math.isfinite(self.raw_sharpness(w))
+        ]
+        jt = self.stats.jtilde_sqnorm
+        if not (math.isfinite(jt) and jt > 0):
+            reasons.append(f"overlap_ratio: E‖J̃‖² = {jt:g}, so ρ = λ¹(G) / E‖J̃‖² is undefined")
+        sharpness = {f"sharpness_{w}" for w in OPERATORS} | {"overlap_ratio"}  # NaN when negative (D12)
+        bad = sorted({r["metric"] for r in self._raw_rows() if not math.isfinite(r["value"])} - sharpness)
+        reasons += [f"{m}: not finite (a zero, non-finite or overflowing denominator)" for m in bad]
+        return reasons
 
     @property
     def stability_bound(self) -> float:
@@ -395,8 +417,12 @@ class SnapshotAnalysis:
 
     def rows(self) -> list[dict]:
         """Long-format rows ``step, t, metric, layer, value`` (docs/metrics.md;
-        ``layer`` is None for whole-network metrics, else 1..L).
+        ``layer`` is None for whole-network metrics, else 1..L); a non-finite value is NaN
+        (:meth:`degenerate` says why).
         """
+        return [{**r, "value": r["value"] if math.isfinite(r["value"]) else math.nan} for r in self._raw_rows()]
+
+    def _raw_rows(self) -> list[dict]:
         st = self.stats
         whole = {
             "sharpness_H": self.sharpness("H"),
@@ -518,6 +544,12 @@ def analyze_run(
 ) -> Path:
     """Write ``RUN_DIR/analysis.parquet``: :func:`analyze_snapshot` for the run's snapshots.
 
+    Holds the run directory's lock; the run's config.toml and data must be those it was created
+    with, and every snapshot to analyse must match its checksum (checked before any work;
+    :class:`~eoslab.rundir.CorruptFileError` otherwise). A stored ``analysis.parquet`` that does
+    not verify is recomputed, loudly; values a degenerate snapshot leaves undefined are NaN, with
+    the reason in ``status.json``'s notes (:meth:`SnapshotAnalysis.degenerate`).
+
     Snapshots with step < ``skip_before`` are skipped (D13), then every ``every``-th is kept.
     C5(t0) of the stability bound is layer 1's C5 at the first kept snapshot (D15). The file is
     rewritten atomically after each snapshot, and a rerun skips the steps it already holds, so an
@@ -535,7 +567,6 @@ def analyze_run(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from .runs import load_run
-    from .store import read_parquet, write_parquet
 
     run = load_run(run_dir)
     cfg = run.config.analysis
@@ -543,40 +574,77 @@ def analyze_run(
     skip_before = cfg.skip_before if skip_before is None else skip_before
     tol = cfg.eig_tol if tol is None else tol
     chunk_size = (cfg.chunk_size or DEFAULT_CHUNK_SIZE) if chunk_size is None else chunk_size
-    path = run.dir.analysis_file
-    table = read_parquet(path).cast(ANALYSIS_SCHEMA) if path.exists() else ANALYSIS_SCHEMA.empty_table()
-    done = set(table["step"].to_pylist())
-    steps = run.dir.analysed_steps(skip_before=skip_before, every=every)
-    todo = [step for step in steps if step not in done]
-    c5_t0 = _first_c5(table, steps[0]) if steps and steps[0] in done else None
-    warm = None
     columns = (
         TextColumn("[progress.description]{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
         TimeRemainingColumn(),
     )
-    with Progress(*columns, disable=not progress, transient=False) as bar:
-        task = bar.add_task(f"analyse {Path(run_dir).name}", total=len(todo))
-        for step in todo:
-            bar.update(task, description=f"analyse {Path(run_dir).name} step {step}")
-            theta, t = run.load_snapshot(step)
-            result = analyze_snapshot(
-                run.loss,
-                theta,
-                step=step,
-                t=t,
-                eig_method=cfg.eig_method,
-                tol=tol,
-                chunk_size=chunk_size,
-                warm_start=warm,
-                c5_t0=c5_t0,
-            )
-            c5_t0 = result.c5_t0 if c5_t0 is None else c5_t0
-            warm = result.eigenvectors()
-            table = pa.concat_tables([table, rows_to_table(result.rows())])
-            write_parquet(table, path)
-            bar.advance(task)
-    if not path.exists():
-        write_parquet(table, path)
-    return path
+    with run.dir.lock():
+        run.dir.remove_leftovers()
+        run.adopt()
+        table = _stored_analysis(run)
+        done = set(table["step"].to_pylist())
+        steps = run.dir.analysed_steps(skip_before=skip_before, every=every)
+        todo = [step for step in steps if step not in done]
+        c5_t0 = _first_c5(table, steps[0]) if steps and steps[0] in done else None
+        for step in todo:  # refuse a corrupt snapshot before hours of work, not after
+            run.load_snapshot(step)
+        warm = None
+        degenerate: dict[str, list[int]] = {}
+        with Progress(*columns, disable=not progress, transient=False) as bar:
+            task = bar.add_task(f"analyse {Path(run_dir).name}", total=len(todo))
+            for step in todo:
+                bar.update(task, description=f"analyse {Path(run_dir).name} step {step}")
+                theta, t = run.load_snapshot(step)
+                result = analyze_snapshot(
+                    run.loss,
+                    theta,
+                    step=step,
+                    t=t,
+                    eig_method=cfg.eig_method,
+                    tol=tol,
+                    chunk_size=chunk_size,
+                    warm_start=warm,
+                    c5_t0=c5_t0,
+                )
+                c5_t0 = result.c5_t0 if c5_t0 is None else c5_t0
+                warm = result.eigenvectors()
+                for reason in result.degenerate():
+                    degenerate.setdefault(reason, []).append(step)
+                table = pa.concat_tables([table, rows_to_table(result.rows())])
+                run.dir.write_table(ANALYSIS_FILE, table)
+                bar.advance(task)
+        if not run.dir.analysis_file.exists():
+            run.dir.write_table(ANALYSIS_FILE, table)
+        if degenerate:
+            said = "; ".join(f"{reason} ({_steps_text(s)})" for reason, s in degenerate.items())
+            run.dir.add_note(f"{run.path}: degenerate snapshots, values recorded as NaN: {said}")
+    return run.dir.analysis_file
+
+
+def _steps_text(steps: list[int]) -> str:
+    """``step 10``, ``steps 10, 20, 30`` or ``12 steps, 10 to 120``."""
+    if len(steps) == 1:
+        return f"step {steps[0]}"
+    if len(steps) <= 3:
+        return f"steps {', '.join(map(str, steps))}"
+    return f"{len(steps)} steps, {steps[0]} to {steps[-1]}"
+
+
+def _stored_analysis(run) -> pa.Table:
+    """The analysis rows already in ``analysis.parquet`` (none if it is missing); a file that does
+    not verify is recomputed, loudly.
+    """
+    from .rundir import CorruptFileError
+
+    if not run.dir.analysis_file.exists():
+        return ANALYSIS_SCHEMA.empty_table()
+    try:
+        return run.dir.read_table(ANALYSIS_FILE, run.manifest, "").cast(ANALYSIS_SCHEMA)
+    except CorruptFileError as e:
+        detail = e.detail
+    except pa.ArrowException as e:
+        detail = f"has other columns than analysis.parquet's ({e})"
+    run.dir.add_note(f"{run.dir.analysis_file} {detail}: recomputing it")
+    return ANALYSIS_SCHEMA.empty_table()

@@ -50,11 +50,16 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     module = importlib.import_module(_module_name(args._command))
+    from .rundir import RunDirError
+
     try:
         return int(module.run(args) or 0)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except (RunDirError, OSError) as e:  # an ordinary fault a command did not catch: one line, no traceback
+        print(f"eoslab {args._command}: error: {' '.join(str(e).split())}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -34,6 +34,10 @@ class ConfigDeprecationWarning(UserWarning):
 
 #: The default step of both integrators: GD's η and exponential Euler's η_max (D3).
 DEFAULT_STEP = 0.01
+#: Largest ``train.threads``: a fixed bound, not this machine's core count, so a config valid on a
+#: cluster node stays valid on a laptop. More threads than cores only slows torch down, and a
+#: thread pool of tens of thousands crashes it (100000 segfaults torch 2.13).
+MAX_THREADS = 1024
 
 
 @dataclass
@@ -95,7 +99,7 @@ class TrainConfig:
     max_time_s: float | None = None
     snapshot_every: int = 100
     chunk_size: int | None = None  #: samples per chunk in full-batch passes
-    threads: int | None = None  #: torch intra-op threads; None = leave as is
+    threads: int | None = None  #: torch intra-op threads (1..MAX_THREADS); None = leave as is
 
 
 @dataclass
@@ -219,6 +223,10 @@ def validate(cfg: RunConfig) -> RunConfig:
                 raise ConfigError(f"{name}: must be > 0, got {value!r}")
             if name in _NONNEGATIVE and value < 0:
                 raise ConfigError(f"{name}: must be >= 0, got {value!r}")
+            if name == "train.threads" and value > MAX_THREADS:
+                raise ConfigError(
+                    f"{name}: must be <= {MAX_THREADS} (more threads than cores only slows torch down), got {value}"
+                )
             if isinstance(value, float) and not math.isfinite(value):
                 raise ConfigError(f"{name}: must be finite, got {value!r}")
     _check_solver(cfg)

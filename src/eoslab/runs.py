@@ -1,12 +1,18 @@
 """Training runs: integrate to a target loss, write the run directory, resume a killed run.
 
-A run directory (docs/rundir.md):
+A run directory (docs/rundir.md; the layout, the manifest and its checksums are :mod:`eoslab.rundir`):
 
+``manifest.json``
+    the config and the data fingerprint the run was created with, and the SHA-256 of every file
+    written since; ``train`` refuses a ``config.toml``, a config or data that differ from it.
 ``config.toml``
     the resolved config (every default filled in, :func:`eoslab.config.resolve`).
 ``status.json``
-    ``{"state": "running" | "done" | "failed", "reason", "step", "t", "loss"}``: while running,
-    the step and t reached and the latest evaluated loss; when finished, those of the final θ.
+    ``{"state", "reason", "step", "t", "loss", "target_loss"}`` (+ ``notes`` after a loud
+    recovery): ``running`` with the step and t reached and the latest evaluated loss; when
+    finished, those of the final θ and the verdict: ``done`` (the loss reached the target),
+    ``stopped`` (``max_steps`` / ``max_time_s`` ended the run above the target; the reason says
+    which, and the loss) or ``failed`` (a non-finite loss or gradient; the reason says which).
 ``trajectory.parquet``
     one row per step u: ``step, t, loss, accuracy, dt, grad_norm, eig_iters, hvps, eigenvalues``
     (list<double>) and ``eig_converged`` (:class:`eoslab.integrators.StepReport`; loss, t, … are
@@ -16,21 +22,28 @@ A run directory (docs/rundir.md):
     θ_u as named per-layer tensors (``MLP.to_state_dict``), metadata ``step`` and ``t`` (``repr``
     of the float, exact); every ``train.snapshot_every`` steps, at step 0 and at the end.
 ``snapshots/state_XXXXXXXX.safetensors``
-    the rest of the integrator state needed to resume bit-identically: the warm-start
-    eigenvectors (tensor ``eigenvectors``, (P, j), absent before the first eigensolve), metadata
-    ``step``, ``t``, ``elapsed_s``. Random draws are a function of (seed, step)
+    everything else needed to resume bit-identically: the warm-start eigenvectors (tensor
+    ``eigenvectors``, (P, j), absent before the first eigensolve), the trajectory rows before u
+    (tensors ``rows.<column>``; the eigenvalue lists flattened, with ``rows.eig_count``), metadata
+    ``step``, ``t``, ``elapsed_s``; the final one also holds the final row and the final status
+    (metadata ``status``). Random draws are a function of (seed, step)
     (:func:`eoslab.integrators.step_seed`), so there is no RNG state. Only the two newest state
     files are kept (at the paper's size one is ≈ 230 MB).
 
-Crash safety: every file is replaced atomically (:mod:`eoslab.store`). A snapshot is written as
-state file, then trajectory (rows < u), then parameter file; a resume starts from the newest u
-whose two files load and whose trajectory rows 0..u−1 are present, truncates the trajectory to
-them and continues. Since the state is complete, the continued run is bit-identical to an
-uninterrupted one (same machine, same thread count).
+Crash safety: every write is a :meth:`eoslab.rundir.RunDir.transaction` (state file, trajectory,
+parameter file and status move into place in that order, their checksums recorded first), and a
+resume starts from the newest step u whose two snapshot files match their checksums, removes
+every snapshot file after u (a corrupt one, or one of an abandoned trajectory), and continues.
+Since the state is complete, the continued run is bit-identical to an uninterrupted one (same
+machine, same thread count). A corrupt newest snapshot is skipped for the previous good one,
+loudly (a warning on stderr and a note in ``status.json``); a finished run whose status,
+trajectory or final snapshot is corrupt is rebuilt from its final state file (or by resuming).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import time
 from dataclasses import dataclass
@@ -39,19 +52,32 @@ from typing import Any
 
 import pyarrow as pa
 import torch
-from safetensors import SafetensorError
 
-from .config import ConfigError, RunConfig, config_hash, load_config, resolve, to_toml, torch_device
+from .config import ConfigError, RunConfig, config_hash, load_config, resolve, to_dict, to_toml, torch_device
 from .criteria import make_criterion
 from .curvature import FullBatchLoss
 from .data import Dataset, load_dataset
 from .data.subsets import draw_subset
 from .integrators import ExponentialEuler, GradientDescent, Integrator, StepReport
 from .models import MLP
-from .rundir import TRAJECTORY_SCHEMA, RunDir
-from .store import read_json, read_parquet, read_safetensors, write_json, write_parquet, write_safetensors, write_text
+from .rundir import (
+    FINAL_STATES,
+    SNAPSHOT_KINDS,
+    STATUS_FILE,
+    TRAJECTORY_FILE,
+    TRAJECTORY_SCHEMA,
+    CorruptFileError,
+    RunDir,
+    RunDirError,
+    config_differences,
+    describe_differences,
+    warn,
+)
+from .store import json_bytes, parquet_bytes, parse_safetensors, safetensors_bytes
 
 _STATE_FILES_KEPT = 2
+#: Prefix of the trajectory-row tensors in a state file.
+_ROWS = "rows."
 
 
 class RunConflictError(Exception):
@@ -74,6 +100,24 @@ class Problem:
     dataset: Dataset
     model: MLP
     loss: FullBatchLoss
+
+    def fingerprint(self) -> dict[str, Any]:
+        """The data fingerprint recorded in the run's manifest (:mod:`eoslab.rundir`): dataset,
+        sizes, the SHA-256 of the subset's indices (None for a whole split) and the SHA-256 of the
+        training inputs X (float64, row-major) followed by the labels y (int64).
+        """
+        d = self.dataset
+        h = hashlib.sha256()
+        h.update(d.X.detach().to("cpu", torch.float64).contiguous().numpy().tobytes())
+        h.update(d.y.detach().to("cpu", torch.int64).contiguous().numpy().tobytes())
+        return {
+            "dataset": d.name,
+            "num_samples": len(d),
+            "input_dim": d.input_dim,
+            "num_classes": d.num_classes,
+            "subset_indices_sha256": d.meta.get("subset", {}).get("indices_sha256"),
+            "sha256": h.hexdigest(),
+        }
 
 
 def build_problem(cfg: RunConfig) -> Problem:
@@ -154,115 +198,298 @@ def _rows_from_table(table: pa.Table) -> list[StepReport]:
     ]
 
 
-def _status(state: str, reason: str | None, step: int, t: float, loss: float | None) -> dict[str, Any]:
-    return {"state": state, "reason": reason, "step": step, "t": t, "loss": loss}
+_FLOAT_COLUMNS = ("t", "loss", "accuracy", "dt", "grad_norm")
+_INT_COLUMNS = ("step", "eig_iters", "hvps")
+
+
+def _rows_to_tensors(rows: list[StepReport]) -> dict[str, torch.Tensor]:
+    """Trajectory rows as flat tensors ``rows.<column>`` (eigenvalue lists concatenated, with
+    their lengths in ``rows.eig_count``) for a state file.
+    """
+    out = {_ROWS + c: torch.tensor([getattr(r, c) for r in rows], dtype=torch.float64) for c in _FLOAT_COLUMNS}
+    out.update({_ROWS + c: torch.tensor([getattr(r, c) for r in rows], dtype=torch.int64) for c in _INT_COLUMNS})
+    out[_ROWS + "eig_converged"] = torch.tensor([r.converged for r in rows], dtype=torch.bool)
+    out[_ROWS + "eig_count"] = torch.tensor([len(r.eigenvalues) for r in rows], dtype=torch.int64)
+    out[_ROWS + "eigenvalues"] = torch.tensor([v for r in rows for v in r.eigenvalues], dtype=torch.float64)
+    return out
+
+
+def _rows_from_tensors(tensors: dict[str, torch.Tensor]) -> list[StepReport]:
+    """Inverse of :func:`_rows_to_tensors`."""
+    cols = {c: tensors[_ROWS + c].tolist() for c in (*_FLOAT_COLUMNS, *_INT_COLUMNS, "eig_converged", "eig_count")}
+    eig, start, rows = tensors[_ROWS + "eigenvalues"].tolist(), 0, []
+    for i, count in enumerate(cols["eig_count"]):
+        rows.append(
+            StepReport(
+                **{c: cols[c][i] for c in (*_FLOAT_COLUMNS, *_INT_COLUMNS)},
+                eigenvalues=eig[start : start + count],
+                converged=cols["eig_converged"][i],
+                final=cols["dt"][i] == 0.0,
+            )
+        )
+        start += count
+    return rows
+
+
+def _status(
+    state: str, reason: str | None, step: int, t: float, loss: float | None, target: float, notes: list[str]
+) -> dict[str, Any]:
+    status = {"state": state, "reason": reason, "step": step, "t": t, "loss": loss, "target_loss": target}
+    if notes:
+        status["notes"] = list(notes)
+    return status
+
+
+def final_status(report: StepReport, limit: str | None, target: float, notes: list[str]) -> dict[str, Any]:
+    """The verdict on a run whose last step was ``report``: ``failed`` (non-finite loss or
+    gradient), ``done`` (loss ≤ target) or ``stopped`` (``limit`` ended it above the target).
+    """
+    if not math.isfinite(report.loss) or not math.isfinite(report.grad_norm):
+        what, value = ("loss", report.loss) if not math.isfinite(report.loss) else ("gradient norm", report.grad_norm)
+        state, reason = "failed", f"non-finite {what} ({value}) at step {report.step}"
+    elif report.loss <= target:
+        state, reason = "done", f"target loss {target:g} reached"
+    else:
+        state, reason = "stopped", f"{limit} at loss {report.loss:.6g}, above the target {target:g}"
+    return _status(state, reason, report.step, report.t, report.loss, target, notes)
 
 
 class _Writer:
-    """Writes snapshots, trajectory and status of one run directory in the crash-safe order."""
+    """Writes snapshots, trajectory and status of one run directory, each write one transaction
+    in the crash-safe order (module docstring).
+    """
 
-    def __init__(self, run_dir: RunDir, model: MLP) -> None:
-        self.dir, self.model = run_dir, model
+    def __init__(self, run_dir: RunDir, model: MLP, target: float, notes: list[str]) -> None:
+        self.dir, self.model, self.target, self.notes = run_dir, model, target, notes
 
-    def snapshot(self, integ: Integrator, rows: list[StepReport], elapsed_s: float) -> None:
+    def running(self, step: int, t: float, loss: float | None) -> dict[str, Any]:
+        """A ``running`` status with the current notes."""
+        return _status("running", None, step, t, loss, self.target, self.notes)
+
+    def snapshot(
+        self, integ: Integrator, rows: list[StepReport], elapsed_s: float, status: dict[str, Any], final: bool = False
+    ) -> None:
+        """State file (with ``rows``; the final one with ``status``), trajectory, parameter file and
+        ``status``; state files older than the newest two are removed.
+        """
         state = integ.state_dict()
         step, t = state["step"], state["t"]
         meta = {"step": str(step), "t": repr(t)}
         extra = {k: v.contiguous() for k, v in state.items() if isinstance(v, torch.Tensor) and k != "theta"}
-        write_safetensors(extra, self.dir.snapshot_path("state", step), {**meta, "elapsed_s": repr(elapsed_s)})
-        self.trajectory(rows)
-        write_safetensors(self.model.to_state_dict(state["theta"]), self.dir.snapshot_path("step", step), meta)
-        for old in self.dir.snapshot_steps("state")[:-_STATE_FILES_KEPT]:
-            self.dir.snapshot_path("state", old).unlink(missing_ok=True)
+        extra.update(_rows_to_tensors(rows))
+        state_meta = {**meta, "elapsed_s": repr(elapsed_s)}
+        if final:
+            state_meta["status"] = json.dumps(status, sort_keys=True)
+        kept = sorted({*self.dir.snapshot_steps("state"), step})[-_STATE_FILES_KEPT:]
+        with self.dir.transaction() as tx:
+            tx.write(self.dir.snapshot_name("state", step), safetensors_bytes(extra, state_meta))
+            tx.write(TRAJECTORY_FILE, parquet_bytes(_trajectory_table(rows)))
+            tx.write(
+                self.dir.snapshot_name("step", step), safetensors_bytes(self.model.to_state_dict(state["theta"]), meta)
+            )
+            tx.write(STATUS_FILE, json_bytes(status))
+            for old in self.dir.snapshot_steps("state"):
+                if old not in kept:
+                    tx.remove(self.dir.snapshot_name("state", old))
 
-    def trajectory(self, rows: list[StepReport]) -> None:
-        write_parquet(_trajectory_table(rows), self.dir.trajectory_file)
+    def finish(self, rows: list[StepReport], status: dict[str, Any]) -> None:
+        """Trajectory and status (no snapshot)."""
+        with self.dir.transaction() as tx:
+            tx.write(TRAJECTORY_FILE, parquet_bytes(_trajectory_table(rows)))
+            tx.write(STATUS_FILE, json_bytes(status))
 
-    def status(self, status: dict[str, Any]) -> None:
-        write_json(status, self.dir.status_file)
+    def remove(self, names: list[str]) -> None:
+        """Remove files (and their checksums)."""
+        if names:
+            with self.dir.transaction() as tx:
+                for name in names:
+                    tx.remove(name)
 
 
-def _resume_point(run_dir: RunDir, model: MLP) -> tuple[dict[str, Any], list[StepReport], float] | None:
-    """(integrator state, trajectory rows before it, elapsed seconds) of the newest complete
-    snapshot, or None if there is none.
+@dataclass
+class _Resume:
+    """The newest good snapshot: integrator state, the trajectory rows before it, the elapsed
+    seconds, and (for the final snapshot of a finished run) the final row and status.
     """
-    try:
-        rows = _rows_from_table(read_parquet(run_dir.trajectory_file))
-    except OSError:
-        return None
-    states = set(run_dir.snapshot_steps("state"))
-    for step in reversed(run_dir.snapshot_steps("step")):
-        before = [r for r in rows if r.step < step]
-        if step not in states or [r.step for r in before] != list(range(step)):
-            continue
+
+    state: dict[str, Any]
+    rows: list[StepReport]
+    elapsed_s: float
+    final_row: StepReport | None = None
+    final_status: dict[str, Any] | None = None
+
+
+def _resume_point(run: RunDir, manifest: dict[str, Any], model: MLP) -> tuple[_Resume | None, list[str]]:
+    """(the newest snapshot whose parameter and state files both verify, or None; what was
+    skipped on the way, one line each).
+    """
+    skipped: list[str] = []
+    states = set(run.snapshot_steps("state"))
+    for step in reversed(run.snapshot_steps("step")):
+        if step not in states:
+            continue  # its state file was pruned: not a resume point
         try:
-            params, meta = read_safetensors(run_dir.snapshot_path("step", step))
-            extra, state_meta = read_safetensors(run_dir.snapshot_path("state", step))
+            params, _ = parse_safetensors(run.read_verified(run.snapshot_name("step", step), manifest, ""))
+            extra, meta = parse_safetensors(run.read_verified(run.snapshot_name("state", step), manifest, ""))
             theta = model.from_state_dict(params)
-        except (OSError, KeyError, ValueError, SafetensorError):  # unreadable or foreign: try an older one
+            rows = _rows_from_tensors(extra) if _ROWS + "step" in extra else _legacy_rows(run, manifest)
+        except CorruptFileError as e:
+            skipped.append(f"{e.path.relative_to(run.path)} {e.detail}")
             continue
-        state = {"step": step, "t": float(state_meta["t"]), "theta": theta, **extra}
-        return state, before, float(state_meta.get("elapsed_s", "0"))
-    return None
+        except (ValueError, KeyError) as e:  # unparsable, or a snapshot of another model
+            skipped.append(f"snapshot of step {step} unreadable ({e})")
+            continue
+        before = [r for r in rows if r.step < step]
+        if [r.step for r in before] != list(range(step)):
+            skipped.append(f"snapshot of step {step}: its trajectory rows are incomplete")
+            continue
+        final = [r for r in rows if r.step == step]
+        state = {
+            "step": step,
+            "t": float(meta["t"]),
+            "theta": theta,
+            **{k: v for k, v in extra.items() if not k.startswith(_ROWS)},
+        }
+        status = json.loads(meta["status"]) if "status" in meta else None
+        return _Resume(state, before, float(meta.get("elapsed_s", "0")), final[0] if final else None, status), skipped
+    return None, skipped
+
+
+def _legacy_rows(run: RunDir, manifest: dict[str, Any]) -> list[StepReport]:
+    """The rows of ``trajectory.parquet``, for state files written before they held the rows."""
+    return _rows_from_table(run.read_table(TRAJECTORY_FILE, manifest, ""))
 
 
 # ------------------------------------------------------------------------------ training
 def train(cfg: RunConfig, run_dir: str | Path, *, progress: bool = True) -> dict[str, Any]:
     """Train to the target loss (or ``max_steps`` / ``max_time_s``), writing ``run_dir``.
 
-    A directory holding the same config resumes from its newest complete snapshot (a finished
-    one returns its status as is); one holding a different config raises RunConflictError.
+    Holds the run directory's lock throughout (:class:`~eoslab.rundir.RunBusyError` at once if
+    another process holds it). A directory created by the same config (and the same data)
+    resumes from its newest good snapshot; a finished one returns its status as is, after
+    checking its files (a corrupt status, trajectory or final snapshot is rebuilt, loudly). A
+    directory created by a different config raises RunConflictError, one whose ``config.toml``
+    or data changed since raises :class:`~eoslab.rundir.MismatchError`, both naming the fields.
     Nothing is written until the config has been checked (ConfigError names the field).
-    Returns the final status dict (``state`` "done" or "failed"; a non-finite loss or gradient
-    fails the run, with the reason, keeping what was written).
+
+    Returns:
+        The final status dict (``state`` done, stopped or failed; a non-finite loss or gradient
+        fails the run, with the reason, keeping what was written).
     """
-    run_dir = RunDir(run_dir)
+    run = RunDir(run_dir)
     problem = build_problem(cfg)
     cfg = problem.config
-    integ = make_integrator(problem)
-    config_file = run_dir.config_file
-    if config_file.exists():
-        old = load_config(config_file)
-        if config_hash(old) != config_hash(cfg):
-            raise RunConflictError(
-                f"{run_dir.path} holds a run with a different config (hash {config_hash(old)}, "
-                f"this one {config_hash(cfg)}); use another --out or remove it"
-            )
-        status_file = run_dir.status_file
-        if status_file.exists():
-            status = read_json(status_file)
-            if status.get("state") in ("done", "failed"):
-                return status
-    else:
-        write_text(to_toml(cfg), config_file)
-
-    threads = torch.get_num_threads()
-    if cfg.train.threads:
-        torch.set_num_threads(cfg.train.threads)
-    try:
-        return _train_loop(problem, integ, run_dir, progress)
-    finally:
-        torch.set_num_threads(threads)
+    with run.lock():
+        run.remove_leftovers()
+        manifest = _bind(run, problem)
+        status, note = _finished_status(run, manifest)
+        if status is not None:
+            return status
+        threads = torch.get_num_threads()
+        if cfg.train.threads:
+            torch.set_num_threads(cfg.train.threads)
+        try:
+            return _train_loop(problem, make_integrator(problem), run, manifest, progress, note)
+        finally:
+            torch.set_num_threads(threads)
 
 
-def _train_loop(problem: Problem, integ: Integrator, run_dir: RunDir, progress: bool) -> dict[str, Any]:
+def _bind(run: RunDir, problem: Problem) -> dict[str, Any]:
+    """Create the run directory for ``problem``, or check that it was created by the same config
+    and data (adopting one written before manifests existed). Returns the manifest.
+    """
+    cfg = problem.config
+    config, digest = to_dict(cfg), config_hash(cfg, 64)
+    manifest = run.manifest()
+    if manifest is None and not run.config_file.exists():
+        run.create(config, digest, problem.fingerprint(), to_toml(cfg))
+        return run.manifest()
+    if manifest is None:  # written by an eoslab without manifests
+        _check_same_config(run, config, to_dict(load_config(run.config_file)))
+        run.adopt(config, digest, problem.fingerprint())
+        _upgrade_legacy_status(run)
+        return run.manifest()
+    _check_same_config(run, config, manifest["config"])
+    if run.config_file.exists():
+        run.check_config(to_dict(load_config(run.config_file)), manifest)
+    else:  # killed between the manifest and config.toml when it was created: cfg is the manifest's
+        run.write_config_text(to_toml(cfg))
+    run.check_data(problem.fingerprint(), manifest)
+    return manifest
+
+
+def _check_same_config(run: RunDir, config: dict[str, Any], created: dict[str, Any]) -> None:
+    diff = config_differences(config, created, "this config")
+    if diff:
+        raise RunConflictError(
+            f"{run.path} holds a run with a different config ({describe_differences(diff)}); "
+            f"use another --out or remove it"
+        )
+
+
+def _upgrade_legacy_status(run: RunDir) -> None:
+    """An older eoslab called a run ended by max_steps / max_time_s ``done``: call it ``stopped``."""
+    status = run.read_status(run.manifest())
+    if status and status.get("state") == "done" and str(status.get("reason", "")).startswith("max_"):
+        status["state"] = "stopped"
+        run.write_status(status)
+
+
+def _finished_status(run: RunDir, manifest: dict[str, Any]) -> tuple[dict[str, Any] | None, str | None]:
+    """(the status of a finished run whose status, trajectory and final snapshot all verify, else
+    None; what is broken and will be rebuilt, else None).
+    """
+    status = run.read_status(manifest)
+    if status is None:
+        return None, (f"{STATUS_FILE} unreadable or corrupt: rebuilt" if run.status_file.exists() else None)
+    if status.get("state") not in FINAL_STATES:
+        return None, None
+    names = [TRAJECTORY_FILE]
+    if status["state"] != "failed":
+        names += [run.snapshot_name(kind, status["step"]) for kind in SNAPSHOT_KINDS]
+    for name in names:
+        try:
+            run.read_verified(name, manifest, "")
+        except CorruptFileError as e:
+            return None, f"{name} {e.detail}: the finished run was rebuilt from its snapshots"
+    return status, None
+
+
+def _train_loop(
+    problem: Problem, integ: Integrator, run: RunDir, manifest: dict[str, Any], progress: bool, broken: str | None
+) -> dict[str, Any]:
     cfg = problem.config.train
-    writer = _Writer(run_dir, problem.model)
-    resume = _resume_point(run_dir, problem.model)
+    notes = list((run.read_status(manifest) or {}).get("notes", []))
+    writer = _Writer(run, problem.model, cfg.target_loss, notes)
+    resume, skipped = _resume_point(run, manifest, problem.model)
+    step0 = resume.state["step"] if resume else -1
+    if broken or skipped:
+        where = f"resumed from step {step0}" if resume else "started again from step 0"
+        note = "; ".join([*([broken] if broken else []), *(f"{s}: skipped, {where}" for s in skipped)])
+        notes.append(note)
+        warn(f"{run.path}: {note}")
+    # files after the resume point are corrupt, or of an abandoned trajectory
+    writer.remove([run.snapshot_name(k, s) for k in SNAPSHOT_KINDS for s in run.snapshot_steps(k) if s > step0])
+    if resume is not None and resume.final_status is not None:  # the final snapshot is intact
+        old = resume.final_status.get("notes", [])
+        merged = [*old, *(n for n in notes if n not in old)]
+        status = {**resume.final_status, **({"notes": merged} if merged else {})}
+        writer.finish([*resume.rows, resume.final_row], status)
+        return status
+
     elapsed0, rows = 0.0, []
     if resume is not None:
-        state, rows, elapsed0 = resume
-        integ.load_state_dict(state)
-    last_loss = rows[-1].loss if rows else None
-    writer.status(_status("running", None, integ.step_count, integ.t, last_loss))
-    if resume is None:
-        writer.snapshot(integ, rows, elapsed0)
+        integ.load_state_dict(resume.state)
+        elapsed0, rows = resume.elapsed_s, resume.rows
+        writer.finish(rows, writer.running(integ.step_count, integ.t, rows[-1].loss if rows else None))
+    else:
+        writer.snapshot(integ, rows, elapsed0, writer.running(0, integ.t, None))
 
     start = time.monotonic()
+    limit = None
     with _Progress(progress, cfg.target_loss, integ.step_count) as bar:
         while True:
             elapsed = elapsed0 + time.monotonic() - start
-            limit = None
             if integ.step_count >= cfg.max_steps:
                 limit = f"max_steps {cfg.max_steps} reached"
             elif cfg.max_time_s is not None and elapsed >= cfg.max_time_s:
@@ -273,21 +500,14 @@ def _train_loop(problem: Problem, integ: Integrator, run_dir: RunDir, progress: 
             if report.final:
                 break
             if integ.step_count % cfg.snapshot_every == 0:
-                writer.snapshot(integ, rows, elapsed0 + time.monotonic() - start)
-                writer.status(_status("running", None, integ.step_count, integ.t, report.loss))
+                running = writer.running(integ.step_count, integ.t, report.loss)
+                writer.snapshot(integ, rows, elapsed0 + time.monotonic() - start, running)
 
-    if not math.isfinite(report.loss) or not math.isfinite(report.grad_norm):
-        what = "loss" if not math.isfinite(report.loss) else "gradient norm"
-        value = report.loss if what == "loss" else report.grad_norm
-        status = _status(
-            "failed", f"non-finite {what} ({value}) at step {report.step}", report.step, report.t, report.loss
-        )
-        writer.trajectory(rows)
+    status = final_status(report, limit, cfg.target_loss, notes)
+    if status["state"] == "failed":
+        writer.finish(rows, status)
     else:
-        reason = limit or f"target loss {cfg.target_loss:g} reached"
-        status = _status("done", reason, report.step, report.t, report.loss)
-        writer.snapshot(integ, rows, elapsed0 + time.monotonic() - start)
-    writer.status(status)
+        writer.snapshot(integ, rows, elapsed0 + time.monotonic() - start, status, final=True)
     return status
 
 
@@ -341,17 +561,37 @@ class _Progress:
 class Run:
     """A run directory opened for analysis (the analysis engineer's entry point).
 
+    Opening it checks ``config.toml`` and the data against the run's manifest
+    (:class:`~eoslab.rundir.MismatchError` naming the fields that differ); a run written before
+    manifests existed opens unverified until :meth:`adopt` records one.
+
     Attributes:
         path: the run directory.
+        dir: its :class:`~eoslab.rundir.RunDir`.
         config: its resolved RunConfig.
         problem: dataset subset, model and loss rebuilt from the config (:func:`build_problem`).
+        manifest: the run's manifest (None for a run without one).
     """
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self.dir = RunDir(path)
+        if not self.dir.config_file.exists():
+            raise RunDirError(f"{self.path} is not a run directory (no config.toml); give the --out of `eoslab train`")
         self.config = load_config(self.dir.config_file)
+        self.manifest = self.dir.manifest()
+        if self.manifest is not None:
+            self.dir.check_config(to_dict(self.config), self.manifest)
         self.problem = build_problem(self.config)
+        if self.manifest is not None:
+            self.dir.check_data(self.problem.fingerprint(), self.manifest)
+
+    def adopt(self) -> None:
+        """Record a manifest for a run written before manifests existed (call it holding the lock)."""
+        if self.manifest is None:
+            cfg = self.problem.config
+            self.dir.adopt(to_dict(cfg), config_hash(cfg, 64), self.problem.fingerprint())
+            self.manifest = self.dir.manifest()
 
     @property
     def model(self) -> MLP:
@@ -368,21 +608,39 @@ class Run:
         return [(s, self.dir.snapshot_path("step", s)) for s in self.dir.snapshot_steps("step")]
 
     def load_snapshot(self, step: int) -> tuple[torch.Tensor, float]:
-        """(θ_u, t_u) of the snapshot at step u."""
-        params, meta = read_safetensors(self.dir.snapshot_path("step", step))
-        return self.model.from_state_dict(params), float(meta["t"])
+        """(θ_u, t_u) of the snapshot at step u, checked against its checksum.
+
+        Raises:
+            CorruptFileError: the file is missing or corrupt; the message says how to rebuild it.
+        """
+        if step == max(self.dir.snapshot_steps("step"), default=None):
+            fix = "rerun `eoslab train` with the run's config on this run to rebuild it from the previous snapshot"
+        else:
+            fix = "an older snapshot cannot be rebuilt: train the run again into a fresh folder"
+        name = self.dir.snapshot_name("step", step)
+        try:
+            params, meta = parse_safetensors(self.dir.read_verified(name, self.manifest, fix), self.path / name)
+            return self.model.from_state_dict(params), float(meta["t"])
+        except (ValueError, KeyError) as e:
+            raise CorruptFileError(self.path / name, "corrupt", f"unreadable ({e})", fix) from None
 
     def status(self) -> dict[str, Any]:
-        """``status.json`` of the run."""
-        return read_json(self.dir.status_file)
+        """``status.json`` of the run (:class:`~eoslab.rundir.CorruptFileError` if it does not verify)."""
+        fix = "rerun `eoslab train` with the run's config on this run to rebuild it"
+        status = self.dir.read_status(self.manifest)
+        if status is None:
+            self.dir.read_verified(STATUS_FILE, self.manifest, fix)  # raises, naming the problem
+            raise CorruptFileError(self.dir.status_file, "corrupt", "not a JSON object", fix)
+        return status
 
     def trajectory(self):
-        """trajectory.parquet as a pandas DataFrame."""
-        return read_parquet(self.dir.trajectory_file).to_pandas()
+        """trajectory.parquet as a pandas DataFrame (checked against its checksum)."""
+        fix = "rerun `eoslab train` with the run's config on this run to rebuild it"
+        return self.dir.read_table(TRAJECTORY_FILE, self.manifest, fix).to_pandas()
 
 
 def load_run(run_dir: str | Path) -> Run:
-    """Open a run directory written by :func:`train`."""
+    """Open a run directory written by :func:`train` (:class:`Run`)."""
     return Run(run_dir)
 
 
@@ -391,6 +649,7 @@ __all__ = [
     "Run",
     "RunConflictError",
     "build_problem",
+    "final_status",
     "load_run",
     "make_integrator",
     "train",

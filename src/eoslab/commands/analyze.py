@@ -1,5 +1,12 @@
 """``eoslab analyze RUN_DIR``: the decomposition of docs/math.md §3–§6 for every snapshot of a run,
 written to ``RUN_DIR/analysis.parquet`` (resumable; :func:`eoslab.analysis.analyze_run`).
+
+The run is checked first: its ``config.toml`` and data must be those it was created with, and
+every snapshot must match its checksum (:mod:`eoslab.rundir`); a corrupt ``analysis.parquet`` is
+recomputed, loudly. Exit codes: 0 written, 1 a snapshot or file that does not verify, data that
+cannot be loaded or a file that cannot be written, 2 not a run directory, a bad or changed
+``config.toml``, or a run in use by another process. Every error is one line naming the file and
+the fix.
 """
 
 from __future__ import annotations
@@ -64,20 +71,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the command; returns its exit code."""
-    from pathlib import Path
-
     from ..analysis import analyze_run
+    from ..config import ConfigError
+    from ..data import DatasetError
+    from ..rundir import CorruptFileError, RunDirError
 
-    if not (Path(args.run_dir) / "config.toml").exists():
-        print(f"eoslab analyze: {args.run_dir} is not a run directory (no config.toml)", file=sys.stderr)
+    try:
+        path = analyze_run(
+            args.run_dir,
+            every=args.every,
+            skip_before=args.skip_before,
+            tol=args.tol,
+            chunk_size=args.chunk_size,
+            progress=not args.no_progress,
+        )
+    except (CorruptFileError, DatasetError, OSError) as e:
+        print(f"eoslab analyze: error: {' '.join(str(e).split())}", file=sys.stderr)
+        return 1
+    except (ConfigError, RunDirError) as e:
+        print(f"eoslab analyze: error: {' '.join(str(e).split())}", file=sys.stderr)
         return 2
-    path = analyze_run(
-        args.run_dir,
-        every=args.every,
-        skip_before=args.skip_before,
-        tol=args.tol,
-        chunk_size=args.chunk_size,
-        progress=not args.no_progress,
-    )
     print(f"wrote {path}")
     return 0

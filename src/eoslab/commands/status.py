@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-STYLES = {"done": "green", "running": "cyan", "failed": "red", "pending": "yellow"}
+STYLES = {"done": "green", "stopped": "magenta", "running": "cyan", "failed": "red", "pending": "yellow"}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

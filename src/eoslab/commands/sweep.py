@@ -1,8 +1,12 @@
 """``eoslab sweep CONFIG --out DIR``: train and analyse every point of a sweep config's grid, one
 run directory per point under ``DIR/runs/<run_id>/`` (:mod:`eoslab.sweeps`).
 
-A rerun skips finished points and resumes the others. Exit codes: 0 every point done, 1 some
-point failed (the others still ran), 2 a bad sweep config (the message names the field).
+A rerun skips finished points and resumes the others. A folder holds one sweep: another sweep
+config into it is refused unless ``--force`` (which says what it replaces), and a second
+``eoslab sweep`` into a folder in use fails at once. Exit codes: 0 every point done or stopped
+(by max_steps / max_time_s, above its target), 1 some point failed (the others still ran), 2 a
+bad sweep config (the message names the field), a folder that holds another sweep or is in use,
+or a Ray cluster that does not answer.
 """
 
 from __future__ import annotations
@@ -31,6 +35,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--gpus-per-run", type=float, default=0.0, metavar="G", help="ray: GPUs per run, fractions allowed (default 0)"
     )
     parser.add_argument("--no-analysis", action="store_true", help="train only; do not analyse the runs")
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="replace another sweep in DIR (its sweep.toml and grid.parquet; its run directories stay)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -38,6 +47,7 @@ def run(args: argparse.Namespace) -> int:
     """Run the command; returns its exit code."""
     from ..config import ConfigError
     from ..sweeps import load_sweep, run_sweep
+    from ..sweeps.executors import SweepError
 
     try:
         sweep = load_sweep(args.config)
@@ -55,13 +65,15 @@ def run(args: argparse.Namespace) -> int:
             gpus_per_run=args.gpus_per_run,
             analysis=not args.no_analysis,
             progress=not args.no_progress,
+            force=args.force,
         )
-    except ValueError as e:
+    except (ValueError, SweepError) as e:
         print(f"eoslab sweep: error: {e}", file=sys.stderr)
         return 2
     total, failed = len(result.statuses), result.failed
+    stopped = f", {result.count('stopped')} stopped above their target" if result.count("stopped") else ""
     print(
-        f"{args.out}: {result.count('done')}/{total} done, {len(failed)} failed "
+        f"{args.out}: {result.count('done')}/{total} done{stopped}, {len(failed)} failed "
         f"({result.skipped} already finished before this run)"
     )
     for s in failed:

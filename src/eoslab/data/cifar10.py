@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import math
 import os
 import pickle
 import sys
@@ -82,6 +83,17 @@ class RestrictedUnpickler(pickle.Unpickler):
     ``numpy.ndarray`` and ``numpy.dtype``; newer pickle protocols may use ``_frombuffer`` and
     ``scalar``, and protocol-2 byte strings ``_codecs.encode``. Any other global (``os.system``,
     ``builtins.eval``, ``subprocess.Popen``, ...) raises :class:`pickle.UnpicklingError`.
+
+    Arrays are limited to the bytes the pickle holds: calling ``ndarray(shape, dtype)`` directly
+    allocates uninitialised memory, so the arrays a pickle declares (``ndarray`` and
+    ``_reconstruct`` calls) may add up to at most ``max_array_bytes`` (default: the size of
+    ``file``), and object arrays are refused; otherwise :class:`pickle.UnpicklingError`. Array
+    contents set from bytes (``__setstate__``, ``_frombuffer``) are checked against their shape by
+    numpy itself.
+
+    Args:
+        file: the pickle (seekable when ``max_array_bytes`` is None).
+        max_array_bytes: the most array bytes the pickle may declare.
     """
 
     ALLOWED: frozenset[tuple[str, str]] = frozenset(
@@ -91,6 +103,35 @@ class RestrictedUnpickler(pickle.Unpickler):
         + [("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode")]
     )
 
+    def __init__(self, file, *, max_array_bytes: int | None = None, **kwargs) -> None:
+        super().__init__(file, **kwargs)
+        if max_array_bytes is None:
+            here = file.tell()
+            max_array_bytes = file.seek(0, io.SEEK_END)
+            file.seek(here)
+        self.array_bytes_left = int(max_array_bytes)
+
+    def _declare(self, shape, dtype) -> None:
+        """Count an array of ``shape`` and ``dtype`` against the budget (refusing object arrays)."""
+        dims = tuple(shape) if isinstance(shape, (tuple, list)) else (shape,)
+        if not all(isinstance(d, int) and d >= 0 for d in dims):
+            raise pickle.UnpicklingError(f"array shape {shape!r} is not a tuple of sizes")
+        dt = np.dtype(dtype)
+        if dt.hasobject:
+            raise pickle.UnpicklingError("object arrays are not allowed in a CIFAR-10 pickle")
+        size = math.prod(dims) * dt.itemsize
+        if size > self.array_bytes_left:
+            raise pickle.UnpicklingError(
+                f"it declares an array of shape {dims} ({size} bytes), more than the "
+                f"{self.array_bytes_left} bytes of array data the pickle can hold"
+            )
+        self.array_bytes_left -= size
+
+    def _ndarray(self, shape, dtype=float, *args, **kwargs):
+        """``numpy.ndarray(shape, dtype, ...)``, counted against the budget."""
+        self._declare(shape, dtype)
+        return np.ndarray(shape, dtype, *args, **kwargs)
+
     def find_class(self, module: str, name: str):
         """Refuse every global except the few a CIFAR-10 batch needs."""
         if (module, name) not in self.ALLOWED:
@@ -99,6 +140,8 @@ class RestrictedUnpickler(pickle.Unpickler):
             import _codecs
 
             return _codecs.encode
+        if (module, name) == ("numpy", "ndarray"):
+            return self._ndarray
         if module == "numpy":
             return getattr(np, name)
         # numpy.core.* (what CIFAR's Python-2 pickles name) is a deprecated alias of numpy._core.* in
@@ -106,15 +149,30 @@ class RestrictedUnpickler(pickle.Unpickler):
         for mod in (module.replace("numpy.core", "numpy._core"), module.replace("numpy._core", "numpy.core")):
             try:
                 __import__(mod)
-                return getattr(sys.modules[mod], name)
+                found = getattr(sys.modules[mod], name)
             except (ImportError, AttributeError):
                 continue
+            if name == "_reconstruct":
+                return self._reconstruct_with(found)
+            return found
         raise pickle.UnpicklingError(f"cannot resolve allowed global '{module}.{name}'")
+
+    def _reconstruct_with(self, reconstruct):
+        """The ``_reconstruct(subtype, shape, dtype)`` of numpy, counted against the budget."""
+
+        def _reconstruct(subtype, shape, dtype):
+            if subtype != self._ndarray:
+                raise pickle.UnpicklingError("_reconstruct may only build a numpy.ndarray")
+            self._declare(shape, dtype)
+            return reconstruct(np.ndarray, shape, dtype)
+
+        return _reconstruct
 
 
 def restricted_loads(data: bytes, *, source: str = "<bytes>"):
     """Unpickle ``data`` with :class:`RestrictedUnpickler` (``encoding="bytes"``, as CIFAR's
-    Python-2 pickles need). Raises :class:`DatasetError` naming ``source`` on any refusal.
+    Python-2 pickles need; arrays limited to ``len(data)`` bytes). Raises :class:`DatasetError`
+    naming ``source`` on any refusal.
     """
     try:
         return RestrictedUnpickler(io.BytesIO(data), encoding="bytes").load()

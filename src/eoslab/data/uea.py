@@ -32,6 +32,7 @@ Loaders (files at ``<data_root>/<Problem>/<Problem>_{TRAIN,TEST}.ts``):
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -241,9 +242,16 @@ def read_ts(path: str | Path) -> TsData:
 
 
 def ts_path(data_root: str | Path, problem: str, split: str) -> Path:
-    """``<data_root>/<problem>/<problem>_{TRAIN,TEST}.ts``."""
+    """``<data_root>/<problem>/<problem>_{TRAIN,TEST}.ts``; ``problem`` must be a plain name (letters,
+    digits, ``_ . -``, not starting with a dot), so the path cannot leave the data root.
+    """
     if split not in ("train", "test"):
         raise ValueError(f"uea: split must be 'train' or 'test', got {split!r}")
+    if not isinstance(problem, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", problem):
+        raise ValueError(
+            f"uea: problem must be a UEA problem name such as 'AtrialFibrillation' (letters, digits, _ . -; "
+            f"a folder under the data root), got {problem!r}"
+        )
     return Path(data_root) / problem / f"{problem}_{split.upper()}.ts"
 
 

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from ..rundir import ANALYSIS_SCHEMA, RunDir
-from .grid import GRID_FILE, RUN_COLUMNS, RUNS_DIR
-from .point import PointStatus, point_status
+from ..rundir import ANALYSIS_SCHEMA
+from .grid import GRID_FILE, RUN_COLUMNS
+from .point import PointStatus, analysis_table, include_in_collect, point_dir, point_status
 
 #: Columns of the collected table (the report's input, :mod:`eoslab.report`): the run columns,
 #: then the rows of ``analysis.parquet``.
@@ -27,7 +27,7 @@ def sweep_status(sweep_dir: str | Path, *, analysis: bool = True) -> list[tuple[
     """``(grid row, status)`` of every point of the sweep in ``sweep_dir``, in grid order."""
     sweep_dir = Path(sweep_dir)
     return [
-        (row, point_status(sweep_dir / RUNS_DIR / row["run_id"], analysis=analysis))
+        (row, point_status(point_dir(sweep_dir, row["run_id"]), analysis=analysis))
         for row in _grid(sweep_dir).drop_columns(["config"]).to_pylist()
     ]
 
@@ -38,14 +38,12 @@ def collect(sweep_dir: str | Path) -> pa.Table:
 
     Points that are not done (pending, running, failed, not fully analysed) are left out.
     """
-    from ..store import read_parquet
-
     sweep_dir = Path(sweep_dir)
     parts = []
     for row, status in sweep_status(sweep_dir):
-        if status.state != "done":
+        if not include_in_collect(status):
             continue
-        a = read_parquet(RunDir(sweep_dir / RUNS_DIR / row["run_id"]).analysis_file)
+        a = analysis_table(point_dir(sweep_dir, row["run_id"]))
         cols = {f.name: pa.array([row[f.name]] * a.num_rows, f.type) for f in RUN_COLUMNS}
         cols.update({f.name: a[f.name].cast(f.type) for f in ANALYSIS_SCHEMA})
         parts.append(pa.table(cols, schema=COLLECT_SCHEMA))

@@ -1,23 +1,45 @@
-"""Executors: run a sweep's unfinished points on local worker processes or on a Ray cluster."""
+"""Executors: run a sweep's unfinished points on local worker processes or on a Ray cluster.
+
+A sweep folder is bound to its sweep: :func:`run_sweep` holds the folder's lock (``DIR/.lock``)
+while it runs, so a second sweep into the same folder fails at once, and refuses a sweep whose
+points differ from those in the folder's ``grid.parquet`` unless ``force`` (then it says what it
+replaced; the runs on disk stay). SIGTERM and SIGHUP interrupt a sweep like Ctrl-C, so its cleanup
+runs: local workers are killed, and a Ray instance the sweep started is shut down, with a
+watchdog process that kills what is left of it when the sweep ends or is killed (even by
+SIGKILL). Joining a Ray cluster that does not answer fails within :data:`RAY_CONNECT_TIMEOUT_S`.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 import tomllib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..config import from_dict, to_toml
-from .grid import GRID_FILE, RUNS_DIR, SWEEP_FILE, GridPoint, Sweep, grid_table
+from ..rundir import TRAINED_STATES, folder_lock, warn
+from .grid import GRID_FILE, RUNS_DIR, SWEEP_FILE, GridPoint, Sweep, grid_table, load_sweep
 from .point import PointStatus, after_worker, point_status, run_point
 
 #: Each local worker's output (its traceback on a failure) is appended to ``RUN_DIR/sweep.log``.
 LOG_FILE = "sweep.log"
+#: Seconds to wait for a Ray cluster given by ``address`` to answer before giving up.
+RAY_CONNECT_TIMEOUT_S = 30.0
+
+
+class SweepError(Exception):
+    """A sweep that cannot start: its folder holds another sweep or is in use, or its Ray cluster
+    does not answer; the one-line message says what to do.
+    """
 
 
 def _pin_threads(threads: int) -> None:
@@ -56,7 +78,7 @@ def _worker_main() -> int:
     """
     run_dir, analysis, threads, parent = sys.argv[1], sys.argv[2] == "1", int(sys.argv[3]), int(sys.argv[4])
     _die_with_parent(parent)
-    return 0 if _point_from_toml(sys.stdin.read(), run_dir, analysis, threads).state == "done" else 1
+    return 0 if _point_from_toml(sys.stdin.read(), run_dir, analysis, threads).state in TRAINED_STATES else 1
 
 
 @dataclass
@@ -67,11 +89,13 @@ class SweepResult:
         out_dir: the sweep folder.
         statuses: the final status of every point, in grid order.
         skipped: points that were already finished (or failed for good) before this call.
+        replaced: what ``force`` replaced (None when the folder held this sweep or none).
     """
 
     out_dir: Path
     statuses: list[PointStatus]
     skipped: int
+    replaced: str | None = None
 
     def count(self, state: str) -> int:
         """How many points ended in ``state``."""
@@ -91,8 +115,10 @@ def _cores() -> int:
 
 
 def _final_without_work(status: PointStatus) -> bool:
-    """Done, or failed by train's own verdict (a diverged run), which a rerun would not change."""
-    return status.state == "done" or (status.state == "failed" and not status.retry)
+    """Done or stopped, or failed for good (a diverged run, files that do not verify), which a
+    rerun would not change.
+    """
+    return status.state in TRAINED_STATES or (status.state == "failed" and not status.retry)
 
 
 def run_sweep(
@@ -106,6 +132,7 @@ def run_sweep(
     gpus_per_run: float = 0.0,
     analysis: bool = True,
     progress: bool = True,
+    force: bool = False,
 ) -> SweepResult:
     """Run every unfinished point of ``sweep`` under ``out_dir`` (see the module docstring).
 
@@ -119,14 +146,78 @@ def run_sweep(
             several small runs share one); torch gets max(1, ⌊cpus_per_run⌋) threads.
         analysis: also analyse each finished run.
         progress: an overall progress bar on stderr.
+        force: replace another sweep in ``out_dir`` (its run directories stay on disk).
+
+    Raises:
+        SweepError: ``out_dir`` holds another sweep (without ``force``) or another process is
+            sweeping into it, or the Ray cluster at ``address`` does not answer.
     """
-    from ..store import write_parquet, write_text
+    from ..rundir import RunBusyError
 
     if executor not in ("local", "ray"):
         raise ValueError(f"executor must be 'local' or 'ray', got {executor!r}")
     if cpus_per_run <= 0 or gpus_per_run < 0 or (workers is not None and workers < 1):
         raise ValueError("need workers >= 1, cpus_per_run > 0 and gpus_per_run >= 0")
     out_dir = Path(out_dir)
+    try:
+        with folder_lock(out_dir, what="sweep folder"), _terminate_as_interrupt():
+            return _run_bound_sweep(
+                sweep, out_dir, executor, workers, address, cpus_per_run, gpus_per_run, analysis, progress, force
+            )
+    except RunBusyError as e:
+        raise SweepError(str(e)) from None
+
+
+def _bind_folder(sweep: Sweep, out_dir: Path, force: bool) -> str | None:
+    """Check that ``out_dir`` holds no sweep, or this one (the same points); with ``force``
+    replace another. Returns what was replaced, or None.
+    """
+    from ..store import read_parquet
+
+    if not (out_dir / GRID_FILE).exists() and not (out_dir / SWEEP_FILE).exists():
+        return None
+    new = {p.run_id for p in sweep.points}
+    try:
+        old = read_parquet(out_dir / GRID_FILE)["run_id"].to_pylist()
+    except (OSError, KeyError) as e:
+        try:  # a broken grid table: the sweep config beside it still says which sweep this is
+            old = [p.run_id for p in load_sweep(out_dir / SWEEP_FILE).points]
+        except Exception:
+            what = f"a sweep whose {GRID_FILE} and {SWEEP_FILE} are unreadable ({e})"
+            old = None
+    if old is not None and set(old) == new and len(old) == len(new):
+        return None
+    if old is not None:
+        common = len(new & set(old))
+        what = f"another sweep ({len(old)} points, {common} of them in this one)"
+    if not force:
+        raise SweepError(
+            f"{out_dir} holds {what}; sweep into another --out, or add --force to replace its "
+            f"{SWEEP_FILE} and {GRID_FILE} (its run directories stay on disk)"
+        )
+    kept = "" if old is None else f"; {common} of its runs are reused, {len(old) - common} stay in {RUNS_DIR}/ unlisted"
+    return f"replaced {what} in {out_dir}{kept}"
+
+
+def _run_bound_sweep(
+    sweep: Sweep,
+    out_dir: Path,
+    executor: str,
+    workers: int | None,
+    address: str | None,
+    cpus_per_run: float,
+    gpus_per_run: float,
+    analysis: bool,
+    progress: bool,
+    force: bool,
+) -> SweepResult:
+    """:func:`run_sweep` holding the folder's lock."""
+    from ..store import remove_leftovers, write_parquet, write_text
+
+    remove_leftovers(out_dir, {SWEEP_FILE, GRID_FILE})
+    replaced = _bind_folder(sweep, out_dir, force)
+    if replaced:
+        warn(replaced)
     runs = out_dir / RUNS_DIR
     runs.mkdir(parents=True, exist_ok=True)
     write_text(sweep.text, out_dir / SWEEP_FILE)
@@ -149,7 +240,23 @@ def run_sweep(
             _run_local(todo, runs, analysis, n_workers, max(1, _cores() // n_workers), finished)
         else:
             _run_ray(todo, runs, analysis, address, workers, cpus_per_run, gpus_per_run, finished)
-    return SweepResult(out_dir, [statuses[p.run_id] for p in sweep.points], skipped)
+    return SweepResult(out_dir, [statuses[p.run_id] for p in sweep.points], skipped, replaced)
+
+
+@contextlib.contextmanager
+def _terminate_as_interrupt() -> Iterator[None]:
+    """While the sweep runs, SIGTERM and SIGHUP raise KeyboardInterrupt (as SIGINT does), so its
+    cleanup runs (workers killed, a Ray instance it started shut down).
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.signal(sig, _raise_interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _run_local(
@@ -210,19 +317,23 @@ def _run_ray(
 ) -> None:
     """Run the points as Ray tasks with ``cpus_per_run``/``gpus_per_run`` resources each. Joins
     ``address`` (or the Ray instance this process is already connected to); otherwise starts a
-    local instance and shuts it down at the end. The sweep folder must be visible to every node.
+    local instance and shuts it down at the end (:class:`_RayJanitor`). The sweep folder must be
+    visible to every node.
     """
     import ray
 
-    started = False
-    if not ray.is_initialized():
-        if address:
-            ray.init(address=address, log_to_driver=False)
-        else:
-            num_cpus = int(workers * cpus_per_run) if workers else _cores()
-            ray.init(address="local", num_cpus=max(1, num_cpus), include_dashboard=False, log_to_driver=False)
-        started = True
+    connected, janitor = False, None
     try:
+        if not ray.is_initialized():
+            if address:
+                _join_ray(address)
+            else:
+                num_cpus = int(workers * cpus_per_run) if workers else _cores()
+                janitor = _RayJanitor()
+                ray.init(address="local", num_cpus=max(1, num_cpus), include_dashboard=False, log_to_driver=False)
+            connected = True
+            if threading.current_thread() is threading.main_thread():
+                signal.signal(signal.SIGTERM, _raise_interrupt)  # ray.init installed its own
         task = ray.remote(_point_from_toml).options(num_cpus=cpus_per_run, num_gpus=gpus_per_run)
         threads = max(1, int(cpus_per_run))
         refs = {}
@@ -238,8 +349,116 @@ def _run_ray(
                 status = after_worker(runs / point.run_id, analysis, f"ray task failed: {type(e).__name__}: {e}")
             finished(point, status)
     finally:
-        if started:
+        if connected:
             ray.shutdown()
+        if janitor is not None:
+            janitor.close()
+
+
+def _raise_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
+
+
+def _join_ray(address: str) -> None:
+    """``ray.init(address)``, failing with :class:`SweepError` within :data:`RAY_CONNECT_TIMEOUT_S`
+    when nothing answers there (ray.init itself would retry for ever).
+    """
+    import ray
+
+    hostport = address.split("://", 1)[-1]
+    if hostport != "auto":
+        host, _, port = hostport.rpartition(":")
+        if not host or not port.isdigit():
+            raise SweepError(f"--address: expected HOST:PORT or ray://HOST:PORT, got {address!r}")
+        try:
+            socket.create_connection((host.strip("[]"), int(port)), timeout=RAY_CONNECT_TIMEOUT_S).close()
+        except OSError as e:
+            raise SweepError(
+                f"ray: no Ray cluster answers at {address} ({e.strerror or e}); check the address "
+                f"(`ray status` on the head node prints it)"
+            ) from None
+    errors: list[BaseException] = []
+
+    def connect() -> None:
+        try:
+            ray.init(address=address, log_to_driver=False)
+        except BaseException as e:  # handed to the caller's thread
+            errors.append(e)
+
+    thread = threading.Thread(target=connect, daemon=True)
+    thread.start()
+    thread.join(RAY_CONNECT_TIMEOUT_S)
+    if thread.is_alive():
+        raise SweepError(
+            f"ray: {address} did not answer as a Ray cluster within {RAY_CONNECT_TIMEOUT_S:g} s; check the "
+            f"address (`ray status` on the head node prints it)"
+        )
+    if errors:
+        raise SweepError(f"ray: cannot join {address}: {' '.join(str(errors[0]).split())}") from None
+
+
+#: The watchdog of a Ray instance a sweep started: it records the sweep's descendants every
+#: second and, once its stdin closes (the sweep ended or died), kills those still alive.
+_JANITOR_CODE = r"""
+import os, select, signal, sys, time
+parent, me, seen = int(sys.argv[1]), os.getpid(), {}
+def stat(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[1]), fields[19]
+def record():
+    children = {}
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                ppid, start = stat(d)
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append((int(d), start))
+    todo = [parent]
+    while todo:
+        for pid, start in children.get(todo.pop(), []):
+            if pid != me:
+                seen[pid] = start
+                todo.append(pid)
+while True:
+    record()
+    if select.select([sys.stdin], [], [], 1.0)[0] and not os.read(sys.stdin.fileno(), 1):
+        break
+for sig, wait in ((signal.SIGTERM, 3.0), (signal.SIGKILL, 0.0)):
+    alive = [p for p, s in seen.items() if os.path.exists(f"/proc/{p}") and stat(p)[1] == s]
+    for pid in alive:
+        try:
+            os.kill(pid, sig)
+        except OSError:
+            pass
+    deadline = time.monotonic() + wait
+    while alive and time.monotonic() < deadline:
+        time.sleep(0.1)
+        alive = [p for p in alive if os.path.exists(f"/proc/{p}")]
+"""
+
+
+class _RayJanitor:
+    """A watchdog process for a Ray instance this sweep starts (Linux): when the sweep ends, or
+    dies even by SIGKILL, it kills every process the sweep started and left behind (Ray's GCS,
+    raylet, agents and workers). Elsewhere it does nothing.
+    """
+
+    def __init__(self) -> None:
+        self.proc = None
+        if sys.platform.startswith("linux"):
+            self.proc = subprocess.Popen(
+                [sys.executable, "-c", _JANITOR_CODE, str(os.getpid())],
+                stdin=subprocess.PIPE,
+                start_new_session=True,  # Ctrl-C in the terminal does not reach it
+            )
+
+    def close(self) -> None:
+        """Let it clean up now (after ``ray.shutdown()``) and wait for it."""
+        if self.proc is not None:
+            self.proc.stdin.close()
+            self.proc.wait()
 
 
 class _SweepProgress:
@@ -249,7 +468,7 @@ class _SweepProgress:
 
     def __init__(self, enabled: bool, total: int, skipped: int, initial: Any) -> None:
         self.enabled, self.total, self.finished_count = enabled, total, skipped
-        self.counts = {"done": 0, "failed": 0}
+        self.counts = {"done": 0, "stopped": 0, "failed": 0}
         for s in initial:
             if _final_without_work(s):
                 self.counts[s.state] += 1
@@ -272,10 +491,10 @@ class _SweepProgress:
         return self
 
     def _text(self) -> str:
-        return f"{self.counts['done']} done, {self.counts['failed']} failed"
+        return f"{self.counts['done']} done, {self.counts['stopped']} stopped, {self.counts['failed']} failed"
 
     def finished(self, point: GridPoint, status: PointStatus) -> None:
-        self.counts["failed" if status.state == "failed" else "done"] += 1
+        self.counts[status.state if status.state in self.counts else "failed"] += 1
         if self.enabled:
             if status.state == "failed":
                 from rich.markup import escape

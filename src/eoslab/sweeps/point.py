@@ -1,18 +1,42 @@
-"""One grid point: its status read from its run directory, and the job that trains and analyses it.
+"""One grid point: its status read (and verified) from its run directory, and the job that trains
+and analyses it.
 
-A point is ``done`` when trained (and analysed, when analysis is wanted), ``running`` while a
-process holds its run directory's lock, ``failed`` (with the reason; a failure from an exception
-is retried on a rerun, a diverged run is not) or ``pending``.
+A point is ``done`` when its run reached the target loss (and is analysed, when analysis is
+wanted), ``stopped`` when ``max_steps`` / ``max_time_s`` ended it above the target (analysed
+likewise), ``running`` while a process holds its run directory's lock, ``failed`` (with the
+reason; a failure from an exception is retried on a rerun, a diverged run or a run directory
+whose ``config.toml`` no longer matches its manifest is not) or ``pending`` (with what a rerun
+will do: resume, rebuild a corrupt table, analyse). :func:`collect <eoslab.sweeps.collect>`
+includes only ``done`` points unless told to include ``stopped`` ones
+(:func:`include_in_collect`).
 """
 
 from __future__ import annotations
 
+import re
+import sys
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..config import ConfigError, RunConfig, load_config
-from ..rundir import RunDir
+import pyarrow as pa
+
+from ..config import ConfigError, RunConfig, load_config, to_dict
+from ..rundir import (
+    ANALYSIS_FILE,
+    ANALYSIS_SCHEMA,
+    FINAL_STATES,
+    STATUS_FILE,
+    TRAINED_STATES,
+    TRAJECTORY_FILE,
+    CorruptFileError,
+    RunDir,
+    RunDirError,
+)
+from .grid import GRID_FILE, RUNS_DIR
+
+#: A run id: :func:`eoslab.config.config_hash` of the point's config (12 hex digits).
+_RUN_ID = re.compile(r"[0-9a-f]{12}")
 
 
 @dataclass
@@ -21,8 +45,9 @@ class PointStatus:
 
     Attributes:
         run_id: the point's run id.
-        state: ``done`` (trained, and analysed when analysis is wanted), ``running`` (a process
-            holds the run directory), ``failed`` or ``pending``.
+        state: ``done`` (reached its target; analysed when analysis is wanted), ``stopped``
+            (a step or time limit ended it above the target; analysed likewise), ``running``
+            (a process holds the run directory), ``failed`` or ``pending``.
         step, loss: the latest step and loss recorded in ``status.json`` (None before training).
         reason: why it failed (``failed``), or ``status.json``'s reason.
         detail: a short note (``analysis pending``, ``interrupted at step 40``, ...).
@@ -38,20 +63,59 @@ class PointStatus:
     retry: bool = False
 
 
-def _analysis_complete(run: RunDir) -> bool:
-    """Whether ``analysis.parquet`` holds every snapshot step that :func:`eoslab.analysis.analyze_run`
-    analyses with the run's ``analysis`` settings (:meth:`eoslab.rundir.RunDir.analysed_steps`).
+def point_dir(sweep_dir: str | Path, run_id: str) -> Path:
+    """``DIR/runs/<run_id>``; a run id that is not 12 hex digits (one that could leave the sweep
+    folder, such as ``../../victim``) raises :class:`~eoslab.rundir.RunDirError`.
     """
-    import pyarrow as pa
-    import pyarrow.parquet as pq
+    if not isinstance(run_id, str) or not _RUN_ID.fullmatch(run_id):
+        raise RunDirError(
+            f"{Path(sweep_dir) / GRID_FILE}: run_id {run_id!r} is not a run id (12 hex digits), so the table was "
+            f"altered; rewrite it with `eoslab sweep SWEEP.toml --out {sweep_dir} --force`"
+        )
+    return Path(sweep_dir) / RUNS_DIR / run_id
 
+
+def exclusion_reason(status: PointStatus, include_stopped: bool = False) -> str | None:
+    """Why :func:`eoslab.sweeps.collect` leaves a point out, or None when it includes it (``done``
+    points; ``stopped`` ones too with ``include_stopped``).
+    """
+    if status.state == "done" or (include_stopped and status.state == "stopped"):
+        return None
+    if status.state == "stopped":
+        return f"stopped above its target loss ({status.reason}); --include-stopped includes it"
+    if status.state == "failed":
+        return f"failed: {status.reason}"
+    if status.state == "running":
+        return "still running"
+    return "pending" + (f" ({status.detail})" if status.detail else "")
+
+
+def include_in_collect(status: PointStatus, include_stopped: bool = False) -> bool:
+    """Whether :func:`eoslab.sweeps.collect` includes the point (:func:`exclusion_reason`)."""
+    return exclusion_reason(status, include_stopped) is None
+
+
+def analysis_table(run_dir: str | Path) -> pa.Table:
+    """The run's ``analysis.parquet``, checked against its manifest (:class:`~eoslab.rundir.CorruptFileError`
+    if it does not verify).
+    """
+    run = RunDir(run_dir)
+    fix = "rerun `eoslab sweep` (or `eoslab analyze` on the run) to recompute it"
+    return run.read_table(ANALYSIS_FILE, run.manifest(), fix).cast(ANALYSIS_SCHEMA)
+
+
+def _analysis_complete(run: RunDir, manifest: dict) -> bool | None:
+    """Whether the verified ``analysis.parquet`` holds every snapshot step that
+    :func:`eoslab.analysis.analyze_run` analyses with the run's ``analysis`` settings; None when
+    the file does not verify.
+    """
     if not run.analysis_file.exists():
         return False
     try:
         a = load_config(run.config_file).analysis
-        have = set(pq.read_table(run.analysis_file, columns=["step"])["step"].to_pylist())
-    except (OSError, ConfigError, pa.ArrowInvalid):
-        return False
+        have = set(run.read_table(ANALYSIS_FILE, manifest, "")["step"].to_pylist())
+    except CorruptFileError:
+        return None
     return set(run.analysed_steps(skip_before=a.skip_before, every=a.every)) <= have
 
 
@@ -66,27 +130,44 @@ def point_status(run_dir: str | Path, *, analysis: bool = True) -> PointStatus:
             s.get("step"),
             s.get("loss"),
             None,
-            "analysing" if s.get("state") == "done" else "",
+            "analysing" if s.get("state") in TRAINED_STATES else "",
         )
     return _files_status(run, analysis)
 
 
 def _files_status(run: RunDir, analysis: bool) -> PointStatus:
     """:func:`point_status` from the files alone (for the holder of the lock)."""
-    status = run.read_status() if run.path.is_dir() else None
     run_id = run.path.name
-    if status is None:
+    if not run.path.is_dir():
         return PointStatus(run_id, "pending")
+    try:
+        manifest = run.manifest()
+        if manifest is not None and run.config_file.exists():
+            run.check_config(to_dict(load_config(run.config_file)), manifest)
+    except (RunDirError, ConfigError) as e:
+        return PointStatus(run_id, "failed", reason=str(e), detail="its files do not verify; restore them")
+    status = run.read_status(manifest)
+    if status is None:
+        broken = f"{STATUS_FILE} unreadable or corrupt; rebuilt on rerun" if run.status_file.exists() else ""
+        return PointStatus(run_id, "pending", detail=broken)
     state, step, loss, reason = status.get("state"), status.get("step"), status.get("loss"), status.get("reason")
     if state == "failed":
         where = status.get("failed_in")
         return PointStatus(
             run_id, "failed", step, loss, reason, f"in {where}; retried on rerun" if where else "", retry=bool(where)
         )
-    if state == "done":
-        if not analysis or _analysis_complete(run):
-            return PointStatus(run_id, "done", step, loss, reason)
-        return PointStatus(run_id, "pending", step, loss, reason, "trained; analysis pending")
+    if manifest is None:
+        return PointStatus(run_id, "pending", step, loss, reason, "written by an older eoslab; verified on rerun")
+    if state in TRAINED_STATES:
+        try:
+            run.read_verified(TRAJECTORY_FILE, manifest, "")
+        except CorruptFileError as e:
+            return PointStatus(run_id, "pending", step, loss, reason, f"{TRAJECTORY_FILE} {e.detail}; rebuilt on rerun")
+        complete = _analysis_complete(run, manifest) if analysis else True
+        if complete:
+            return PointStatus(run_id, state, step, loss, reason)
+        what = f"{ANALYSIS_FILE} corrupt; recomputed on rerun" if complete is None else "trained; analysis pending"
+        return PointStatus(run_id, "pending", step, loss, reason, what)
     return PointStatus(run_id, "pending", step, loss, reason, f"interrupted at step {step}; resumes")
 
 
@@ -94,8 +175,6 @@ def _record_failure(run: RunDir, stage: str, reason: str, train_status: dict | N
     """Write a ``failed`` status.json for an exception in ``stage`` (train or analysis), keeping
     the last step/loss; ``failed_in`` marks it as retryable on a rerun.
     """
-    from ..store import write_json
-
     s = train_status or {}
     status = {
         "state": "failed",
@@ -107,7 +186,10 @@ def _record_failure(run: RunDir, stage: str, reason: str, train_status: dict | N
     }
     if stage == "analysis":
         status["train_status"] = train_status
-    write_json(status, run.status_file)
+    try:
+        run.write_status(status)
+    except (OSError, RunDirError) as e:  # a full disk, a broken manifest: say so, keep going
+        print(f"eoslab: cannot record the failure of {run.path}: {e}", file=sys.stderr)
 
 
 def _clear_retryable_failure(run: RunDir) -> None:
@@ -115,29 +197,30 @@ def _clear_retryable_failure(run: RunDir) -> None:
     loses its status.json (train resumes from the snapshots), an analysis failure gets the
     training status back.
     """
-    from ..store import write_json
-
     status = run.read_status()
     if not status or status.get("state") != "failed" or "failed_in" not in status:
         return
     if status["failed_in"] == "analysis" and status.get("train_status"):
-        write_json(status["train_status"], run.status_file)
+        run.write_status(status["train_status"])
     else:
-        run.status_file.unlink(missing_ok=True)
+        with run.transaction() as tx:
+            tx.remove(STATUS_FILE)
 
 
 def run_point(config: RunConfig, run_dir: str | Path, *, analysis: bool = True) -> PointStatus:
     """Train (:func:`eoslab.runs.train`) and analyse (:func:`eoslab.analysis.analyze_run`) one grid
-    point in ``run_dir``, resuming what a previous attempt left.
+    point in ``run_dir``, resuming what a previous attempt left (and rebuilding what does not verify).
 
     Never raises for a failing point: a diverging run is failed by train; an exception (a missing
-    data file, an analysis error) is written to ``status.json`` as ``failed`` with its reason and
-    ``failed_in`` (train or analysis), and its traceback goes to stderr. Returns the point's status.
+    data file, an analysis error, a run directory that does not verify) is written to
+    ``status.json`` as ``failed`` with its reason and ``failed_in`` (train or analysis), and its
+    traceback goes to stderr. Returns the point's status.
     """
     run = RunDir(run_dir)
-    with run.lock():
-        if _files_status(run, analysis).state == "done":
-            return _files_status(run, analysis)
+    with run.lock(wait=True):
+        status = _files_status(run, analysis)
+        if status.state in TRAINED_STATES:
+            return status
         _clear_retryable_failure(run)
         try:
             from ..runs import train
@@ -147,7 +230,7 @@ def run_point(config: RunConfig, run_dir: str | Path, *, analysis: bool = True) 
             traceback.print_exc()
             _record_failure(run, "train", f"{type(e).__name__}: {e}", run.read_status())
         else:
-            if status.get("state") == "done" and analysis:
+            if status.get("state") in TRAINED_STATES and analysis:
                 try:
                     from ..analysis import analyze_run
 
@@ -164,8 +247,8 @@ def after_worker(run_dir: str | Path, analysis: bool, what: str) -> PointStatus:
     """
     run = RunDir(run_dir)
     status = point_status(run.path, analysis=analysis)
-    if status.state in ("done", "failed"):
+    if status.state in FINAL_STATES:
         return status
-    stage = "analysis" if (run.read_status() or {}).get("state") == "done" else "train"
+    stage = "analysis" if (run.read_status() or {}).get("state") in TRAINED_STATES else "train"
     _record_failure(run, stage, what, run.read_status())
     return point_status(run.path, analysis=analysis)

@@ -1,0 +1,725 @@
+"""Fault injection: every finding of issue 14, reproduced, and what happens now.
+
+Each test breaks a run directory, a sweep folder, a config, a data file or the machine the way a
+hostile user or a crashing machine would (an edited config.toml, a flipped bit, a truncated table,
+a read-only folder, a full disk, two sweeps into one folder, a killed process, a hostile pickle, a
+path that leaves its root) and asserts the new behaviour: a one-line error naming the file and the
+fix (no traceback), or a loud recovery (a warning line and a note in status.json) that ends with
+the numbers of an undisturbed run, and no wrong number anywhere.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import pickle
+import resource
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from _train_helpers import config_dict, small_config, write_config
+from eoslab.analysis import analyze_run
+from eoslab.cli import main
+from eoslab.data import DatasetError
+from eoslab.data.cifar10 import read_py_batch, restricted_loads
+from eoslab.rundir import RunDir, folder_lock
+from eoslab.runs import train
+from eoslab.store import read_json, read_parquet
+from eoslab.sweeps import collect, grid_table, load_sweep, parse_sweep, point_status, run_sweep, sweep_status
+from eoslab.sweeps.point import exclusion_reason, include_in_collect
+from test_runs import _interrupt_at, assert_same_run
+from test_sweeps import tiny_base, write_sweep
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+# ----------------------------------------------------------------------------- helpers
+def one_line(text: str) -> str:
+    """The stderr of an ordinary fault: exactly one line, no traceback."""
+    text = text.strip()
+    assert text and "\n" not in text and "Traceback" not in text, text
+    return text
+
+
+def cli(*args: str, timeout: float = 300, **kwargs) -> subprocess.CompletedProcess:
+    """``eoslab ARGS`` in a fresh process."""
+    return subprocess.run(
+        [sys.executable, "-m", "eoslab.cli", *args], capture_output=True, text=True, timeout=timeout, **kwargs
+    )
+
+
+def flip_bit(path: Path, from_end: int = 9) -> None:
+    """Flip one bit of a file (near its end: in a snapshot, inside the tensor data)."""
+    data = bytearray(path.read_bytes())
+    data[-from_end] ^= 0x10
+    path.write_bytes(bytes(data))
+
+
+def truncate(path: Path) -> None:
+    """Keep the first half of a file (a write cut short)."""
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+def finished_run(tmp_path: Path, name: str = "run", **sections) -> tuple[Path, Path]:
+    """(config file, run directory) of a small finished exponential Euler run (20 steps)."""
+    data = config_dict(**{"train": {"max_steps": 20}, "analysis": {"skip_before": 10}, **sections})
+    config = write_config(tmp_path / f"{name}.toml", data)
+    run_dir = tmp_path / name
+    train(
+        small_config(**{"train": {"max_steps": 20}, "analysis": {"skip_before": 10}, **sections}),
+        run_dir,
+        progress=False,
+    )
+    return config, run_dir
+
+
+def no_wrong_number(table: pa.Table) -> None:
+    """Every analysis value is finite or NaN (a degenerate value), never ±inf."""
+    values = table["value"].to_numpy(zero_copy_only=False)
+    assert not np.isinf(values).any()
+
+
+TOY_TS = """@problemName Toy
+@timeStamps false
+@missing false
+@univariate false
+@dimensions 2
+@equalLength true
+@seriesLength 4
+@classLabel true up down
+@data
+1,2,3,4:5,6,7,8:up
+0.5,0.1,1e-3,-2:1,1,1,1:down
+4,3,2,1:8,7,6,5:up
+-1,0,1,2:2,2,1,0:down
+"""
+
+
+def toy_uea(tmp_path: Path) -> tuple[Path, dict]:
+    """(the Toy.ts data file, a config dict training on it) in a data root under ``tmp_path``."""
+    root = tmp_path / "data"
+    ts = root / "Toy" / "Toy_TRAIN.ts"
+    ts.parent.mkdir(parents=True)
+    ts.write_text(TOY_TS)
+    data = config_dict(
+        data={"name": "uea", "options": {"problem": "Toy"}, "data_root": str(root)},
+        train={"max_steps": 6, "snapshot_every": 3},
+        analysis={"skip_before": 0},
+    )
+    return ts, data
+
+
+# ----------------------------------------------------------------------------- 1. config.toml trusted unchecked
+def test_edited_subset_seed_is_refused_naming_the_field(tmp_path, capsys):
+    """Finding 1: an edited ``subset_seed`` in a finished run's config.toml made `eoslab analyze`
+    analyse another subset (λ¹ 2.05 instead of 0.48). Now analyze, train and status refuse it.
+    """
+    config, run_dir = finished_run(tmp_path, data={"n": 20, "subset_seed": 0})
+    text = (run_dir / "config.toml").read_text()
+    assert "subset_seed = 0" in text
+    (run_dir / "config.toml").write_text(text.replace("subset_seed = 0", "subset_seed = 3"))
+    (run_dir / "analysis.parquet").unlink(missing_ok=True)
+
+    assert main(["analyze", str(run_dir), "--no-progress"]) == 2
+    err = one_line(capsys.readouterr().err)
+    assert "data.subset_seed: config.toml says 3, the run was created with 0" in err and "config.toml" in err
+    assert not (run_dir / "analysis.parquet").exists()  # no number computed on the wrong subset
+
+    assert main(["train", str(config), "--out", str(run_dir), "--no-progress"]) == 2
+    assert "data.subset_seed: config.toml says 3, the run was created with 0" in one_line(capsys.readouterr().err)
+    status = point_status(run_dir)
+    assert status.state == "failed" and "data.subset_seed" in status.reason
+
+
+def test_resume_with_an_edited_step_size_is_refused(tmp_path, monkeypatch, capsys):
+    """Finding 1: editing η_max in config.toml and resuming mixed two step sizes in one run."""
+    cfg = small_config(train={"max_steps": 35})
+    config = write_config(tmp_path / "c.toml", config_dict(train={"max_steps": 35}))
+    run_dir = tmp_path / "run"
+    with monkeypatch.context() as m:
+        _interrupt_at(m, 25)
+        with pytest.raises(KeyboardInterrupt):
+            train(cfg, run_dir, progress=False)
+    text = (run_dir / "config.toml").read_text()
+    (run_dir / "config.toml").write_text(text.replace("eta_max = 0.05", "eta_max = 0.02"))
+    assert main(["train", str(config), "--out", str(run_dir), "--no-progress"]) == 2
+    err = one_line(capsys.readouterr().err)
+    assert "solver.eta_max: config.toml says 0.02, the run was created with 0.05" in err
+    (run_dir / "config.toml").write_text(text)  # restored; now the other step size on the command line
+    edited = write_config(tmp_path / "e.toml", config_dict(train={"max_steps": 35}, solver={"eta_max": 0.02}))
+    assert main(["train", str(edited), "--out", str(run_dir), "--no-progress"]) == 2
+    err = one_line(capsys.readouterr().err)
+    assert "different config (solver.eta_max: this config says 0.02, the run was created with 0.05)" in err
+    assert read_json(run_dir / "status.json")["step"] == 20  # nothing trained on
+
+
+def test_changed_data_and_missing_data_are_refused(tmp_path, capsys):
+    """The data fingerprint: a data file changed under a run is refused by analyze and train; a
+    missing one is one line naming the file.
+    """
+    ts, data = toy_uea(tmp_path)
+    config = write_config(tmp_path / "c.toml", data)
+    run_dir = tmp_path / "run"
+    assert main(["train", str(config), "--out", str(run_dir), "--no-progress"]) == 0
+    capsys.readouterr()
+    manifest = read_json(run_dir / "manifest.json")
+    assert manifest["data"]["num_samples"] == 4 and len(manifest["data"]["sha256"]) == 64
+
+    ts.write_text(TOY_TS.replace("0.5,0.1", "0.5,0.2"))
+    assert main(["analyze", str(run_dir), "--no-progress"]) == 2
+    err = one_line(capsys.readouterr().err)
+    assert "the SHA-256 of the training data (X, y)" in err and "restore the data files" in err
+    assert main(["train", str(config), "--out", str(run_dir), "--no-progress"]) == 2
+    assert "the SHA-256 of the training data" in one_line(capsys.readouterr().err)
+
+    ts.unlink()
+    assert main(["analyze", str(run_dir), "--no-progress"]) == 1
+    err = one_line(capsys.readouterr().err)
+    assert "file not found" in err and str(ts) in err
+
+
+def test_analyze_with_a_bad_config_is_one_line(tmp_path, capsys):
+    _, run_dir = finished_run(tmp_path)
+    text = (run_dir / "config.toml").read_text()
+    (run_dir / "config.toml").write_text(text.replace("depth = 3", "depth = -3"))
+    assert main(["analyze", str(run_dir), "--no-progress"]) == 2
+    assert "model.depth: must be > 0, got -3" in one_line(capsys.readouterr().err)
+    (run_dir / "config.toml").write_text("[model\n")
+    assert main(["analyze", str(run_dir), "--no-progress"]) == 2
+    assert "config.toml: not valid TOML" in one_line(capsys.readouterr().err)
+    assert main(["analyze", str(tmp_path / "nothing"), "--no-progress"]) == 2
+    assert "not a run directory" in one_line(capsys.readouterr().err)
+
+
+# ----------------------------------------------------------------------------- 2. snapshots carry no checksum
+def test_flipped_bit_in_the_newest_snapshot_is_skipped_loudly(tmp_path, monkeypatch, capsys):
+    """Finding 2: one flipped bit in the newest snapshot was resumed silently. Now the resume
+    skips it for the previous good one, says so, and ends bit-identical to an undisturbed run.
+    """
+    cfg = small_config(train={"max_steps": 35})
+    train(cfg, tmp_path / "whole", progress=False)
+    run_dir = tmp_path / "crashed"
+    with monkeypatch.context() as m:
+        _interrupt_at(m, 25)
+        with pytest.raises(KeyboardInterrupt):
+            train(cfg, run_dir, progress=False)
+    flip_bit(run_dir / "snapshots" / "step_00000020.safetensors")
+    capsys.readouterr()
+    train(cfg, run_dir, progress=False)
+    err = one_line(capsys.readouterr().err)
+    assert err.startswith("eoslab: warning:") and "step_00000020.safetensors does not match its checksum" in err
+    assert "resumed from step 10" in err
+    assert_same_run(tmp_path / "whole", run_dir)
+    assert any("step_00000020" in n for n in read_json(run_dir / "status.json")["notes"])
+
+
+def test_flipped_bit_in_the_final_snapshot_is_refused_then_rebuilt(tmp_path, capsys):
+    """Finding 2: a flipped bit in the final snapshot shifted the analysis by 15 %. Now analyze
+    refuses it (one line: how to rebuild it), train rebuilds it from the previous snapshot, and
+    the analysis equals that of the undisturbed run.
+    """
+    config, run_dir = finished_run(tmp_path, train={"max_steps": 20, "target_loss": 1e-9})
+    clean = shutil.copytree(run_dir, tmp_path / "clean")
+    analyze_run(clean, progress=False)
+    flip_bit(run_dir / "snapshots" / "step_00000020.safetensors")
+    assert main(["analyze", str(run_dir), "--no-progress"]) == 1
+    err = one_line(capsys.readouterr().err)
+    assert "step_00000020.safetensors: does not match its checksum" in err and "rerun `eoslab train`" in err
+    assert main(["train", str(config), "--out", str(run_dir), "--no-progress"]) == 0
+    assert "rebuilt from its snapshots" in capsys.readouterr().err
+    assert not (run_dir / "analysis.parquet").exists()  # refused before any work
+    assert main(["analyze", str(run_dir), "--no-progress"]) == 0
+    assert read_parquet(run_dir / "analysis.parquet").equals(read_parquet(clean / "analysis.parquet"))
+
+
+# ------------------------------------------------------------- 3. "done" does not mean "reached the target"
+def test_max_steps_at_a_huge_loss_is_stopped_and_its_analysis_gives_nan_with_a_reason(tmp_path, capsys):
+    """Finding 3: GD with η = 500 stopped by max_steps at loss 1e190 was ``done``, and its analysis
+    died with ZeroDivisionError in the overlap ratio. Now it is ``stopped`` with its loss, and the
+    analysis records NaN with the reason.
+    """
+    data = config_dict(solver={"method": "gd", "eta": 500.0}, train={"max_steps": 8, "snapshot_every": 4})
+    data["analysis"] = {"skip_before": 0}
+    config = write_config(tmp_path / "c.toml", data)
+    run_dir = tmp_path / "run"
+    assert main(["train", str(config), "--out", str(run_dir), "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    status = read_json(run_dir / "status.json")
+    assert status["state"] == "stopped" and status["loss"] > 1e100 and math.isfinite(status["loss"])
+    assert status["reason"].startswith("max_steps 8 reached at loss") and "above the target 0.01" in status["reason"]
+    assert "stopped: max_steps 8 reached" in out
+
+    assert main(["analyze", str(run_dir), "--no-progress"]) == 0
+    table = read_parquet(run_dir / "analysis.parquet")
+    no_wrong_number(table)
+    rows = table.to_pylist()
+    assert all(math.isnan(r["value"]) for r in rows if r["metric"] == "overlap_ratio" and r["step"] == 8)
+    notes = read_json(run_dir / "status.json")["notes"]
+    assert any("overlap_ratio: E‖J̃‖² = 0" in n and "recorded as NaN" in n for n in notes)
+
+
+def test_a_run_above_its_target_is_stopped_and_not_collected(tmp_path):
+    """Finding 3: a run at loss 0.08 against a target of 0.05 was ``done`` and fitted in the
+    report. Now it is ``stopped``, the sweep does not retry it, and collect leaves it out
+    (unless told to include stopped runs).
+    """
+    cfg = write_sweep(tmp_path / "s.toml", tiny_base(), {"n": [12], "train.max_steps": [10, 2]})
+    out = tmp_path / "out"
+    result = run_sweep(load_sweep(cfg), out, workers=2, progress=False)
+    assert [s.state for s in result.statuses] == ["done", "stopped"]
+    stopped = result.statuses[1]
+    assert stopped.loss > 0.3 and "above the target 0.3" in stopped.reason
+    table = collect(out)
+    assert set(table["run_id"].to_pylist()) == {result.statuses[0].run_id}
+    assert not include_in_collect(stopped) and include_in_collect(stopped, include_stopped=True)
+    assert "--include-stopped" in exclusion_reason(stopped)
+    again = run_sweep(load_sweep(cfg), out, workers=2, progress=False)
+    assert again.skipped == 2 and [s.state for s in again.statuses] == ["done", "stopped"]
+
+
+# ------------------------------------------------------------- 4. a sweep folder accepts a different sweep
+def test_a_second_sweep_into_a_folder_is_refused_unless_forced(tmp_path, capsys):
+    """Finding 4: ``eoslab sweep B --out D`` after ``eoslab sweep A --out D`` overwrote A's grid and
+    its finished runs vanished from status and collect. Now B is refused (one line), and
+    ``--force`` says what it replaces and keeps A's run directories.
+    """
+    a = write_sweep(tmp_path / "a.toml", tiny_base(), {"n": [12]})
+    b = write_sweep(tmp_path / "b.toml", tiny_base(), {"n": [16]})
+    out = tmp_path / "out"
+    assert main(["sweep", str(a), "--out", str(out), "--no-progress", "--no-analysis"]) == 0
+    grid = (out / "grid.parquet").read_bytes()
+    capsys.readouterr()
+    assert main(["sweep", str(b), "--out", str(out), "--no-progress", "--no-analysis"]) == 2
+    err = one_line(capsys.readouterr().err)
+    assert "holds another sweep (1 points, 0 of them in this one)" in err and "--force" in err
+    assert (out / "grid.parquet").read_bytes() == grid and (out / "sweep.toml").read_text() == a.read_text()
+    assert main(["sweep", str(a), "--out", str(out), "--no-progress", "--no-analysis"]) == 0  # the same sweep: fine
+
+    old_run = next((out / "runs").iterdir())
+    assert main(["sweep", str(b), "--out", str(out), "--no-progress", "--no-analysis", "--force"]) == 0
+    err = capsys.readouterr().err
+    assert "warning: replaced another sweep (1 points, 0 of them in this one)" in err
+    assert (out / "sweep.toml").read_text() == b.read_text() and old_run.is_dir()  # nothing deleted
+    assert [s.state for _, s in sweep_status(out, analysis=False)] == ["done"]
+
+
+def test_one_process_per_sweep_folder_and_per_run_directory(tmp_path):
+    """Finding 4 and 7: two sweeps at the same time into one folder, and a second `eoslab train`
+    on a run being trained, fail at once with one line.
+    """
+    sweep = write_sweep(tmp_path / "a.toml", tiny_base(), {"n": [12]})
+    config = write_config(tmp_path / "c.toml", config_dict(train={"max_steps": 5}))
+    with folder_lock(tmp_path / "out", what="sweep folder"), RunDir(tmp_path / "run").lock():
+        start = time.monotonic()
+        r = cli("sweep", str(sweep), "--out", str(tmp_path / "out"), "--no-progress")
+        assert r.returncode == 2
+        err = one_line(r.stderr)
+        assert f"this sweep folder is in use by another eoslab process (pid {os.getpid()})" in err
+        r = cli("train", str(config), "--out", str(tmp_path / "run"), "--no-progress")
+        assert r.returncode == 2
+        assert f"this run is in use by another eoslab process (pid {os.getpid()})" in one_line(r.stderr)
+        assert time.monotonic() - start < 120  # no waiting: two interpreter start-ups
+    assert not (tmp_path / "out" / "grid.parquet").exists() and not (tmp_path / "run" / "config.toml").exists()
+
+
+# ----------------------------------------------------------------------------- 5. broken trajectory
+def test_unreadable_trajectory_of_a_finished_run_is_rebuilt(tmp_path, capsys):
+    """Finding 5: a finished run with an unreadable trajectory.parquet stayed ``done`` and a rerun
+    of train left it broken. Now status says it is rebuilt on rerun, and train rebuilds it from
+    the final snapshot (loudly), row for row.
+    """
+    config, run_dir = finished_run(tmp_path)
+    original = read_parquet(run_dir / "trajectory.parquet")
+    truncate(run_dir / "trajectory.parquet")
+    status = point_status(run_dir, analysis=False)
+    assert status.state == "pending" and "trajectory.parquet" in status.detail and "rebuilt" in status.detail
+    capsys.readouterr()
+    assert main(["train", str(config), "--out", str(run_dir), "--no-progress"]) == 0
+    err = one_line(capsys.readouterr().err)
+    assert "trajectory.parquet does not match its checksum" in err and "rebuilt from its snapshots" in err
+    assert read_parquet(run_dir / "trajectory.parquet").equals(original)
+    assert point_status(run_dir, analysis=False).state == "stopped"
+
+
+def test_broken_trajectory_of_an_interrupted_run_resumes_from_the_state_file(tmp_path, monkeypatch):
+    cfg = small_config(train={"max_steps": 35})
+    train(cfg, tmp_path / "whole", progress=False)
+    with monkeypatch.context() as m:
+        _interrupt_at(m, 25)
+        with pytest.raises(KeyboardInterrupt):
+            train(cfg, tmp_path / "crashed", progress=False)
+    truncate(tmp_path / "crashed" / "trajectory.parquet")
+    train(cfg, tmp_path / "crashed", progress=False)
+    assert_same_run(tmp_path / "whole", tmp_path / "crashed")
+
+
+# ----------------------------------------------------------------------------- 6. tracebacks on ordinary faults
+def test_output_path_through_a_file_is_one_line(tmp_path, capsys):
+    config = write_config(tmp_path / "c.toml", config_dict(train={"max_steps": 5}))
+    (tmp_path / "file").write_text("x")
+    assert main(["train", str(config), "--out", str(tmp_path / "file" / "run"), "--no-progress"]) == 1
+    err = one_line(capsys.readouterr().err)
+    assert "cannot write" in err and "a part of the path is a file, not a folder" in err
+
+
+def _read_only(folder: Path, command: list[str]) -> list[str]:
+    """``command`` run with ``folder`` read-only, in a way root cannot write through: as root a
+    read-only bind mount in a private mount namespace (unshare), else chmod 555.
+    """
+    if os.geteuid() != 0:
+        folder.chmod(0o555)
+        return command
+    if shutil.which("unshare") is None:
+        pytest.skip("running as root without unshare: no read-only folder root cannot write to")
+    probe = subprocess.run(
+        ["unshare", "--mount", "--propagation", "private", "true"], capture_output=True, text=True, timeout=30
+    )
+    if probe.returncode != 0:
+        pytest.skip(f"running as root and unshare --mount is not allowed here ({probe.stderr.strip()})")
+    script = 'mount --bind "$1" "$1" && mount -o remount,ro,bind "$1" "$1" && shift && exec "$@"'
+    return ["unshare", "--mount", "--propagation", "private", "--", "sh", "-c", script, "sh", str(folder), *command]
+
+
+def test_read_only_output_folder_is_one_line(tmp_path):
+    """Finding 6: a read-only output folder ended in a traceback."""
+    config = write_config(tmp_path / "c.toml", config_dict(train={"max_steps": 5}))
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    cmd = [sys.executable, "-m", "eoslab.cli", "train", str(config), "--out", str(folder / "run"), "--no-progress"]
+    r = subprocess.run(_read_only(folder, cmd), capture_output=True, text=True, timeout=300)
+    folder.chmod(0o755)
+    assert r.returncode == 1
+    err = one_line(r.stderr)
+    assert f"cannot write {folder / 'run'}" in err and ("read-only" in err or "no permission" in err)
+    assert not any(folder.iterdir())
+
+
+def test_disk_full_is_one_line_and_the_run_resumes(tmp_path):
+    """Finding 6: a full disk ended in a traceback. Simulated by a 4 KB file-size limit
+    (RLIMIT_FSIZE, which root cannot bypass): the first large snapshot fails with one line, no
+    temporary file is left, and the rerun finishes the run as if nothing happened.
+    """
+    data = config_dict(train={"max_steps": 25})
+    config = write_config(tmp_path / "c.toml", data)
+    run_dir = tmp_path / "run"
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))
+
+    r = cli("train", str(config), "--out", str(run_dir), "--no-progress", preexec_fn=limit)
+    assert r.returncode == 1, r.stderr
+    err = one_line(r.stderr)
+    assert "cannot write" in err and "File too large" in err and "file-size limit" in err
+    assert "state_00000010.safetensors" in err
+    assert not [p for p in run_dir.rglob("*.tmp")]
+    assert read_json(run_dir / "status.json")["state"] == "running"
+
+    r = cli("train", str(config), "--out", str(run_dir), "--no-progress")
+    assert r.returncode == 0, r.stderr
+    train(small_config(train={"max_steps": 25}), tmp_path / "whole", progress=False)
+    assert_same_run(tmp_path / "whole", run_dir)
+
+
+def test_truncated_status_is_rebuilt_by_train(tmp_path, capsys):
+    config, run_dir = finished_run(tmp_path)
+    status = read_json(run_dir / "status.json")
+    truncate(run_dir / "status.json")
+    assert main(["train", str(config), "--out", str(run_dir), "--no-progress"]) == 0
+    assert "status.json unreadable or corrupt: rebuilt" in capsys.readouterr().err
+    rebuilt = read_json(run_dir / "status.json")
+    assert rebuilt.pop("notes") == ["status.json unreadable or corrupt: rebuilt"] and rebuilt == status
+
+
+def test_truncated_analysis_is_recomputed_loudly(tmp_path, capsys):
+    _, run_dir = finished_run(tmp_path)
+    assert main(["analyze", str(run_dir), "--no-progress"]) == 0
+    before = read_parquet(run_dir / "analysis.parquet")
+    truncate(run_dir / "analysis.parquet")
+    capsys.readouterr()
+    assert main(["analyze", str(run_dir), "--no-progress"]) == 0
+    assert "analysis.parquet does not match its checksum in manifest.json (corrupt): recomputing it" in (
+        capsys.readouterr().err
+    )
+    assert read_parquet(run_dir / "analysis.parquet").equals(before)
+
+
+def test_truncated_tables_heal_inside_a_sweep(tmp_path):
+    """Finding 6: a truncated status.json or analysis.parquet inside a sweep never healed. Now
+    status says what a rerun will do, and the rerun does it.
+    """
+    cfg = write_sweep(tmp_path / "s.toml", tiny_base(), {"n": [12]})
+    out = tmp_path / "out"
+    assert [s.state for s in run_sweep(load_sweep(cfg), out, workers=1, progress=False).statuses] == ["done"]
+    run_dir = next((out / "runs").iterdir())
+    table = read_parquet(run_dir / "analysis.parquet")
+    for name, detail in [("status.json", "status.json unreadable"), ("analysis.parquet", "analysis.parquet corrupt")]:
+        truncate(run_dir / name)
+        (status,) = [s for _, s in sweep_status(out)]
+        assert status.state == "pending" and status.detail.startswith(detail), status
+        assert collect(out).num_rows == 0  # a table that does not verify is never read
+        result = run_sweep(load_sweep(cfg), out, workers=1, progress=False)
+        assert [s.state for s in result.statuses] == ["done"]
+    assert read_parquet(run_dir / "analysis.parquet").equals(table)
+    assert collect(out).num_rows == table.num_rows
+
+
+# ----------------------------------------------------------------------------- 7. smaller findings
+def test_huge_thread_count_is_refused(tmp_path, capsys):
+    """Finding 7: ``[train] threads = 100000`` was accepted and segfaulted."""
+    config = write_config(tmp_path / "c.toml", config_dict(train={"threads": 100000}))
+    assert main(["train", str(config), "--out", str(tmp_path / "run"), "--no-progress"]) == 2
+    assert "train.threads: must be <= 1024" in one_line(capsys.readouterr().err)
+    assert not (tmp_path / "run").exists()
+
+
+def test_hostile_pickle_header_is_refused():
+    """Finding 7: a 40 KB pickle declaring 20,000 images got 61 MB of uninitialised memory."""
+
+    class Uninitialised:
+        def __reduce__(self):
+            return np.ndarray, ((20000, 3072), np.dtype("u1"))
+
+    payload = pickle.dumps({b"data": Uninitialised(), b"labels": [1] * 20000}, protocol=2)
+    assert len(payload) < 50_000
+    with pytest.raises(DatasetError, match=r"declares an array of shape \(20000, 3072\) \(61440000 bytes\)"):
+        read_py_batch(payload, source="evil.pkl")
+
+    class OneHugeItem:
+        def __reduce__(self):
+            return np.ndarray, ((1,), np.dtype(("V", 2**30)))
+
+    with pytest.raises(DatasetError, match=r"declares an array of shape \(1,\) \(1073741824 bytes\)"):
+        restricted_loads(pickle.dumps(OneHugeItem(), protocol=2))
+    assert restricted_loads(pickle.dumps(np.dtype(("V", 2**30)))).itemsize == 2**30  # a dtype alone is harmless
+    small = np.arange(2 * 3072, dtype=np.uint8).reshape(2, 3072)
+    pix, labels = read_py_batch(pickle.dumps({b"data": small, b"labels": [3, 4]}, protocol=2))
+    assert np.array_equal(pix, small) and labels.tolist() == [3, 4]
+
+
+def test_leftover_temporary_files_are_removed(tmp_path):
+    """Finding 7: SIGKILL during a write left ``.NAME.XXXXXXXX.tmp`` files no rerun removed."""
+    config, run_dir = finished_run(tmp_path)
+    leftovers = [
+        run_dir / ".trajectory.parquet.abcd1234.tmp",
+        run_dir / "snapshots" / ".step_00000020.safetensors.x_y12345.tmp",
+    ]
+    for p in leftovers:
+        p.write_bytes(b"half a file")
+    keep = run_dir / "notes.tmp"
+    keep.write_text("mine")
+    assert main(["train", str(config), "--out", str(run_dir), "--no-progress"]) == 0
+    assert not any(p.exists() for p in leftovers) and keep.exists()
+    sweep = write_sweep(tmp_path / "s.toml", tiny_base(), {"n": [12]})
+    (tmp_path / "out").mkdir()
+    left = tmp_path / "out" / ".grid.parquet.q1w2e3r4.tmp"
+    left.write_bytes(b"x")
+    run_sweep(load_sweep(sweep), tmp_path / "out", workers=1, analysis=False, progress=False)
+    assert not left.exists()
+
+
+def test_paths_cannot_leave_their_root(tmp_path, capsys):
+    """Finding 7: the uea option ``problem = "../outside"`` read outside the data root, and
+    collect followed a grid run_id of ``../../victim``.
+    """
+    ts, data = toy_uea(tmp_path)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    shutil.copy(ts, outside / "outside_TRAIN.ts")
+    data["data"]["options"]["problem"] = "../outside"
+    config = write_config(tmp_path / "c.toml", data)
+    assert main(["train", str(config), "--out", str(tmp_path / "run"), "--no-progress"]) == 2
+    assert "data.options: uea: problem must be a UEA problem name" in one_line(capsys.readouterr().err)
+
+    _, run_dir = finished_run(tmp_path)
+    assert main(["analyze", str(run_dir), "--no-progress"]) == 0
+    victim = shutil.copytree(run_dir, tmp_path / "victim")  # a finished, analysed run outside the sweep
+    out = tmp_path / "out"
+    (out / "runs").mkdir(parents=True)
+    points = parse_sweep({"base": tiny_base(), "grid": {"n": [12]}}).points
+    grid = grid_table(points)
+    hostile = grid.set_column(grid.column_names.index("run_id"), "run_id", pa.array(["../../victim"]))
+    pq.write_table(hostile, out / "grid.parquet")
+    capsys.readouterr()
+    for command in ("collect", "status"):
+        assert main([command, str(out)]) != 0
+        err = one_line(capsys.readouterr().err)
+        assert "run_id '../../victim' is not a run id" in err and "grid.parquet" in err
+    assert not (out / "collected.parquet").exists() and victim.is_dir()
+
+
+@pytest.mark.slow
+def test_sigkill_twice_across_a_restart_from_step_0(tmp_path):
+    """Finding 7: after a restart from step 0 the new checkpoints were pruned in favour of stale
+    higher-numbered ones, so a second kill restarted from 0 again. Now the restart removes the
+    abandoned trajectory's snapshots, the second kill resumes from the newest new snapshot, and
+    the run ends bit-identical to an undisturbed one.
+    """
+    data = config_dict(train={"max_steps": 120, "snapshot_every": 10, "target_loss": 1e-9})
+    config = write_config(tmp_path / "c.toml", data)
+    run_dir = tmp_path / "killed"
+    snaps = run_dir / "snapshots"
+    cmd = [sys.executable, "-m", "eoslab.cli", "train", str(config), "--out", str(run_dir), "--no-progress"]
+
+    def kill_when(ready, log: Path) -> None:
+        """Start the run and SIGKILL it once ``ready()``."""
+        with open(log, "w") as fh:
+            proc = subprocess.Popen(cmd, stdout=fh, stderr=fh)
+            deadline = time.monotonic() + 180
+            while not ready():
+                assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
+                time.sleep(0.002)
+            proc.send_signal(signal.SIGKILL)
+            assert proc.wait() == -signal.SIGKILL
+
+    kill_when((snaps / "step_00000050.safetensors").exists, tmp_path / "first.log")
+    states = sorted(snaps.glob("state_*.safetensors"))
+    assert len(states) >= 2 and states[-1].name >= "state_00000050"  # (3 when killed before the pruning)
+    for p in states:  # no resume point is left: the run must start again from step 0
+        flip_bit(p)
+
+    def identity(p: Path) -> tuple[int, int]:
+        st = p.stat()
+        return st.st_ino, st.st_mtime_ns
+
+    old_30 = identity(snaps / "step_00000030.safetensors")
+
+    def new_step_30() -> bool:
+        try:
+            return identity(snaps / "step_00000030.safetensors") != old_30
+        except FileNotFoundError:
+            return False
+
+    # the restart removed the abandoned trajectory's snapshots, then wrote new ones up to step 30
+    second = tmp_path / "second.log"
+    kill_when(lambda: "started again from step 0" in second.read_text() and new_step_30(), second)
+    states = [int(p.stem[6:]) for p in snaps.glob("state_*.safetensors")]
+    steps = sorted(int(p.stem[5:]) for p in snaps.glob("step_*.safetensors"))
+    assert max(states) < 50 and 30 in states  # the stale state files of the abandoned trajectory are gone
+    assert steps == list(range(0, steps[-1] + 1, 10))  # only the new trajectory's snapshots
+
+    third = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert third.returncode == 0 and "warning" not in third.stderr, third.stderr  # resumed, not restarted
+    train(small_config(train=data["train"]), tmp_path / "whole", progress=False)
+    assert_same_run(tmp_path / "whole", run_dir)
+    assert len(read_json(run_dir / "status.json")["notes"]) == 1  # only the restart after the flipped bits
+
+
+def test_an_unanswering_ray_address_fails_fast(tmp_path):
+    """Finding 7: ``--executor ray --address 127.0.0.1:1`` hung with no error. Now a refused
+    connection is one line at once, and an address that accepts but is no Ray cluster fails after
+    :data:`RAY_CONNECT_TIMEOUT_S` (shortened here).
+    """
+    pytest.importorskip("ray")
+    cfg = write_sweep(tmp_path / "s.toml", tiny_base(), {"n": [12]})
+    start = time.monotonic()
+    r = cli(
+        "sweep",
+        str(cfg),
+        "--out",
+        str(tmp_path / "out"),
+        "--executor",
+        "ray",
+        "--address",
+        "127.0.0.1:1",
+        "--no-progress",
+    )
+    assert r.returncode == 2 and time.monotonic() - start < 120
+    assert "no Ray cluster answers at 127.0.0.1:1 (Connection refused)" in one_line(r.stderr)
+
+    with socket.socket() as server:  # accepts connections, never answers
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        port = server.getsockname()[1]
+        code = (
+            "import sys; import eoslab.sweeps.executors as ex; ex.RAY_CONNECT_TIMEOUT_S = 3; "
+            "from eoslab.cli import main; sys.exit(main(sys.argv[1:]))"
+        )
+        args = [
+            "sweep",
+            str(cfg),
+            "--out",
+            str(tmp_path / "out2"),
+            "--executor",
+            "ray",
+            "--address",
+            f"127.0.0.1:{port}",
+        ]
+        start = time.monotonic()
+        r = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and time.monotonic() - start < 100
+    assert f"127.0.0.1:{port} did not answer as a Ray cluster within 3 s" in r.stderr.strip().splitlines()[-1]
+
+
+def _descendants(pid: int) -> dict[int, str]:
+    """{pid: start time} of every descendant of ``pid`` (from /proc)."""
+    children: dict[int, list[tuple[int, str]]] = {}
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                fields = Path(f"/proc/{d}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            children.setdefault(int(fields[1]), []).append((int(d), fields[19]))
+    out, todo = {}, [pid]
+    while todo:
+        for child, start in children.get(todo.pop(), []):
+            out[child] = start
+            todo.append(child)
+    return out
+
+
+def _alive(procs: dict[int, str]) -> list[int]:
+    alive = []
+    for pid, start in procs.items():
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[19] == start and fields[0] != "Z":
+            alive.append(pid)
+    return alive
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
+def test_killing_a_ray_sweep_stops_its_ray_processes(tmp_path, sig):
+    """Finding 7: killing a Ray sweep left Ray agents running. Now SIGTERM interrupts the sweep,
+    which shuts its Ray instance down; after SIGKILL its watchdog kills what is left.
+    """
+    pytest.importorskip("ray")
+    cfg = write_sweep(tmp_path / "s.toml", tiny_base(max_steps=400, target_loss=1e-9), {"n": [12, 16, 20]})
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "eoslab.cli", "sweep", str(cfg), "--out", str(out), "--executor", "ray"]
+    proc = subprocess.Popen(
+        [*cmd, "--workers", "1", "--no-progress"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    try:
+        deadline = time.monotonic() + 240
+        while not any(point_status(p).state == "running" for p in out.glob("runs/*")):
+            assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read().decode()
+            time.sleep(0.2)
+        time.sleep(2)  # let the watchdog see the whole tree
+        procs = _descendants(proc.pid)
+        assert len(procs) >= 3  # the watchdog, Ray's GCS and raylet, its workers
+        proc.send_signal(sig)
+        proc.wait(timeout=120)
+        deadline = time.monotonic() + 60
+        while _alive(procs) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert _alive(procs) == [], [Path(f"/proc/{p}/cmdline").read_bytes()[:80] for p in _alive(procs)]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
