@@ -28,3 +28,21 @@ def test_a_step_size_of_the_other_method_is_refused(solver, message):
 @pytest.mark.parametrize(("method", "field"), [("exp_euler", "eta_max"), ("gd", "eta")])
 def test_resolve_fills_the_default_step_of_the_method(method, field):
     assert getattr(resolve(from_dict({"solver": {"method": method}})).solver, field) == 0.01
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"solver": {"eig_method": "arpack"}}, "solver.eig_method: must be one of lobpcg, power, got 'arpack'"),
+        ({"analysis": {"eig_method": "eigsh"}}, "analysis.eig_method: must be one of lobpcg, power, got 'eigsh'"),
+        ({"solver": {"eig_order": "largest"}}, "solver.eig_order: must be one of algebraic, magnitude, got 'largest'"),
+    ],
+)
+def test_eigensolver_fields_are_checked_against_the_registry(data, message):
+    with pytest.raises(ConfigError, match=message):
+        from_dict(data)
+
+
+def test_eigensolver_fields_accept_every_registered_choice():
+    cfg = from_dict({"solver": {"eig_method": "power", "eig_order": "magnitude"}, "analysis": {"eig_method": "power"}})
+    assert (cfg.solver.eig_method, cfg.solver.eig_order, cfg.analysis.eig_method) == ("power", "magnitude", "power")

@@ -1,12 +1,28 @@
-"""Eigensolvers against eigvalsh on dense H, G, R of small MLPs (docs/math.md §6, D4, D14)."""
+"""Eigensolvers against eigvalsh on dense matrices and on dense H, G, R of small MLPs
+(docs/math.md §6, D4, D14): the registry, both orderings, rank-deficient operators, warm starts,
+and the drift of the stored A·X over many iterations.
+"""
 
 import pytest
 import torch
 
 from eoslab.criteria import MSE, CrossEntropy
-from eoslab.curvature import LinearOperator
-from eoslab.eigen import LOBPCG, block_power, top_eigenpairs
+from eoslab.curvature import FullBatchLoss, LinearOperator
+from eoslab.eigen import (
+    LOBPCG,
+    EigResult,
+    available_eigensolvers,
+    block_power,
+    lobpcg,
+    make_eigensolver,
+    register_eigensolver,
+)
 from test_curvature import dense_G, dense_H, make_problem
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+F64 = torch.float64
+SOLVERS = ["lobpcg", "power"]
 
 
 def dense_ops(criterion):
@@ -16,6 +32,68 @@ def dense_ops(criterion):
     return model, theta, L, {"H": H, "G": G, "R": H - G}
 
 
+def with_spectrum(eigenvalues, seed=0) -> torch.Tensor:
+    """Q diag(λ) Qᵀ with a random orthogonal Q."""
+    lam = torch.as_tensor(eigenvalues, dtype=F64)
+    Q, _ = torch.linalg.qr(torch.randn(len(lam), len(lam), generator=torch.Generator().manual_seed(seed), dtype=F64))
+    return (Q * lam) @ Q.T
+
+
+def solver(name, k, **kw):
+    kw.setdefault("generator", torch.Generator().manual_seed(0))
+    return make_eigensolver(name, k, **kw)
+
+
+def check_pairs(A: torch.Tensor, res: EigResult, atol: float) -> None:
+    """The returned values are the Rayleigh quotients of the returned orthonormal vectors, and
+    ``residual_norms`` their true residuals, to ``atol``.
+    """
+    V = res.eigenvectors
+    assert torch.allclose(V.T @ V, torch.eye(V.shape[1], dtype=F64), atol=1e-10)
+    assert torch.allclose(((A @ V) * V).sum(0), res.eigenvalues, rtol=0, atol=atol)
+    true_res = torch.linalg.vector_norm(A @ V - V * res.eigenvalues, dim=0)
+    assert torch.allclose(true_res, res.residual_norms, rtol=0, atol=atol)
+
+
+# --------------------------------------------------------------------------- registry
+def test_registry_names_and_errors():
+    assert available_eigensolvers() == ("lobpcg", "power")
+    with pytest.raises(ValueError, match="unknown eigensolver 'arpack'; available: lobpcg, power"):
+        make_eigensolver("arpack", 1)
+    with pytest.raises(ValueError, match="order must be one of algebraic, magnitude"):
+        make_eigensolver("lobpcg", 1, order="smallest")
+    with pytest.raises(ValueError, match="'power' is already registered"):
+        register_eigensolver("power")(type("Another", (), {}))
+    with pytest.raises(ValueError, match="magnitude order needs guard >= 2"):
+        make_eigensolver("lobpcg", 3, order="magnitude", guard=1)
+    with pytest.raises(TypeError, match="colour"):
+        make_eigensolver("lobpcg", 1, colour="blue")
+    assert isinstance(make_eigensolver("lobpcg", 3, guard=1), LOBPCG)
+
+
+def test_registering_a_solver_makes_it_available():
+    @register_eigensolver("dense-test")
+    class Dense:
+        def __init__(self, k, *, tol, max_iters, order, generator):
+            self.k = k
+
+        def solve(self, op, V0=None):
+            A = op(torch.eye(op.dim, dtype=op.dtype))
+            values, vectors = torch.linalg.eigh(A)
+            return EigResult(values.flip(0)[: self.k], vectors.flip(1)[:, : self.k], 1, op.dim, values[:0], True)
+
+    try:
+        assert "dense-test" in available_eigensolvers()
+        A = with_spectrum([3.0, 2.0, 1.0])
+        res = make_eigensolver("dense-test", 2).solve(LinearOperator.from_dense(A))
+        assert torch.allclose(res.eigenvalues, torch.tensor([3.0, 2.0], dtype=F64))
+    finally:
+        from eoslab import eigen
+
+        del eigen._REGISTRY["dense-test"]
+
+
+# --------------------------------------------------------------------------- accuracy
 @pytest.mark.parametrize("criterion", [CrossEntropy(), MSE()], ids=repr)
 @pytest.mark.parametrize("which", ["H", "G", "R"])
 def test_lobpcg_top_k_matches_eigvalsh(criterion, which):
@@ -24,29 +102,28 @@ def test_lobpcg_top_k_matches_eigvalsh(criterion, which):
     ref = torch.linalg.eigvalsh(dense[which]).flip(0)[:k]
     op = L.operator(theta, which)
     res = LOBPCG(k, tol=1e-11, max_iters=500, generator=torch.Generator().manual_seed(0)).solve(op)
-    assert res.converged
+    assert res.converged and res.order == "algebraic"
     assert torch.all(res.eigenvalues[:-1] >= res.eigenvalues[1:])  # by value, descending
     assert float(((res.eigenvalues - ref).abs() / ref.abs()).max()) < 1e-8
-    V = res.eigenvectors
-    assert torch.allclose(V.T @ V, torch.eye(k, dtype=V.dtype), atol=1e-10)
-    residual = torch.linalg.vector_norm(dense[which] @ V - V * res.eigenvalues, dim=0)
-    assert torch.allclose(residual, res.residual_norms, rtol=1e-6, atol=1e-12)
-    assert float(residual.max()) < 1e-5 * float(ref.abs().max())
+    check_pairs(dense[which], res, atol=1e-12 * float(ref.abs().max()))
+    assert float(res.residual_norms.max()) < 1e-5 * float(ref.abs().max())
     assert res.products == op.products and res.residual_norms.shape == (k,)
 
 
-def test_residual_is_indefinite_and_lobpcg_ranks_by_value():
-    """R = H − G has eigenvalues of both signs; the solver must return the algebraically
-    largest (D14), even where a negative eigenvalue is the largest in magnitude.
+@pytest.mark.parametrize("name", SOLVERS)
+def test_indefinite_operator_ranked_by_value(name):
+    """R = H − G has eigenvalues of both signs; with order="algebraic" both solvers return the
+    algebraically largest (D14), even where a negative eigenvalue is the largest in magnitude.
     """
     _, _, _, dense = dense_ops(CrossEntropy())
     ev = torch.linalg.eigvalsh(dense["R"])
     assert ev[0] < 0 < ev[-1]
     A = dense["R"] - 2 * abs(float(ev[0])) * torch.outer(*(2 * [torch.linalg.eigh(dense["R"])[1][:, 0]]))
     ev_a = torch.linalg.eigvalsh(A)
-    assert abs(ev_a[0]) > abs(ev_a[-1])  # most negative dominates
-    res = LOBPCG(3, tol=1e-11, max_iters=500).solve(LinearOperator.from_dense(A))
-    assert torch.allclose(res.eigenvalues, ev_a.flip(0)[:3], rtol=1e-8)
+    assert abs(ev_a[0]) > 2 * abs(ev_a[-1])  # the most negative dominates
+    res = solver(name, 3, tol=1e-12, max_iters=100000).solve(LinearOperator.from_dense(A))
+    assert res.converged
+    assert torch.allclose(res.eigenvalues, ev_a.flip(0)[:3], rtol=1e-7)
 
 
 @pytest.mark.parametrize("which", ["H", "G"])
@@ -61,7 +138,7 @@ def test_block_power_matches_eigvalsh(which):
     assert float(((res.eigenvalues - ref).abs() / ref.abs()).max()) < 1e-8
 
 
-def test_block_power_shift_finds_algebraically_largest_of_R():
+def test_block_power_explicit_shift_finds_algebraically_largest_of_R():
     _, _, _, dense = dense_ops(CrossEntropy())
     R = dense["R"]
     ev = torch.linalg.eigvalsh(R)
@@ -70,54 +147,126 @@ def test_block_power_shift_finds_algebraically_largest_of_R():
         2,
         tol=1e-14,
         max_iters=50000,
+        order="magnitude",
         shift=2 * float(ev.abs().max()),
         generator=torch.Generator().manual_seed(0),
     )
     assert torch.allclose(res.eigenvalues, ev.flip(0)[:2], rtol=1e-8)
 
 
-def test_block_power_sign_of_negative_dominant_eigenvalue():
-    """Plain power iteration finds the largest magnitude; the sign of diag(R) must be right."""
-    A = torch.diag(torch.tensor([-5.0, 3.0, 1.0, 0.5], dtype=torch.float64))
-    res = block_power(LinearOperator.from_dense(A), 2, tol=1e-12, max_iters=5000)
-    assert torch.allclose(res.eigenvalues, torch.tensor([3.0, -5.0], dtype=torch.float64), atol=1e-9)
+@pytest.mark.parametrize("name", SOLVERS)
+@pytest.mark.parametrize(("order", "expected"), [("algebraic", [10.0, 9.0, 1.0]), ("magnitude", [-50.0, 10.0, 9.0])])
+def test_orderings_with_a_large_negative_eigenvalue(name, order, expected):
+    """The k top by value, descending (D14), or by |λ|, descending by |λ| (the authors' code):
+    eigenvalues[j] is the (j+1)-th by the order, in both solvers.
+    """
+    A = with_spectrum([-50.0, 10.0, 9.0, 1.0, 0.5, 0.25, 0.1, -0.2, -0.3, 0.05])
+    res = solver(name, 3, tol=1e-13, max_iters=20000, order=order).solve(LinearOperator.from_dense(A))
+    assert res.converged and res.order == order
+    assert torch.allclose(res.eigenvalues, torch.tensor(expected, dtype=F64), rtol=0, atol=1e-8)
 
 
-@pytest.mark.parametrize("method", ["lobpcg", "power"])
-def test_warm_start_needs_fewer_products(method):
+# --------------------------------------------------------------------------- rank deficiency
+@pytest.mark.parametrize("name", SOLVERS)
+@pytest.mark.parametrize("tol", [1e-4, 1e-10])
+def test_rank_two_matrix_with_k_three(name, tol):
+    """A 60 × 60 PSD matrix of rank 2, k = 3: the two eigenvalues and an exact zero, converged.
+
+    LOBPCG used to diverge here: round-off residuals were normalised into the basis.
+    """
+    g = torch.Generator().manual_seed(5)
+    B = torch.randn(60, 2, generator=g, dtype=F64)
+    A = B @ B.T
+    ref = torch.linalg.eigvalsh(A).flip(0)[:3]
+    res = solver(name, 3, tol=tol).solve(LinearOperator.from_dense(A))
+    assert res.converged
+    rtol = 1e-10 if name == "lobpcg" else 10 * tol  # block power stops on eigenvalue changes
+    assert torch.allclose(res.eigenvalues[:2], ref[:2], rtol=rtol, atol=0)
+    assert abs(float(res.eigenvalues[2])) < 1e-12 * float(ref[0])
+    V = res.eigenvectors
+    assert torch.allclose(V.T @ V, torch.eye(3, dtype=F64), atol=1e-10)
+    if name == "lobpcg":
+        check_pairs(A, res, atol=1e-12 * float(ref[0]))
+
+
+@pytest.mark.parametrize("name", SOLVERS)
+@pytest.mark.parametrize("criterion", [CrossEntropy(), MSE()], ids=repr)
+def test_gauss_newton_of_one_sample_with_k_five(name, criterion):
+    """G of one sample has rank n_L − 1 (CE) or n_L (MSE) = 2 or 3 < k = 5: the top eigenvalues
+    and zeros for the rest, converged.
+    """
+    model, theta, X, y, _ = make_problem(criterion, n=1)
+    L = FullBatchLoss(model, criterion, X, y)
+    G = dense_G(model, criterion, theta, X, y)
+    ref = torch.linalg.eigvalsh(G).flip(0)[:5]
+    rank = 2 if isinstance(criterion, CrossEntropy) else 3
+    assert float(ref[rank - 1]) > 1e-3 * float(ref[0]) and float(ref[rank:].abs().max()) < 1e-14 * float(ref[0])
+    res = solver(name, 5, tol=1e-10, max_iters=5000).solve(L.operator(theta, "G"))
+    assert res.converged
+    rtol = 1e-9 if name == "lobpcg" else 1e-8
+    assert torch.allclose(res.eigenvalues[:rank], ref[:rank], rtol=rtol, atol=0)
+    assert float(res.eigenvalues[rank:].abs().max()) < 1e-12 * float(ref[0])
+    if name == "lobpcg":
+        check_pairs(G, res, atol=1e-12 * float(ref[0]))
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_magnitude_order_finds_either_end(seed):
+    """The top 2 by |λ| of random spectra, whose top magnitudes sit at both ends and are close: the
+    selection by |r| must not settle on one end (the sentinel and the guards explore both).
+    """
+    g = torch.Generator().manual_seed(seed)
+    lam = torch.randn(36, generator=g, dtype=F64)
+    A = with_spectrum(lam, seed=seed)
+    ref = lam[torch.argsort(lam.abs(), descending=True)][:2]
+    res = solver("lobpcg", 2, tol=1e-10, max_iters=500, order="magnitude").solve(LinearOperator.from_dense(A))
+    assert res.converged
+    assert torch.allclose(res.eigenvalues, ref, rtol=0, atol=1e-8)
+
+
+def test_stored_products_do_not_drift():
+    """Hundreds of iterations (tol 0: only round-off residuals stop it) on a clustered spectrum,
+    through many in-place restarts: the returned values stay the Rayleigh quotients of the
+    returned vectors and the reported residuals the true ones, to round-off. Both are computed
+    from the stored A·X, so this bounds ‖A·X − stored A·X‖ (it grew from 1e-13 to 1.3 in 20
+    iterations in the first LOBPCG).
+    """
+    lam = torch.cat([torch.tensor([1.0, 0.999, 0.998, 0.997, 0.996]), torch.linspace(0.995, 0.0, 295)])
+    A = with_spectrum(lam, seed=2)
+    op = LinearOperator.from_dense(A)
+    res = solver("lobpcg", 5, tol=0.0, max_iters=400, guard=1).solve(op)
+    assert res.iterations > 3 * lobpcg.REFRESH_RESTARTS  # through several refreshes of A·S
+    check_pairs(A, res, atol=1e-13)
+    assert torch.allclose(res.eigenvalues, lam[:5].to(F64), rtol=0, atol=1e-10)
+
+
+# --------------------------------------------------------------------------- warm starts
+@pytest.mark.parametrize("name", SOLVERS)
+def test_warm_start_needs_fewer_products(name):
     """A warm start from the eigenvectors at slightly perturbed parameters converges in fewer
     products than a cold start (the exponential Euler solver relies on this).
     """
     model, theta, L, _ = dense_ops(CrossEntropy())
-    k = 3
-    g = torch.Generator().manual_seed(3)
-    prev = top_eigenpairs(L.operator(theta, "H"), k, method=method, tol=1e-10, max_iters=20000, generator=g)
+    k, g = 3, torch.Generator().manual_seed(3)
+    prev = solver(name, k, tol=1e-10, max_iters=20000, generator=g).solve(L.operator(theta, "H"))
     theta2 = theta + 1e-4 * torch.randn(theta.shape, generator=g, dtype=theta.dtype)
-    cold = top_eigenpairs(
-        L.operator(theta2, "H"), k, method=method, tol=1e-6, max_iters=20000, generator=torch.Generator().manual_seed(4)
-    )
-    warm = top_eigenpairs(
-        L.operator(theta2, "H"),
-        k,
-        prev.eigenvectors,
-        method=method,
-        tol=1e-6,
-        max_iters=20000,
-        generator=torch.Generator().manual_seed(4),
-    )
+    cold = solver(name, k, tol=1e-6, max_iters=20000, generator=torch.Generator().manual_seed(4))
+    cold = cold.solve(L.operator(theta2, "H"))
+    warm = solver(name, k, tol=1e-6, max_iters=20000).solve(L.operator(theta2, "H"), prev.warm_start())
     assert cold.converged and warm.converged
     assert warm.products < cold.products
     assert torch.allclose(warm.eigenvalues, cold.eigenvalues, rtol=1e-5)
 
 
-def test_non_convergence_is_reported_not_raised():
+def test_warm_start_keeps_vectors_as_rows():
+    res = LOBPCG(2, guard=2).solve(LinearOperator.from_dense(with_spectrum(torch.linspace(1, 0, 12))))
+    V0 = res.warm_start()
+    assert V0.shape == (12, 4) and V0.T.is_contiguous()
+    assert torch.equal(V0[:, :2], res.eigenvectors) and torch.equal(V0[:, 2:], res.guard_vectors)
+
+
+@pytest.mark.parametrize("name", SOLVERS)
+def test_non_convergence_is_reported_not_raised(name):
     _, theta, L, _ = dense_ops(CrossEntropy())
-    res = LOBPCG(4, tol=1e-15, max_iters=1).solve(L.operator(theta, "H"))
-    assert not res.converged and res.iterations == 1
-    res = block_power(L.operator(theta, "H"), 4, tol=1e-15, max_iters=2)
+    res = solver(name, 4, tol=1e-15, max_iters=2).solve(L.operator(theta, "H"))
     assert not res.converged and res.iterations == 2
-
-
-def test_unknown_method():
-    with pytest.raises(ValueError, match="lobpcg"):
-        top_eigenpairs(LinearOperator.from_dense(torch.eye(3, dtype=torch.float64)), 1, method="arpack")

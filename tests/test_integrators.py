@@ -112,6 +112,40 @@ def test_exponential_euler_clamps_nonpositive_eigenvalues():
     assert torch.allclose(ee.theta, loss.step_matrix(k, dt, r) @ theta0, atol=1e-10)
 
 
+@pytest.mark.parametrize("eig_method", ["lobpcg", "power"])
+@pytest.mark.parametrize(
+    ("order", "exact", "lam_next"),
+    [("algebraic", [5.0, 3.0], 1.0), ("magnitude", [-20.0, 5.0], 3.0)],
+)
+def test_eig_order_sets_the_exact_directions_and_dt(eig_method, order, exact, lam_next):
+    """One large negative eigenvalue: "algebraic" (D14) integrates the top k by value exactly and
+    takes Δt from the (k+1)-th by value; "magnitude" (the authors' code) uses the top k+1 by |λ|.
+    Both solvers agree, and θ_1 is the closed-form step of each rule.
+    """
+    lam = [5.0, 3.0, -20.0, 1.0, 0.5, 0.2]
+    loss, k = Quadratic(lam, seed=2), 2
+    theta0 = torch.linspace(-1, 1, len(lam), dtype=F64)
+    ee = ExponentialEuler(
+        loss, theta0, k=k, eta_max=2.0, eig_method=eig_method, eig_order=order, eig_tol=1e-13, eig_max_iters=100000
+    )
+    report = ee.step()
+    dt = 1 / lam_next  # < η_max
+    assert report.converged and report.dt == pytest.approx(dt, rel=1e-9)
+    assert report.eigenvalues == pytest.approx(exact + [lam_next], rel=1e-8)
+    lam_t = loss.lam
+    r = exp_factor(lam_t, dt)
+    in_exact = torch.tensor([float(v) in exact for v in lam], dtype=torch.bool)
+    factors = torch.where(in_exact, 1 - r * lam_t, 1 - dt * lam_t)
+    assert torch.allclose(ee.theta, (loss.Q * factors) @ loss.Q.T @ theta0, rtol=0, atol=1e-7)
+
+
+@pytest.mark.parametrize(("order", "sharpness"), [("algebraic", 5.0), ("magnitude", -20.0)])
+def test_gradient_descent_measures_sharpness_by_the_order(order, sharpness):
+    loss = Quadratic([5.0, 3.0, -20.0, 1.0, 0.5, 0.2], seed=2)
+    gd = GradientDescent(loss, torch.ones(6, dtype=F64), eta=0.01, measure_sharpness_every=1, eig_order=order)
+    assert gd.step().eigenvalues == pytest.approx([sharpness], rel=1e-4)
+
+
 def test_gradient_descent_step_and_sharpness_measurement():
     loss, model = synthetic_loss("ce", 3)
     theta0 = model.init_params(0)

@@ -177,6 +177,7 @@ def _interrupt_at(monkeypatch, call: int) -> None:
     [
         {"method": "exp_euler"},
         {"method": "exp_euler", "eig_method": "power"},
+        {"method": "exp_euler", "eig_method": "power", "eig_order": "magnitude"},
         {"method": "gd", "eta": 0.3, "measure_sharpness_every": 3},
     ],
 )

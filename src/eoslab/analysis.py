@@ -35,7 +35,7 @@ import torch
 
 from .criteria import Criterion
 from .curvature import FullBatchLoss
-from .eigen import LOBPCG, EigResult
+from .eigen import EigResult, make_eigensolver
 from .models import MLP, elu_derivative
 from .rundir import ANALYSIS_FILE, ANALYSIS_SCHEMA
 
@@ -457,6 +457,7 @@ def top_eigenvalues(
     loss: FullBatchLoss,
     theta: torch.Tensor,
     *,
+    method: str = "lobpcg",
     tol: float = 1e-4,
     max_iters: int = 200,
     guard: int = 1,
@@ -464,12 +465,14 @@ def top_eigenvalues(
     seed: int = 0,
     operators: tuple[str, ...] = OPERATORS,
 ) -> dict[str, EigResult]:
-    """λ¹ (algebraically largest, D14) of H, G and R = H − G (Eq. 2) by LOBPCG with k = 1
-    (R·V by one double backward, :meth:`FullBatchLoss.residual_vp`).
+    """λ¹ (algebraically largest, D14) of H, G and R = H − G (Eq. 2), k = 1 (R·V by one double
+    backward, :meth:`FullBatchLoss.residual_vp`).
 
     Args:
-        tol: LOBPCG stops when its error estimate of λ¹ is ≤ tol·|λ¹| (D4's 1e-4 by default; see
-            :class:`~eoslab.eigen.LOBPCG`).
+        method: the eigensolver's registry name (:func:`~eoslab.eigen.make_eigensolver`);
+            ``"lobpcg"`` by default.
+        tol: the solver's stopping tolerance (D4's 1e-4 by default; LOBPCG stops when its error
+            estimate of λ¹ is ≤ tol·|λ¹|, see :class:`~eoslab.eigen.LOBPCG`).
         max_iters: block iterations per solve (``converged`` is False when they run out).
         guard: extra vectors iterated alongside the wanted one.
         warm_start: optional start vectors (P, j) per operator name, e.g. the previous
@@ -477,8 +480,8 @@ def top_eigenvalues(
         operators: which of H, G, R to solve for.
     """
     warm_start = warm_start or {}
-    solver = LOBPCG(
-        1, guard=guard, tol=tol, max_iters=max_iters, generator=torch.Generator(device="cpu").manual_seed(seed)
+    solver = make_eigensolver(
+        method, 1, tol=tol, max_iters=max_iters, guard=guard, generator=torch.Generator(device="cpu").manual_seed(seed)
     )
     return {which: solver.solve(loss.operator(theta, which), warm_start.get(which)) for which in operators}
 
@@ -489,6 +492,7 @@ def analyze_snapshot(
     *,
     step: int = 0,
     t: float = 0.0,
+    eig_method: str = "lobpcg",
     tol: float = 1e-4,
     max_iters: int = 200,
     guard: int = 1,
@@ -500,13 +504,16 @@ def analyze_snapshot(
     """The full decomposition of §3–§6 at θ over the dataset of ``loss``.
 
     Args:
-        tol, max_iters, guard, warm_start: of the three λ¹ solves (:func:`top_eigenvalues`).
+        eig_method, tol, max_iters, guard, warm_start: the three λ¹ solves' solver, stopping and
+            start (:func:`top_eigenvalues`).
         c5_t0: C5 of layer 1 at t0 for the stability bound (D15: the run's first analysed
             snapshot); None uses this snapshot's own C5 (a lone snapshot).
         chunk_size: samples per chunk of the per-sample part (memory ∝ chunk_size × L × n_L × width).
         seed: for the random starts of the eigensolvers.
     """
-    eig = top_eigenvalues(loss, theta, tol=tol, max_iters=max_iters, guard=guard, warm_start=warm_start, seed=seed)
+    eig = top_eigenvalues(
+        loss, theta, method=eig_method, tol=tol, max_iters=max_iters, guard=guard, warm_start=warm_start, seed=seed
+    )
     stats = layerwise_statistics(loss.model, loss.criterion, theta, loss.X, loss.y, chunk_size=chunk_size, seed=seed)
     c5 = float(stats.layer1_factors()[4]) if c5_t0 is None else float(c5_t0)
     return SnapshotAnalysis(step=int(step), t=float(t), eig=eig, stats=stats, c5_t0=c5)
@@ -591,7 +598,15 @@ def analyze_run(
                 bar.update(task, description=f"analyse {Path(run_dir).name} step {step}")
                 theta, t = run.load_snapshot(step)
                 result = analyze_snapshot(
-                    run.loss, theta, step=step, t=t, tol=tol, chunk_size=chunk_size, warm_start=warm, c5_t0=c5_t0
+                    run.loss,
+                    theta,
+                    step=step,
+                    t=t,
+                    eig_method=cfg.eig_method,
+                    tol=tol,
+                    chunk_size=chunk_size,
+                    warm_start=warm,
+                    c5_t0=c5_t0,
                 )
                 c5_t0 = result.c5_t0 if c5_t0 is None else c5_t0
                 warm = result.eigenvectors()

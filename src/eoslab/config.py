@@ -83,7 +83,8 @@ class SolverConfig:
     eta_max: float | None = None  #: exp_euler only: η_max, the largest step Δt (D3; None = 0.01)
     step_c: float = 1.0  #: exp_euler: Δt = min(η_max, c / |λ^{k+1}|) (D3)
     k: int | None = None  #: exp_euler: eigenpairs in the exact part; None = n_L (§7)
-    eig_method: str = "lobpcg"  #: lobpcg | power (D4)
+    eig_method: str = "lobpcg"  #: a registered eigensolver: lobpcg | power (D4)
+    eig_order: str = "algebraic"  #: which top k+1: algebraic (D14) | magnitude (the authors' code)
     eig_tol: float = 1e-4  #: D4
     eig_max_iters: int = 1000
     measure_sharpness_every: int = 0  #: GD: also record λ¹(H) every this many steps (0 = never)
@@ -107,6 +108,7 @@ class AnalysisConfig:
 
     skip_before: int = 10  #: D13: steps < this are not analysed
     every: int = 1  #: analyse every this-many-th snapshot
+    eig_method: str = "lobpcg"  #: a registered eigensolver for the λ¹ solves: lobpcg | power
     eig_tol: float = 1e-4
     chunk_size: int | None = None
 
@@ -129,7 +131,6 @@ _CHOICES = {
     "criterion.name": ("ce", "mse"),
     "criterion.mse_reduction": ("mean", "sum"),
     "solver.method": ("exp_euler", "gd"),
-    "solver.eig_method": ("lobpcg", "power"),
     "data.split": ("train", "test"),
 }
 _POSITIVE = {
@@ -154,6 +155,14 @@ _POSITIVE = {
     "analysis.chunk_size",
 }
 _NONNEGATIVE = {"analysis.skip_before", "solver.measure_sharpness_every", "model.init_seed", "data.subset_seed"}
+
+
+def _eigen_choices() -> dict[str, tuple[str, ...]]:
+    """The eigensolver fields' choices, from the solver registry (imported here: it needs torch)."""
+    from .eigen import EIG_ORDERS, available_eigensolvers
+
+    solvers = available_eigensolvers()
+    return {"solver.eig_method": solvers, "analysis.eig_method": solvers, "solver.eig_order": EIG_ORDERS}
 
 
 def _check_type(name: str, value: Any, tp: Any) -> Any:
@@ -198,6 +207,7 @@ def _build(cls: type, data: Any, prefix: str) -> Any:
 
 def validate(cfg: RunConfig) -> RunConfig:
     """Check values (choices, signs); raise ConfigError naming the field."""
+    eigen = _eigen_choices()
     for section in dataclasses.fields(cfg):
         sub = getattr(cfg, section.name)
         for f in dataclasses.fields(sub):
@@ -206,8 +216,9 @@ def validate(cfg: RunConfig) -> RunConfig:
                 continue
             if name == "model.device" and not re.fullmatch(r"cpu|auto|cuda(:\d+)?", value):
                 raise ConfigError(f"{name}: must be cpu, cuda, cuda:N or auto, got {value!r}")
-            if name in _CHOICES and value not in _CHOICES[name]:
-                raise ConfigError(f"{name}: must be one of {', '.join(_CHOICES[name])}, got {value!r}")
+            choices = _CHOICES.get(name) or eigen.get(name)
+            if choices and value not in choices:
+                raise ConfigError(f"{name}: must be one of {', '.join(choices)}, got {value!r}")
             if name in _POSITIVE and not value > 0:
                 raise ConfigError(f"{name}: must be > 0, got {value!r}")
             if name in _NONNEGATIVE and value < 0:

@@ -24,9 +24,7 @@ from typing import Any
 import torch
 
 from .curvature import FullBatchLoss
-from .eigen import LOBPCG, EigResult, block_power
-
-EIG_METHODS = ("lobpcg", "power")
+from .eigen import EigResult, make_eigensolver
 
 
 @dataclass
@@ -140,27 +138,18 @@ class Integrator:
         return result
 
 
-def _eigensolver(method: str, k: int, tol: float, max_iters: int, generator: torch.Generator):
-    """A function op, V0 → EigResult for the top k eigenpairs (D4): one LOBPCG instance, so its
-    block buffers are reused across steps, or the paper's block power iteration (§6).
-    """
-    if method == "lobpcg":
-        solver = LOBPCG(k, tol=tol, max_iters=max_iters, generator=generator)
-        return solver.solve
-    if method == "power":
-        return lambda op, V0: block_power(op, k, V0, tol=tol, max_iters=max_iters, generator=generator)
-    raise ValueError(f"eig_method must be one of {EIG_METHODS}, got {method!r}")
-
-
 class GradientDescent(Integrator):
     """θ_{u+1} = θ_u − η ∇L̃(θ_u), t_{u+1} = t_u + η (docs/math.md §2, Eq. 1).
 
     Args:
         loss, theta, seed: as :class:`Integrator`.
         eta: η, the step size.
-        measure_sharpness_every: if > 0, compute λ¹(H(θ_u)) (warm-started LOBPCG or block power)
-            at every step u divisible by it and report it in ``eigenvalues``; 0 = never.
-        eig_method, eig_tol, eig_max_iters: the eigensolver of the measurement (D4).
+        measure_sharpness_every: if > 0, compute λ¹(H(θ_u)) (warm-started) at every step u
+            divisible by it and report it in ``eigenvalues``; 0 = never.
+        eig_method, eig_tol, eig_max_iters: the eigensolver of the measurement, by its registry
+            name (:func:`~eoslab.eigen.make_eigensolver`), and its stopping (D4).
+        eig_order: ``"algebraic"`` (λ¹ is the largest eigenvalue, D14) or ``"magnitude"`` (the
+            eigenvalue of largest |λ|, sign kept).
     """
 
     def __init__(
@@ -174,6 +163,7 @@ class GradientDescent(Integrator):
         eig_method: str = "lobpcg",
         eig_tol: float = 1e-4,
         eig_max_iters: int = 1000,
+        eig_order: str = "algebraic",
     ) -> None:
         super().__init__(loss, theta, seed=seed)
         if not eta > 0:
@@ -183,7 +173,10 @@ class GradientDescent(Integrator):
         self.eta = eta
         self.measure_every = measure_sharpness_every
         if measure_sharpness_every:
-            self._solve = _eigensolver(eig_method, 1, eig_tol, eig_max_iters, self.generator)
+            solver = make_eigensolver(
+                eig_method, 1, tol=eig_tol, max_iters=eig_max_iters, order=eig_order, generator=self.generator
+            )
+            self._solve = solver.solve
 
     def _move(self, grad: torch.Tensor, report: StepReport) -> None:
         if self.measure_every and self.step_count % self.measure_every == 0:
@@ -195,7 +188,7 @@ class GradientDescent(Integrator):
 class ExponentialEuler(Integrator):
     """The exponential Euler step of docs/math.md §7 (D3, D4, D14).
 
-    With (λ^m, v^m), m = 1..k+1, the algebraically largest eigenpairs of H(θ_u) (warm-started
+    With (λ^m, v^m), m = 1..k+1, the top eigenpairs of H(θ_u) by ``eig_order`` (warm-started
     from the previous step's eigenvectors) and g_u = Σ_{m≤k} c^m v^m + w_u, c^m = g_u·v^m:
 
         Δt_u = min(η_max, c / |λ^{k+1}|)                                   (D3)
@@ -210,8 +203,12 @@ class ExponentialEuler(Integrator):
         k: directions integrated exactly (the paper: n_L, the number of outputs).
         eta_max: η_max, the largest step (D3; 0.01 by default, as in the authors' examples).
         step_c: c in Δt = min(η_max, c/|λ^{k+1}|) (D3).
-        eig_method: ``"lobpcg"`` (default) or ``"power"`` (the paper's block power, §6).
+        eig_method: the eigensolver's registry name (:func:`~eoslab.eigen.make_eigensolver`):
+            ``"lobpcg"`` (default) or ``"power"`` (the paper's block power iteration, §6).
         eig_tol, eig_max_iters: eigensolver stopping (D4).
+        eig_order: which k+1 eigenpairs (D14): ``"algebraic"`` (default: the largest values,
+            λ^{k+1} the (k+1)-th largest) or ``"magnitude"`` (the authors' code: the k+1 largest
+            |λ|, λ^{k+1} the (k+1)-th by |λ|). Both solvers and Δt follow it.
     """
 
     def __init__(
@@ -226,6 +223,7 @@ class ExponentialEuler(Integrator):
         eig_method: str = "lobpcg",
         eig_tol: float = 1e-4,
         eig_max_iters: int = 1000,
+        eig_order: str = "algebraic",
     ) -> None:
         super().__init__(loss, theta, seed=seed)
         if not eta_max > 0:
@@ -235,7 +233,10 @@ class ExponentialEuler(Integrator):
         if not step_c > 0:
             raise ValueError(f"step_c must be > 0, got {step_c}")
         self.eta_max, self.k, self.step_c = eta_max, k, step_c
-        self._solve = _eigensolver(eig_method, k + 1, eig_tol, eig_max_iters, self.generator)
+        solver = make_eigensolver(
+            eig_method, k + 1, tol=eig_tol, max_iters=eig_max_iters, order=eig_order, generator=self.generator
+        )
+        self._solve = solver.solve
 
     def _move(self, grad: torch.Tensor, report: StepReport) -> None:
         result = self._eigs()

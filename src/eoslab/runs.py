@@ -164,7 +164,7 @@ def make_integrator(problem: Problem) -> Integrator:
     """
     s, seed = problem.config.solver, problem.config.model.init_seed
     theta = problem.model.init_params(seed)
-    eig = dict(eig_method=s.eig_method, eig_tol=s.eig_tol, eig_max_iters=s.eig_max_iters)
+    eig = dict(eig_method=s.eig_method, eig_tol=s.eig_tol, eig_max_iters=s.eig_max_iters, eig_order=s.eig_order)
     if s.method == "gd":
         return GradientDescent(
             problem.loss, theta, eta=s.eta, seed=seed, measure_sharpness_every=s.measure_sharpness_every, **eig
