@@ -13,7 +13,7 @@ A run directory (docs/rundir.md, "RUN-DIRECTORY CONTRACT"):
     those of θ_u at the start of the step). The last row of a finished run is the evaluation of
     the final θ, with dt = 0.
 ``snapshots/step_XXXXXXXX.safetensors``
-    θ_u as named per-layer tensors (``MLP.to_state_dict``), metadata ``step`` and ``t`` (``repr``
+    θ_u as named parameter tensors (``Model.to_state_dict``), metadata ``step`` and ``t`` (``repr``
     of the float, exact); every ``train.snapshot_every`` steps, at step 0 and at the end.
 ``snapshots/state_XXXXXXXX.safetensors``
     the rest of the integrator state needed to resume bit-identically: the warm-start
@@ -27,6 +27,10 @@ state file, then trajectory (rows < u), then parameter file; a resume starts fro
 whose two files load and whose trajectory rows 0..u−1 are present, truncates the trajectory to
 them and continues. Since the state is complete, the continued run is bit-identical to an
 uninterrupted one (same machine, same thread count).
+
+Data-parallel runs (:mod:`eoslab.distributed`: ``eoslab train --nproc N`` or ``torchrun``): every
+rank builds the same problem and keeps its shard of the training subset; rank 0 alone writes the
+run directory and decides whether to resume, and sends its decision and resume state to the others.
 """
 
 from __future__ import annotations
@@ -46,8 +50,9 @@ from .criteria import make_criterion
 from .curvature import FullBatchLoss
 from .data import Dataset, load_dataset
 from .data.subsets import draw_subset
+from .distributed import broadcast_object, is_main, rank_device, shard_slice, world
 from .integrators import ExponentialEuler, GradientDescent, Integrator, StepReport
-from .models import MLP
+from .models import Model, ModelError, make_model
 from .store import read_json, read_parquet, read_safetensors, write_json, write_parquet, write_safetensors, write_text
 
 TRAJECTORY_SCHEMA = pa.schema(
@@ -74,18 +79,19 @@ class RunConflictError(Exception):
 # ------------------------------------------------------------------------------ problem
 @dataclass
 class Problem:
-    """What a config describes: the training subset, the MLP, the criterion and L̃ over the subset.
+    """What a config describes: the training subset, the model, the criterion and L̃ over the subset.
 
     Attributes:
         config: the resolved config (k = n_L and the target loss filled in).
-        dataset: the training subset the run trains on.
-        model: the MLP.
-        loss: the full-batch loss L̃ on ``dataset`` (docs/math.md §2).
+        dataset: the training subset the run trains on (all of it, on every rank).
+        model: the model of ``model.kind`` (:func:`eoslab.models.make_model`).
+        loss: the full-batch loss L̃ on ``dataset`` (docs/math.md §2); in a data-parallel run it
+            holds this rank's shard (:func:`eoslab.distributed.shard_slice`) and sums over ranks.
     """
 
     config: RunConfig
     dataset: Dataset
-    model: MLP
+    model: Model
     loss: FullBatchLoss
 
 
@@ -93,7 +99,8 @@ def build_problem(cfg: RunConfig) -> Problem:
     """Dataset subset, model, criterion and full-batch loss of a config (train and load_run).
 
     Raises ConfigError naming the field when a value only turns out wrong here (an unknown
-    dataset or loader option, a subset larger than the data, k ≥ P).
+    dataset or loader option, a subset larger than the data, a model that cannot be built, k ≥ P,
+    fewer samples than data-parallel processes).
     """
     d = cfg.data
     try:
@@ -109,21 +116,31 @@ def build_problem(cfg: RunConfig) -> Problem:
         dataset = draw_subset(dataset, d.n, d.subset_seed, nested=d.nested)
     cfg = resolve(cfg, num_outputs=dataset.num_classes)
     m = cfg.model
-    model = MLP(
-        dataset.input_dim,
-        dataset.num_classes,
-        m.depth,
-        m.width,
-        init=m.init,
-        gain=m.gain,
-        dtype=getattr(torch, m.dtype),
-        device=torch_device(cfg),
-    )
+    try:
+        model = make_model(
+            m.kind,
+            input_shape=dataset.input_shape,
+            num_classes=dataset.num_classes,
+            depth=m.depth,
+            width=m.width,
+            init=m.init,
+            gain=m.gain,
+            options=m.options,
+            groups=m.groups,
+            dtype=getattr(torch, m.dtype),
+            device=rank_device(torch_device(cfg)),
+        )
+    except ModelError as e:
+        raise ConfigError(f"{e.field}: {e}") from None
     if cfg.solver.method == "exp_euler" and cfg.solver.k + 1 > model.num_params:
         raise ConfigError(f"solver.k: must be < the number of parameters {model.num_params}, got {cfg.solver.k}")
     criterion_options = {"reduction": cfg.criterion.mse_reduction} if cfg.criterion.name == "mse" else {}
     criterion = make_criterion(cfg.criterion.name, **criterion_options)
-    loss = FullBatchLoss(model, criterion, dataset.X, dataset.y, chunk_size=cfg.train.chunk_size)
+    rank, size = world()
+    if len(dataset) < size:
+        raise ConfigError(f"data.n: {len(dataset)} samples cannot be split over {size} data-parallel processes")
+    shard = shard_slice(len(dataset), rank, size)
+    loss = FullBatchLoss(model, criterion, dataset.X[shard], dataset.y[shard], chunk_size=cfg.train.chunk_size)
     return Problem(cfg, dataset, model, loss)
 
 
@@ -182,7 +199,7 @@ def _status(state: str, reason: str | None, step: int, t: float, loss: float | N
 class _Writer:
     """Writes snapshots, trajectory and status of one run directory in the crash-safe order."""
 
-    def __init__(self, run_dir: Path, model: MLP) -> None:
+    def __init__(self, run_dir: Path, model: Model) -> None:
         self.dir, self.model = run_dir, model
 
     def snapshot(self, integ: Integrator, rows: list[StepReport], elapsed_s: float) -> None:
@@ -203,7 +220,20 @@ class _Writer:
         write_json(status, self.dir / "status.json")
 
 
-def _resume_point(run_dir: Path, model: MLP) -> tuple[dict[str, Any], list[StepReport], float] | None:
+class _NullWriter(_Writer):
+    """The writer of ranks other than 0 in a data-parallel run: rank 0 writes the run directory."""
+
+    def snapshot(self, integ: Integrator, rows: list[StepReport], elapsed_s: float) -> None:
+        pass
+
+    def trajectory(self, rows: list[StepReport]) -> None:
+        pass
+
+    def status(self, status: dict[str, Any]) -> None:
+        pass
+
+
+def _resume_point(run_dir: Path, model: Model) -> tuple[dict[str, Any], list[StepReport], float] | None:
     """(integrator state, trajectory rows before it, elapsed seconds) of the newest complete
     snapshot, or None if there is none.
     """
@@ -236,40 +266,62 @@ def train(cfg: RunConfig, run_dir: str | Path, *, progress: bool = True) -> dict
     Nothing is written until the config has been checked (ConfigError names the field).
     Returns the final status dict (``state`` "done" or "failed"; a non-finite loss or gradient
     fails the run, with the reason, keeping what was written).
+
+    In a data-parallel run (an initialised process group, :mod:`eoslab.distributed`) every rank
+    calls it: rank 0 checks and writes the directory (and shows the progress bar), the others
+    follow its decisions.
     """
     run_dir = Path(run_dir)
     problem = build_problem(cfg)
     cfg = problem.config
     integ = make_integrator(problem)
-    config_file = run_dir / "config.toml"
-    if config_file.exists():
-        old = load_config(config_file)
-        if config_hash(old) != config_hash(cfg):
-            raise RunConflictError(
-                f"{run_dir} holds a run with a different config (hash {config_hash(old)}, "
-                f"this one {config_hash(cfg)}); use another --out or remove it"
-            )
-        status_file = run_dir / "status.json"
-        if status_file.exists():
-            status = read_json(status_file)
-            if status.get("state") in ("done", "failed"):
-                return status
-    else:
-        write_text(to_toml(cfg), config_file)
+    outcome = None
+    if is_main():
+        try:
+            outcome = _open_run_dir(run_dir, cfg)
+        except RunConflictError as e:
+            outcome = e
+    outcome = broadcast_object(outcome)
+    if isinstance(outcome, RunConflictError):
+        raise outcome
+    if outcome is not None:
+        return outcome
 
     threads = torch.get_num_threads()
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     try:
-        return _train_loop(problem, integ, run_dir, progress)
+        return _train_loop(problem, integ, run_dir, progress and is_main())
     finally:
         torch.set_num_threads(threads)
 
 
+def _open_run_dir(run_dir: Path, cfg: RunConfig) -> dict[str, Any] | None:
+    """Write config.toml into a new run directory (None: train), or check the one there: its final
+    status if it is finished, None to resume; RunConflictError for another config.
+    """
+    config_file = run_dir / "config.toml"
+    if not config_file.exists():
+        write_text(to_toml(cfg), config_file)
+        return None
+    old = load_config(config_file)
+    if config_hash(old) != config_hash(cfg):
+        raise RunConflictError(
+            f"{run_dir} holds a run with a different config (hash {config_hash(old)}, "
+            f"this one {config_hash(cfg)}); use another --out or remove it"
+        )
+    status_file = run_dir / "status.json"
+    if status_file.exists():
+        status = read_json(status_file)
+        if status.get("state") in ("done", "failed"):
+            return status
+    return None
+
+
 def _train_loop(problem: Problem, integ: Integrator, run_dir: Path, progress: bool) -> dict[str, Any]:
     cfg = problem.config.train
-    writer = _Writer(run_dir, problem.model)
-    resume = _resume_point(run_dir, problem.model)
+    writer = (_Writer if is_main() else _NullWriter)(run_dir, problem.model)
+    resume = broadcast_object(_resume_point(run_dir, problem.model) if is_main() else None)
     elapsed0, rows = 0.0, []
     if resume is not None:
         state, rows, elapsed0 = resume
@@ -288,6 +340,8 @@ def _train_loop(problem: Problem, integ: Integrator, run_dir: Path, progress: bo
                 limit = f"max_steps {cfg.max_steps} reached"
             elif cfg.max_time_s is not None and elapsed >= cfg.max_time_s:
                 limit = f"max_time_s {cfg.max_time_s:g} reached"
+            if cfg.max_time_s is not None:  # rank 0's clock decides for all ranks
+                limit = broadcast_object(limit)
             report = integ.step(stop_below=math.inf if limit else cfg.target_loss)
             rows.append(report)
             bar.update(report)
@@ -374,7 +428,7 @@ class Run:
         self.problem = build_problem(self.config)
 
     @property
-    def model(self) -> MLP:
+    def model(self) -> Model:
         return self.problem.model
 
     @property

@@ -5,7 +5,7 @@
 each flattened row-major; frozen parameters and buffers are passed as constants. The module is run
 as it is (``eval()`` is called: no dropout, BatchNorm with its fixed running statistics), since the
 full-batch loss must be a mean of per-sample terms (docs/math.md §2) for chunks and data-parallel
-shards to add up.
+shards to add up. Attention runs without fused kernels (:func:`differentiable_attention`).
 
 Parameter groups (the "layers" of Eq. 4, docs/math.md §4), by default: one group per direct child
 of the module that holds trainable parameters, where a container child (``nn.Sequential``,
@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterator, Sequence
 import torch
 from torch import nn
 from torch.func import functional_call
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from .base import Model
 
@@ -46,6 +47,21 @@ def seeded(seed: int, dtype: torch.dtype | None = None) -> Iterator[None]:
             yield
         finally:
             torch.set_default_dtype(old)
+
+
+@contextlib.contextmanager
+def differentiable_attention() -> Iterator[None]:
+    """Attention by PyTorch's math backend and without the fused ``nn.MultiheadAttention`` /
+    ``nn.TransformerEncoderLayer`` fast paths: the fused kernels have no forward-mode derivative
+    and no double backward, which H·V, G·V and the analysis need.
+    """
+    fast = torch.backends.mha.get_fastpath_enabled()
+    torch.backends.mha.set_fastpath_enabled(False)
+    try:
+        with sdpa_kernel(SDPBackend.MATH):
+            yield
+    finally:
+        torch.backends.mha.set_fastpath_enabled(fast)
 
 
 def default_groups(module: nn.Module, names: Sequence[str]) -> list[tuple[str, list[str]]]:
@@ -140,9 +156,12 @@ class ModuleModel(Model):
         self.output_dim = int(out.shape[1])
 
     def __call__(self, theta: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        """f(θ, X) = the module's forward with its trainable parameters taken from θ."""
+        """f(θ, X) = the module's forward with its trainable parameters taken from θ (attention
+        without fused kernels, :func:`differentiable_attention`).
+        """
         params = dict(zip(self.names, self.unflatten(theta)))
-        return functional_call(self.module, (params, self._constants), (x,))
+        with differentiable_attention():
+            return functional_call(self.module, (params, self._constants), (x,))
 
     def module_params(self) -> torch.Tensor:
         """θ holding the module's current parameters (e.g. a pretrained module's)."""
