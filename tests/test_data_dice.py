@@ -91,7 +91,7 @@ def test_one_is_a_single_blob(small):
 
 def test_two_is_two_blobs_point_symmetric(small):
     ink, p = _class(small, "two")
-    for img, row in zip(ink, p):
+    for img, _row in zip(ink, p):
         x, y, cex = row[0], row[1], row[2]
         # pips are at (x, y) and (-x, -y): point symmetry about the centre, up to the 8-bit rounding
         assert np.abs(img - img[::-1, ::-1]).max() <= 1 / 255 + 1e-9

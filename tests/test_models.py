@@ -22,7 +22,8 @@ F64 = torch.float64
 # ----------------------------------------------------------------------------- the MLP
 def first_version_init(sizes: list[int], seed: int, gain: float = math.sqrt(2.0)) -> torch.Tensor:
     """θ_0 as the first version built it: per layer, W_i (row-major) then b_i = 0, W_i drawn by
-    randn from one CPU generator in layer order (D8)."""
+    randn from one CPU generator in layer order (D8).
+    """
     g = torch.Generator().manual_seed(seed)
     parts = []
     for n_in, n_out in zip(sizes[:-1], sizes[1:]):
@@ -96,8 +97,17 @@ def test_module_adapter_layout_groups_and_call():
     names = [n for n, p in net.named_parameters() if p.requires_grad]
     assert model.param_names() == names and "frozen.weight" not in names
     assert [g.name for g in model.groups()] == ["shift", "blocks.0", "blocks.1", "head"]
-    assert model.groups()[1].params == ("blocks.0.norm.weight", "blocks.0.norm.bias", "blocks.0.fc.weight", "blocks.0.fc.bias")
-    assert sum(g.size for g in model.groups()) == model.num_params == sum(p.numel() for p in net.parameters() if p.requires_grad)
+    assert model.groups()[1].params == (
+        "blocks.0.norm.weight",
+        "blocks.0.norm.bias",
+        "blocks.0.fc.weight",
+        "blocks.0.fc.bias",
+    )
+    assert (
+        sum(g.size for g in model.groups())
+        == model.num_params
+        == sum(p.numel() for p in net.parameters() if p.requires_grad)
+    )
     assert model.output_dim == 3 and model.dtype == F64 and not net.training
     # f(θ, X) with θ = the module's parameters is the module's forward; another θ changes it
     theta = model.module_params()
@@ -175,7 +185,9 @@ def test_cnn_layout_init_and_shapes():
     x = torch.rand(5, 3, 8, 8, dtype=F64)
     assert model(theta, x).shape == (5, 10)
     seq = CNN((2, 16), 3, [4], kernel_size=5)
-    assert isinstance(seq.module.conv1, nn.Conv1d) and seq(seq.init_params(0), torch.rand(2, 2, 16, dtype=F64)).shape == (2, 3)
+    assert isinstance(seq.module.conv1, nn.Conv1d) and seq(
+        seq.init_params(0), torch.rand(2, 2, 16, dtype=F64)
+    ).shape == (2, 3)
     with pytest.raises(ValueError, match="too small"):
         CNN((1, 4, 4), 2, [2, 2, 2])
     with pytest.raises(ValueError, match="inputs have shape"):
@@ -234,7 +246,11 @@ def test_registry_builds_each_kind(user_module):
 @pytest.mark.parametrize(
     ("kind", "field", "message"),
     [
-        ("python:userpkg.crashes:f", "model.kind", r"cannot import userpkg.crashes \(ImportError: missing dependency foo\)"),
+        (
+            "python:userpkg.crashes:f",
+            "model.kind",
+            r"cannot import userpkg.crashes \(ImportError: missing dependency foo\)",
+        ),
         ("python:userpkg.absent:f", "model.kind", "cannot import userpkg.absent"),
         ("python:userpkg.nets:nothing", "model.kind", "module userpkg.nets has no attribute 'nothing'"),
         ("python:userpkg.nets:NOT_CALLABLE", "model.kind", "is not callable"),

@@ -55,7 +55,10 @@ def network(name: str):
     if name == "cnn":
         model, X = CNN((1, 6, 6), 3, [2, 3]), torch.randn(10, 1, 6, 6, generator=g, dtype=F64)
     else:
-        model, X = ModuleModel(Attention(), input_shape=(3, 4), output_dim=3), torch.randn(10, 3, 4, generator=g, dtype=F64)
+        model, X = (
+            ModuleModel(Attention(), input_shape=(3, 4), output_dim=3),
+            torch.randn(10, 3, 4, generator=g, dtype=F64),
+        )
     return model, X, torch.randint(0, 3, (10,), generator=g)
 
 
@@ -63,7 +66,9 @@ NETWORKS = ["cnn", "attention"]
 CRITERIA = [CrossEntropy(), MSE()]
 
 
-@pytest.fixture(scope="module", params=[(n, c) for n in NETWORKS for c in CRITERIA], ids=lambda p: f"{p[0]}-{p[1].name}")
+@pytest.fixture(
+    scope="module", params=[(n, c) for n in NETWORKS for c in CRITERIA], ids=lambda p: f"{p[0]}-{p[1].name}"
+)
 def dense(request):
     """The network at a non-initial θ (a few GD steps), with its dense H and G."""
     name, criterion = request.param
@@ -93,7 +98,9 @@ def test_top_eigenvalues_match_dense(dense):
     L = FullBatchLoss(model, criterion, X, y)
     for which, A in (("H", H), ("G", G), ("R", H - G)):
         ref = torch.linalg.eigvalsh((A + A.T) / 2).flip(0)[:3]
-        res = LOBPCG(3, tol=1e-12, max_iters=500, generator=torch.Generator().manual_seed(2)).solve(L.operator(theta, which))
+        res = LOBPCG(3, tol=1e-12, max_iters=500, generator=torch.Generator().manual_seed(2)).solve(
+            L.operator(theta, which)
+        )
         assert res.converged and torch.allclose(res.eigenvalues, ref, rtol=1e-9, atol=1e-12), which
 
 

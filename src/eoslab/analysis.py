@@ -39,7 +39,6 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.compute as pc
 import torch
-
 from torch.func import jvp, vjp, vmap
 
 from .criteria import Criterion

@@ -235,7 +235,8 @@ def _check_model(cfg: RunConfig) -> None:
 
 def _upgrade(data: dict) -> dict:
     """Rename deprecated keys, with a :class:`ConfigDeprecationWarning`: ``solver.lr`` becomes
-    ``solver.eta`` (GD) or ``solver.eta_max`` (exponential Euler), whichever the method uses."""
+    ``solver.eta`` (GD) or ``solver.eta_max`` (exponential Euler), whichever the method uses.
+    """
     solver = data.get("solver")
     if not isinstance(solver, dict) or "lr" not in solver:
         return data
@@ -324,6 +325,7 @@ def to_dict(cfg: RunConfig) -> dict:
 
 
 def to_toml(cfg: RunConfig) -> str:
+    """The config as TOML text (:func:`to_dict`)."""
     return tomli_w.dumps(to_dict(cfg))
 
 
@@ -334,7 +336,8 @@ _HASH_NEUTRAL = {("model", "kind"): "mlp", ("model", "options"): {}}
 
 def config_hash(cfg: RunConfig, length: int = 12) -> str:
     """A stable hash of the config's values (key order and formatting do not matter; keys added
-    later are left out while at their defaults, see ``_HASH_NEUTRAL``)."""
+    later are left out while at their defaults, see ``_HASH_NEUTRAL``).
+    """
     data = to_dict(cfg)
     for (section, key), default in _HASH_NEUTRAL.items():
         if data.get(section, {}).get(key, default) == default:

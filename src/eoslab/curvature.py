@@ -63,6 +63,7 @@ class LinearOperator:
     products: int = 0
 
     def __call__(self, V: torch.Tensor) -> torch.Tensor:
+        """A V for a block of rows V (k, P), counted in :attr:`products`."""
         if V.ndim != 2 or V.shape[1] != self.dim:
             raise ValueError(f"operator {self.name}: expected a block of shape (k, {self.dim}), got {tuple(V.shape)}")
         self.products += V.shape[0]
@@ -139,6 +140,7 @@ class Reduction:
 
     @property
     def world_size(self) -> int:
+        """The number of ranks the hook sums over."""
         if self.group is None:
             return 1
         import torch.distributed as dist
@@ -299,10 +301,12 @@ class FullBatchLoss:
 
     @property
     def y(self) -> torch.Tensor:
+        """The labels this process holds."""
         return self.data.y
 
     @property
     def chunk_size(self) -> int:
+        """Samples per chunk."""
         return self.data.chunk_size
 
     @property
@@ -312,6 +316,7 @@ class FullBatchLoss:
 
     @property
     def num_params(self) -> int:
+        """P."""
         return self.model.num_params
 
     def _chunk_loss(self, theta: torch.Tensor, c: Chunk) -> torch.Tensor:

@@ -58,7 +58,8 @@ def backend_for(device: str) -> str:
 
 def rank_device(device: str) -> str:
     """The device of this rank: ``cuda:LOCAL_RANK`` for a CUDA device in a group of more than one
-    process (one GPU per process), else ``device`` unchanged."""
+    process (one GPU per process), else ``device`` unchanged.
+    """
     if str(device).startswith("cuda") and world()[1] > 1:
         return f"cuda:{int(os.environ.get('LOCAL_RANK', world()[0]))}"
     return device

@@ -429,6 +429,7 @@ class Run:
 
     @property
     def model(self) -> Model:
+        """The run's model (:func:`eoslab.models.make_model` of its config)."""
         return self.problem.model
 
     @property

@@ -19,6 +19,7 @@ import sys
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The command's arguments."""
     parser.add_argument("config", help="run config (TOML)")
     parser.add_argument(
         "--out",
@@ -72,6 +73,7 @@ def train_command(config: str, out: str, progress: bool) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Train in this process, or in ``--nproc`` spawned ones; the exit code."""
     if args.nproc < 1:
         print(f"eoslab train: error: --nproc must be >= 1, got {args.nproc}", file=sys.stderr)
         return 2

@@ -56,6 +56,7 @@ class Dataset:
 
     @property
     def num_classes(self) -> int:
+        """The number of classes (n_L of a classifier)."""
         return len(self.classes)
 
     def __len__(self) -> int:

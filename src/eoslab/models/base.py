@@ -42,6 +42,7 @@ class ParamGroup:
 
     @property
     def size(self) -> int:
+        """The number of entries of θ in the group."""
         return self.slice.stop - self.slice.start
 
 
@@ -74,7 +75,9 @@ class Model:
         out, expected = [], 0
         seen = [g for g, _ in groups]
         if len(set(seen)) != len(seen):
-            raise ValueError(f"parameter groups must have distinct names and be runs of consecutive parameters, got {seen}")
+            raise ValueError(
+                f"parameter groups must have distinct names and be runs of consecutive parameters, got {seen}"
+            )
         for gname, pnames in groups:
             ids = [index[p] for p in pnames]
             if not ids or ids != list(range(ids[0], ids[0] + len(ids))) or ids[0] != expected:

@@ -41,6 +41,7 @@ class Forward:
 
     @property
     def output(self) -> torch.Tensor:
+        """The output f = z_L."""
         return self.z[-1]
 
 
@@ -92,14 +93,17 @@ class MLP(Model):
 
     @property
     def depth(self) -> int:
+        """L."""
         return len(self.sizes) - 1
 
     @property
     def input_dim(self) -> int:
+        """n_0."""
         return self.sizes[0]
 
     @property
     def output_dim(self) -> int:
+        """n_L."""
         return self.sizes[-1]
 
     def check_inputs(self, X: torch.Tensor) -> None:
@@ -107,7 +111,8 @@ class MLP(Model):
         features = math.prod(X.shape[1:])
         if features != self.input_dim:
             raise ValueError(
-                f"X has {features} features per sample (shape {tuple(X.shape[1:])}) but the model expects {self.input_dim}"
+                f"X has {features} features per sample (shape {tuple(X.shape[1:])}) "
+                f"but the model expects {self.input_dim}"
             )
 
     def init_params(self, seed: int) -> torch.Tensor:

@@ -58,14 +58,17 @@ class ModelError(ValueError):
 
 def check_kind(kind: str) -> None:
     """Refuse a kind that is neither registered nor of the form ``python:package.module:factory``
-    (without importing anything)."""
+    (without importing anything).
+    """
     if kind in KINDS:
         return
     if kind.startswith(PYTHON_PREFIX):
         if not _PYTHON_SPEC.fullmatch(kind):
             raise ModelError("model.kind", f"{kind!r} is not of the form 'python:package.module:factory'")
         return
-    raise ModelError("model.kind", f"must be one of {', '.join(KINDS)} or 'python:package.module:factory', got {kind!r}")
+    raise ModelError(
+        "model.kind", f"must be one of {', '.join(KINDS)} or 'python:package.module:factory', got {kind!r}"
+    )
 
 
 def check_options(kind: str, options: dict, groups: Sequence[str] | None = None) -> None:
@@ -95,7 +98,7 @@ def load_factory(kind: str) -> Callable[..., nn.Module]:
     module_name, attr = match.groups()
     try:
         module = importlib.import_module(module_name)
-    except Exception as e:  # noqa: BLE001 - any failure of user code becomes one line
+    except Exception as e:
         raise ModelError("model.kind", f"{kind}: cannot import {module_name} ({type(e).__name__}: {e})") from None
     factory = getattr(module, attr, None)
     if factory is None:
@@ -129,9 +132,7 @@ def make_model(
     check_options(kind, options, groups)
     input_shape = tuple(int(d) for d in input_shape)
     if kind == "mlp":
-        return MLP(
-            math.prod(input_shape), num_classes, depth, width, init=init, gain=gain, dtype=dtype, device=device
-        )
+        return MLP(math.prod(input_shape), num_classes, depth, width, init=init, gain=gain, dtype=dtype, device=device)
     if kind == "cnn":
         try:
             return CNN(input_shape, num_classes, **options, init=init, gain=gain, dtype=dtype, device=device)
@@ -145,7 +146,7 @@ def make_model(
     def build() -> nn.Module:
         try:
             module = factory(input_shape=input_shape, num_classes=num_classes, **options)
-        except Exception as e:  # noqa: BLE001 - any failure of user code becomes one line
+        except Exception as e:
             raise ModelError("model.kind", f"{call}) raised {type(e).__name__}: {e}") from None
         if not isinstance(module, nn.Module):
             raise ModelError("model.kind", f"{call}) returned {type(module).__name__}, expected a torch.nn.Module")
