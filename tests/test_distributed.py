@@ -6,6 +6,8 @@ a resume.
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -35,6 +37,7 @@ def test_shard_slices_cover_the_data_in_near_equal_blocks():
         shard_slice(3, 0, 4)
 
 
+@pytest.mark.slow
 def test_two_gloo_processes_equal_one_process(tmp_path):
     assert launch(helpers.rank_main, 2, str(tmp_path / "r.pt")) == 0
     two = torch.load(tmp_path / "r.pt")
@@ -63,6 +66,7 @@ def _crash_after(run_dir, step: int) -> None:
     write_json({**status, "state": "running"}, run_dir / "status.json")
 
 
+@pytest.mark.slow
 def test_train_nproc_2_equals_one_process_and_resumes(tmp_path, capfd):
     data = config_dict(
         data={"options": {"n": 25, "input_dim": 6, "num_classes": 3, "seed": 1, "noise": 1.0}},
@@ -99,3 +103,19 @@ def test_train_nproc_2_equals_one_process_and_resumes(tmp_path, capfd):
     other = write_config(tmp_path / "d.toml", {**data, "model": {**data["model"], "width": 9}})
     assert main(["train", str(other), "--out", str(tmp_path / "two"), "--nproc", "2", "--no-progress"]) == 2
     assert capfd.readouterr().err.count("holds a run with a different config") == 1
+
+
+@pytest.mark.slow
+def test_train_under_torchrun(tmp_path):
+    """`torchrun --nproc_per_node 2 -m eoslab.cli train ...` joins torchrun's process group."""
+    data = config_dict(train={"max_steps": 6, "snapshot_every": 3})
+    config = write_config(tmp_path / "c.toml", data)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    cmd += ["-m", "eoslab.cli", "train", str(config), "--out", str(tmp_path / "tr"), "--no-progress"]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.count("done: max_steps 6 reached") == 1  # rank 0 alone reports
+    train(load_config(config), tmp_path / "one", progress=False)
+    a = read_parquet(tmp_path / "tr" / "trajectory.parquet").to_pandas()
+    b = read_parquet(tmp_path / "one" / "trajectory.parquet").to_pandas()
+    assert len(a) == len(b) == 7 and ((a.loss - b.loss).abs() <= 1e-12 * b.loss).all()
