@@ -62,7 +62,7 @@ def median_time(fn, repeats: int = 3, warmup: int = 1) -> float:
 
 
 def emit(figures: dict, size: dict) -> None:
-    """Print the benchmark's last line: one JSON object (docs/rundir.md)."""
+    """Print the benchmark's last line: one JSON object (docs/performance.md)."""
     out = {
         **figures,
         **size,

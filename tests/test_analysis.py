@@ -76,7 +76,7 @@ def top(A):
 
 
 def brute_force(model, criterion, theta, X, y, c5_t0=None):
-    """Every metric of the docs/rundir.md table, keyed (metric, layer)."""
+    """Every metric of the docs/metrics.md glossary, keyed (metric, layer)."""
     L, N = model.depth, X.shape[0]
     offsets, start = [], 0  # column ranges of (W_i, b_i) and of b_i in θ
     for n_in, n_out in zip(model.sizes[:-1], model.sizes[1:]):
@@ -245,9 +245,19 @@ def test_identities(case):
     assert rel(float(st.preact_sqnorm[-1]), st.criterion_hessian_norm) < 1e-12  # ‖P̃_L‖² = ‖H_ℓ‖
     # Eq. 8
     assert st.jtilde_sqnorm <= float(st.layer_sqnorm.sum()) * (1 + 1e-12)
-    # the counterfactual bound (§4) bounds λ¹(G) when its assumption holds (layer ratio ≤ 1.37)
-    if float(st.layer_sqnorm[1:].max()) <= 1.37 * float(st.layer_sqnorm[0]):
-        assert result.sharpness("G") <= result.stability_bound
+
+
+def test_stability_bound(case):
+    """§4's counterfactual bound for a lone snapshot (C5(t0) = its own C5, D15) is
+    (1 + 1.37 (L − 1)) E‖J̃_1‖²; Eqs. 3, 8 and Lemma 7.2 give λ¹(G) ≤ (1 + (L − 1) r) E‖J̃_1‖² with r
+    the largest layer ratio E‖J̃_i‖² / E‖J̃_1‖², whether or not r ≤ 1.37 (it is not in two cases)."""
+    model, *_, result = case
+    st, L = result.stats, model.depth
+    first = float(st.layer_sqnorm[0])
+    ratio = float(st.layer_sqnorm[1:].max()) / first
+    assert rel(result.stability_bound, (1 + 1.37 * (L - 1)) * first) < 1e-12
+    assert result.sharpness("G") <= (1 + (L - 1) * ratio) * first * (1 + 1e-12)
+    assert result.sharpness("G") <= result.stability_bound
 
 
 def test_preactivation_jacobians_chain(case):

@@ -1,5 +1,5 @@
 """``analyze_run`` and ``eoslab analyze`` on a tiny trained run: analysis.parquet layout and
-metric names (docs/rundir.md), D13 skipping, D15's C5(t0), thinning, resume after an interruption.
+metric names (docs/metrics.md), D13 skipping, D15's C5(t0), thinning, resume after an interruption.
 """
 
 import math
@@ -8,9 +8,10 @@ import shutil
 import pytest
 
 import eoslab.analysis as analysis
-from eoslab.analysis import ANALYSIS_FILE, ROW_SCHEMA, analyze_run, analyze_snapshot
+from eoslab.analysis import analyze_run, analyze_snapshot
 from eoslab.cli import main as cli_main
 from eoslab.config import from_dict
+from eoslab.rundir import ANALYSIS_FILE, ANALYSIS_SCHEMA
 from eoslab.runs import load_run, train
 from eoslab.store import read_parquet
 
@@ -82,7 +83,7 @@ def check_bounds(df, c5_step):
 def test_analysis_parquet_layout(run_dir):
     path = analyze_run(run_dir, tol=TOL, progress=False)
     assert path == run_dir / ANALYSIS_FILE
-    assert read_parquet(path).schema.equals(ROW_SCHEMA)
+    assert read_parquet(path).schema.equals(ANALYSIS_SCHEMA)
     df = table_of(run_dir)
     snapshots = [s for s, _ in load_run(run_dir).snapshots()]
     assert sorted(df.step.unique()) == [s for s in snapshots if s >= 10]  # D13 default
@@ -162,4 +163,4 @@ def test_cli_every_and_skip_before(run_dir, tmp_path, capsys):
 
 def test_empty_selection_writes_an_empty_table(run_dir):
     path = analyze_run(run_dir, skip_before=10_000, progress=False)
-    assert read_parquet(path).num_rows == 0 and read_parquet(path).schema.equals(ROW_SCHEMA)
+    assert read_parquet(path).num_rows == 0 and read_parquet(path).schema.equals(ANALYSIS_SCHEMA)

@@ -138,7 +138,7 @@ def test_four_is_a_box_outline_symmetric_about_both_axes(small):
 
 def test_five_has_ink_at_the_centre_and_a_box(small):
     ink, p = _class(small, "five")
-    for img, _row in zip(ink, p):
+    for img in ink[: len(p)]:
         # the centre pip: cex >= 0.1 is a disc of area >= π(0.27 px)² ≈ 0.23 px² on the 4 centre pixels
         assert img[15:17, 15:17].sum() > 0.12
         assert np.abs(img - img[:, ::-1]).max() <= 1 / 255 + 1e-9

@@ -19,7 +19,8 @@ from _train_helpers import config_dict, small_config, write_config
 from eoslab.cli import main
 from eoslab.config import config_hash, load_config
 from eoslab.integrators import Integrator
-from eoslab.runs import TRAJECTORY_SCHEMA, RunConflictError, load_run, train
+from eoslab.rundir import TRAJECTORY_SCHEMA
+from eoslab.runs import RunConflictError, load_run, train
 from eoslab.store import read_json, read_parquet
 
 CONTRACT_COLUMNS = ["step", "t", "loss", "accuracy", "dt", "grad_norm", "eig_iters", "hvps", "eigenvalues"]

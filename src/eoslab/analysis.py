@@ -45,6 +45,7 @@ from .criteria import Criterion
 from .curvature import DataLoop, FullBatchLoss, Reduction
 from .eigen import LOBPCG, EigResult
 from .models import MLP, Model, elu_derivative
+from .rundir import ANALYSIS_SCHEMA
 
 OPERATORS = ("H", "G", "R")
 #: §4: E‖J̃_i‖² ≤ 1.37 E‖J̃_1‖² for i > 1, so λ¹(G) ≤ (1 + 1.37 (L − 1)) E‖J̃_1‖².
@@ -55,7 +56,6 @@ LANCZOS_TOL = 1e-6
 #: Relative growth of the top Ritz value between checks below which ‖K_i‖² counts as converged.
 STALL_RTOL = 1e-13
 LANCZOS_MAX_STEPS = 500
-ANALYSIS_FILE = "analysis.parquet"
 #: Bytes of per-sample θ-sized rows :func:`group_grams` holds at once (it processes as many
 #: samples together as fit: two (samples, P) blocks).
 GROUP_GRAM_BYTES = 1 << 28
@@ -591,14 +591,9 @@ def analyze_snapshot(
 
 
 # ----------------------------------------------------------------------------- a run directory
-ROW_SCHEMA = pa.schema(
-    [("step", pa.int64()), ("t", pa.float64()), ("metric", pa.string()), ("layer", pa.int64()), ("value", pa.float64())]
-)
-
-
 def rows_to_table(rows: list[dict]) -> pa.Table:
     """Long-format rows (:meth:`SnapshotAnalysis.rows`) as a table of the ``analysis.parquet`` schema."""
-    return pa.Table.from_pylist(rows, schema=ROW_SCHEMA)
+    return pa.Table.from_pylist(rows, schema=ANALYSIS_SCHEMA)
 
 
 def _first_c5(table: pa.Table, step: int) -> float | None:
@@ -645,13 +640,10 @@ def analyze_run(
     skip_before = cfg.skip_before if skip_before is None else skip_before
     tol = cfg.eig_tol if tol is None else tol
     chunk_size = (cfg.chunk_size or DEFAULT_CHUNK_SIZE) if chunk_size is None else chunk_size
-    if every < 1:
-        raise ValueError(f"every must be >= 1, got {every}")
-
-    path = Path(run_dir) / ANALYSIS_FILE
-    table = read_parquet(path).cast(ROW_SCHEMA) if path.exists() else ROW_SCHEMA.empty_table()
+    path = run.dir.analysis_file
+    table = read_parquet(path).cast(ANALYSIS_SCHEMA) if path.exists() else ANALYSIS_SCHEMA.empty_table()
     done = set(table["step"].to_pylist())
-    steps = [step for step, _ in run.snapshots() if step >= skip_before][::every]
+    steps = run.dir.analysed_steps(skip_before=skip_before, every=every)
     todo = [step for step in steps if step not in done]
     c5_t0 = _first_c5(table, steps[0]) if steps and steps[0] in done else None
     warm = None

@@ -1,15 +1,16 @@
-"""The ``eoslab`` command. Each subcommand lives in ``eoslab.commands.<name>`` and defines
-``add_arguments(parser)`` and ``run(args) -> int``; it is imported only when used.
+"""The ``eoslab`` command: train along the gradient flow or by GD, analyse, sweep and report.
+
+Each subcommand lives in ``eoslab.commands.<name>`` and defines ``add_arguments(parser)`` and
+``run(args) -> int``; it is imported only when used.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
-import importlib.util
 import sys
 
-# name -> one-line help. A command appears once its module exists.
+# name -> one-line help; each lives in eoslab.commands.<name>.
 COMMANDS: dict[str, str] = {
     "demo": "run the demo preset end to end (sweep, analysis, report)",
     "train": "train one network to a target loss (GD or exponential Euler), resumable",
@@ -27,14 +28,13 @@ def _module_name(name: str) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``eoslab`` argument parser with one sub-parser per command."""
     from . import __version__
 
     parser = argparse.ArgumentParser(prog="eoslab", description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--version", action="version", version=f"eoslab {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, help_text in COMMANDS.items():
-        if importlib.util.find_spec(_module_name(name)) is None:
-            continue
         p = sub.add_parser(name, help=help_text, description=help_text)
         p.set_defaults(_command=name)
         p.set_defaults(_parser=p)
@@ -43,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``eoslab`` command; returns the exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
     if getattr(args, "_command", None) is None:

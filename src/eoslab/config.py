@@ -1,9 +1,9 @@
-"""Run configurations: TOML files loaded into dataclasses (docs/rundir.md).
+"""Run configurations: TOML files loaded into dataclasses (every key: docs/decisions.md).
 
 A run is fully described by a :class:`RunConfig`. Loading checks every key, type and value and
 fails with :class:`ConfigError` naming the field (``solver.eta_max: must be > 0, got -1``). Defaults
-follow docs/math.md's decisions; :func:`resolve` fills the criterion-dependent ones (target loss,
-k) so the ``config.toml`` written into a run directory holds every value that was used.
+follow the decisions D1–D15 (docs/decisions.md); :func:`resolve` fills the criterion-dependent ones
+(target loss, k) so the ``config.toml`` written into a run directory holds every value that was used.
 """
 
 from __future__ import annotations
@@ -325,7 +325,7 @@ def to_dict(cfg: RunConfig) -> dict:
 
 
 def to_toml(cfg: RunConfig) -> str:
-    """The config as TOML text (:func:`to_dict`)."""
+    """The config as TOML text (what ``config.toml`` holds)."""
     return tomli_w.dumps(to_dict(cfg))
 
 

@@ -1,4 +1,4 @@
-"""Criteria ℓ(f, y) and their output Hessians H_ℓ = ∇²_f ℓ (docs/math.md §2, §3, D6).
+"""Criteria ℓ(f, y) and their output Hessians H_ℓ = ∇²_f ℓ (docs/math.md §2, §3; D6 in docs/decisions.md).
 
 Each criterion gives per-sample losses whose mean over the data is the training loss
 L̃(θ) = E ℓ(f(x, θ), y), the per-sample criterion Hessian H_ℓ in closed form, its PSD square root
@@ -37,10 +37,6 @@ class Criterion:
         """Per-sample ‖H_ℓ‖ (operator norm), shape (N,)."""
         return torch.linalg.eigvalsh(self.hessian(f, y))[..., -1]
 
-    def accuracy(self, f: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """Fraction of samples whose largest output is the label."""
-        return (f.argmax(dim=-1) == y).to(f.dtype).mean()
-
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
 
@@ -51,13 +47,16 @@ class CrossEntropy(Criterion):
     name = "ce"
 
     def losses(self, f, y):
+        """Per-sample ℓ(f, y), shape (N,)."""
         return F.cross_entropy(f, y, reduction="none")
 
     def hessian(self, f, y):
+        """Per-sample H_ℓ, shape (N, n_L, n_L)."""
         p = torch.softmax(f, dim=-1)
         return torch.diag_embed(p) - p.unsqueeze(-1) * p.unsqueeze(-2)
 
     def hessian_vp(self, f, y, u):
+        """H_ℓ u, broadcast over leading batch dims."""
         p = torch.softmax(f, dim=-1)
         return p * u - p * (p * u).sum(-1, keepdim=True)
 
@@ -80,18 +79,22 @@ class MSE(Criterion):
         return 1.0 / n_out if self.reduction == "mean" else 1.0
 
     def losses(self, f, y):
+        """Per-sample ℓ(f, y), shape (N,)."""
         target = F.one_hot(y, f.shape[-1]).to(f.dtype)
         return self._scale(f.shape[-1]) * ((f - target) ** 2).sum(-1)
 
     def hessian(self, f, y):
+        """Per-sample H_ℓ, shape (N, n_L, n_L)."""
         n = f.shape[-1]
         eye = torch.eye(n, dtype=f.dtype, device=f.device)
         return (2.0 * self._scale(n) * eye).expand(f.shape[0], n, n).clone()
 
     def hessian_vp(self, f, y, u):
+        """H_ℓ u, broadcast over leading batch dims."""
         return 2.0 * self._scale(f.shape[-1]) * u
 
     def hessian_sqrt(self, f, y):
+        """S = H_ℓ^{1/2}, shape (N, n_L, n_L)."""
         return self.hessian(f, y).sqrt()  # elementwise √ of a scaled identity
 
     def __repr__(self) -> str:

@@ -1,6 +1,6 @@
 """Training runs: integrate to a target loss, write the run directory, resume a killed run.
 
-A run directory (docs/rundir.md, "RUN-DIRECTORY CONTRACT"):
+A run directory (docs/rundir.md):
 
 ``config.toml``
     the resolved config (every default filled in, :func:`eoslab.config.resolve`).
@@ -53,22 +53,9 @@ from .data.subsets import draw_subset
 from .distributed import broadcast_object, is_main, rank_device, shard_slice, world
 from .integrators import ExponentialEuler, GradientDescent, Integrator, StepReport
 from .models import Model, ModelError, make_model
+from .rundir import TRAJECTORY_SCHEMA, RunDir
 from .store import read_json, read_parquet, read_safetensors, write_json, write_parquet, write_safetensors, write_text
 
-TRAJECTORY_SCHEMA = pa.schema(
-    [
-        ("step", pa.int64()),
-        ("t", pa.float64()),
-        ("loss", pa.float64()),
-        ("accuracy", pa.float64()),
-        ("dt", pa.float64()),
-        ("grad_norm", pa.float64()),
-        ("eig_iters", pa.int64()),
-        ("hvps", pa.int64()),
-        ("eigenvalues", pa.list_(pa.float64())),
-        ("eig_converged", pa.bool_()),
-    ]
-)
 _STATE_FILES_KEPT = 2
 
 
@@ -159,14 +146,6 @@ def make_integrator(problem: Problem) -> Integrator:
 
 
 # ------------------------------------------------------------------------------ files
-def _snapshot_path(run_dir: Path, kind: str, step: int) -> Path:
-    return run_dir / "snapshots" / f"{kind}_{step:08d}.safetensors"
-
-
-def _snapshot_steps(run_dir: Path, kind: str) -> list[int]:
-    return sorted(int(p.stem.split("_")[1]) for p in (run_dir / "snapshots").glob(f"{kind}_*.safetensors"))
-
-
 def _trajectory_table(rows: list[StepReport]) -> pa.Table:
     cols = [f.name for f in TRAJECTORY_SCHEMA]
     data = {c: [getattr(r, "converged" if c == "eig_converged" else c) for r in rows] for c in cols}
@@ -199,7 +178,7 @@ def _status(state: str, reason: str | None, step: int, t: float, loss: float | N
 class _Writer:
     """Writes snapshots, trajectory and status of one run directory in the crash-safe order."""
 
-    def __init__(self, run_dir: Path, model: Model) -> None:
+    def __init__(self, run_dir: RunDir, model: Model) -> None:
         self.dir, self.model = run_dir, model
 
     def snapshot(self, integ: Integrator, rows: list[StepReport], elapsed_s: float) -> None:
@@ -207,17 +186,17 @@ class _Writer:
         step, t = state["step"], state["t"]
         meta = {"step": str(step), "t": repr(t)}
         extra = {k: v.contiguous() for k, v in state.items() if isinstance(v, torch.Tensor) and k != "theta"}
-        write_safetensors(extra, _snapshot_path(self.dir, "state", step), {**meta, "elapsed_s": repr(elapsed_s)})
+        write_safetensors(extra, self.dir.snapshot_path("state", step), {**meta, "elapsed_s": repr(elapsed_s)})
         self.trajectory(rows)
-        write_safetensors(self.model.to_state_dict(state["theta"]), _snapshot_path(self.dir, "step", step), meta)
-        for old in _snapshot_steps(self.dir, "state")[:-_STATE_FILES_KEPT]:
-            _snapshot_path(self.dir, "state", old).unlink(missing_ok=True)
+        write_safetensors(self.model.to_state_dict(state["theta"]), self.dir.snapshot_path("step", step), meta)
+        for old in self.dir.snapshot_steps("state")[:-_STATE_FILES_KEPT]:
+            self.dir.snapshot_path("state", old).unlink(missing_ok=True)
 
     def trajectory(self, rows: list[StepReport]) -> None:
-        write_parquet(_trajectory_table(rows), self.dir / "trajectory.parquet")
+        write_parquet(_trajectory_table(rows), self.dir.trajectory_file)
 
     def status(self, status: dict[str, Any]) -> None:
-        write_json(status, self.dir / "status.json")
+        write_json(status, self.dir.status_file)
 
 
 class _NullWriter(_Writer):
@@ -233,22 +212,22 @@ class _NullWriter(_Writer):
         pass
 
 
-def _resume_point(run_dir: Path, model: Model) -> tuple[dict[str, Any], list[StepReport], float] | None:
+def _resume_point(run_dir: RunDir, model: Model) -> tuple[dict[str, Any], list[StepReport], float] | None:
     """(integrator state, trajectory rows before it, elapsed seconds) of the newest complete
     snapshot, or None if there is none.
     """
     try:
-        rows = _rows_from_table(read_parquet(run_dir / "trajectory.parquet"))
+        rows = _rows_from_table(read_parquet(run_dir.trajectory_file))
     except OSError:
         return None
-    states = set(_snapshot_steps(run_dir, "state"))
-    for step in reversed(_snapshot_steps(run_dir, "step")):
+    states = set(run_dir.snapshot_steps("state"))
+    for step in reversed(run_dir.snapshot_steps("step")):
         before = [r for r in rows if r.step < step]
         if step not in states or [r.step for r in before] != list(range(step)):
             continue
         try:
-            params, meta = read_safetensors(_snapshot_path(run_dir, "step", step))
-            extra, state_meta = read_safetensors(_snapshot_path(run_dir, "state", step))
+            params, meta = read_safetensors(run_dir.snapshot_path("step", step))
+            extra, state_meta = read_safetensors(run_dir.snapshot_path("state", step))
             theta = model.from_state_dict(params)
         except (OSError, KeyError, ValueError, SafetensorError):  # unreadable or foreign: try an older one
             continue
@@ -271,7 +250,7 @@ def train(cfg: RunConfig, run_dir: str | Path, *, progress: bool = True) -> dict
     calls it: rank 0 checks and writes the directory (and shows the progress bar), the others
     follow its decisions.
     """
-    run_dir = Path(run_dir)
+    run_dir = RunDir(run_dir)
     problem = build_problem(cfg)
     cfg = problem.config
     integ = make_integrator(problem)
@@ -296,21 +275,21 @@ def train(cfg: RunConfig, run_dir: str | Path, *, progress: bool = True) -> dict
         torch.set_num_threads(threads)
 
 
-def _open_run_dir(run_dir: Path, cfg: RunConfig) -> dict[str, Any] | None:
+def _open_run_dir(run_dir: RunDir, cfg: RunConfig) -> dict[str, Any] | None:
     """Write config.toml into a new run directory (None: train), or check the one there: its final
     status if it is finished, None to resume; RunConflictError for another config.
     """
-    config_file = run_dir / "config.toml"
+    config_file = run_dir.config_file
     if not config_file.exists():
         write_text(to_toml(cfg), config_file)
         return None
     old = load_config(config_file)
     if config_hash(old) != config_hash(cfg):
         raise RunConflictError(
-            f"{run_dir} holds a run with a different config (hash {config_hash(old)}, "
+            f"{run_dir.path} holds a run with a different config (hash {config_hash(old)}, "
             f"this one {config_hash(cfg)}); use another --out or remove it"
         )
-    status_file = run_dir / "status.json"
+    status_file = run_dir.status_file
     if status_file.exists():
         status = read_json(status_file)
         if status.get("state") in ("done", "failed"):
@@ -318,7 +297,7 @@ def _open_run_dir(run_dir: Path, cfg: RunConfig) -> dict[str, Any] | None:
     return None
 
 
-def _train_loop(problem: Problem, integ: Integrator, run_dir: Path, progress: bool) -> dict[str, Any]:
+def _train_loop(problem: Problem, integ: Integrator, run_dir: RunDir, progress: bool) -> dict[str, Any]:
     cfg = problem.config.train
     writer = (_Writer if is_main() else _NullWriter)(run_dir, problem.model)
     resume = broadcast_object(_resume_point(run_dir, problem.model) if is_main() else None)
@@ -424,12 +403,13 @@ class Run:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self.config = load_config(self.path / "config.toml")
+        self.dir = RunDir(path)
+        self.config = load_config(self.dir.config_file)
         self.problem = build_problem(self.config)
 
     @property
     def model(self) -> Model:
-        """The run's model (:func:`eoslab.models.make_model` of its config)."""
+        """The model the run trains (:func:`eoslab.models.make_model` of its config)."""
         return self.problem.model
 
     @property
@@ -439,19 +419,20 @@ class Run:
 
     def snapshots(self) -> list[tuple[int, Path]]:
         """Sorted (step, path) of the parameter snapshots."""
-        return [(s, _snapshot_path(self.path, "step", s)) for s in _snapshot_steps(self.path, "step")]
+        return [(s, self.dir.snapshot_path("step", s)) for s in self.dir.snapshot_steps("step")]
 
     def load_snapshot(self, step: int) -> tuple[torch.Tensor, float]:
         """(θ_u, t_u) of the snapshot at step u."""
-        params, meta = read_safetensors(_snapshot_path(self.path, "step", step))
+        params, meta = read_safetensors(self.dir.snapshot_path("step", step))
         return self.model.from_state_dict(params), float(meta["t"])
 
     def status(self) -> dict[str, Any]:
-        return read_json(self.path / "status.json")
+        """``status.json`` of the run."""
+        return read_json(self.dir.status_file)
 
     def trajectory(self):
         """trajectory.parquet as a pandas DataFrame."""
-        return read_parquet(self.path / "trajectory.parquet").to_pandas()
+        return read_parquet(self.dir.trajectory_file).to_pandas()
 
 
 def load_run(run_dir: str | Path) -> Run:
@@ -463,7 +444,6 @@ __all__ = [
     "Problem",
     "Run",
     "RunConflictError",
-    "TRAJECTORY_SCHEMA",
     "build_problem",
     "load_run",
     "make_integrator",

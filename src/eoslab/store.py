@@ -80,6 +80,7 @@ def _finite(obj: Any) -> Any:
 
 
 def read_json(path: str | Path) -> Any:
+    """Read a JSON file."""
     with open(path) as fh:
         return json.load(fh)
 

@@ -1,0 +1,1 @@
+"""The ``eoslab`` subcommands: each module defines ``add_arguments(parser)`` and ``run(args) -> int``."""

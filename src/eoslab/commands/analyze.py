@@ -30,6 +30,7 @@ def _positive_float(text: str) -> float:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add this command's arguments to its sub-parser."""
     parser.add_argument("run_dir", metavar="RUN_DIR", help="a run directory written by `eoslab train`")
     parser.add_argument(
         "--every",
@@ -43,7 +44,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=_nonnegative,
         default=None,
         metavar="STEP",
-        help="skip snapshots before this step (D13; default: analysis.skip_before, 10)",
+        help="skip snapshots before this step (D13 in docs/decisions.md; default: analysis.skip_before, 10)",
     )
     parser.add_argument(
         "--tol",
@@ -62,6 +63,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run the command; returns its exit code."""
     from pathlib import Path
 
     from ..analysis import analyze_run

@@ -10,11 +10,13 @@ from pathlib import Path
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add this command's arguments to its sub-parser."""
     parser.add_argument("sweep_dir", metavar="DIR", help="sweep folder (written by eoslab sweep)")
     parser.add_argument("--out", metavar="TABLE.parquet", help="output table (default DIR/collected.parquet)")
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run the command; returns its exit code."""
     from ..store import write_parquet
     from ..sweeps import collect, sweep_status
 

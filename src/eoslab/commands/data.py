@@ -21,6 +21,7 @@ DATASETS = ["dice", "cifar10", "atrial_fibrillation", "uea", "sst", "synthetic"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add this command's arguments to its sub-parser."""
     sub = parser.add_subparsers(dest="data_command", metavar="ACTION")
 
     def common(p: argparse.ArgumentParser) -> None:
@@ -92,6 +93,7 @@ def _root(args) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run the command; returns its exit code."""
     from eoslab.data import DatasetError
 
     action = getattr(args, "data_command", None)
@@ -273,7 +275,7 @@ def _preview_dice(per: int, options: dict):
     d = generate_dice(per, size, seed, **opts)
     ink = d.ink()
     fig, axes = _figure(len(DICE_CLASSES), per, cell=1.1)
-    for k, cname in enumerate(DICE_CLASSES):
+    for k in range(len(DICE_CLASSES)):
         for j in range(per):
             i = k * per + j
             ax = axes[k, j]

@@ -18,6 +18,7 @@ DEMO_CONFIG = Path(__file__).resolve().parents[3] / "configs" / "demo.toml"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add this command's arguments to its sub-parser."""
     parser.add_argument("--out", default="eoslab-demo", metavar="DIR", help="output folder (default ./eoslab-demo)")
     parser.add_argument(
         "--config",
@@ -30,6 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run the command; returns its exit code."""
     from rich.console import Console
     from rich.progress import track
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add this command's arguments to its sub-parser."""
     parser.add_argument(
         "source",
         metavar="DIR",
@@ -19,7 +20,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--metric", default="eq7_c5", help="metric whose peak is fitted by Eq. 9 (default eq7_c5)")
     parser.add_argument("--layer", default="1", help="layer of --metric; 'none' for a whole-network metric (default 1)")
     parser.add_argument(
-        "--skip-before", type=int, default=10, help="ignore steps below this, the transient (default 10, D13)"
+        "--skip-before",
+        type=int,
+        default=10,
+        help="ignore steps below this, the transient (default 10, D13 in docs/decisions.md)",
     )
     parser.add_argument(
         "--per-size-means", action="store_true", help="fit the mean peak of each size instead of every run"
@@ -40,17 +44,13 @@ def _load(source: Path):
         raise FileNotFoundError(f"{source} is neither a collected Parquet table nor a sweep directory")
     if (source / "collected.parquet").is_file():
         return read_parquet(source / "collected.parquet")
-    try:
-        from eoslab.sweeps import collect
-    except ImportError as e:
-        raise RuntimeError(
-            f"{source} has no collected.parquet and eoslab.sweeps.collect is unavailable ({e}); "
-            f"run `eoslab collect {source}` first or pass a collected Parquet file"
-        ) from e
+    from eoslab.sweeps import collect
+
     return collect(source)
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run the command; returns its exit code."""
     from rich.console import Console
     from rich.progress import track
 

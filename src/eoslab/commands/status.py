@@ -12,6 +12,7 @@ STYLES = {"done": "green", "running": "cyan", "failed": "red", "pending": "yello
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add this command's arguments to its sub-parser."""
     parser.add_argument("sweep_dir", metavar="DIR", help="sweep folder (written by eoslab sweep)")
     parser.add_argument(
         "--no-analysis", action="store_true", help="count trained runs as done even without their analysis"
@@ -19,6 +20,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run the command; returns its exit code."""
     from rich import box
     from rich.console import Console
     from rich.markup import escape

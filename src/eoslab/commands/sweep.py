@@ -12,6 +12,7 @@ import sys
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add this command's arguments to its sub-parser."""
     parser.add_argument("config", help="sweep config (TOML with [base] and [grid])")
     parser.add_argument("--out", required=True, metavar="DIR", help="sweep folder; rerunning resumes it")
     parser.add_argument(
@@ -34,6 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run the command; returns its exit code."""
     from ..config import ConfigError
     from ..sweeps import load_sweep, run_sweep
 

@@ -19,7 +19,7 @@ import sys
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The command's arguments."""
+    """Add this command's arguments to its sub-parser."""
     parser.add_argument("config", help="run config (TOML)")
     parser.add_argument(
         "--out",

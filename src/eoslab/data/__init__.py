@@ -51,12 +51,12 @@ class Dataset:
 
     @property
     def input_dim(self) -> int:
-        """n_0 = the number of entries of one input (what the MLP sees after flattening)."""
+        """n_0, the number of input features (entries of one input: what the MLP sees after flattening)."""
         return math.prod(self.input_shape)
 
     @property
     def num_classes(self) -> int:
-        """The number of classes (n_L of a classifier)."""
+        """n_L, the number of classes."""
         return len(self.classes)
 
     def __len__(self) -> int:
@@ -71,9 +71,14 @@ _REGISTRY: dict[str, Callable[..., Dataset]] = {}
 
 
 def register(name: str) -> Callable[[Callable[..., Dataset]], Callable[..., Dataset]]:
-    """Decorator: register a loader ``fn(split=..., data_root=..., **options) -> Dataset``."""
+    """Decorator: register a loader ``fn(split=..., data_root=..., **options) -> Dataset`` under
+    ``name``. A loader module in this package registers itself on import (:func:`available` imports
+    them all); a name registered twice is refused.
+    """
 
     def deco(fn: Callable[..., Dataset]) -> Callable[..., Dataset]:
+        if name in _REGISTRY and _REGISTRY[name] is not fn:
+            raise ValueError(f"dataset {name!r} is already registered (by {_REGISTRY[name].__module__})")
         _REGISTRY[name] = fn
         return fn
 
@@ -106,12 +111,11 @@ def load_dataset(name: str, split: str = "train", *, data_root: str | Path | Non
 
 
 def _import_loaders() -> None:
-    # Loaders register themselves on import; import lazily so `import eoslab.data` stays cheap.
+    """Import every module of this package once, so each loader registers itself (lazily, so that
+    ``import eoslab.data`` stays cheap); a new dataset needs only its own module.
+    """
     import importlib
+    import pkgutil
 
-    for mod in ("synthetic", "dice", "cifar10", "uea", "sst"):
-        try:
-            importlib.import_module(f"eoslab.data.{mod}")
-        except ModuleNotFoundError as e:  # a loader module not written yet
-            if e.name != f"eoslab.data.{mod}":
-                raise
+    for info in pkgutil.iter_modules(__path__):
+        importlib.import_module(f"{__name__}.{info.name}")

@@ -1,4 +1,4 @@
-"""CIFAR-10 (docs/math.md §8): the official binary or python-pickle files, folder or ``.tar.gz``.
+"""CIFAR-10 (docs/math.md §8, D9 in docs/decisions.md): the official binary or python files, folder or ``.tar.gz``.
 
 Looked for under the data root (``--data-root``, ``$EOSLAB_DATA``, else the user cache folder), in
 this order (the first that exists wins, unless ``format=`` picks one):
@@ -52,7 +52,6 @@ __all__ = [
 CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 CIFAR10_PY_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 CIFAR10_PY_MD5 = "c58f30108f718f92721af3b95e74349a"
-CIFAR10_BIN_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz"
 CIFAR10_BIN_MD5 = "c32a1d4ab5d03f1284b67883e8d87530"
 
 RECORD = 1 + 3072  # one label byte + 32·32·3 pixel bytes (R, G, B planes)
@@ -94,6 +93,7 @@ class RestrictedUnpickler(pickle.Unpickler):
     )
 
     def find_class(self, module: str, name: str):
+        """Refuse every global except the few a CIFAR-10 batch needs."""
         if (module, name) not in self.ALLOWED:
             raise pickle.UnpicklingError(f"global '{module}.{name}' is not allowed in a CIFAR-10 pickle")
         if module == "_codecs":
@@ -201,6 +201,7 @@ def _parse_meta(fmt: str, data: bytes, source: str) -> list[str]:
 
 
 def md5_file(path: str | Path, chunk: int = 1 << 20) -> str:
+    """Hex MD5 digest of a file, read in chunks."""
     h = hashlib.md5()
     with open(path, "rb") as f:
         while block := f.read(chunk):

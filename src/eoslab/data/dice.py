@@ -24,7 +24,7 @@ Rendering choices (the paper is silent; see also the module constants):
 * **Device.** An R ``png()`` device of ``device_px`` × ``device_px`` pixels at R's default 72 dpi,
   the plot region filling the whole device (``mar = 0``, ``xaxs = yaxs = "i"``), so the canvas
   [-1, 1]² is the whole image. ``device_px`` defaults to the output ``size``: at the default
-  32 × 32 (decision D10) one output pixel is one device pixel. Rendering at another ``size`` with
+  32 × 32 (decision D10, docs/decisions.md) one output pixel is one device pixel. Rendering at another ``size`` with
   the same ``device_px`` gives the same picture at another resolution; changing ``device_px``
   changes how thick strokes and how big pips are relative to the canvas, as it would in R.
 * **Units.** R's symbol size at ``cex = 1`` is 1/10 inch (``cra[1] · 0.5 · ipr`` with 12 pt text),
@@ -95,9 +95,6 @@ _R_SYMBOL_INCH = 0.1
 _R_RADIUS = 0.375
 #: R's Cairo devices: lwd = 1 is 1/96 inch.
 _R_LWD_INCH = 1.0 / 96.0
-
-
-_LEND_NAMES = {0: "round", 1: "butt", 2: "square"}
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""Stanford Sentiment Treebank (docs/math.md §8, decision D7): PTB trees → per-word encoder embeddings.
+r"""Stanford Sentiment Treebank (docs/math.md §8, D7 in docs/decisions.md): PTB trees → per-word encoder embeddings.
 
 Files: ``<data_root>/sst/trees/{train,dev,test}.txt``, one labelled binary tree per line in the
 official ``trainDevTestTrees_PTB`` format, e.g. ``(3 (2 (2 The) (2 Rock)) (4 ...))``. Every node
@@ -21,7 +21,7 @@ Embeddings (D7): the last hidden state of a Hugging Face encoder, one vector per
   ``pool="mean"`` averages its sub-tokens), read off with the tokenizer's ``word_ids``;
 * the first ``max_tokens`` (32) words are kept; positions past the end of a shorter sentence are
   zero vectors, so X is ``(N, max_tokens · hidden)`` float64 (24,576 for RoBERTa-base);
-* before encoding, PTB escapes are turned back into text (``-LRB-`` → ``(``, ``\\/`` → ``/``,
+* before encoding, PTB escapes are turned back into text (``-LRB-`` → ``(``, ``\/`` → ``/``,
   `````/``''`` → ``"``, ...) unless ``unescape=False``.
 
 Embeddings are computed in batches with a progress bar and cached at
@@ -120,6 +120,7 @@ class Tree:
         return out
 
     def nodes(self) -> Iterator[Tree]:
+        """Every node of the tree, depth first, the root first."""
         stack = [self]
         while stack:
             t = stack.pop()
@@ -147,7 +148,8 @@ def parse_tree(line: str, *, source: str = "<string>", lineno: int | None = None
                 parent = stack[-1][0]
                 if parent.word is not None:
                     raise DatasetError(
-                        f"{where}: column {col}: node with word {parent.word!r} also has a child; expected (label word) or (label child ...)"
+                        f"{where}: column {col}: node with word {parent.word!r} also has a child; "
+                        "expected (label word) or (label child ...)"
                     )
                 parent.children.append(node)
             stack.append((node, col))
@@ -226,6 +228,7 @@ def _tree_file(data_root: str | Path | None, split: str) -> Path:
 
 
 def load_sst_trees(split: str = "train", data_root: str | Path | None = None) -> list[Tree]:
+    """The PTB trees of one SST split, read from ``DATA_ROOT/sst/trees/<split>.txt``."""
     return read_trees(_tree_file(data_root, split))
 
 

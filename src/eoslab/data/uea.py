@@ -1,4 +1,4 @@
-"""UEA/UCR time-series archive (``.ts`` files) and the AtrialFibrillation windows (docs/math.md §8, D11).
+"""UEA/UCR time-series archive (``.ts`` files), AtrialFibrillation windows (docs/math.md §8, D11 in docs/decisions.md).
 
 :func:`parse_ts` reads any archive classification problem::
 

@@ -6,8 +6,8 @@ The input is the *collected* table (``eoslab collect``): one tidy long table, on
     run_id, dataset, n, criterion, init_seed, subset_seed, width, depth, solver, eta, eta_max,
     step, t, metric, layer, value
 
-``metric`` uses the names of ``analysis.parquet`` (docs/rundir.md); ``layer`` is null for
-whole-network metrics and ``value`` is NaN for a negative top eigenvalue (docs/math.md D12).
+``metric`` uses the names of ``analysis.parquet`` (docs/metrics.md); ``layer`` is null for
+whole-network metrics and ``value`` is NaN for a negative top eigenvalue (D12, docs/decisions.md).
 
 The parts of the report live in submodules, one concept each:
 
@@ -139,7 +139,8 @@ def write_report(
     paper's Table 2), ``peaks.csv`` (the per-run ``y`` of Eq. 9), ``checks.csv`` /
     ``checks.md`` (Section 5), ``figures/*.png`` and ``figures/*.pdf``, and ``index.html``.
     A (dataset, criterion) group that cannot be fitted gets its reason in the table, and a table
-    without the fitted metric gets a note, instead of stopping the report. ``track`` wraps the list of figures to draw (a progress bar, say).
+    without the fitted metric gets a note, instead of stopping the report.
+    ``track`` wraps the list of figures to draw (a progress bar, say).
     """
     from eoslab.store import write_text
 

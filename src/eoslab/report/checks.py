@@ -1,7 +1,7 @@
 """The numbers of the paper's Section 5, evaluated on our runs (docs/math.md §5).
 
 Each check is a maximum over the exponential Euler runs and their steps after the transient
-(steps >= 10, D13), set beside the value the paper reports:
+(steps >= 10, D13 in docs/decisions.md), set beside the value the paper reports:
 
 * ``R_over_H``: max lambda^1(R) / lambda^1(H) (Eq. 2), paper 9.9 %;
 * ``R_max``: max lambda^1(R), paper 56.74;

@@ -350,7 +350,7 @@ def _contrast_pairs(frame: pd.DataFrame, skip_before: int) -> tuple[list, list[s
         if same.empty:
             same = euler[euler["n"] == gd["n"]]
         if same.empty or not (gd["eta"] > 0):
-            why = "no exponential Euler run with n=%d" % gd["n"] if same.empty else "its eta is not positive"
+            why = f"no exponential Euler run with n={gd['n']}" if same.empty else "its eta is not positive"
             notes.append(f"GD run {gd['run_id']} left out of the contrast figure: {why}")
             continue
         partner = same["run_id"].iloc[0]
@@ -363,7 +363,7 @@ def plan_figures(
 ) -> tuple[list[FigureJob], list[str]]:
     """The figures of a collected frame, per (dataset, criterion) group, and notes on skipped ones.
 
-    Curve families use the exponential Euler runs and steps ``>= skip_before`` (D13); a family
+    Curve families use the exponential Euler runs and steps ``>= skip_before`` (D13, docs/decisions.md); a family
     without any data in a group is skipped with a note. ``fits`` (from
     :func:`eoslab.report.powerlaw.fit_power_laws`) adds the peak-alignment figures.
     """

@@ -1,4 +1,4 @@
-"""The power law of peak alignment against dataset size (Eq. 9, Table 2; docs/math.md §5, D5).
+"""The power law of peak alignment against dataset size (Eq. 9, Table 2; docs/math.md §5, D5 in docs/decisions.md).
 
 For every run, ``y`` is the peak over training (steps >= 10, D13) of the alignment factor
 ``C5`` of Eq. 7 for layer 1 (``eq7_c5``, layer 1); any metric and layer may be chosen instead.
@@ -40,10 +40,12 @@ MIN_POINTS = 3
 
 
 def dataset_name(dataset: str) -> str:
+    """The paper's name of a dataset (``atrial_fibrillation`` → ``AtrialFibrillation``)."""
     return DATASET_NAMES.get(dataset, dataset)
 
 
 def criterion_name(criterion: str) -> str:
+    """The paper's name of a criterion (``ce`` → ``Cross-Entropy``)."""
     return CRITERION_NAMES.get(criterion, criterion)
 
 

@@ -1,0 +1,361 @@
+"""The sweep config and its grid: ``[base]`` + ``[grid]`` expanded into resolved run configs (docs/math.md §8).
+
+A sweep config is a TOML file with a ``[base]`` :class:`~eoslab.config.RunConfig` and a ``[grid]``
+table of lists::
+
+    [base.model]                      # any RunConfig section; unset keys take their defaults
+    depth = 6
+    width = 512
+
+    [grid]
+    criteria = ["ce"]                 # default: [base.criterion.name]
+    init_seeds = [0, 1, 2, 3]         # default: [base.model.init_seed]
+    subset_seeds = [0, 1, 2, 3]       # default: [base.data.subset_seed]
+    n = "paper"                       # subset sizes for every dataset: a list, one int, or "paper"
+    "solver.eta_max" = [0.01, 0.02]  # any other RunConfig field (also as [grid.solver] eta_max = [...])
+
+    [[grid.datasets]]                 # default: base.data as it is
+    name = "dice"
+    n = [468, 937]                    # overrides grid.n for this dataset
+    options = { size = 32 }           # loader options (merged over base.data.options of the same name)
+
+``"paper"`` takes the paper's subset sizes of the (dataset, criterion) (:mod:`eoslab.data.subsets`).
+:func:`load_sweep` checks everything at load time and raises ConfigError naming the field
+(``grid.datasets[1].n: ...``). Expansion order is datasets × criteria × sizes × other fields (in
+file order) × init seeds × subset seeds; each point is a resolved RunConfig (target loss filled in)
+whose :func:`~eoslab.config.config_hash` is its ``run_id``. k = n_L is filled in by
+:func:`eoslab.runs.train` once the data is loaded, so the run directory's ``config.toml`` may hold
+more than the point's config; the run_id is the hash of the point's config as expanded here.
+
+A sweep folder ``DIR`` holds ``sweep.toml`` (a copy of the sweep config), ``grid.parquet`` (one
+row per point) and ``runs/<run_id>/``, one run directory per point. :func:`run_sweep` trains and
+analyses every point that is not finished, on local worker processes or on Ray; a rerun skips
+finished points and resumes the others from their snapshots (:func:`eoslab.runs.train`), and one
+failing point is recorded in its ``status.json`` and never stops the rest. :func:`sweep_status`
+tells where each point stands; :func:`collect` joins the points' configs with their analyses.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import itertools
+import json
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import tomli_w
+
+from ..config import ConfigError, RunConfig, config_hash, from_dict, resolve, to_dict, to_toml
+
+SWEEP_FILE = "sweep.toml"
+GRID_FILE = "grid.parquet"
+RUNS_DIR = "runs"
+
+#: Named grid axes; every other ``grid`` key is a dotted RunConfig field.
+_NAMED_AXES = ("datasets", "n", "criteria", "init_seeds", "subset_seeds")
+#: Fields set by a named axis, and which axis to use instead.
+_AXIS_OF_FIELD = {
+    "data.name": "datasets",
+    "data.options": "datasets",
+    "data.n": "n",
+    "data.subset_seed": "subset_seeds",
+    "model.init_seed": "init_seeds",
+    "criterion.name": "criteria",
+}
+#: Keys of a ``[[grid.datasets]]`` entry besides ``name``, ``n`` and ``options``.
+_DATASET_FIELDS = ("split", "nested", "data_root")
+
+#: The columns that describe a run in ``grid.parquet`` and in the collected table, with their types.
+RUN_COLUMNS = pa.schema(
+    [
+        ("run_id", pa.string()),
+        ("dataset", pa.string()),
+        ("n", pa.int64()),
+        ("criterion", pa.string()),
+        ("init_seed", pa.int64()),
+        ("subset_seed", pa.int64()),
+        ("width", pa.int64()),
+        ("depth", pa.int64()),
+        ("solver", pa.string()),
+        ("eta", pa.float64()),
+        ("eta_max", pa.float64()),
+    ]
+)
+
+
+@dataclass(frozen=True)
+class GridPoint:
+    """One point of a sweep grid.
+
+    Attributes:
+        index: position in the expansion order.
+        run_id: :func:`~eoslab.config.config_hash` of ``config``; the run directory's name.
+        config: the resolved RunConfig of the point.
+        fields: values of the dotted-field axes of the grid (``{"solver.eta_max": 0.1}``).
+    """
+
+    index: int
+    run_id: str
+    config: RunConfig
+    fields: dict[str, Any] = field(default_factory=dict)
+
+    def columns(self) -> dict[str, Any]:
+        """The point's row of ``grid.parquet`` (without the dotted-field axes and the config)."""
+        c = self.config
+        return {
+            "run_id": self.run_id,
+            "dataset": c.data.name,
+            "n": c.data.n,
+            "criterion": c.criterion.name,
+            "init_seed": c.model.init_seed,
+            "subset_seed": c.data.subset_seed,
+            "width": c.model.width,
+            "depth": c.model.depth,
+            "solver": c.solver.method,
+            "eta": c.solver.eta,
+            "eta_max": c.solver.eta_max,
+        }
+
+    def label(self) -> str:
+        """A short human description, e.g. ``dice n=468 ce seeds 0/1``."""
+        c = self.config
+        extra = "".join(f" {k}={v}" for k, v in self.fields.items())
+        return f"{c.data.name} n={c.data.n} {c.criterion.name} seeds {c.model.init_seed}/{c.data.subset_seed}{extra}"
+
+
+@dataclass
+class Sweep:
+    """A parsed sweep config.
+
+    Attributes:
+        base: the base RunConfig.
+        points: the expanded grid, in order.
+        text: the sweep config as TOML (the file's own text when loaded from a file).
+    """
+
+    base: RunConfig
+    points: list[GridPoint]
+    text: str
+
+
+def load_sweep(path: str | Path) -> Sweep:
+    """Load, validate and expand a sweep config file; ConfigError names the file and the field."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise ConfigError(f"sweep config not found: {path}") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: not valid TOML: {e}") from None
+    try:
+        return parse_sweep(data, text=text)
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e}") from None
+
+
+def parse_sweep(data: dict, *, text: str | None = None) -> Sweep:
+    """A validated, expanded :class:`Sweep` from nested dicts (as parsed from TOML)."""
+    unknown = sorted(set(data) - {"base", "grid"})
+    if unknown:
+        raise ConfigError(f"{unknown[0]}: unknown key (a sweep config has [base] and [grid])")
+    base_data = data.get("base", {})
+    if not isinstance(base_data, dict):
+        raise ConfigError(f"base: expected a table, got {type(base_data).__name__}")
+    try:
+        base = from_dict(base_data)
+    except ConfigError as e:
+        raise ConfigError(f"base.{e}") from None
+    grid = data.get("grid", {})
+    if not isinstance(grid, dict):
+        raise ConfigError(f"grid: expected a table, got {type(grid).__name__}")
+    return Sweep(base=base, points=expand_grid(base, grid), text=text if text is not None else tomli_w.dumps(data))
+
+
+def _as_list(name: str, value: Any, kind: type | tuple[type, ...]) -> list:
+    """A non-empty list of ``kind`` without repeats (a scalar counts as a one-element list)."""
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    values = value if isinstance(value, list) else [value]
+    if not values:
+        raise ConfigError(f"{name}: must not be empty")
+    for i, v in enumerate(values):
+        if not isinstance(v, kinds) or (isinstance(v, bool) and bool not in kinds):  # TOML true is no int
+            raise ConfigError(
+                f"{name}[{i}]: expected {' or '.join(k.__name__ for k in kinds)}, got {type(v).__name__} {v!r}"
+            )
+    for i, v in enumerate(values):
+        if v in values[:i]:
+            raise ConfigError(f"{name}[{i}]: {v!r} is listed twice")
+    return values
+
+
+def _sizes(name: str, value: Any) -> list[int] | str:
+    """``"paper"`` or a list of positive subset sizes."""
+    if value == "paper":
+        return "paper"
+    sizes = _as_list(name, value, int)
+    for i, n in enumerate(sizes):
+        if n < 1:
+            raise ConfigError(f"{name}[{i}]: must be > 0, got {n}")
+    return sizes
+
+
+def _datasets(grid: dict, base: RunConfig) -> list[dict]:
+    """The dataset entries as ``{"data": {DataConfig overrides}, "n": sizes | "paper" | None, "where":
+    the entry's field name}``; names are checked against the dataset registry.
+    """
+    from ..data import available
+
+    entries = grid.get("datasets", [base.data.name])
+    if not isinstance(entries, list) or not entries:
+        raise ConfigError("grid.datasets: expected a non-empty list of dataset names or tables")
+    out = []
+    for i, entry in enumerate(entries):
+        where = f"grid.datasets[{i}]" if "datasets" in grid else "base.data"
+        if isinstance(entry, str):
+            entry = {"name": entry}
+        if not isinstance(entry, dict):
+            raise ConfigError(f"{where}: expected a dataset name or a table, got {type(entry).__name__}")
+        unknown = sorted(set(entry) - {"name", "n", "options", *_DATASET_FIELDS})
+        if unknown:
+            raise ConfigError(
+                f"{where}.{unknown[0]}: unknown key (allowed: name, n, options, {', '.join(_DATASET_FIELDS)})"
+            )
+        if not isinstance(entry.get("name"), str):
+            raise ConfigError(f"{where}.name: expected the dataset's name (str), got {entry.get('name')!r}")
+        if entry["name"] not in available():
+            raise ConfigError(f"{where}.name: unknown dataset {entry['name']!r}; available: {', '.join(available())}")
+        options = entry.get("options", {})
+        if not isinstance(options, dict):
+            raise ConfigError(f"{where}.options: expected a table, got {type(options).__name__}")
+        inherited = base.data.options if entry["name"] == base.data.name else {}
+        data = {
+            "name": entry["name"],
+            "options": {**inherited, **options},
+            **{k: entry[k] for k in _DATASET_FIELDS if k in entry},
+        }
+        out.append({"data": data, "n": _sizes(f"{where}.n", entry["n"]) if "n" in entry else None, "where": where})
+    return out
+
+
+def _field_axes(grid: dict, base: RunConfig) -> dict[str, list]:
+    """The dotted-field axes: ``"solver.eta_max" = [...]`` or ``[grid.solver] eta_max = [...]``."""
+    sections = {f.name for f in dataclasses.fields(RunConfig)}
+    flat: dict[str, Any] = {}
+    for key, value in grid.items():
+        if key in _NAMED_AXES:
+            continue
+        if key in sections and isinstance(value, dict):
+            flat.update({f"{key}.{k}": v for k, v in value.items()})
+        else:
+            flat[key] = value
+    axes = {}
+    base_dict = to_dict(base)
+    for key, value in flat.items():
+        section, _, name = key.partition(".")
+        if key in _AXIS_OF_FIELD:
+            raise ConfigError(f"grid.{key}: set it through grid.{_AXIS_OF_FIELD[key]}")
+        sub = getattr(base, section, None) if section in sections else None
+        if sub is None or name not in {f.name for f in dataclasses.fields(sub)}:
+            raise ConfigError(
+                f"grid.{key}: unknown key (named axes: {', '.join(_NAMED_AXES)}; "
+                f'other keys are RunConfig fields such as "solver.eta_max")'
+            )
+        values = _as_list(f"grid.{key}", value, (int, float, str, bool, dict))
+        for j, v in enumerate(values):  # each value must make a valid config on its own
+            trial = copy.deepcopy(base_dict)
+            trial.setdefault(section, {})[name] = v
+            try:
+                from_dict(trial)
+            except ConfigError as e:
+                raise ConfigError(f"grid.{key}[{j}]: {e}") from None
+        axes[key] = values
+    return axes
+
+
+def expand_grid(base: RunConfig, grid: dict) -> list[GridPoint]:
+    """The grid's points in a deterministic order (see the module docstring).
+
+    Raises ConfigError naming the field for a bad entry, a point without a subset size, a size the
+    paper does not have, or two points that are the same config.
+    """
+    from ..data.subsets import paper_subset_sizes
+
+    criteria = _as_list("grid.criteria", grid.get("criteria", [base.criterion.name]), str)
+    for i, c in enumerate(criteria):
+        if c not in ("ce", "mse"):
+            raise ConfigError(f"grid.criteria[{i}]: must be one of ce, mse, got {c!r}")
+    init_seeds = _as_list("grid.init_seeds", grid.get("init_seeds", [base.model.init_seed]), int)
+    subset_seeds = _as_list("grid.subset_seeds", grid.get("subset_seeds", [base.data.subset_seed]), int)
+    for name, seeds in (("grid.init_seeds", init_seeds), ("grid.subset_seeds", subset_seeds)):
+        for i, s in enumerate(seeds):
+            if s < 0:
+                raise ConfigError(f"{name}[{i}]: must be >= 0, got {s}")
+    default_n = _sizes("grid.n", grid["n"]) if "n" in grid else ([base.data.n] if base.data.n else None)
+    datasets = _datasets(grid, base)
+    axes = _field_axes(grid, base)
+
+    base_dict = to_dict(base)
+    points: list[GridPoint] = []
+    seen: dict[str, int] = {}
+    for ds in datasets:
+        sizes_spec = ds["n"] if ds["n"] is not None else default_n
+        where = f"{ds['where']}.n" if ds["n"] is not None else "grid.n"
+        for criterion in criteria:
+            if sizes_spec is None:
+                raise ConfigError(
+                    f"{where}: no subset size for {ds['data']['name']}; set grid.n, {ds['where']}.n or base.data.n"
+                )
+            if sizes_spec == "paper":
+                try:
+                    sizes = list(paper_subset_sizes(ds["data"]["name"], criterion))
+                except ValueError as e:
+                    raise ConfigError(f"{where}: {e}") from None
+            else:
+                sizes = sizes_spec
+            for n, combo, init_seed, subset_seed in itertools.product(
+                sizes, itertools.product(*axes.values()), init_seeds, subset_seeds
+            ):
+                d = copy.deepcopy(base_dict)
+                d.setdefault("data", {}).update(ds["data"], n=n, subset_seed=subset_seed)
+                d.setdefault("model", {})["init_seed"] = init_seed
+                d.setdefault("criterion", {})["name"] = criterion
+                fields = dict(zip(axes, combo))
+                for key, value in fields.items():
+                    section, _, name = key.partition(".")
+                    d.setdefault(section, {})[name] = value
+                try:
+                    cfg = resolve(from_dict(d))
+                except ConfigError as e:
+                    raise ConfigError(f"grid point {len(points)} ({ds['where']}, n={n}, {criterion}): {e}") from None
+                point = GridPoint(len(points), config_hash(cfg), cfg, fields)
+                if point.run_id in seen:
+                    raise ConfigError(
+                        f"grid: points {seen[point.run_id]} and {point.index} are the same config ({point.label()})"
+                    )
+                seen[point.run_id] = point.index
+                points.append(point)
+    return points
+
+
+def grid_table(points: list[GridPoint]) -> pa.Table:
+    """``grid.parquet``: one row per point: ``index``, the run columns of the collected table, one
+    column per dotted-field axis (tables as JSON text), and ``config`` (the point's TOML).
+    """
+
+    def cell(v: Any) -> Any:
+        return json.dumps(v, sort_keys=True) if isinstance(v, dict) else v
+
+    table = pa.Table.from_pylist(
+        [
+            {"index": p.index, **p.columns(), **{k: cell(v) for k, v in p.fields.items()}, "config": to_toml(p.config)}
+            for p in points
+        ]
+    )
+    types = {"index": pa.int64(), **{f.name: f.type for f in RUN_COLUMNS}}
+    return table.cast(pa.schema([pa.field(c, types.get(c, table.schema.field(c).type)) for c in table.column_names]))
