@@ -214,15 +214,6 @@ class DataLoop:
         if X.shape[0] == 0:
             raise ValueError(f"this rank holds no samples (N = {self.num_samples} over {self.reduction.world_size})")
 
-    def with_chunk_size(self, chunk_size: int | None) -> DataLoop:
-        """The same data and reduction, other chunks (no communication)."""
-        other = DataLoop.__new__(DataLoop)
-        other.__dict__.update(self.__dict__)
-        if chunk_size is not None and chunk_size < 1:
-            raise ValueError(f"chunk_size must be a positive integer or None, got {chunk_size}")
-        other.chunk_size = chunk_size or int(self.X.shape[0])
-        return other
-
     def chunks(self) -> Iterator[Chunk]:
         """Chunks of this rank's samples, each weighted |chunk| / N so the weighted sums add up to means."""
         n, size = int(self.X.shape[0]), self.chunk_size
@@ -284,8 +275,6 @@ class FullBatchLoss:
         hvp_method: str = "auto",
         reduction: Reduction | None = None,
     ) -> None:
-        if X.shape[0] != y.shape[0]:
-            raise ValueError(f"X has {X.shape[0]} samples but y has {y.shape[0]}")
         model.check_inputs(X)
         if hvp_method not in HVP_METHODS:
             raise ValueError(f"hvp_method must be one of {HVP_METHODS}, got {hvp_method!r}")
