@@ -89,6 +89,7 @@ def process_group_from_env(device: str) -> Iterator[bool]:
     dist.init_process_group(backend, init_method="env://")
     try:
         yield True
+        dist.barrier()  # leave together, so no rank tears the group down under another
     finally:
         dist.destroy_process_group()
 
@@ -121,12 +122,16 @@ def launch(fn: Callable[..., int], nproc: int, *args: Any, device: str = "cpu") 
 
     if nproc < 1:
         raise ValueError(f"nproc must be >= 1, got {nproc}")
+    context = mp.start_processes(
+        _worker, args=(fn, nproc, _free_port(), device, args), nprocs=nproc, join=False, start_method="spawn"
+    )
     try:
-        mp.start_processes(
-            _worker, args=(fn, nproc, _free_port(), device, args), nprocs=nproc, join=True, start_method="spawn"
-        )
-    except mp.ProcessExitedException as e:
-        return int(e.exit_code) if e.exit_code and e.exit_code > 0 else 1
+        while not context.join():
+            pass
+    except mp.ProcessExitedException:
+        # the first exit code a process chose (a signal or a crash while the others stop is 1)
+        codes = [p.exitcode for p in context.processes]
+        return next((c for c in codes if c is not None and c > 0), 1)
     except mp.ProcessRaisedException as e:
         last = [line for line in str(e).strip().splitlines() if line.strip()]
         raise RuntimeError(f"a data-parallel process failed: {last[-1] if last else e}") from None
