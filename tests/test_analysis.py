@@ -250,7 +250,8 @@ def test_identities(case):
 def test_stability_bound(case):
     """§4's counterfactual bound for a lone snapshot (C5(t0) = its own C5, D15) is
     (1 + 1.37 (L − 1)) E‖J̃_1‖²; Eqs. 3, 8 and Lemma 7.2 give λ¹(G) ≤ (1 + (L − 1) r) E‖J̃_1‖² with r
-    the largest layer ratio E‖J̃_i‖² / E‖J̃_1‖², whether or not r ≤ 1.37 (it is not in two cases)."""
+    the largest layer ratio E‖J̃_i‖² / E‖J̃_1‖², whether or not r ≤ 1.37 (it is not in two cases).
+    """
     model, *_, result = case
     st, L = result.stats, model.depth
     first = float(st.layer_sqnorm[0])

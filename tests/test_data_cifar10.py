@@ -116,9 +116,9 @@ def test_reads_official_layouts_exactly(tmp_path, fmt, container):
         ds = load_dataset("cifar10", split, data_root=tmp_path, verify=False)
         pix, lab = _expected(split)
         assert ds.X.dtype == torch.float64 and ds.y.dtype == torch.int64
-        assert ds.X.shape == (len(lab), 3072) and ds.input_dim == 3072
-        # pixels / 255, exactly, in the files' CHW order
-        assert torch.equal(ds.X, torch.from_numpy(pix.astype(np.float64) / 255.0))
+        assert ds.X.shape == (len(lab), 3, 32, 32) and ds.input_shape == (3, 32, 32) and ds.input_dim == 3072
+        # pixels / 255, exactly, in the files' CHW order (flattened: 1024 red, 1024 green, 1024 blue)
+        assert torch.equal(ds.X.flatten(1), torch.from_numpy(pix.astype(np.float64) / 255.0))
         assert torch.equal(ds.y, torch.from_numpy(lab))
         assert ds.classes == CIFAR10_CLASSES and ds.meta["image_shape"] == (3, 32, 32)
         assert ds.meta["format"] == fmt and ds.meta["container"] == container
@@ -136,11 +136,12 @@ def test_chw_flatten_order(tmp_path):
         (d / f"data_batch_{i}.bin").write_bytes(rec)
     (d / "test_batch.bin").write_bytes(rec)
     ds = load_dataset("cifar10", "test", data_root=tmp_path)
-    x = ds.X[0]
+    assert ds.X.shape == (1, 3, 32, 32) and ds.X[0, 1, 1, 2].item() == 1.0
+    x = ds.X[0].flatten()  # what the MLP sees: CHW order
     assert x[0].item() == 10 / 255 and x[1023].item() == 10 / 255
     assert x[1024].item() == 20 / 255 and x[2048].item() == 30 / 255
     assert x[1024 + 1 * 32 + 2].item() == 1.0
-    assert torch.equal(x.reshape(3, 32, 32), torch.from_numpy(img.astype(np.float64) / 255))
+    assert torch.equal(ds.X[0], torch.from_numpy(img.astype(np.float64) / 255))
     assert ds.y.tolist() == [7]
 
 

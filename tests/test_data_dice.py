@@ -217,12 +217,13 @@ def test_loader_cache_hit_returns_identical_arrays(tmp_path):
     assert ds2.meta["cache_hit"] and path.stat().st_mtime_ns == mtime
     assert torch.equal(ds1.X, ds2.X) and torch.equal(ds1.y, ds2.y)
     assert ds1.X.dtype == torch.float64 and ds1.y.dtype == torch.int64
-    assert ds1.X.shape == (180, 256) and ds1.input_dim == 256 and ds1.classes == DICE_CLASSES
+    assert ds1.X.shape == (180, 1, 16, 16) and ds1.input_shape == (1, 16, 16) and ds1.input_dim == 256
+    assert ds1.classes == DICE_CLASSES
     assert float(ds1.X.min()) == 0.0 and float(ds1.X.max()) == 1.0
     # the cached arrays are those generate_dice gives
     gen = generate_dice(60, 16, seed=2)
     idx = ds1.meta["indices"]
-    assert np.array_equal(ds1.X.numpy(), gen.images[idx].reshape(len(idx), -1) / 255.0)
+    assert np.array_equal(ds1.X.numpy(), gen.images[idx].reshape(len(idx), 1, 16, 16) / 255.0)
     # other parameters -> another cache file
     ds3 = load_dataset("dice", "test", data_root=tmp_path, n_per_class=60, size=16, seed=3)
     assert ds3.meta["cache_path"] != str(path)
@@ -245,5 +246,5 @@ def test_generate_all_120k_timing(tmp_path, capsys):
     ds = load_dataset("dice", "test", data_root=tmp_path)
     with capsys.disabled():
         print(f"[dice] cached test split loaded in {time.perf_counter() - t0:.2f} s")
-    assert ds.meta["cache_hit"] and ds.X.shape == (60000, 1024)
+    assert ds.meta["cache_hit"] and ds.X.shape == (60000, 1, 32, 32) and ds.input_dim == 1024
     assert torch.equal(torch.bincount(ds.y), torch.full((6,), 10000))

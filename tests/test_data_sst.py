@@ -97,7 +97,8 @@ def embedded(sst_root):
 def test_embedding_shapes_and_zero_padding(embedded, sst_root):
     folder, ds = embedded
     hidden = 384
-    assert ds.X.shape == (N_EMB, 32 * hidden) and ds.X.dtype == torch.float64 and ds.y.dtype == torch.int64
+    assert ds.X.shape == (N_EMB, 32, hidden) and ds.X.dtype == torch.float64 and ds.y.dtype == torch.int64
+    assert ds.input_shape == (32, hidden) and ds.input_dim == 32 * hidden
     assert ds.meta["hidden"] == hidden and not ds.meta["cache_hit"]
     words, labels = sst_mod.sst_sentences("train", sst_root, limit=N_EMB)
     assert ds.y.tolist() == labels.tolist()
@@ -174,6 +175,6 @@ def test_short_crop_and_mean_pool(sst_root):
         cache=False,
         progress=False,
     )
-    assert ds.X.shape == (24, 8 * 384) and ds.meta["cache_path"] is None
+    assert ds.X.shape == (24, 8, 384) and ds.meta["cache_path"] is None
     E = ds.X.reshape(24, 8, 384)
     assert torch.equal(E.abs().sum(2) > 0, torch.arange(8)[None] < ds.meta["n_words"][:, None])

@@ -64,5 +64,6 @@ def test_independent_subsets_per_size():
 def test_draw_from_a_loaded_dataset(tmp_path):
     ds = load_dataset("dice", "train", data_root=tmp_path, n_per_class=40, size=8)
     sub = draw_subset(ds, 30, seed=0)
-    assert sub.X.shape == (30, 64) and sub.name == "dice" and sub.meta["params"].shape == (30, 7)
+    assert sub.X.shape == (30, 1, 8, 8) and sub.name == "dice" and sub.meta["params"].shape == (30, 7)
+    assert torch.equal(sub.X, ds.X[sub.meta["subset"]["indices"]])
     assert np.array_equal(sub.meta["indices"], ds.meta["indices"][sub.meta["subset"]["indices"].numpy()])

@@ -98,19 +98,21 @@ def test_window_offsets_follow_d11():
     assert window_offsets(10, 4, 3).tolist() == [0, 3]
     X = torch.arange(2 * 3 * 10, dtype=torch.float64).reshape(2, 3, 10)
     W, Y, origin = make_windows(X, torch.tensor([1, 0]), 4, 3)
-    assert W.shape == (4, 12) and Y.tolist() == [1, 1, 0, 0]
+    assert W.shape == (4, 3, 4) and Y.tolist() == [1, 1, 0, 0]
     assert origin.tolist() == [[0, 0], [0, 3], [1, 0], [1, 3]]
-    assert torch.equal(W[3], X[1, :, 3:7].reshape(-1))
+    assert torch.equal(W[3], X[1, :, 3:7])
 
 
 def test_generic_uea_loader_on_a_toy_archive(tmp_path):
     (tmp_path / "Toy").mkdir()
     (tmp_path / "Toy" / "Toy_TRAIN.ts").write_text(TOY)
     ds = load_dataset("uea", "train", data_root=tmp_path, problem="Toy")
-    assert ds.X.shape == (3, 8) and ds.classes == ["up", "down"] and ds.meta["shape"] == (2, 4)
-    assert ds.X[0].tolist() == [1, 2, 3, 4, 5, 6, 7, 8]  # channel-major flattening
+    assert ds.X.shape == (3, 2, 4) and ds.classes == ["up", "down"] and ds.meta["shape"] == (2, 4)
+    assert ds.input_shape == (2, 4) and ds.input_dim == 8
+    assert ds.X[0].tolist() == [[1, 2, 3, 4], [5, 6, 7, 8]]  # (channels, length)
+    assert ds.X[0].flatten().tolist() == [1, 2, 3, 4, 5, 6, 7, 8]  # what the MLP sees: channel-major
     dw = load_dataset("uea", "train", data_root=tmp_path, problem="Toy", window=2, stride=1)
-    assert dw.X.shape == (3 * 2, 4) and dw.X[1].tolist() == [2, 3, 6, 7]
+    assert dw.X.shape == (3 * 2, 2, 2) and dw.X[1].tolist() == [[2, 3], [6, 7]]
 
 
 def test_real_atrial_fibrillation_train():
@@ -119,14 +121,14 @@ def test_real_atrial_fibrillation_train():
     assert ts.X.shape == (15, 2, 640) and not torch.isnan(ts.X).any()
     assert ts.classes == ["n", "s", "t"] and torch.bincount(ts.labels).tolist() == [5, 5, 5]
     ds = load_dataset("atrial_fibrillation", "train", data_root=root)
-    assert ds.X.shape == (7680, 256) and ds.X.dtype == torch.float64 and ds.y.dtype == torch.int64
-    assert ds.name == "atrial_fibrillation" and ds.input_dim == 256
+    assert ds.X.shape == (7680, 2, 128) and ds.X.dtype == torch.float64 and ds.y.dtype == torch.int64
+    assert ds.name == "atrial_fibrillation" and ds.input_shape == (2, 128) and ds.input_dim == 256
     assert torch.bincount(ds.y).tolist() == [2560, 2560, 2560]
     rng = np.random.default_rng(0)
     for i in [0, 511, 512, 7679] + rng.integers(0, 7680, 20).tolist():
         case, off = divmod(i, 512)
         assert ds.meta["origin"][i].tolist() == [case, off]
-        want = torch.cat([ts.X[case, 0, off : off + 128], ts.X[case, 1, off : off + 128]])
+        want = torch.stack([ts.X[case, 0, off : off + 128], ts.X[case, 1, off : off + 128]])
         assert torch.equal(ds.X[i], want)
         assert ds.y[i] == ts.labels[case]
     # raw values (D9): the published statistics of channel 1 over the 15 train + 15 test cases
@@ -135,4 +137,4 @@ def test_real_atrial_fibrillation_train():
     assert both[:, 0].mean().item() == pytest.approx(-0.0121409, abs=1e-6)
     # options: window length and stride
     ds2 = load_dataset("atrial_fibrillation", "test", data_root=root, window=64, stride=32)
-    assert ds2.X.shape == (15 * 18, 128)
+    assert ds2.X.shape == (15 * 18, 2, 64)

@@ -1,23 +1,31 @@
 """The decomposition of the sharpness at one snapshot, and over a run (docs/math.md §3–§6, Eqs. 2–8).
 
 For one parameter vector θ and one dataset (a :class:`FullBatchLoss`) :func:`analyze_snapshot`
-computes
+computes, for **any model** of the protocol (:mod:`eoslab.models`),
 
-* λ¹ of H, G and R = H − G (Eq. 2), the algebraically largest (D14), by LOBPCG (R through one
-  double backward, :meth:`FullBatchLoss.residual_vp`); a negative λ¹ is recorded as NaN (D12), the raw
+* λ¹ of H, G and R = H − G (Eq. 2), the algebraically largest (D14), by the run's eigensolver
+  (``analysis.eig_method``; R as one operator, :meth:`FullBatchLoss.residual_vp`); a negative λ¹ is recorded as NaN (D12), the raw
   value is kept;
-* E‖J̃‖² (Eq. 4) and the overlap ratio ρ = λ¹(G) / E‖J̃‖² (Eq. 3);
-* for every layer: E‖J̃_i‖², E‖P̃_i‖², E[s_i], E[r_i], E‖K_i‖², the alignment ratios κ (Eq. 6), the
-  activation alignment, the five factors of Eq. 7 (boxed form, D1), E‖H_ℓ‖ and the
-  counterfactual stability bound (§4, D15).
+* E‖J̃‖² (Eq. 4), the overlap ratio ρ = λ¹(G) / E‖J̃‖² (Eq. 3), E‖H_ℓ‖ and, for every parameter
+  group i (the model's "layers", :meth:`~eoslab.models.Model.groups`), E‖J̃_i‖² (Eq. 4);
 
-The per-sample part uses the network's structure (docs/math.md §4) and never forms a per-sample
-parameter Jacobian nor a per-sample K_i: the pre-activation Jacobians are back-propagated from the
-n_L rows of S = H_ℓ^{1/2}, P̃_L = S and P̃_i = P̃_{i+1} K_i = (P̃_{i+1} W_{i+1}) ⊙ σ'(z_i) (Eq. 5);
-J̃_i J̃_iᵀ = s_i P̃_i P̃_iᵀ, so every squared norm of an n_L-row matrix is the top eigenvalue of an
-n_L × n_L Gram matrix; ‖K_i‖² is the top eigenvalue of K_iᵀK_i = diag(σ'(z_i)) W_{i+1}ᵀW_{i+1}
-diag(σ'(z_i)) (or of K_i K_iᵀ when that is smaller), found for all samples at once by batched
-Lanczos (:func:`layerjac_sqnorms`). Samples are processed in chunks, so memory is bounded for any N.
+and, for the paper's MLP only, E‖P̃_i‖², E[s_i], E[r_i], E‖K_i‖², the alignment ratios κ (Eq. 6),
+the activation alignment, the five factors of Eq. 7 (boxed form, D1) and the counterfactual
+stability bound (§4, D15). These need the MLP's layers z_i = W_i a_{i−1} + b_i and the layerwise
+Jacobians K_i = W_{i+1} diag(σ'(z_i)); for any other model they are refused with
+:class:`MLPOnlyError`, and its ``analysis.parquet`` simply has no rows for them.
+
+For the MLP the per-sample part uses the network's structure (docs/math.md §4) and never forms a
+per-sample parameter Jacobian nor a per-sample K_i: the pre-activation Jacobians are
+back-propagated from the n_L rows of S = H_ℓ^{1/2}, P̃_L = S and P̃_i = P̃_{i+1} K_i =
+(P̃_{i+1} W_{i+1}) ⊙ σ'(z_i) (Eq. 5); J̃_i J̃_iᵀ = s_i P̃_i P̃_iᵀ, so every squared norm of an
+n_L-row matrix is the top eigenvalue of an n_L × n_L Gram matrix; ‖K_i‖² is the top eigenvalue of
+K_iᵀK_i = diag(σ'(z_i)) W_{i+1}ᵀW_{i+1} diag(σ'(z_i)) (or of K_i K_iᵀ when that is smaller), found
+for all samples at once by batched Lanczos (:func:`layerjac_sqnorms`). For any other model the
+n_L × n_L Gram matrices J̃_i J̃_iᵀ come from per-sample products (:func:`group_grams`: a vmapped
+VJP per output row of J̃, then a vmapped JVP per group), never from a per-sample Jacobian.
+Samples are processed in chunks through the data loop of :mod:`eoslab.curvature` (and its
+reduction across ranks), so memory is bounded for any N.
 
 :func:`analyze_run` applies :func:`analyze_snapshot` to the snapshots of a run directory and
 writes ``analysis.parquet`` (long format ``step, t, metric, layer, value``, docs/rundir.md).
@@ -32,11 +40,12 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.compute as pc
 import torch
+from torch.func import jvp, vjp, vmap
 
 from .criteria import Criterion
-from .curvature import FullBatchLoss
+from .curvature import DataLoop, FullBatchLoss, Reduction
 from .eigen import EigResult, make_eigensolver
-from .models import MLP, elu_derivative
+from .models import MLP, Model, elu_derivative
 from .rundir import ANALYSIS_FILE, ANALYSIS_SCHEMA
 
 OPERATORS = ("H", "G", "R")
@@ -48,6 +57,22 @@ LANCZOS_TOL = 1e-6
 #: Relative growth of the top Ritz value between checks below which ‖K_i‖² counts as converged.
 STALL_RTOL = 1e-13
 LANCZOS_MAX_STEPS = 500
+#: Bytes of per-sample θ-sized rows :func:`group_grams` holds at once (it processes as many
+#: samples together as fit: two (samples, P) blocks).
+GROUP_GRAM_BYTES = 1 << 28
+
+
+class MLPOnlyError(ValueError):
+    """A quantity defined only for the paper's MLP (docs/math.md §4) was asked of another model."""
+
+
+def _require_mlp(model: Model, what: str) -> None:
+    if not isinstance(model, MLP):
+        raise MLPOnlyError(
+            f"{what} need the paper's MLP: its layers z_i = W_i a_(i-1) + b_i and layerwise Jacobians "
+            f"K_i = W_(i+1) diag(σ'(z_i)) (docs/math.md §4); a {type(model).__name__} has no such layers. "
+            "For any network use group_statistics (E‖J̃‖², E‖H_ℓ‖, E‖J̃_i‖² per parameter group)"
+        )
 
 
 # ----------------------------------------------------------------------------- per sample
@@ -60,6 +85,7 @@ def preactivation_jacobians(
         z: pre-activations z_1..z_L of the n samples, each (n, n_i).
         S: (n, n_L, n_L), the square roots H_ℓ^{1/2}.
     """
+    _require_mlp(model, "the pre-activation Jacobians P̃_i")
     layers = model.layers(theta)
     P = [S]
     for i in range(model.depth - 2, -1, -1):  # 0-based: P[i] belongs to layer i + 1
@@ -67,26 +93,13 @@ def preactivation_jacobians(
     return P[::-1]
 
 
-def _tridiagonal_top(
-    alpha: torch.Tensor, beta: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, rtol: float, sections: int = 31
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Narrow brackets lo ≤ λ¹(T) ≤ hi of n symmetric tridiagonal matrices T (diagonals alpha
-    (n, j), off-diagonals beta (n, j−1)) until hi − lo ≤ rtol·|hi|, by Sturm-sequence
-    multisection: x ≥ λ¹(T) iff every pivot of the LDLᵀ factorisation of T − xI is negative.
+def _top_ritz_value(alpha: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
+    """λ¹(T) of n symmetric tridiagonal matrices T (diagonals alpha (n, j), off-diagonals beta
+    (n, j−1)), by ``torch.linalg.eigvalsh`` of the small dense T (2–30× faster than Sturm-sequence
+    multisection at the j ≤ 48 Lanczos steps used, ``benchmarks/lanczos_ritz.py``).
     """
-    b2 = beta.square()
-    grid = torch.arange(1, sections + 1, dtype=alpha.dtype, device=alpha.device) / (sections + 1)
-    tiny = torch.finfo(alpha.dtype).tiny
-    while bool(((hi - lo) > rtol * hi.abs()).any()):
-        x = lo[:, None] + (hi - lo)[:, None] * grid  # (n, sections)
-        d = alpha[:, :1] - x
-        above = d < 0
-        for k in range(1, alpha.shape[1]):
-            d = alpha[:, k : k + 1] - x - b2[:, k - 1 : k] / torch.where(d == 0, -tiny, d)
-            above &= d < 0
-        hi = torch.minimum(hi, torch.where(above, x, torch.inf).min(1).values)
-        lo = torch.maximum(lo, torch.where(above, -torch.inf, x).max(1).values)
-    return lo, hi
+    T = torch.diag_embed(alpha) + torch.diag_embed(beta, 1) + torch.diag_embed(beta, -1)
+    return torch.linalg.eigvalsh(T)[:, -1]
 
 
 def _last_component_sq(alpha: torch.Tensor, beta: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -117,15 +130,15 @@ def layerjac_sqnorms(
     The top eigenvalue of the per-sample Gram matrix B = diag(d) WᵀW diag(d) (or W diag(d²) Wᵀ
     when W has fewer rows than columns) by batched Lanczos: the three-term recurrence alone, with
     no stored basis and no reorthogonalisation, which for the extreme eigenvalue loses nothing —
-    loss of orthogonality only repeats converged Ritz values (Paige). Every 8 steps the top Ritz
-    value θ of the tridiagonal T_j (Sturm multisection, :func:`_tridiagonal_top`) and the relative
-    residual β_j |s_j| / θ of its Ritz vector (:func:`_last_component_sq`) are checked, after 8
+    loss of orthogonality only repeats converged Ritz values (Paige). The top Ritz value θ of the
+    tridiagonal T_j (:func:`_top_ritz_value`) and the relative residual β_j |s_j| / θ of its Ritz
+    vector (:func:`_last_component_sq`, evaluated just above θ) are checked, after 8
     steps and then every max(8, j/4) steps; the samples stop together once each has a residual
     ≤ ``tol`` (so |λ¹ − θ| ≲ tol² θ / relative gap) or a θ that grew by at most
     ``STALL_RTOL`` since the last check (converged to round-off: once converged, plain Lanczos
     repeats θ as "ghosts", whose Ritz vectors never get small residuals), or after
-    ``max_steps`` (then θ ≤ λ¹ is the best estimate). K_i is never formed, and no small dense
-    eigenproblem is solved.
+    ``max_steps`` (then θ ≤ λ¹ is the best estimate). K_i is never formed; the only dense
+    eigenproblems are the j × j tridiagonals.
 
     Args:
         W: W_{i+1}, (n_{i+1}, n_i).
@@ -146,7 +159,7 @@ def layerjac_sqnorms(
     q_prev, b = torch.zeros_like(q), q.new_zeros(n, 1)
     alphas, betas = [], []
     eps, tiny = torch.finfo(W.dtype).eps, torch.finfo(W.dtype).tiny
-    lo, previous, check = q.new_full((n,), -torch.inf), q.new_full((n,), -torch.inf), 8
+    previous, check = q.new_full((n,), -torch.inf), 8
     for j in range(1, max_steps + 1):
         w = matvec(q) - b * q_prev
         a = (w * q).sum(1, keepdim=True)
@@ -156,12 +169,9 @@ def layerjac_sqnorms(
         betas.append(b[:, 0])
         if j == check or j == max_steps:
             alpha, beta = torch.stack(alphas, 1), torch.stack(betas[:-1], 1)
-            radius = torch.zeros_like(alpha)
-            radius[:, 1:] += beta.abs()
-            radius[:, :-1] += beta.abs()
-            lo = torch.maximum(lo, alpha.max(1).values)  # Ritz values only grow
-            lo, theta = _tridiagonal_top(alpha, beta, lo, (alpha + radius).max(1).values, rtol=4 * eps)
-            residual = b[:, 0] * _last_component_sq(alpha, beta, theta).sqrt() / theta.abs().clamp(min=tiny)
+            theta = _top_ritz_value(alpha, beta)
+            above = theta + 4 * eps * theta.abs()  # just above λ¹(T_j), where every r_k > 0
+            residual = b[:, 0] * _last_component_sq(alpha, beta, above).sqrt() / theta.abs().clamp(min=tiny)
             stalled = theta <= previous * (1 + STALL_RTOL)
             if bool(((residual <= tol) | stalled).all()) or j == max_steps:
                 return theta
@@ -206,6 +216,7 @@ def per_sample_statistics(
     """The per-sample quantities of §4 for the samples (X, y), from one forward pass, the
     back-propagated P̃_i (Eq. 5) and batched Lanczos for ‖K_i‖² (:func:`layerjac_sqnorms`).
     """
+    _require_mlp(model, "the activation ratios, ‖K_i‖² and alignment ratios")
     with torch.no_grad():
         fwd = model.forward_all(theta, X)
         f = fwd.output
@@ -227,6 +238,41 @@ def per_sample_statistics(
         )
 
 
+def group_grams(
+    model: Model, criterion: Criterion, theta: torch.Tensor, X: torch.Tensor, y: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-sample J̃_i J̃_iᵀ for every parameter group i (Eq. 4), for any model, without forming a
+    per-sample Jacobian.
+
+    Row q of J̃ = S J is the VJP of f with cotangent S e_q (vmapped over the samples); column q of
+    J̃_i J̃_iᵀ is S J t with t = that row restricted to group i, a JVP (vmapped over the samples).
+    Per sample this costs n_L VJPs and n_L × (number of groups) JVPs; at most
+    :data:`GROUP_GRAM_BYTES` of θ-sized rows are held at once.
+
+    Returns:
+        ((n, G, n_L, n_L) Gram matrices, whose sum over groups is J̃ J̃ᵀ; (n,) ‖H_ℓ‖).
+    """
+    with torch.no_grad():
+        f = model(theta, X)
+    S = criterion.hessian_sqrt(f, y)  # (n, n_L, n_L), symmetric
+    groups = model.groups()
+    n, n_out = f.shape
+    grams = f.new_zeros(n, len(groups), n_out, n_out)
+    one = lambda th, x: model(th, x.unsqueeze(0))[0]
+    row = lambda x, s: vjp(lambda th: one(th, x), theta)[1](s)[0]  # sᵀ J, (P,)
+    col = lambda x, t: jvp(lambda th: one(th, x), (theta,), (t,))[1]  # J t, (n_L,)
+    step = max(1, GROUP_GRAM_BYTES // (2 * theta.numel() * theta.element_size()))
+    for start in range(0, n, step):
+        xs, Ss = X[start : start + step], S[start : start + step]
+        for q in range(n_out):
+            rows = vmap(row)(xs, Ss[:, q])  # (m, P), row q of J̃ per sample
+            for i, g in enumerate(groups):
+                t = torch.zeros_like(rows)
+                t[:, g.slice] = rows[:, g.slice]
+                grams[start : start + step, i, :, q] = (Ss @ vmap(col)(xs, t).unsqueeze(-1)).squeeze(-1)
+    return grams, criterion.hessian_norm(f, y)
+
+
 # ----------------------------------------------------------------------------- expectations
 def _suffix_products(x: torch.Tensor) -> torch.Tensor:
     """out[i] = Π_{k ≥ i} x[k]."""
@@ -234,13 +280,31 @@ def _suffix_products(x: torch.Tensor) -> torch.Tensor:
 
 
 @dataclass
-class LayerwiseStats:
-    """Expectations over the dataset of §4 (Eqs. 4–7); tensors indexed by layer − 1.
+class GroupStats:
+    """Expectations over the dataset that every model has (Eqs. 3–4); tensors indexed by group − 1.
 
     Attributes:
         jtilde_sqnorm: E‖J̃‖² (Eq. 4).
         criterion_hessian_norm: E‖H_ℓ‖.
-        layer_sqnorm: (L,), E‖J̃_i‖², the layer components (Eq. 4).
+        layer_sqnorm: (G,), E‖J̃_i‖² for the parameter groups i = 1..G (the MLP's layers; Eq. 4).
+    """
+
+    jtilde_sqnorm: float
+    criterion_hessian_norm: float
+    layer_sqnorm: torch.Tensor
+
+    @property
+    def depth(self) -> int:
+        """The number of parameter groups (L for the MLP)."""
+        return int(self.layer_sqnorm.shape[0])
+
+
+@dataclass
+class LayerwiseStats(GroupStats):
+    """The MLP's expectations of §4 (Eqs. 4–7); tensors indexed by layer − 1.
+
+    Attributes:
+        jtilde_sqnorm, criterion_hessian_norm, layer_sqnorm: as :class:`GroupStats` (L layers).
         preact_sqnorm: (L,), E‖P̃_i‖².
         act_scale: (L,), E[s_i].
         act_ratio: (L−1,), E[r_i], r_i = s_i / s_{i+1} (Eq. 7, C2).
@@ -252,9 +316,6 @@ class LayerwiseStats:
             product is E‖J̃_i‖².
     """
 
-    jtilde_sqnorm: float
-    criterion_hessian_norm: float
-    layer_sqnorm: torch.Tensor
     preact_sqnorm: torch.Tensor
     act_scale: torch.Tensor
     act_ratio: torch.Tensor
@@ -264,16 +325,39 @@ class LayerwiseStats:
     act_align: torch.Tensor
     eq7: torch.Tensor
 
-    @property
-    def depth(self) -> int:
-        """L, the number of layers."""
-        return int(self.layer_sqnorm.shape[0])
-
     def layer1_factors(self) -> torch.Tensor:
         """C1..C5 of Eq. 7 for layer 1 ((1, 1, E‖J̃_1‖², 1, 1) for a one-layer network)."""
         if self.depth == 1:
             return torch.tensor([1.0, 1.0, float(self.layer_sqnorm[0]), 1.0, 1.0], dtype=self.eq7.dtype)
         return self.eq7[0]
+
+
+def group_statistics(
+    model: Model,
+    criterion: Criterion,
+    theta: torch.Tensor,
+    X: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    chunk_size: int | None = DEFAULT_CHUNK_SIZE,
+    reduction: Reduction | None = None,
+) -> GroupStats:
+    """E‖J̃‖², E‖H_ℓ‖ and E‖J̃_i‖² per parameter group (Eqs. 3–4) over (X, y), for any model,
+    from the per-sample Gram matrices of :func:`group_grams`, through the data loop
+    (:class:`~eoslab.curvature.DataLoop`, summed over ranks by ``reduction``).
+    """
+    data = DataLoop(X, y, chunk_size, reduction=reduction)
+
+    def part(c) -> dict[str, torch.Tensor]:
+        grams, hn = group_grams(model, criterion, theta, c.X, c.y)
+        return {
+            "layer": torch.linalg.eigvalsh(grams)[..., -1].sum(0),
+            "jt": torch.linalg.eigvalsh(grams.sum(1))[:, -1].sum(),
+            "hn": hn.sum(),
+        }
+
+    E = {key: value / data.num_samples for key, value in data.accumulate(part).items()}
+    return GroupStats(jtilde_sqnorm=float(E["jt"]), criterion_hessian_norm=float(E["hn"]), layer_sqnorm=E["layer"])
 
 
 def layerwise_statistics(
@@ -285,8 +369,10 @@ def layerwise_statistics(
     *,
     chunk_size: int | None = DEFAULT_CHUNK_SIZE,
     seed: int = 0,
+    reduction: Reduction | None = None,
 ) -> LayerwiseStats:
-    """Expectations of §4 over (X, y), accumulated over chunks of ``chunk_size`` samples.
+    """The MLP's expectations of §4 over (X, y), accumulated over chunks of ``chunk_size`` samples
+    through the data loop (:class:`~eoslab.curvature.DataLoop`, summed over ranks by ``reduction``).
 
     Alignment ratios (Eq. 6, D2) are ratios of expectations, κ(M, N) = E‖MN‖² / (E‖M‖² E‖N‖²),
     evaluated with P̃_{i+1} K_i = P̃_i (Eq. 5) and J̌_i = s_i^{1/2} P̃_i (so ‖J̌_i‖ = ‖J̃_i‖):
@@ -297,17 +383,16 @@ def layerwise_statistics(
 
     Eq. 7 (boxed, D1): E‖J̃_i‖² = C1·C2·C3·C4·C5 with C1 = Π_k κ(r_k^{1/2}, J̌_{k+1}K_k),
     C2 = Π_k E[r_k], C3 = E‖J̃_L‖², C4 = Π_k E‖K_k‖², C5 = Π_k κ(J̌_{k+1}, K_k), k = i..L−1.
+
+    Raises:
+        MLPOnlyError: ``model`` is not the paper's MLP (use :func:`group_statistics`).
     """
-    n = X.shape[0]
-    chunk = n if chunk_size is None else chunk_size
-    if chunk < 1:
-        raise ValueError(f"chunk_size must be a positive integer or None, got {chunk_size}")
+    _require_mlp(model, "the activation ratios, ‖K_i‖², alignment ratios and Eq. 7 factors")
+    data = DataLoop(X, y, chunk_size, reduction=reduction)
     generator = torch.Generator(device="cpu").manual_seed(seed)
-    sums: dict[str, torch.Tensor] = {}
-    for start in range(0, n, chunk):
-        ps = per_sample_statistics(
-            model, criterion, theta, X[start : start + chunk], y[start : start + chunk], generator=generator
-        )
+
+    def part(c) -> dict[str, torch.Tensor]:
+        ps = per_sample_statistics(model, criterion, theta, c.X, c.y, generator=generator)
         s, pn = ps.act_scale, ps.preact_sqnorm
         parts = {
             "s": s,
@@ -319,9 +404,9 @@ def layerwise_statistics(
             "jt": ps.jtilde_sqnorm,
             "hn": ps.hessian_norm,
         }
-        for key, value in parts.items():
-            sums[key] = sums.get(key, 0) + value.sum(0)
-    E = {key: value / n for key, value in sums.items()}
+        return {key: value.sum(0) for key, value in parts.items()}
+
+    E = {key: value / data.num_samples for key, value in data.accumulate(part).items()}
     layer = E["spn"]
     align = E["s_next_pn"] / (layer[1:] * E["kn"])
     act_align = layer[:-1] / (E["r"] * E["s_next_pn"])
@@ -358,15 +443,16 @@ class SnapshotAnalysis:
         step, t: the snapshot's step and (gradient-flow) time.
         eig: the λ¹ solves of H, G, R by name (eigenvalues, eigenvectors for warm starts,
             iterations, products, ``converged``).
-        stats: the per-sample expectations (:class:`LayerwiseStats`).
-        c5_t0: C5 of layer 1 used in the stability bound (D15).
+        stats: the per-sample expectations (:class:`LayerwiseStats` for the MLP,
+            :class:`GroupStats` for any other model).
+        c5_t0: C5 of layer 1 used in the stability bound (D15); None for a model other than the MLP.
     """
 
     step: int
     t: float
     eig: dict[str, EigResult]
-    stats: LayerwiseStats
-    c5_t0: float
+    stats: GroupStats
+    c5_t0: float | None
 
     def raw_sharpness(self, which: str) -> float:
         """λ¹ of ``which`` ∈ {H, G, R} as solved, sign included (D14)."""
@@ -404,7 +490,15 @@ class SnapshotAnalysis:
 
     @property
     def stability_bound(self) -> float:
-        """(1 + 1.37 (L − 1)) · C1 C2 C3 C4 (t) · C5(t0), layer-1 components of Eq. 7 (§4, D15)."""
+        """(1 + 1.37 (L − 1)) · C1 C2 C3 C4 (t) · C5(t0), layer-1 components of Eq. 7 (§4, D15).
+
+        Raises:
+            MLPOnlyError: the snapshot is of a model other than the MLP.
+        """
+        if not isinstance(self.stats, LayerwiseStats):
+            raise MLPOnlyError(
+                "the stability bound needs the MLP's Eq. 7 factors (docs/math.md §4); this snapshot is of another model"
+            )
         c = self.stats.layer1_factors()
         prefactor = 1 + LAYER_RATIO_BOUND * (self.stats.depth - 1)
         return prefactor * float(c[:4].prod()) * self.c5_t0
@@ -416,9 +510,9 @@ class SnapshotAnalysis:
         return {k: r.warm_start() for k, r in self.eig.items()}
 
     def rows(self) -> list[dict]:
-        """Long-format rows ``step, t, metric, layer, value`` (docs/metrics.md;
-        ``layer`` is None for whole-network metrics, else 1..L); a non-finite value is NaN
-        (:meth:`degenerate` says why).
+        """Long-format rows ``step, t, metric, layer, value`` (docs/metrics.md; ``layer`` is None
+        for whole-network metrics, else 1..L, the parameter group for a model other than the MLP,
+        which has no rows for the MLP-only metrics).
         """
         return [{**r, "value": r["value"] if math.isfinite(r["value"]) else math.nan} for r in self._raw_rows()]
 
@@ -431,19 +525,22 @@ class SnapshotAnalysis:
             "jtilde_sqnorm": st.jtilde_sqnorm,
             "overlap_ratio": self.overlap_ratio,
             "criterion_hessian_norm": st.criterion_hessian_norm,
-            "stability_bound": self.stability_bound,
         }
-        per_layer = {
-            "layer_sqnorm": st.layer_sqnorm,
-            "preact_sqnorm": st.preact_sqnorm,
-            "act_scale": st.act_scale,
-            "act_ratio": st.act_ratio,
-            "layerjac_sqnorm": st.layerjac_sqnorm,
-            "align_ratio": st.align_ratio,
-            "align_ratio_preact": st.align_ratio_preact,
-            "act_align": st.act_align,
-        }
-        per_layer.update({f"eq7_c{c + 1}": st.eq7[:, c] for c in range(5)})
+        per_layer = {"layer_sqnorm": st.layer_sqnorm}
+        if isinstance(st, LayerwiseStats):
+            whole["stability_bound"] = self.stability_bound
+            per_layer.update(
+                {
+                    "preact_sqnorm": st.preact_sqnorm,
+                    "act_scale": st.act_scale,
+                    "act_ratio": st.act_ratio,
+                    "layerjac_sqnorm": st.layerjac_sqnorm,
+                    "align_ratio": st.align_ratio,
+                    "align_ratio_preact": st.align_ratio_preact,
+                    "act_align": st.act_align,
+                }
+            )
+            per_layer.update({f"eq7_c{c + 1}": st.eq7[:, c] for c in range(5)})
         rows = [dict(step=self.step, t=self.t, metric=m, layer=None, value=float(v)) for m, v in whole.items()]
         for metric, values in per_layer.items():
             rows += [
@@ -501,20 +598,26 @@ def analyze_snapshot(
     chunk_size: int | None = DEFAULT_CHUNK_SIZE,
     seed: int = 0,
 ) -> SnapshotAnalysis:
-    """The full decomposition of §3–§6 at θ over the dataset of ``loss``.
+    """The full decomposition of §3–§6 at θ over the dataset of ``loss`` (the MLP-only factors
+    for the MLP alone, see the module docstring).
 
     Args:
         eig_method, tol, max_iters, guard, warm_start: the three λ¹ solves' solver, stopping and
             start (:func:`top_eigenvalues`).
         c5_t0: C5 of layer 1 at t0 for the stability bound (D15: the run's first analysed
-            snapshot); None uses this snapshot's own C5 (a lone snapshot).
+            snapshot); None uses this snapshot's own C5 (a lone snapshot). Ignored for a model
+            other than the MLP.
         chunk_size: samples per chunk of the per-sample part (memory ∝ chunk_size × L × n_L × width).
         seed: for the random starts of the eigensolvers.
     """
     eig = top_eigenvalues(
         loss, theta, method=eig_method, tol=tol, max_iters=max_iters, guard=guard, warm_start=warm_start, seed=seed
     )
-    stats = layerwise_statistics(loss.model, loss.criterion, theta, loss.X, loss.y, chunk_size=chunk_size, seed=seed)
+    args = (loss.model, loss.criterion, theta, loss.X, loss.y)
+    if not isinstance(loss.model, MLP):
+        stats = group_statistics(*args, chunk_size=chunk_size, reduction=loss.data.reduction)
+        return SnapshotAnalysis(step=int(step), t=float(t), eig=eig, stats=stats, c5_t0=None)
+    stats = layerwise_statistics(*args, chunk_size=chunk_size, seed=seed, reduction=loss.data.reduction)
     c5 = float(stats.layer1_factors()[4]) if c5_t0 is None else float(c5_t0)
     return SnapshotAnalysis(step=int(step), t=float(t), eig=eig, stats=stats, c5_t0=c5)
 

@@ -55,15 +55,20 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    """The paper's MLP (docs/math.md §1, D8)."""
+    """The network: the paper's MLP by default (docs/math.md §1, D8), a small CNN, or the user's own
+    ``torch.nn.Module`` (:mod:`eoslab.models.registry`).
+    """
 
-    depth: int = 6
-    width: int = 512
-    init: str = "xavier_normal"
-    gain: float = math.sqrt(2.0)
+    kind: str = "mlp"  #: mlp | cnn | python:package.module:factory (imports that module: user code)
+    depth: int = 6  #: mlp: Linear layers
+    width: int = 512  #: mlp: hidden width
+    init: str = "xavier_normal"  #: mlp, cnn
+    gain: float = math.sqrt(2.0)  #: mlp, cnn
     init_seed: int = 0
     dtype: str = "float64"
     device: str = "cpu"  #: cpu | cuda | cuda:N | auto (cuda when available)
+    options: dict = field(default_factory=dict)  #: cnn: channels, kernel_size, pool; python: the factory's kwargs
+    groups: list | None = None  #: python kinds: parameter-group name prefixes (None: the module's children)
 
 
 @dataclass
@@ -230,7 +235,21 @@ def validate(cfg: RunConfig) -> RunConfig:
             if isinstance(value, float) and not math.isfinite(value):
                 raise ConfigError(f"{name}: must be finite, got {value!r}")
     _check_solver(cfg)
+    _check_model(cfg)
     return cfg
+
+
+def _check_model(cfg: RunConfig) -> None:
+    """model.kind, model.options and model.groups (without importing a user's module)."""
+    from .models.registry import ModelError, check_options
+
+    m = cfg.model
+    if m.groups is not None and not all(isinstance(g, str) and g for g in m.groups):
+        raise ConfigError(f"model.groups: must be a list of parameter-name prefixes (strings), got {m.groups!r}")
+    try:
+        check_options(m.kind, m.options, m.groups)
+    except ModelError as e:
+        raise ConfigError(f"{e.field}: {e}") from None
 
 
 def _upgrade(data: dict) -> dict:
@@ -339,9 +358,20 @@ def to_toml(cfg: RunConfig) -> str:
     return tomli_w.dumps(to_dict(cfg))
 
 
+#: Keys added after the first version, left out of :func:`config_hash` while at these defaults
+#: (which reproduce the first version's behaviour), so existing run ids and sweeps keep their hashes.
+_HASH_NEUTRAL = {("model", "kind"): "mlp", ("model", "options"): {}}
+
+
 def config_hash(cfg: RunConfig, length: int = 12) -> str:
-    """A stable hash of the config's values (key order and formatting do not matter)."""
-    blob = json.dumps(to_dict(cfg), sort_keys=True, separators=(",", ":"))
+    """A stable hash of the config's values (key order and formatting do not matter; keys added
+    later are left out while at their defaults, see ``_HASH_NEUTRAL``).
+    """
+    data = to_dict(cfg)
+    for (section, key), default in _HASH_NEUTRAL.items():
+        if data.get(section, {}).get(key, default) == default:
+            data.get(section, {}).pop(key, None)
+    blob = json.dumps(data, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()[:length]
 
 

@@ -10,28 +10,43 @@ vectors by
 
 all k vectors in one pass over the data (vmap / batched autograd), never k separate passes.
 
+Every pass over the data goes through one loop, :meth:`DataLoop.accumulate`: it sums each chunk's
+contribution (already weighted by |chunk| / N) and hands the sum to one reduction hook,
+:class:`Reduction`, which under ``torch.distributed`` (an initialised process group with more than
+one rank) all-reduces it across the ranks. Each rank then holds a shard of the data and N is the
+global number of samples (the sum of the shards' sizes), so every rank gets the same full-batch
+loss, gradient and products, as one process holding all the data would (to round-off).
+
 Blocks are stored with **vectors as rows**: a block V has shape (k, P). Eigensolvers see the
-operators as :class:`LinearOperator`, which counts the operator products it performs.
+operators as :class:`LinearOperator`, which counts the operator products it performs and converts
+to ``scipy.sparse.linalg.LinearOperator`` (:meth:`LinearOperator.to_scipy`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import NamedTuple, TypeVar
 
 import torch
 from torch.func import jvp, vjp, vmap
 
 from .criteria import Criterion
-from .models import MLP
+from .models import Model
 
 HVP_METHODS = ("auto", "fwd_rev", "rev_rev", "loop")
 OPERATORS = ("H", "G", "R")
+T = TypeVar("T")
 
 
 @dataclass
 class LinearOperator:
     """A symmetric operator on R^P acting on blocks of row vectors (k, P) → (k, P).
+
+    ``op(V)`` takes a block of rows (what the eigensolvers call); ``op @ x`` takes a vector (P,)
+    or a matrix of columns (P, k) as in linear algebra, and ``V @ op`` a block of rows (k, P)
+    (the same numbers, since the operator is symmetric); :meth:`to_scipy` wraps it for
+    ``scipy.sparse.linalg`` (e.g. ``eigsh(op.to_scipy(), k=3)``).
 
     Attributes:
         matmat: the block product.
@@ -48,15 +63,176 @@ class LinearOperator:
     products: int = 0
 
     def __call__(self, V: torch.Tensor) -> torch.Tensor:
+        """A V for a block of rows V (k, P), counted in :attr:`products`."""
         if V.ndim != 2 or V.shape[1] != self.dim:
             raise ValueError(f"operator {self.name}: expected a block of shape (k, {self.dim}), got {tuple(V.shape)}")
         self.products += V.shape[0]
         return self.matmat(V)
 
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(P, P)."""
+        return (self.dim, self.dim)
+
+    def __matmul__(self, x: torch.Tensor) -> torch.Tensor:
+        """A x for a vector (P,) or a matrix of columns (P, k)."""
+        if x.ndim == 1:
+            return self(x.unsqueeze(0))[0]
+        if x.ndim != 2 or x.shape[0] != self.dim:
+            raise ValueError(f"operator {self.name}: A @ x needs x of shape ({self.dim},) or ({self.dim}, k)")
+        return self(x.T).T
+
+    def __rmatmul__(self, V: torch.Tensor) -> torch.Tensor:
+        """V A for a block of rows (k, P) (or a vector (P,)); equals (A Vᵀ)ᵀ, A being symmetric."""
+        return self(V.unsqueeze(0))[0] if V.ndim == 1 else self(V)
+
+    def to_scipy(self):
+        """This operator as a ``scipy.sparse.linalg.LinearOperator`` (``matvec``, ``matmat`` and,
+        A being symmetric, the same for the adjoint) on NumPy arrays; products run on ``device``
+        in ``dtype`` and count in :attr:`products`.
+        """
+        import numpy as np
+        from scipy.sparse.linalg import LinearOperator as ScipyOperator
+
+        np_dtype = torch.empty(0, dtype=self.dtype).numpy().dtype
+
+        def matmat(X):
+            X = np.asarray(X)
+            if np.iscomplexobj(X):
+                raise TypeError(f"operator {self.name}: a real operator, got complex input")
+            cols = torch.as_tensor(np.ascontiguousarray(X.reshape(self.dim, -1).T), dtype=self.dtype)
+            return self(cols.to(self.device)).T.cpu().numpy()
+
+        def matvec(x):
+            return matmat(np.asarray(x).reshape(self.dim, 1)).reshape(-1)
+
+        return ScipyOperator(
+            shape=self.shape, dtype=np_dtype, matvec=matvec, matmat=matmat, rmatvec=matvec, rmatmat=matmat
+        )
+
     @classmethod
     def from_dense(cls, A: torch.Tensor, name: str = "dense") -> LinearOperator:
         """Wrap a dense symmetric matrix (tests and references)."""
         return cls(matmat=lambda V: V @ A, dim=A.shape[0], dtype=A.dtype, device=A.device, name=name)
+
+
+# ----------------------------------------------------------------------------- the data loop
+class Reduction:
+    """The reduction hook of :meth:`DataLoop.accumulate`: sums across the ranks of a process group.
+
+    Args:
+        group: a ``torch.distributed`` process group, or None for one process (no communication).
+    """
+
+    def __init__(self, group=None) -> None:
+        self.group = group
+
+    @classmethod
+    def auto(cls) -> Reduction:
+        """All-reduce over the default process group when ``torch.distributed`` is initialised with
+        more than one rank, else the one-process reduction.
+        """
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            return cls(dist.group.WORLD)
+        return cls(None)
+
+    @property
+    def world_size(self) -> int:
+        """The number of ranks the hook sums over."""
+        if self.group is None:
+            return 1
+        import torch.distributed as dist
+
+        return dist.get_world_size(self.group)
+
+    def __call__(self, tensors: list[torch.Tensor]) -> list[torch.Tensor]:
+        """The sums over all ranks of each tensor (the tensors themselves for one process); one
+        all-reduce of one flat buffer for all of them.
+        """
+        if self.group is None:
+            return tensors
+        import torch.distributed as dist
+
+        flat = torch.cat([t.reshape(-1) for t in tensors])
+        dist.all_reduce(flat, op=dist.ReduceOp.SUM, group=self.group)
+        return [part.view_as(t) for part, t in zip(torch.split(flat, [t.numel() for t in tensors]), tensors)]
+
+
+class Chunk(NamedTuple):
+    """A chunk of samples and its weight |chunk| / N (N: the global number of samples)."""
+
+    X: torch.Tensor
+    y: torch.Tensor
+    weight: float
+
+
+def _leaves(tree) -> list[torch.Tensor]:
+    if isinstance(tree, torch.Tensor):
+        return [tree]
+    if isinstance(tree, dict):
+        return list(tree.values())
+    return list(tree)
+
+
+def _writable(t: torch.Tensor) -> bool:
+    """False for a broadcast view (a zero stride), which an in-place add cannot write."""
+    return all(stride != 0 or size == 1 for stride, size in zip(t.stride(), t.shape))
+
+
+def _rebuild(tree, leaves: list[torch.Tensor]):
+    if isinstance(tree, torch.Tensor):
+        return leaves[0]
+    if isinstance(tree, dict):
+        return dict(zip(tree, leaves))
+    return type(tree)(leaves)
+
+
+class DataLoop:
+    """The one loop over the data (this rank's shard) in chunks, with the reduction hook.
+
+    Args:
+        X: inputs (n, *input shape) held by this rank; y: labels (n,).
+        chunk_size: samples per chunk (None: all at once).
+        reduction: the hook (default :meth:`Reduction.auto`); N, the global number of samples,
+            is the reduced sum of the ranks' n.
+    """
+
+    def __init__(
+        self, X: torch.Tensor, y: torch.Tensor, chunk_size: int | None = None, *, reduction: Reduction | None = None
+    ) -> None:
+        if X.shape[0] != y.shape[0]:
+            raise ValueError(f"X has {X.shape[0]} samples but y has {y.shape[0]}")
+        if chunk_size is not None and chunk_size < 1:
+            raise ValueError(f"chunk_size must be a positive integer or None, got {chunk_size}")
+        self.X, self.y = X, y
+        self.chunk_size = chunk_size or max(int(X.shape[0]), 1)
+        self.reduction = Reduction.auto() if reduction is None else reduction
+        local = torch.tensor([float(X.shape[0])], dtype=torch.float64, device=X.device)
+        self.num_samples = int(self.reduction([local])[0])
+        if X.shape[0] == 0:
+            raise ValueError(f"this rank holds no samples (N = {self.num_samples} over {self.reduction.world_size})")
+
+    def chunks(self) -> Iterator[Chunk]:
+        """Chunks of this rank's samples, each weighted |chunk| / N so the weighted sums add up to means."""
+        n, size = int(self.X.shape[0]), self.chunk_size
+        for s in range(0, n, size):
+            Xc, yc = self.X[s : s + size], self.y[s : s + size]
+            yield Chunk(Xc, yc, Xc.shape[0] / self.num_samples)
+
+    def accumulate(self, fn: Callable[[Chunk], T]) -> T:
+        """Σ over chunks and ranks of ``fn(chunk)``: a tensor, a tuple or a dict of tensors
+        (summed leaf by leaf, in place, then reduced by the hook). Every rank must call it.
+        """
+        tree, sums = None, None
+        for chunk in self.chunks():
+            part = fn(chunk)
+            if sums is None:
+                tree, sums = part, _leaves(part)
+            else:
+                sums = [(t if _writable(t) else t.clone()).add_(p) for t, p in zip(sums, _leaves(part))]
+        return _rebuild(tree, self.reduction(sums))
 
 
 @dataclass
@@ -72,9 +248,11 @@ class FullBatchLoss:
     """L̃(θ) = E_{(x,y)∈T} ℓ(f(x, θ), y) and block products with H, G, R.
 
     Args:
-        model: the MLP (maps a flat θ and inputs to outputs).
+        model: any model of the protocol (:class:`~eoslab.models.Model`: the MLP, the CNN, an
+            ``nn.Module`` adapter) mapping a flat θ and inputs to outputs (N, n_L).
         criterion: ℓ, with its closed-form H_ℓ.
-        X: inputs (N, n_0); y: labels (N,).
+        X: inputs (N, *input shape), as the model takes them (images stay (C, H, W)); y: labels
+            (N,). Under ``torch.distributed``: this rank's shard (see :class:`DataLoop`).
         chunk_size: samples per chunk (``None``: all at once). Memory of a block product grows
             with chunk_size × k × width.
         hvp_method: how a block of H·V is formed within a chunk — ``"fwd_rev"`` (vmapped
@@ -82,76 +260,84 @@ class FullBatchLoss:
             ``is_grads_batched``), ``"loop"`` (one retained double-backward graph, looped over the
             vectors) or ``"auto"`` (``fwd_rev`` for chunks of ≤ 1024 samples, else ``loop``, as
             measured by ``benchmarks/curvature.py`` and docs/performance.md).
+        reduction: the reduction hook of the data loop (default :meth:`Reduction.auto`: all-reduce
+            when a process group with more than one rank is initialised).
     """
 
     def __init__(
         self,
-        model: MLP,
+        model: Model,
         criterion: Criterion,
         X: torch.Tensor,
         y: torch.Tensor,
         *,
         chunk_size: int | None = None,
         hvp_method: str = "auto",
+        reduction: Reduction | None = None,
     ) -> None:
-        if X.shape[0] != y.shape[0]:
-            raise ValueError(f"X has {X.shape[0]} samples but y has {y.shape[0]}")
-        if X.shape[1] != model.input_dim:
-            raise ValueError(f"X has {X.shape[1]} features but the model expects {model.input_dim}")
-        if chunk_size is not None and chunk_size < 1:
-            raise ValueError(f"chunk_size must be a positive integer or None, got {chunk_size}")
+        model.check_inputs(X)
         if hvp_method not in HVP_METHODS:
             raise ValueError(f"hvp_method must be one of {HVP_METHODS}, got {hvp_method!r}")
         self.model, self.criterion = model, criterion
-        self.X, self.y = X.to(dtype=model.dtype, device=model.device), y.to(model.device)
-        self.chunk_size = chunk_size or X.shape[0]
+        X, y = X.to(dtype=model.dtype, device=model.device), y.to(model.device)
+        self.data = DataLoop(X, y, chunk_size, reduction=reduction)
         self.hvp_method = hvp_method
 
     @property
+    def X(self) -> torch.Tensor:
+        """The inputs this process holds (all of them, or this rank's shard)."""
+        return self.data.X
+
+    @property
+    def y(self) -> torch.Tensor:
+        """The labels this process holds."""
+        return self.data.y
+
+    @property
+    def chunk_size(self) -> int:
+        """Samples per chunk."""
+        return self.data.chunk_size
+
+    @property
     def num_samples(self) -> int:
-        return int(self.X.shape[0])
+        """N, the number of samples over all ranks."""
+        return self.data.num_samples
 
     @property
     def num_params(self) -> int:
+        """P."""
         return self.model.num_params
 
-    def chunks(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, float]]:
-        """Yield (X_c, y_c, |c| / N): each chunk's loss is weighted so the sum is the mean."""
-        n = self.num_samples
-        for s in range(0, n, self.chunk_size):
-            Xc, yc = self.X[s : s + self.chunk_size], self.y[s : s + self.chunk_size]
-            yield Xc, yc, Xc.shape[0] / n
-
-    def _chunk_loss(self, theta: torch.Tensor, Xc: torch.Tensor, yc: torch.Tensor, w: float) -> torch.Tensor:
-        return self.criterion.losses(self.model(theta, Xc), yc).mean() * w
+    def _chunk_loss(self, theta: torch.Tensor, c: Chunk) -> torch.Tensor:
+        """|c|/N · mean ℓ over the chunk: the chunk's share of L̃."""
+        return self.criterion.losses(self.model(theta, c.X), c.y).mean() * c.weight
 
     # ----------------------------------------------------------------- loss and gradient
     def loss(self, theta: torch.Tensor) -> float:
         """L̃(θ)."""
         with torch.no_grad():
-            return float(sum(self._chunk_loss(theta, Xc, yc, w) for Xc, yc, w in self.chunks()))
+            return float(self.data.accumulate(lambda c: self._chunk_loss(theta, c)))
 
     def value_and_grad(self, theta: torch.Tensor) -> LossValue:
         """L̃(θ), ∇L̃(θ) and accuracy in one pass over the data."""
-        grad = torch.zeros_like(theta)
-        loss, correct = 0.0, 0.0
         th = theta.detach().requires_grad_(True)
-        for Xc, yc, w in self.chunks():
-            f = self.model(th, Xc)
-            lc = self.criterion.losses(f, yc).mean() * w
+
+        def part(c: Chunk) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+            f = self.model(th, c.X)
+            lc = self.criterion.losses(f, c.y).mean() * c.weight
             (g,) = torch.autograd.grad(lc, th)
-            grad += g
-            loss += float(lc.detach())
-            correct += float((f.detach().argmax(-1) == yc).sum())
-        return LossValue(loss=loss, grad=grad, accuracy=correct / self.num_samples)
+            correct = (f.detach().argmax(-1) == c.y).sum().to(g.dtype)
+            return g, lc.detach(), correct
+
+        grad, loss, correct = self.data.accumulate(part)
+        return LossValue(loss=float(loss), grad=grad, accuracy=float(correct) / self.num_samples)
 
     # ----------------------------------------------------------------- block products
     def hvp(self, theta: torch.Tensor, V: torch.Tensor) -> torch.Tensor:
         """H V for a block V of shape (k, P): Hv = E[∇_θ(∇_θ ℓ · v)] (docs/math.md §6)."""
-        out = torch.zeros_like(V)
-        for Xc, yc, w in self.chunks():
-            out += self._hessian_block(theta, V, lambda th: self._chunk_loss(th, Xc, yc, w), Xc.shape[0])
-        return out
+        return self.data.accumulate(
+            lambda c: self._hessian_block(theta, V, lambda th: self._chunk_loss(th, c), c.X.shape[0])
+        )
 
     def _hessian_block(self, theta, V, scalar, n_chunk: int) -> torch.Tensor:
         """(∇²_θ scalar) V for one chunk's scalar function θ ↦ R, by ``self.hvp_method``."""
@@ -174,16 +360,13 @@ class FullBatchLoss:
         """G V for a block V (k, P): Gv = E[Jᵀ H_ℓ (J v)] — a vmapped JVP, H_ℓ in closed form,
         then a vmapped VJP sharing one forward pass (docs/math.md §6).
         """
-        out = torch.zeros_like(V)
-        for Xc, yc, w in self.chunks():
-            out += self._ggnvp_chunk(theta, V, Xc, yc, w)
-        return out
+        return self.data.accumulate(lambda c: self._ggnvp_chunk(theta, V, c))
 
-    def _ggnvp_chunk(self, theta, V, Xc, yc, w):
-        f_fn = lambda th: self.model(th, Xc)
+    def _ggnvp_chunk(self, theta: torch.Tensor, V: torch.Tensor, c: Chunk) -> torch.Tensor:
+        f_fn = lambda th: self.model(th, c.X)
         f, vjp_fn = vjp(f_fn, theta)
         JV = vmap(lambda v: jvp(f_fn, (theta,), (v,))[1])(V)  # (k, n_c, n_L)
-        HJV = self.criterion.hessian_vp(f.detach(), yc, JV) * (w / Xc.shape[0])
+        HJV = self.criterion.hessian_vp(f.detach(), c.y, JV) * (c.weight / c.X.shape[0])
         return vmap(lambda u: vjp_fn(u)[0])(HJV)  # (k, P)
 
     def residual_vp(self, theta: torch.Tensor, V: torch.Tensor) -> torch.Tensor:
@@ -192,12 +375,12 @@ class FullBatchLoss:
         R is the Hessian of θ ↦ E[sg(∇_f ℓ) · f(x, θ)] with sg a stop-gradient (docs/math.md §6, the
         [R] alternative): one Hessian block of a cheaper scalar, instead of an H·V and a G·V.
         """
-        out = torch.zeros_like(V)
-        for Xc, yc, w in self.chunks():
-            f0 = self.model(theta.detach(), Xc).requires_grad_(True)
-            (e,) = torch.autograd.grad(self.criterion.losses(f0, yc).mean() * w, f0)  # ∂L̃_c/∂f, fixed
-            out += self._hessian_block(theta, V, lambda th: (e * self.model(th, Xc)).sum(), Xc.shape[0])
-        return out
+        return self.data.accumulate(lambda c: self._residual_chunk(theta, V, c))
+
+    def _residual_chunk(self, theta: torch.Tensor, V: torch.Tensor, c: Chunk) -> torch.Tensor:
+        f0 = self.model(theta.detach(), c.X).requires_grad_(True)
+        (e,) = torch.autograd.grad(self.criterion.losses(f0, c.y).mean() * c.weight, f0)  # ∂L̃_c/∂f, fixed
+        return self._hessian_block(theta, V, lambda th: (e * self.model(th, c.X)).sum(), c.X.shape[0])
 
     def operator(self, theta: torch.Tensor, which: str = "H") -> LinearOperator:
         """H, G or R at θ as a :class:`LinearOperator` (θ is captured, detached)."""

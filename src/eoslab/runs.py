@@ -19,7 +19,7 @@ A run directory (docs/rundir.md; the layout, the manifest and its checksums are 
     those of θ_u at the start of the step). The last row of a finished run is the evaluation of
     the final θ, with dt = 0.
 ``snapshots/step_XXXXXXXX.safetensors``
-    θ_u as named per-layer tensors (``MLP.to_state_dict``), metadata ``step`` and ``t`` (``repr``
+    θ_u as named parameter tensors (``Model.to_state_dict``), metadata ``step`` and ``t`` (``repr``
     of the float, exact); every ``train.snapshot_every`` steps, at step 0 and at the end.
 ``snapshots/state_XXXXXXXX.safetensors``
     everything else needed to resume bit-identically: the warm-start eigenvectors (tensor
@@ -38,10 +38,16 @@ Since the state is complete, the continued run is bit-identical to an uninterrup
 machine, same thread count). A corrupt newest snapshot is skipped for the previous good one,
 loudly (a warning on stderr and a note in ``status.json``); a finished run whose status,
 trajectory or final snapshot is corrupt is rebuilt from its final state file (or by resuming).
+
+Data-parallel runs (:mod:`eoslab.distributed`: ``eoslab train --nproc N`` or ``torchrun``): every
+rank builds the same problem and keeps its shard of the training subset; rank 0 alone locks, checks
+and writes the run directory and decides whether to resume, and sends its decision and resume
+state to the others.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
@@ -58,8 +64,9 @@ from .criteria import make_criterion
 from .curvature import FullBatchLoss
 from .data import Dataset, load_dataset
 from .data.subsets import draw_subset
+from .distributed import broadcast_object, is_main, rank_device, shard_slice, world
 from .integrators import ExponentialEuler, GradientDescent, Integrator, StepReport
-from .models import MLP
+from .models import Model, ModelError, make_model
 from .rundir import (
     FINAL_STATES,
     SNAPSHOT_KINDS,
@@ -87,18 +94,19 @@ class RunConflictError(Exception):
 # ------------------------------------------------------------------------------ problem
 @dataclass
 class Problem:
-    """What a config describes: the training subset, the MLP, the criterion and L̃ over the subset.
+    """What a config describes: the training subset, the model, the criterion and L̃ over the subset.
 
     Attributes:
         config: the resolved config (k = n_L and the target loss filled in).
-        dataset: the training subset the run trains on.
-        model: the MLP.
-        loss: the full-batch loss L̃ on ``dataset`` (docs/math.md §2).
+        dataset: the training subset the run trains on (all of it, on every rank).
+        model: the model of ``model.kind`` (:func:`eoslab.models.make_model`).
+        loss: the full-batch loss L̃ on ``dataset`` (docs/math.md §2); in a data-parallel run it
+            holds this rank's shard (:func:`eoslab.distributed.shard_slice`) and sums over ranks.
     """
 
     config: RunConfig
     dataset: Dataset
-    model: MLP
+    model: Model
     loss: FullBatchLoss
 
     def fingerprint(self) -> dict[str, Any]:
@@ -124,7 +132,8 @@ def build_problem(cfg: RunConfig) -> Problem:
     """Dataset subset, model, criterion and full-batch loss of a config (train and load_run).
 
     Raises ConfigError naming the field when a value only turns out wrong here (an unknown
-    dataset or loader option, a subset larger than the data, k ≥ P).
+    dataset or loader option, a subset larger than the data, a model that cannot be built, k ≥ P,
+    fewer samples than data-parallel processes).
     """
     d = cfg.data
     try:
@@ -140,21 +149,31 @@ def build_problem(cfg: RunConfig) -> Problem:
         dataset = draw_subset(dataset, d.n, d.subset_seed, nested=d.nested)
     cfg = resolve(cfg, num_outputs=dataset.num_classes)
     m = cfg.model
-    model = MLP(
-        dataset.input_dim,
-        dataset.num_classes,
-        m.depth,
-        m.width,
-        init=m.init,
-        gain=m.gain,
-        dtype=getattr(torch, m.dtype),
-        device=torch_device(cfg),
-    )
+    try:
+        model = make_model(
+            m.kind,
+            input_shape=dataset.input_shape,
+            num_classes=dataset.num_classes,
+            depth=m.depth,
+            width=m.width,
+            init=m.init,
+            gain=m.gain,
+            options=m.options,
+            groups=m.groups,
+            dtype=getattr(torch, m.dtype),
+            device=rank_device(torch_device(cfg)),
+        )
+    except ModelError as e:
+        raise ConfigError(f"{e.field}: {e}") from None
     if cfg.solver.method == "exp_euler" and cfg.solver.k + 1 > model.num_params:
         raise ConfigError(f"solver.k: must be < the number of parameters {model.num_params}, got {cfg.solver.k}")
     criterion_options = {"reduction": cfg.criterion.mse_reduction} if cfg.criterion.name == "mse" else {}
     criterion = make_criterion(cfg.criterion.name, **criterion_options)
-    loss = FullBatchLoss(model, criterion, dataset.X, dataset.y, chunk_size=cfg.train.chunk_size)
+    rank, size = world()
+    if len(dataset) < size:
+        raise ConfigError(f"data.n: {len(dataset)} samples cannot be split over {size} data-parallel processes")
+    shard = shard_slice(len(dataset), rank, size)
+    loss = FullBatchLoss(model, criterion, dataset.X[shard], dataset.y[shard], chunk_size=cfg.train.chunk_size)
     return Problem(cfg, dataset, model, loss)
 
 
@@ -259,7 +278,7 @@ class _Writer:
     in the crash-safe order (module docstring).
     """
 
-    def __init__(self, run_dir: RunDir, model: MLP, target: float, notes: list[str]) -> None:
+    def __init__(self, run_dir: RunDir, model: Model, target: float, notes: list[str]) -> None:
         self.dir, self.model, self.target, self.notes = run_dir, model, target, notes
 
     def running(self, step: int, t: float, loss: float | None) -> dict[str, Any]:
@@ -306,6 +325,21 @@ class _Writer:
                     tx.remove(name)
 
 
+class _NullWriter(_Writer):
+    """The writer of ranks other than 0 in a data-parallel run: rank 0 writes the run directory."""
+
+    def snapshot(
+        self, integ: Integrator, rows: list[StepReport], elapsed_s: float, status: dict[str, Any], final: bool = False
+    ) -> None:
+        """Nothing: rank 0 writes."""
+
+    def finish(self, rows: list[StepReport], status: dict[str, Any]) -> None:
+        """Nothing: rank 0 writes."""
+
+    def remove(self, names: list[str]) -> None:
+        """Nothing: rank 0 writes."""
+
+
 @dataclass
 class _Resume:
     """The newest good snapshot: integrator state, the trajectory rows before it, the elapsed
@@ -319,7 +353,7 @@ class _Resume:
     final_status: dict[str, Any] | None = None
 
 
-def _resume_point(run: RunDir, manifest: dict[str, Any], model: MLP) -> tuple[_Resume | None, list[str]]:
+def _resume_point(run: RunDir, manifest: dict[str, Any], model: Model) -> tuple[_Resume | None, list[str]]:
     """(the newest snapshot whose parameter and state files both verify, or None; what was
     skipped on the way, one line each).
     """
@@ -372,6 +406,10 @@ def train(cfg: RunConfig, run_dir: str | Path, *, progress: bool = True) -> dict
     or data changed since raises :class:`~eoslab.rundir.MismatchError`, both naming the fields.
     Nothing is written until the config has been checked (ConfigError names the field).
 
+    In a data-parallel run (an initialised process group, :mod:`eoslab.distributed`) every rank
+    calls it: rank 0 locks, checks and writes the directory (and shows the progress bar), the
+    others follow its decisions (an error of rank 0's raises RunConflictError on the others).
+
     Returns:
         The final status dict (``state`` done, stopped or failed; a non-finite loss or gradient
         fails the run, with the reason, keeping what was written).
@@ -379,17 +417,28 @@ def train(cfg: RunConfig, run_dir: str | Path, *, progress: bool = True) -> dict
     run = RunDir(run_dir)
     problem = build_problem(cfg)
     cfg = problem.config
-    with run.lock():
-        run.remove_leftovers()
-        manifest = _bind(run, problem)
-        status, note = _finished_status(run, manifest)
+    with contextlib.ExitStack() as held:
+        opened: Any = None
+        if is_main():
+            try:
+                held.enter_context(run.lock())
+                run.remove_leftovers()
+                manifest = _bind(run, problem)
+                opened = (manifest, *_finished_status(run, manifest))
+            except Exception as e:
+                broadcast_object(str(e))
+                raise
+        opened = broadcast_object(opened)
+        if isinstance(opened, str):
+            raise RunConflictError(f"rank 0: {opened}")
+        manifest, status, note = opened
         if status is not None:
             return status
         threads = torch.get_num_threads()
         if cfg.train.threads:
             torch.set_num_threads(cfg.train.threads)
         try:
-            return _train_loop(problem, make_integrator(problem), run, manifest, progress, note)
+            return _train_loop(problem, make_integrator(problem), run, manifest, progress and is_main(), note)
         finally:
             torch.set_num_threads(threads)
 
@@ -459,11 +508,12 @@ def _train_loop(
     problem: Problem, integ: Integrator, run: RunDir, manifest: dict[str, Any], progress: bool, broken: str | None
 ) -> dict[str, Any]:
     cfg = problem.config.train
-    notes = list((run.read_status(manifest) or {}).get("notes", []))
-    writer = _Writer(run, problem.model, cfg.target_loss, notes)
-    resume, skipped = _resume_point(run, manifest, problem.model)
+    main = is_main()
+    notes = list((run.read_status(manifest) or {}).get("notes", [])) if main else []
+    writer = (_Writer if main else _NullWriter)(run, problem.model, cfg.target_loss, notes)
+    resume, skipped = broadcast_object(_resume_point(run, manifest, problem.model) if main else None)
     step0 = resume.state["step"] if resume else -1
-    if broken or skipped:
+    if main and (broken or skipped):
         where = f"resumed from step {step0}" if resume else "started again from step 0"
         note = "; ".join([*([broken] if broken else []), *(f"{s}: skipped, {where}" for s in skipped)])
         notes.append(note)
@@ -494,6 +544,8 @@ def _train_loop(
                 limit = f"max_steps {cfg.max_steps} reached"
             elif cfg.max_time_s is not None and elapsed >= cfg.max_time_s:
                 limit = f"max_time_s {cfg.max_time_s:g} reached"
+            if cfg.max_time_s is not None:  # rank 0's clock decides for all ranks
+                limit = broadcast_object(limit)
             report = integ.step(stop_below=math.inf if limit else cfg.target_loss)
             rows.append(report)
             bar.update(report)
@@ -594,8 +646,8 @@ class Run:
             self.manifest = self.dir.manifest()
 
     @property
-    def model(self) -> MLP:
-        """The model the run trains."""
+    def model(self) -> Model:
+        """The model the run trains (:func:`eoslab.models.make_model` of its config)."""
         return self.problem.model
 
     @property

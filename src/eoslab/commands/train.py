@@ -1,6 +1,11 @@
-"""``eoslab train CONFIG.toml --out RUN_DIR [--no-progress]``: train one network (GD or
+"""``eoslab train CONFIG.toml --out RUN_DIR [--nproc N] [--no-progress]``: train one network (GD or
 exponential Euler) to its target loss, writing a resumable, self-verifying run directory
 (:mod:`eoslab.runs`, :mod:`eoslab.rundir`).
+
+``--nproc N`` splits the training data over N local processes (gloo on CPU, nccl on GPUs, one GPU
+each; :mod:`eoslab.distributed`); the trajectory equals the one-process run to round-off, and a run
+may be resumed with another N. Under ``torchrun`` (``WORLD_SIZE`` > 1) the command joins the
+process group torchrun describes instead. Rank 0 writes the run directory and prints.
 
 Exit codes: 0 done or stopped (the run reached its target, or ``max_steps`` / ``max_time_s``
 ended it first: the message says which, with the loss; also when it had finished before), 1 the
@@ -13,6 +18,7 @@ Every error is one line on stderr naming the file (or field) and the fix.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 
@@ -25,28 +31,68 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="RUN_DIR",
         help="run directory; rerunning the same command resumes an interrupted run",
     )
+    parser.add_argument(
+        "--nproc",
+        type=int,
+        default=1,
+        metavar="N",
+        help="data-parallel processes on this machine (gloo on CPU, nccl on GPUs); default 1",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
-def run(args: argparse.Namespace) -> int:
-    """Run the command; returns its exit code."""
-    from ..config import ConfigError, load_config
+def _fail(message: str) -> None:
+    from ..distributed import is_main
+
+    if is_main():
+        print(f"eoslab train: error: {' '.join(message.split())}", file=sys.stderr)
+
+
+def train_command(config: str, out: str, progress: bool) -> int:
+    """Load, train and report: the whole command in this process (one of the ranks, or the only one)."""
+    from ..config import ConfigError, load_config, torch_device
     from ..data import DatasetError
+    from ..distributed import is_main, process_group_from_env
     from ..rundir import CorruptFileError, RunDirError
     from ..runs import RunConflictError, train
 
     try:
-        cfg = load_config(args.config)
-        status = train(cfg, args.out, progress=not args.no_progress)
+        cfg = load_config(config)
+        with process_group_from_env(torch_device(cfg)):
+            status = train(cfg, out, progress=progress)
+            main = is_main()
     except (CorruptFileError, DatasetError, OSError) as e:
-        print(f"eoslab train: error: {' '.join(str(e).split())}", file=sys.stderr)
+        _fail(str(e))
         return 1
     except (ConfigError, RunConflictError, RunDirError) as e:
-        print(f"eoslab train: error: {' '.join(str(e).split())}", file=sys.stderr)
+        _fail(str(e))
         return 2
     where = f"step {status['step']}, t = {status['t']:.6g}, loss = {status['loss']}"
     if status["state"] == "failed":
-        print(f"{args.out}: failed: {status['reason']} ({where})", file=sys.stderr)
+        if main:
+            print(f"{out}: failed: {status['reason']} ({where})", file=sys.stderr)
         return 1
-    print(f"{args.out}: {status['state']}: {status['reason']} ({where})")
+    if main:
+        print(f"{out}: {status['state']}: {status['reason']} ({where})")
     return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    """Train in this process, or in ``--nproc`` spawned ones; the exit code."""
+    if args.nproc < 1:
+        print(f"eoslab train: error: --nproc must be >= 1, got {args.nproc}", file=sys.stderr)
+        return 2
+    if args.nproc == 1:
+        return train_command(args.config, args.out, not args.no_progress)
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        print("eoslab train: error: --nproc starts its own processes; under torchrun leave it out", file=sys.stderr)
+        return 2
+    from ..config import ConfigError, load_config, torch_device
+    from ..distributed import launch
+
+    try:
+        device = torch_device(load_config(args.config))
+    except ConfigError as e:
+        print(f"eoslab train: error: {e}", file=sys.stderr)
+        return 2
+    return launch(train_command, args.nproc, args.config, args.out, not args.no_progress, device=device)

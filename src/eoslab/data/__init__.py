@@ -1,11 +1,14 @@
 """Datasets as float64 tensors (docs/math.md §8): one loader per dataset, one registry.
 
-Every loader returns a :class:`Dataset` whose inputs are flattened to vectors (``X``: (N, n_0),
-float64) and whose labels are class indices (``y``: (N,), int64).
+Every loader returns a :class:`Dataset` whose inputs keep their natural shape (``X``:
+(N, *input_shape), float64: Dice (N, 1, H, W), CIFAR-10 (N, 3, 32, 32), AtrialFibrillation windows
+(N, 2, 128), SST (N, tokens, hidden), synthetic (N, input_dim)) and whose labels are class indices
+(``y``: (N,), int64). Only the MLP flattens (n_0 = ``input_dim`` = the product of the shape).
 """
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,7 +22,8 @@ class Dataset:
     """A classification dataset held in memory.
 
     Attributes:
-        X: inputs, shape (N, n_0), float64 (flattened).
+        X: inputs, shape (N, *input_shape), float64 (images (C, H, W), series (C, L), token
+            embeddings (tokens, hidden), plain vectors (n_0,)).
         y: labels, shape (N,), int64 in ``range(len(classes))``.
         classes: class names, index = label.
         name: registry name (e.g. ``"dice"``).
@@ -35,15 +39,20 @@ class Dataset:
     meta: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if self.X.ndim != 2:
-            raise ValueError(f"dataset {self.name!r}: X must be 2-D (N, n_0), got shape {tuple(self.X.shape)}")
+        if self.X.ndim < 2:
+            raise ValueError(f"dataset {self.name!r}: X must be (N, *input_shape), got shape {tuple(self.X.shape)}")
         if self.y.shape != (self.X.shape[0],):
             raise ValueError(f"dataset {self.name!r}: y has shape {tuple(self.y.shape)}, expected ({self.X.shape[0]},)")
 
     @property
+    def input_shape(self) -> tuple[int, ...]:
+        """The shape of one input, e.g. (3, 32, 32)."""
+        return tuple(int(d) for d in self.X.shape[1:])
+
+    @property
     def input_dim(self) -> int:
-        """n_0, the number of input features."""
-        return int(self.X.shape[1])
+        """n_0, the number of input features (entries of one input: what the MLP sees after flattening)."""
+        return math.prod(self.input_shape)
 
     @property
     def num_classes(self) -> int:

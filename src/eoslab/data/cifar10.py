@@ -11,8 +11,9 @@ this order (the first that exists wins, unless ``format=`` picks one):
 
 The official archives are checked against their published MD5 unless ``verify=False``.
 
-Pixels are divided by 255 (decision D9, no mean/std normalisation) and flattened in the files'
-own CHW order (1024 red, 1024 green, 1024 blue values, each plane row-major), so ``n_0 = 3072``.
+Pixels are divided by 255 (decision D9, no mean/std normalisation) and kept as images (3, 32, 32)
+in the files' own CHW order (the MLP flattens them to 1024 red, 1024 green, 1024 blue values, each
+plane row-major, so ``n_0 = 3072``).
 
 Pickles are never unpickled with the stock unpickler: :class:`RestrictedUnpickler` only resolves
 the few globals numpy array reconstruction needs and refuses everything else.
@@ -352,7 +353,7 @@ def load_cifar10(
     format: str = "auto",
     verify: bool = True,
 ) -> Dataset:
-    """CIFAR-10: X (N, 3072) float64 = pixels / 255 in CHW order, y (N,) int64 (50,000 / 10,000).
+    """CIFAR-10: X (N, 3, 32, 32) float64 = pixels / 255, y (N,) int64 (50,000 / 10,000).
 
     Args:
         split: ``"train"`` (data_batch_1..5) or ``"test"`` (test_batch).
@@ -373,7 +374,7 @@ def load_cifar10(
         pix.append(p)
         labels.append(lab)
     pixels = np.concatenate(pix)
-    X = torch.from_numpy(pixels).to(torch.float64).div_(255.0)
+    X = torch.from_numpy(pixels).to(torch.float64).div_(255.0).reshape(-1, 3, 32, 32)
     y = torch.from_numpy(np.concatenate(labels))
     classes = _parse_meta(fmt, meta[1], meta[0]) if meta is not None else list(CIFAR10_CLASSES)
     return Dataset(

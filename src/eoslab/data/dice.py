@@ -501,7 +501,7 @@ def load_dice(
     quantize: bool = True,
     cache: bool = True,
 ) -> Dataset:
-    """The Dice dataset (docs/math.md §8): X (N, size²) float64 ink in [0, 1], y (N,) int64.
+    """The Dice dataset (docs/math.md §8): X (N, 1, size, size) float64 ink in [0, 1], y (N,) int64.
 
     ``split`` is ``"train"`` or ``"test"`` (each 3·n_per_class images: 60,000 by default).
     Generated once and cached at ``<data_root>/dice/<hash>.npz``.
@@ -520,7 +520,7 @@ def load_dice(
         cache=cache,
     )
     idx = split_indices(n_per_class, split, seed)
-    imgs = arrays.images[idx].reshape(idx.size, -1)
+    imgs = arrays.images[idx].reshape(idx.size, 1, size, size)
     X = torch.from_numpy(imgs).to(torch.float64)
     if imgs.dtype == np.uint8:
         X /= 255.0

@@ -479,9 +479,9 @@ def load_sst(
     cache: bool = True,
     progress: bool = True,
 ) -> Dataset:
-    """SST sentences as flattened per-word encoder embeddings (D7).
+    """SST sentences as per-word encoder embeddings (D7).
 
-    Returns X (N, max_tokens · hidden) float64 with zero vectors after each sentence's last word,
+    Returns X (N, max_tokens, hidden) float64 with zero vectors after each sentence's last word,
     y (N,) int64 root labels (5 classes, or 2 with ``binary=True``). ``limit`` keeps the first
     ``limit`` trees of the file (before the binary filter).
     """
@@ -546,7 +546,7 @@ def load_sst(
         keep = np.nonzero(labels != 2)[0]
         y = (labels[keep] >= 3).astype(np.int64)
         classes = list(SST_BINARY_CLASSES)
-    X = torch.from_numpy(emb[keep].reshape(keep.size, -1)).to(torch.float64)
+    X = torch.from_numpy(emb[keep]).to(torch.float64)
     return Dataset(
         X=X,
         y=torch.from_numpy(np.ascontiguousarray(y)),

@@ -20,11 +20,12 @@ length are right-padded with NaN to the longest one (the lengths are returned). 
 
 Loaders (files at ``<data_root>/<Problem>/<Problem>_{TRAIN,TEST}.ts``):
 
-* ``uea`` (option ``problem=...``): one row per case, X = the series flattened channel-major
-  (``channels · length``); optional ``window=``/``stride=`` cut every case into windows instead.
+* ``uea`` (option ``problem=...``): one row per case, X = the series (``channels × length``);
+  optional ``window=``/``stride=`` cut every case into windows instead.
 * ``atrial_fibrillation``: decision D11 — windows of length 128, stride 1, start offsets
   ``0 .. L − 128 − 1`` (= 0..511 for L = 640) per series: 15 · 512 = 7,680 train windows, each
-  2 × 128 values flattened channel-major to 256. A window's label is its series' label. Raw values
+  2 × 128 values (the MLP flattens them channel-major to 256). A window's label is its series'
+  label. Raw values
   (D9). Note that the last possible start (L − window) is excluded, as D11 requires
   (``include_last=True`` adds it, giving torchcast's 15 · 513).
 """
@@ -274,15 +275,14 @@ def make_windows(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Cut (cases, channels, length) into windows, series-major then offset.
 
-    Returns ``(windows (N, channels·window) flattened channel-major, labels (N,), origin (N, 2)
-    = (case index, start offset))``.
+    Returns ``(windows (N, channels, window), labels (N,), origin (N, 2) = (case index, start offset))``.
     """
     cases, channels, length = X.shape
     offs = torch.from_numpy(window_offsets(length, window, stride, include_last=include_last))
     w = X.unfold(2, window, stride)  # (cases, channels, n_all, window)
     w = w[:, :, : offs.numel()]  # offsets 0, stride, ... (drop the last one unless include_last)
     n = offs.numel()
-    W = w.permute(0, 2, 1, 3).reshape(cases * n, channels * window).contiguous()
+    W = w.permute(0, 2, 1, 3).reshape(cases * n, channels, window).contiguous()
     Y = labels.repeat_interleave(n)
     origin = torch.stack([torch.arange(cases).repeat_interleave(n), offs.repeat(cases)], dim=1)
     return W, Y, origin
@@ -308,7 +308,7 @@ def load_uea(
 ) -> Dataset:
     """Any UEA/UCR classification problem, one row per case (or per window if ``window`` is set).
 
-    X is float64, the series flattened channel-major; missing values stay NaN.
+    X is float64, (cases, channels, length) (or (windows, channels, window)); missing values stay NaN.
     """
     if not problem:
         raise ValueError("uea: pass problem=NAME (e.g. problem='AtrialFibrillation')")
@@ -327,7 +327,7 @@ def load_uea(
         "lengths": ts.lengths,
     }
     if window is None:
-        X, y = ts.X.reshape(cases, channels * length).clone(), ts.labels.clone()
+        X, y = ts.X.clone(), ts.labels.clone()
         meta["shape"] = (channels, length)
     else:
         X, y, origin = make_windows(ts.X, ts.labels, int(window), int(stride), include_last=include_last)
@@ -353,7 +353,7 @@ def load_atrial_fibrillation(
     stride: int = 1,
     include_last: bool = False,
 ) -> Dataset:
-    """AtrialFibrillation windows (D11): X (7680, 256) float64 raw values for the train split."""
+    """AtrialFibrillation windows (D11): X (7680, 2, 128) float64 raw values for the train split."""
     ds = load_uea(
         split, data_root, problem="AtrialFibrillation", window=window, stride=stride, include_last=include_last
     )

@@ -4,6 +4,8 @@
 
 with σ = ELU. All numerics work on the flat parameter vector θ ∈ R^P, ordered
 (W_1, b_1, ..., W_L, b_L) with each W_i row-major; :meth:`MLP.unflatten` gives per-layer views.
+Inputs of any shape are flattened (the only model that flattens): x = X[n].flatten(), n_0 = its size.
+The parameter groups are the layers, ``layer1 .. layerL`` = (W_i, b_i).
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+
+from .base import Model
 
 ACTIVATIONS = ("elu",)
 INITS = ("xavier_normal", "xavier_uniform")
@@ -37,11 +41,14 @@ class Forward:
 
     @property
     def output(self) -> torch.Tensor:
+        """The output f = z_L."""
         return self.z[-1]
 
 
-class MLP:
+class MLP(Model):
     """Layer sizes n_0 → width → … → width → n_L with ``depth`` Linear layers (D8 init).
+
+    Parameters ``W1, b1, …, WL, bL`` (layers numbered 1..L as in the paper).
 
     Args:
         input_dim: n_0.
@@ -81,25 +88,32 @@ class MLP:
         shapes: list[tuple[int, ...]] = []
         for i in range(depth):
             shapes += [(self.sizes[i + 1], self.sizes[i]), (self.sizes[i + 1],)]
-        self.shapes = shapes
-        self.numels = [math.prod(s) for s in shapes]
-        self.num_params = sum(self.numels)
+        names = [f"{kind}{i + 1}" for i in range(depth) for kind in ("W", "b")]
+        self._set_layout(names, shapes, [(f"layer{i + 1}", names[2 * i : 2 * i + 2]) for i in range(depth)])
 
     @property
     def depth(self) -> int:
+        """L."""
         return len(self.sizes) - 1
 
     @property
     def input_dim(self) -> int:
+        """n_0."""
         return self.sizes[0]
 
     @property
     def output_dim(self) -> int:
+        """n_L."""
         return self.sizes[-1]
 
-    def param_names(self) -> list[str]:
-        """``W1, b1, …, WL, bL`` (layers numbered 1..L as in the paper)."""
-        return [f"{kind}{i + 1}" for i in range(self.depth) for kind in ("W", "b")]
+    def check_inputs(self, X: torch.Tensor) -> None:
+        """Raise ValueError unless each sample has n_0 entries (any shape; it is flattened)."""
+        features = math.prod(X.shape[1:])
+        if features != self.input_dim:
+            raise ValueError(
+                f"X has {features} features per sample (shape {tuple(X.shape[1:])}) "
+                f"but the model expects {self.input_dim}"
+            )
 
     def init_params(self, seed: int) -> torch.Tensor:
         """A fresh θ: W_i ~ N(0, g²·2/(n_{i-1}+n_i)) (or the uniform variant), b_i = 0 (D8)."""
@@ -115,27 +129,14 @@ class MLP:
                 W.copy_((torch.rand(W.shape, generator=g, dtype=torch.float64) * 2 - 1) * bound)
         return theta.to(self.device)
 
-    def unflatten(self, theta: torch.Tensor) -> list[torch.Tensor]:
-        """Views [W_1, b_1, …, W_L, b_L] into θ (differentiable; one split, so one backward node)."""
-        return [t.view(s) for t, s in zip(torch.split(theta, self.numels), self.shapes)]
-
     def layers(self, theta: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """[(W_1, b_1), …, (W_L, b_L)] as views into θ."""
         p = self.unflatten(theta)
         return [(p[2 * i], p[2 * i + 1]) for i in range(self.depth)]
 
-    def layer_slices(self) -> list[slice]:
-        """Slice of θ holding (W_i, b_i) for each layer i (used for the layerwise J̃_i, Eq. 4)."""
-        out, start = [], 0
-        for i in range(self.depth):
-            n = self.numels[2 * i] + self.numels[2 * i + 1]
-            out.append(slice(start, start + n))
-            start += n
-        return out
-
     def __call__(self, theta: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        """f(x, θ): (N, n_0) → (N, n_L)."""
-        a = x
+        """f(x, θ): (N, n_0) (or (N, *shape), flattened) → (N, n_L)."""
+        a = x if x.ndim == 2 else x.flatten(1)
         layers = self.layers(theta)
         for i, (W, b) in enumerate(layers):
             z = torch.addmm(b, a, W.T)
@@ -143,7 +144,8 @@ class MLP:
         return a
 
     def forward_all(self, theta: torch.Tensor, x: torch.Tensor) -> Forward:
-        """One forward pass that keeps every z_i and a_i (docs/math.md §1)."""
+        """One forward pass that keeps every z_i and a_i (docs/math.md §1); a_0 is x flattened."""
+        x = x if x.ndim == 2 else x.flatten(1)
         a, zs, acts = x, [], [x]
         layers = self.layers(theta)
         for i, (W, b) in enumerate(layers):
@@ -153,19 +155,3 @@ class MLP:
                 a = F.elu(z)
                 acts.append(a)
         return Forward(z=zs, a=acts)
-
-    def to_state_dict(self, theta: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Named per-layer tensors (contiguous copies) for safetensors files."""
-        return {n: t.detach().cpu().clone().contiguous() for n, t in zip(self.param_names(), self.unflatten(theta))}
-
-    def from_state_dict(self, state: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Inverse of :meth:`to_state_dict`; checks names and shapes."""
-        parts = []
-        for name, shape in zip(self.param_names(), self.shapes):
-            if name not in state:
-                raise KeyError(f"parameter {name!r} missing (have {sorted(state)})")
-            t = state[name]
-            if tuple(t.shape) != shape:
-                raise ValueError(f"parameter {name!r} has shape {tuple(t.shape)}, expected {shape}")
-            parts.append(t.reshape(-1))
-        return torch.cat(parts).to(dtype=self.dtype, device=self.device)

@@ -1,0 +1,169 @@
+"""Model kinds by name, behind the config's ``model.kind`` (docs/rundir.md).
+
+* ``"mlp"`` (default): the paper's MLP (docs/math.md §1) from ``depth``, ``width``, ``init``,
+  ``gain``; it flattens its inputs; no ``options``.
+* ``"cnn"``: :class:`~eoslab.models.CNN`, options ``channels`` (list of ints, default [16, 32]),
+  ``kernel_size`` (odd, default 3), ``pool`` (default 2); ``init`` and ``gain`` as the MLP's.
+* ``"python:package.module:factory"``: **imports the user's code** ``package.module`` (it must be
+  importable, e.g. on ``PYTHONPATH`` or installed) and calls
+  ``factory(input_shape=(...), num_classes=n_L, **options)``, which must return a
+  ``torch.nn.Module`` mapping (N, *input_shape) to (N, n_L); it is wrapped by
+  :class:`~eoslab.models.ModuleModel` (``groups``: its parameter-group prefixes). θ_0 for an init
+  seed s is the parameters of a module built by the factory under ``torch.manual_seed(s)`` (CPU
+  generator, the caller's RNG untouched) with torch's default dtype set to the model dtype.
+
+Errors are :class:`ModelError` with a one-line message and the config field they concern.
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+import re
+from collections.abc import Callable, Sequence
+
+import torch
+from torch import nn
+
+from .base import Model
+from .cnn import CNN
+from .mlp import MLP
+from .module import ModuleModel, seeded
+
+KINDS = ("mlp", "cnn")
+PYTHON_PREFIX = "python:"
+_PYTHON_SPEC = re.compile(r"python:([A-Za-z_][\w.]*):([A-Za-z_]\w*)")
+#: options of model kind "cnn": name → (check, description)
+CNN_OPTIONS: dict[str, tuple[Callable[[object], bool], str]] = {
+    "channels": (
+        lambda v: isinstance(v, list | tuple) and len(v) > 0 and all(_is_int(c) and c >= 1 for c in v),
+        "a non-empty list of positive integers",
+    ),
+    "kernel_size": (lambda v: _is_int(v) and v >= 1 and v % 2 == 1, "a positive odd integer"),
+    "pool": (lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
+}
+
+
+def _is_int(v: object) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+class ModelError(ValueError):
+    """A model that cannot be built; ``field`` is the config field it concerns (e.g. ``model.kind``)."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+def check_kind(kind: str) -> None:
+    """Refuse a kind that is neither registered nor of the form ``python:package.module:factory``
+    (without importing anything).
+    """
+    if kind in KINDS:
+        return
+    if kind.startswith(PYTHON_PREFIX):
+        if not _PYTHON_SPEC.fullmatch(kind):
+            raise ModelError("model.kind", f"{kind!r} is not of the form 'python:package.module:factory'")
+        return
+    raise ModelError(
+        "model.kind", f"must be one of {', '.join(KINDS)} or 'python:package.module:factory', got {kind!r}"
+    )
+
+
+def check_options(kind: str, options: dict, groups: Sequence[str] | None = None) -> None:
+    """Refuse options the kind does not take (``python:`` kinds take any keyword options)."""
+    check_kind(kind)
+    if groups is not None and not kind.startswith(PYTHON_PREFIX):
+        raise ModelError("model.groups", f"parameter-group prefixes are only for python: models, not {kind!r}")
+    if kind == "mlp" and options:
+        raise ModelError(
+            "model.options", f"the mlp takes no options (use model.depth, width, init, gain), got {sorted(options)}"
+        )
+    if kind == "cnn":
+        for key, value in options.items():
+            if key not in CNN_OPTIONS:
+                raise ModelError(f"model.options.{key}", f"unknown cnn option (allowed: {', '.join(CNN_OPTIONS)})")
+            ok, what = CNN_OPTIONS[key]
+            if not ok(value):
+                raise ModelError(f"model.options.{key}", f"must be {what}, got {value!r}")
+
+
+def load_factory(kind: str) -> Callable[..., nn.Module]:
+    """Import ``package.module`` of ``python:package.module:factory`` (user code!) and return the factory."""
+    check_kind(kind)
+    match = _PYTHON_SPEC.fullmatch(kind)
+    if match is None:
+        raise ModelError("model.kind", f"{kind!r} is not a python: model kind")
+    module_name, attr = match.groups()
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as e:
+        raise ModelError("model.kind", f"{kind}: cannot import {module_name} ({type(e).__name__}: {e})") from None
+    factory = getattr(module, attr, None)
+    if factory is None:
+        raise ModelError("model.kind", f"{kind}: module {module_name} has no attribute {attr!r}")
+    if not callable(factory):
+        raise ModelError("model.kind", f"{kind}: {module_name}.{attr} is not callable")
+    return factory
+
+
+def make_model(
+    kind: str = "mlp",
+    *,
+    input_shape: Sequence[int],
+    num_classes: int,
+    depth: int = 6,
+    width: int = 512,
+    init: str = "xavier_normal",
+    gain: float = math.sqrt(2.0),
+    options: dict | None = None,
+    groups: Sequence[str] | None = None,
+    dtype: torch.dtype = torch.float64,
+    device: torch.device | str | None = None,
+) -> Model:
+    """The model of ``kind`` for inputs of ``input_shape`` (one sample) and ``num_classes`` outputs.
+
+    Raises:
+        ModelError: an unknown kind or option, a factory that cannot be imported or called, or
+            a module whose outputs do not have shape (N, num_classes).
+    """
+    options = dict(options or {})
+    check_options(kind, options, groups)
+    input_shape = tuple(int(d) for d in input_shape)
+    if kind == "mlp":
+        return MLP(math.prod(input_shape), num_classes, depth, width, init=init, gain=gain, dtype=dtype, device=device)
+    if kind == "cnn":
+        try:
+            return CNN(input_shape, num_classes, **options, init=init, gain=gain, dtype=dtype, device=device)
+        except ValueError as e:
+            raise ModelError("model.options", str(e)) from None
+    factory = load_factory(kind)
+    call = f"{kind}(input_shape={input_shape}, num_classes={num_classes}" + "".join(
+        f", {k}={v!r}" for k, v in options.items()
+    )
+
+    def build() -> nn.Module:
+        try:
+            module = factory(input_shape=input_shape, num_classes=num_classes, **options)
+        except Exception as e:
+            raise ModelError("model.kind", f"{call}) raised {type(e).__name__}: {e}") from None
+        if not isinstance(module, nn.Module):
+            raise ModelError("model.kind", f"{call}) returned {type(module).__name__}, expected a torch.nn.Module")
+        return module
+
+    with seeded(0, dtype):
+        module = build()
+    try:
+        return ModuleModel(
+            module,
+            groups=groups,
+            factory=build,
+            input_shape=input_shape,
+            output_dim=num_classes,
+            dtype=dtype,
+            device=device,
+        )
+    except (ValueError, RuntimeError, TypeError) as e:
+        field = "model.groups" if groups is not None and "group" in str(e) else "model.kind"
+        raise ModelError(field, f"{kind}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None

@@ -1,0 +1,223 @@
+"""Any network through the curvature core, the eigensolvers, exponential Euler and the analysis:
+a CNN and a module with LayerNorm and multi-head attention against dense references
+(``torch.func.hessian``, per-sample ``jacrev``), and the operators' scipy interop.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import scipy.sparse.linalg
+import torch
+from torch import nn
+from torch.func import jacrev
+
+from eoslab.analysis import (
+    GroupStats,
+    MLPOnlyError,
+    analyze_snapshot,
+    group_grams,
+    group_statistics,
+    layerwise_statistics,
+    per_sample_statistics,
+)
+from eoslab.criteria import MSE, CrossEntropy
+from eoslab.curvature import FullBatchLoss, LinearOperator
+from eoslab.eigen import LOBPCG
+from eoslab.integrators import ExponentialEuler
+from eoslab.models import CNN, MLP, ModuleModel
+from test_curvature import dense_G, dense_H, rel
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+F64 = torch.float64
+
+
+class Attention(nn.Module):
+    """LayerNorm, 2-head self-attention with a residual, a smooth read-out over the tokens."""
+
+    def __init__(self, d: int = 4, tokens: int = 3, out: int = 3) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(d)
+        self.attn = nn.MultiheadAttention(d, 2, batch_first=True)
+        self.head = nn.Linear(d * tokens, out)
+
+    def forward(self, x):
+        h = self.norm(x)
+        h = x + self.attn(h, h, h, need_weights=False)[0]
+        return self.head(torch.tanh(h).flatten(1))
+
+
+def network(name: str):
+    """(model, X, y) of a small float64 problem with 3 classes and 10 samples."""
+    g = torch.Generator().manual_seed(0)
+    if name == "cnn":
+        model, X = CNN((1, 6, 6), 3, [2, 3]), torch.randn(10, 1, 6, 6, generator=g, dtype=F64)
+    else:
+        model, X = (
+            ModuleModel(Attention(), input_shape=(3, 4), output_dim=3),
+            torch.randn(10, 3, 4, generator=g, dtype=F64),
+        )
+    return model, X, torch.randint(0, 3, (10,), generator=g)
+
+
+NETWORKS = ["cnn", "attention"]
+CRITERIA = [CrossEntropy(), MSE()]
+
+
+@pytest.fixture(
+    scope="module", params=[(n, c) for n in NETWORKS for c in CRITERIA], ids=lambda p: f"{p[0]}-{p[1].name}"
+)
+def dense(request):
+    """The network at a non-initial θ (a few GD steps), with its dense H and G."""
+    name, criterion = request.param
+    model, X, y = network(name)
+    loss = FullBatchLoss(model, criterion, X, y)
+    theta = model.init_params(0)
+    for _ in range(5):
+        theta = theta - 0.1 * loss.value_and_grad(theta).grad
+    return model, criterion, theta, X, y, dense_H(model, criterion, theta, X, y), dense_G(model, criterion, theta, X, y)
+
+
+@pytest.mark.parametrize("method", ["fwd_rev", "rev_rev", "loop"])
+def test_block_products_match_dense(dense, method):
+    model, criterion, theta, X, y, H, G = dense
+    L = FullBatchLoss(model, criterion, X, y, hvp_method=method, chunk_size=4)
+    V = torch.randn(5, model.num_params, dtype=F64, generator=torch.Generator().manual_seed(1))
+    assert rel(L.hvp(theta, V), V @ H) < 1e-10
+    assert rel(L.ggnvp(theta, V), V @ G) < 1e-10
+    assert rel(L.residual_vp(theta, V), V @ (H - G)) < 1e-10
+    assert (H - G).norm() > 1e-2 * H.norm()  # R matters, so a wrong G would show
+    ref = torch.func.grad(lambda th: criterion.losses(model(th, X), y).mean())(theta)
+    assert rel(L.value_and_grad(theta).grad, ref) < 1e-13
+
+
+def test_top_eigenvalues_match_dense(dense):
+    model, criterion, theta, X, y, H, G = dense
+    L = FullBatchLoss(model, criterion, X, y)
+    for which, A in (("H", H), ("G", G), ("R", H - G)):
+        ref = torch.linalg.eigvalsh((A + A.T) / 2).flip(0)[:3]
+        res = LOBPCG(3, tol=1e-12, max_iters=500, generator=torch.Generator().manual_seed(2)).solve(
+            L.operator(theta, which)
+        )
+        assert res.converged and torch.allclose(res.eigenvalues, ref, rtol=1e-9, atol=1e-12), which
+
+
+def test_exponential_euler_step_matches_a_dense_eigh_step(dense):
+    """One step (docs/math.md §7) against θ − Σ_m r^m c^m v^m − Δt w from eigh of the dense H."""
+    model, criterion, theta, X, y, H, _ = dense
+    L = FullBatchLoss(model, criterion, X, y)
+    k, eta_max = 3, 10.0
+    ee = ExponentialEuler(L, theta, k=k, eta_max=eta_max, eig_tol=1e-14, eig_max_iters=2000)
+    report = ee.step()
+    lam, U = torch.linalg.eigh((H + H.T) / 2)
+    lam, U = lam.flip(0), U.flip(1)
+    g = torch.func.grad(lambda th: criterion.losses(model(th, X), y).mean())(theta)
+    dt = min(eta_max, 1 / abs(float(lam[k])))
+    c = U[:, :k].T @ g
+    r = torch.tensor([min((1 - math.exp(-float(m) * dt)) / float(m), dt) for m in lam[:k]], dtype=F64)
+    expected = theta - U[:, :k] @ (r * c) - dt * (g - U[:, :k] @ c)
+    assert report.dt == pytest.approx(dt, rel=1e-10)
+    assert report.eigenvalues == pytest.approx(lam[: k + 1].tolist(), rel=1e-10)
+    # the solver's eigenvectors are accurate to ~√tol, so the step agrees to ~1e-8 (a wrong r, Δt,
+    # sign or bulk term would be off by O(1e-2) or more)
+    assert rel(ee.theta, expected) < 1e-8
+    assert rel(ee.theta - theta, expected - theta) < 1e-7  # the step itself, not just θ
+
+
+def test_per_group_statistics_match_per_sample_jacobians(dense):
+    """E‖J̃‖², E‖J̃_i‖² per parameter group (Eq. 4) and E‖H_ℓ‖ from per-sample jacrev Jacobians."""
+    model, criterion, theta, X, y, *_ = dense
+    Jt, Ji, hn = [], [[] for _ in model.groups()], []
+    for x, t in zip(X, y):
+        J = jacrev(lambda th: model(th, x[None])[0])(theta)  # (n_L, P)
+        f = model(theta, x[None])
+        Hl = torch.func.hessian(lambda out: criterion.losses(out[None], t[None])[0])(f[0])
+        mu, U = torch.linalg.eigh(Hl)
+        S = U @ torch.diag(mu.clamp(min=0).sqrt()) @ U.T
+        Jt.append(float(torch.linalg.eigvalsh(S @ J @ J.T @ S)[-1]))
+        for i, grp in enumerate(model.groups()):
+            Jg = S @ J[:, grp.slice]
+            Ji[i].append(float(torch.linalg.eigvalsh(Jg @ Jg.T)[-1]))
+        hn.append(float(mu[-1]))
+    st = group_statistics(model, criterion, theta, X, y, chunk_size=3)
+    assert st.jtilde_sqnorm == pytest.approx(np.mean(Jt), rel=1e-11)
+    assert torch.allclose(st.layer_sqnorm, torch.tensor([np.mean(v) for v in Ji], dtype=F64), rtol=1e-11, atol=0)
+    assert st.criterion_hessian_norm == pytest.approx(np.mean(hn), rel=1e-12)
+
+
+def test_analysis_of_a_network_has_the_whole_network_metrics_only(dense):
+    model, criterion, theta, X, y, H, G = dense
+    L = FullBatchLoss(model, criterion, X, y)
+    res = analyze_snapshot(L, theta, tol=1e-10, max_iters=500, chunk_size=4)
+    assert isinstance(res.stats, GroupStats) and res.c5_t0 is None
+    for which, A in (("H", H), ("G", G), ("R", H - G)):
+        assert res.raw_sharpness(which) == pytest.approx(float(torch.linalg.eigvalsh(A)[-1]), rel=1e-8)
+    assert 0 <= res.overlap_ratio <= 1
+    rows = res.rows()
+    metrics = {r["metric"] for r in rows}
+    assert metrics == {
+        "sharpness_H",
+        "sharpness_G",
+        "sharpness_R",
+        "jtilde_sqnorm",
+        "overlap_ratio",
+        "criterion_hessian_norm",
+        "layer_sqnorm",
+    }
+    assert sorted(r["layer"] for r in rows if r["metric"] == "layer_sqnorm") == list(range(1, len(model.groups()) + 1))
+    with pytest.raises(MLPOnlyError, match="stability bound needs the MLP"):
+        _ = res.stability_bound
+
+
+def test_mlp_only_factors_are_refused_with_the_reason():
+    model, X, y = network("cnn")
+    theta = model.init_params(0)
+    for fn in (layerwise_statistics, per_sample_statistics):
+        with pytest.raises(MLPOnlyError, match=r"need the paper's MLP.*a CNN has no such layers"):
+            fn(model, CrossEntropy(), theta, X, y)
+
+
+def test_group_path_on_the_mlp_equals_its_structured_path():
+    """The Jacobian-free products of group_grams against the MLP's back-propagated P̃_i (§4)."""
+    g = torch.Generator().manual_seed(4)
+    model = MLP(5, 3, depth=4, width=6)
+    theta = model.init_params(1)
+    X, y = torch.randn(9, 5, generator=g, dtype=F64), torch.randint(0, 3, (9,), generator=g)
+    grams, hn = group_grams(model, CrossEntropy(), theta, X, y)
+    ps = per_sample_statistics(model, CrossEntropy(), theta, X, y)
+    assert torch.allclose(torch.linalg.eigvalsh(grams)[..., -1], ps.layer_sqnorm, rtol=1e-12, atol=0)
+    assert torch.allclose(torch.linalg.eigvalsh(grams.sum(1))[:, -1], ps.jtilde_sqnorm, rtol=1e-12, atol=0)
+    assert torch.allclose(hn, ps.hessian_norm, rtol=1e-14, atol=0)
+
+
+# ----------------------------------------------------------------------------- interop
+def test_operator_shape_matmul_and_scipy_eigsh():
+    model, X, y = network("cnn")
+    theta = model.init_params(0)
+    op = FullBatchLoss(model, CrossEntropy(), X, y).operator(theta, "H")
+    P = model.num_params
+    assert op.shape == (P, P)
+    H = dense_H(model, CrossEntropy(), theta, X, y)
+    v, M = torch.randn(P, dtype=F64), torch.randn(P, 4, dtype=F64)
+    assert rel(op @ v, H @ v) < 1e-12 and rel(op @ M, H @ M) < 1e-12 and rel(M.T @ op, M.T @ H) < 1e-12
+    sp = op.to_scipy()
+    assert sp.shape == (P, P) and sp.dtype == np.float64
+    before = op.products
+    assert np.allclose(sp.matvec(v.numpy()), (H @ v).numpy(), rtol=1e-12, atol=1e-14)
+    assert np.allclose(sp.matmat(M.numpy()), (H @ M).numpy(), rtol=1e-12, atol=1e-14)
+    assert op.products == before + 1 + 4
+    vals = scipy.sparse.linalg.eigsh(sp, k=3, which="LA", tol=1e-12, return_eigenvectors=False)
+    lob = LOBPCG(3, tol=1e-12, max_iters=500, generator=torch.Generator().manual_seed(0)).solve(op)
+    assert np.allclose(np.sort(vals)[::-1], lob.eigenvalues.numpy(), rtol=1e-9, atol=0)
+    assert np.allclose(np.sort(vals)[::-1], torch.linalg.eigvalsh(H).flip(0)[:3].numpy(), rtol=1e-9, atol=0)
+    with pytest.raises(ValueError, match=r"A @ x needs x of shape"):
+        _ = op @ torch.zeros(P + 1, 2, dtype=F64)
+
+
+def test_dense_operator_interop():
+    A = torch.diag(torch.arange(1.0, 6.0, dtype=F64))
+    op = LinearOperator.from_dense(A)
+    vals = scipy.sparse.linalg.eigsh(op.to_scipy(), k=2, return_eigenvectors=False)
+    assert sorted(vals) == pytest.approx([4.0, 5.0], rel=1e-12)
