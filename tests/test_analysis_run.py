@@ -164,3 +164,23 @@ def test_cli_every_and_skip_before(run_dir, tmp_path, capsys):
 def test_empty_selection_writes_an_empty_table(run_dir):
     path = analyze_run(run_dir, skip_before=10_000, progress=False)
     assert read_parquet(path).num_rows == 0 and read_parquet(path).schema.equals(ANALYSIS_SCHEMA)
+
+
+def test_an_unconverged_eigensolve_is_named_in_a_warning_and_the_notes(run_dir, monkeypatch, capsys):
+    """A λ¹ solve that runs out of iterations keeps its estimate, and says so (never silently)."""
+    import dataclasses
+    import json
+
+    solve = analysis.top_eigenvalues
+
+    def g_never_converges(*args, **kwargs):
+        eig = solve(*args, **kwargs)
+        return {**eig, "G": dataclasses.replace(eig["G"], converged=False)}
+
+    monkeypatch.setattr(analysis, "top_eigenvalues", g_never_converges)
+    analyze_run(run_dir, tol=TOL, every=2, progress=False)
+    said = "eigensolver not converged to tol 1e-10, values are estimates: λ¹(G) at steps 10, 20, 30"
+    assert said in capsys.readouterr().err
+    assert any(said in note for note in json.loads((run_dir / "status.json").read_text())["notes"])
+    df = table_of(run_dir)
+    assert df[df.metric == "sharpness_G"].value.notna().all()  # the estimate is kept

@@ -74,7 +74,7 @@ def test_train_nproc_2_equals_one_process_and_resumes(tmp_path, capfd):
     )
     config = write_config(tmp_path / "c.toml", data)
     assert main(["train", str(config), "--out", str(tmp_path / "two"), "--nproc", "2", "--no-progress"]) == 0
-    assert "two: done: max_steps 12 reached" in capfd.readouterr().out
+    assert "two: stopped: max_steps 12 reached" in capfd.readouterr().out
     train(load_config(config), tmp_path / "one", progress=False)
     a = read_parquet(tmp_path / "two" / "trajectory.parquet").to_pandas()
     b = read_parquet(tmp_path / "one" / "trajectory.parquet").to_pandas()
@@ -114,7 +114,7 @@ def test_train_under_torchrun(tmp_path):
     cmd += ["-m", "eoslab.cli", "train", str(config), "--out", str(tmp_path / "tr"), "--no-progress"]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.count("done: max_steps 6 reached") == 1  # rank 0 alone reports
+    assert done.stdout.count("stopped: max_steps 6 reached") == 1  # rank 0 alone reports
     train(load_config(config), tmp_path / "one", progress=False)
     a = read_parquet(tmp_path / "tr" / "trajectory.parquet").to_pandas()
     b = read_parquet(tmp_path / "one" / "trajectory.parquet").to_pandas()

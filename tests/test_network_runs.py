@@ -106,7 +106,7 @@ def test_a_users_factory_runs_from_the_config(tmp_path, user_factory):
     assert [g.name for g in problem.model.groups()] == ["embed", "norm", "head"]
     assert problem.model.num_params == (2 * 5 + 5) + 2 * 5 + (15 * 3 + 3)
     status = train(cfg, tmp_path / "run", progress=False)
-    assert status["state"] == "done" and status["step"] == 6
+    assert status["state"] == "stopped" and status["step"] == 6
     again = train(cfg, tmp_path / "run", progress=False)  # finished: a rerun is a no-op
     assert again == status
     run = load_run(tmp_path / "run")

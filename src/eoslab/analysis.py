@@ -4,8 +4,8 @@ For one parameter vector θ and one dataset (a :class:`FullBatchLoss`) :func:`an
 computes, for **any model** of the protocol (:mod:`eoslab.models`),
 
 * λ¹ of H, G and R = H − G (Eq. 2), the algebraically largest (D14), by the run's eigensolver
-  (``analysis.eig_method``; R as one operator, :meth:`FullBatchLoss.residual_vp`); a negative λ¹ is recorded as NaN (D12), the raw
-  value is kept;
+  (``analysis.eig_method``; R as one operator, :meth:`FullBatchLoss.residual_vp`); a negative λ¹
+  is recorded as NaN (D12), the raw value is kept;
 * E‖J̃‖² (Eq. 4), the overlap ratio ρ = λ¹(G) / E‖J̃‖² (Eq. 3), E‖H_ℓ‖ and, for every parameter
   group i (the model's "layers", :meth:`~eoslab.models.Model.groups`), E‖J̃_i‖² (Eq. 4);
 
@@ -96,10 +96,15 @@ def preactivation_jacobians(
 def _top_ritz_value(alpha: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
     """λ¹(T) of n symmetric tridiagonal matrices T (diagonals alpha (n, j), off-diagonals beta
     (n, j−1)), by ``torch.linalg.eigvalsh`` of the small dense T (2–30× faster than Sturm-sequence
-    multisection at the j ≤ 48 Lanczos steps used, ``benchmarks/lanczos_ritz.py``).
+    multisection at the j ≤ 48 Lanczos steps used, ``benchmarks/lanczos_ritz.py``). A T with a
+    non-finite entry (a diverged network's overflowing weights) gets NaN, never an error.
     """
+    finite = torch.isfinite(alpha).all(1) & torch.isfinite(beta).all(1)
     T = torch.diag_embed(alpha) + torch.diag_embed(beta, 1) + torch.diag_embed(beta, -1)
-    return torch.linalg.eigvalsh(T)[:, -1]
+    top = torch.full_like(alpha[:, 0], torch.nan)
+    if finite.any():
+        top[finite] = torch.linalg.eigvalsh(T[finite])[:, -1]
+    return top
 
 
 def _last_component_sq(alpha: torch.Tensor, beta: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -651,7 +656,9 @@ def analyze_run(
     with, and every snapshot to analyse must match its checksum (checked before any work;
     :class:`~eoslab.rundir.CorruptFileError` otherwise). A stored ``analysis.parquet`` that does
     not verify is recomputed, loudly; values a degenerate snapshot leaves undefined are NaN, with
-    the reason in ``status.json``'s notes (:meth:`SnapshotAnalysis.degenerate`).
+    the reason in ``status.json``'s notes (:meth:`SnapshotAnalysis.degenerate`); a λ¹ solve that
+    did not meet its tolerance within its iteration limit (200) is kept as the solver's
+    estimate and named in a warning and in the notes (step and operator).
 
     Snapshots with step < ``skip_before`` are skipped (D13), then every ``every``-th is kept.
     C5(t0) of the stability bound is layer 1's C5 at the first kept snapshot (D15). The file is
@@ -695,6 +702,7 @@ def analyze_run(
             run.load_snapshot(step)
         warm = None
         degenerate: dict[str, list[int]] = {}
+        unconverged: dict[str, list[int]] = {}
         with Progress(*columns, disable=not progress, transient=False) as bar:
             task = bar.add_task(f"analyse {Path(run_dir).name}", total=len(todo))
             for step in todo:
@@ -715,6 +723,9 @@ def analyze_run(
                 warm = result.eigenvectors()
                 for reason in result.degenerate():
                     degenerate.setdefault(reason, []).append(step)
+                for which, solve in result.eig.items():
+                    if not solve.converged:
+                        unconverged.setdefault(which, []).append(step)
                 table = pa.concat_tables([table, rows_to_table(result.rows())])
                 run.dir.write_table(ANALYSIS_FILE, table)
                 bar.advance(task)
@@ -723,6 +734,9 @@ def analyze_run(
         if degenerate:
             said = "; ".join(f"{reason} ({_steps_text(s)})" for reason, s in degenerate.items())
             run.dir.add_note(f"{run.path}: degenerate snapshots, values recorded as NaN: {said}")
+        if unconverged:
+            said = "; ".join(f"λ¹({which}) at {_steps_text(s)}" for which, s in unconverged.items())
+            run.dir.add_note(f"{run.path}: eigensolver not converged to tol {tol:g}, values are estimates: {said}")
     return run.dir.analysis_file
 
 
