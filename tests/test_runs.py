@@ -237,3 +237,55 @@ def test_sigkill_and_resume_matches_uninterrupted_run(tmp_path):
     train(load_config(config), tmp_path / "whole", progress=False)
     assert_same_run(tmp_path / "whole", run_dir)
     assert read_json(run_dir / "status.json")["step"] == 200
+
+
+def test_a_run_created_before_later_config_keys_is_accepted(tmp_path, capsys):
+    """A run directory written by an eoslab without model.kind / model.options / data.standardize
+    (its manifest lacks them) is the same run for this one: train, analyze and status accept it.
+    """
+    import json
+
+    from eoslab.analysis import analyze_run
+
+    config = write_config(tmp_path / "c.toml", config_dict(train={"max_steps": 12}))
+    run_dir = tmp_path / "run"
+    assert main(["train", str(config), "--out", str(run_dir), "--no-progress"]) == 0
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    for section, key in (("model", "kind"), ("model", "options"), ("data", "standardize")):
+        del manifest["config"][section][key]
+    (run_dir / "manifest.json").write_text(json.dumps(manifest))
+    old = ('kind = "mlp"', "options = {}", "standardize = false")  # the older config.toml lacks them
+    text = (run_dir / "config.toml").read_text().splitlines()
+    (run_dir / "config.toml").write_text("\n".join(line for line in text if line.strip() not in old) + "\n")
+    capsys.readouterr()
+    assert main(["train", str(config), "--out", str(run_dir), "--no-progress"]) == 0
+    assert "stopped: max_steps 12 reached" in capsys.readouterr().out
+    analyze_run(run_dir, progress=False)
+    # a real difference is still refused, named
+    manifest["config"]["model"]["kind"] = "cnn"
+    (run_dir / "manifest.json").write_text(json.dumps(manifest))
+    assert main(["train", str(config), "--out", str(run_dir), "--no-progress"]) == 2
+    assert "model.kind" in capsys.readouterr().err
+
+
+def test_standardize_uses_the_whole_split_and_keeps_the_default_hash():
+    """data.standardize (D9's alternative): per-feature mean 0 / std 1 over the whole split, the
+    subset drawn after it; off by default, and then absent from the config hash.
+    """
+    from eoslab.data import load_dataset
+    from eoslab.runs import build_problem
+
+    options = {"n": 40, "input_dim": 5, "num_classes": 3, "seed": 4, "noise": 1.0}
+    full = load_dataset("synthetic", "train", **options)
+    scaled = full.standardized()
+    assert torch.allclose(scaled.X.mean(0), torch.zeros(5, dtype=torch.float64), atol=1e-14)
+    assert torch.allclose(scaled.X.std(0, correction=0), torch.ones(5, dtype=torch.float64), atol=1e-14)
+    assert torch.equal(scaled.X, (full.X - full.X.mean(0)) / full.X.std(0, correction=0))
+    data = {"name": "synthetic", "options": options, "n": 10, "subset_seed": 2}
+    plain = build_problem(small_config(data=data))
+    standard = build_problem(small_config(data={**data, "standardize": True}))
+    assert torch.equal(plain.dataset.y, standard.dataset.y)
+    rows = [int(torch.nonzero((full.X == x).all(1))[0]) for x in plain.dataset.X]
+    assert torch.equal(standard.dataset.X, scaled.X[rows])
+    assert config_hash(small_config()) == config_hash(small_config(data={"standardize": False}))
+    assert config_hash(small_config()) != config_hash(small_config(data={"standardize": True}))

@@ -9,6 +9,7 @@ follow the decisions D1–D15 (docs/decisions.md); :func:`resolve` fills the cri
 from __future__ import annotations
 
 import dataclasses
+import copy
 import hashlib
 import json
 import math
@@ -50,6 +51,7 @@ class DataConfig:
     subset_seed: int = 0
     nested: bool = True  #: subsets of one seed are nested across sizes
     data_root: str | None = None  #: None = $EOSLAB_DATA or the user cache folder
+    standardize: bool = False  #: D9 alternative: per-feature mean 0, std 1 over the whole split
     options: dict = field(default_factory=dict)  #: loader options (e.g. synthetic: n, input_dim)
 
 
@@ -360,18 +362,27 @@ def to_toml(cfg: RunConfig) -> str:
 
 #: Keys added after the first version, left out of :func:`config_hash` while at these defaults
 #: (which reproduce the first version's behaviour), so existing run ids and sweeps keep their hashes.
-_HASH_NEUTRAL = {("model", "kind"): "mlp", ("model", "options"): {}}
+#: Keys added after configs were first hashed, with the default that means "as before".
+_HASH_NEUTRAL = {("model", "kind"): "mlp", ("model", "options"): {}, ("data", "standardize"): False}
+
+
+def comparable(data: dict[str, Any]) -> dict[str, Any]:
+    """A config dict (:func:`to_dict`) without the keys added later while they are at their
+    defaults (``_HASH_NEUTRAL``), so a run created by an older eoslab compares (and hashes) equal to
+    the same config read by this one.
+    """
+    data = copy.deepcopy(data)
+    for (section, key), default in _HASH_NEUTRAL.items():
+        if data.get(section, {}).get(key, default) == default:
+            data.get(section, {}).pop(key, None)
+    return data
 
 
 def config_hash(cfg: RunConfig, length: int = 12) -> str:
     """A stable hash of the config's values (key order and formatting do not matter; keys added
-    later are left out while at their defaults, see ``_HASH_NEUTRAL``).
+    later are left out while at their defaults, :func:`comparable`).
     """
-    data = to_dict(cfg)
-    for (section, key), default in _HASH_NEUTRAL.items():
-        if data.get(section, {}).get(key, default) == default:
-            data.get(section, {}).pop(key, None)
-    blob = json.dumps(data, sort_keys=True, separators=(",", ":"))
+    blob = json.dumps(comparable(to_dict(cfg)), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()[:length]
 
 

@@ -256,9 +256,12 @@ def _show(value: Any) -> str:
 
 def config_differences(current: dict, created: dict, where: str) -> list[str]:
     """``field: WHERE says X, the run was created with Y`` for every field of two config dicts
-    (:func:`eoslab.config.to_dict`) that differs, in field order.
+    (:func:`eoslab.config.to_dict`) that differs, in field order; keys added by a later eoslab
+    count as absent while at their defaults (:func:`eoslab.config.comparable`).
     """
-    a, b = _flatten(current), _flatten(created)
+    from .config import comparable
+
+    a, b = _flatten(comparable(current)), _flatten(comparable(created))
     return [
         f"{key}: {where} says {_show(a.get(key))}, the run was created with {_show(b.get(key))}"
         for key in sorted(set(a) | set(b))

@@ -143,6 +143,8 @@ def build_problem(cfg: RunConfig) -> Problem:
     except ValueError as e:
         field = "data.name" if "unknown dataset" in str(e) else "data.options"
         raise ConfigError(f"{field}: {e}") from None
+    if d.standardize:  # statistics of the whole split, so every subset size sees the same inputs
+        dataset = dataset.standardized()
     if d.n is not None:
         if d.n > len(dataset):
             raise ConfigError(f"data.n: the {d.name} {d.split} split has {len(dataset)} samples, got n = {d.n}")

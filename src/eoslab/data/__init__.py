@@ -8,6 +8,7 @@ Every loader returns a :class:`Dataset` whose inputs keep their natural shape (`
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 from collections.abc import Callable
@@ -61,6 +62,16 @@ class Dataset:
 
     def __len__(self) -> int:
         return int(self.X.shape[0])
+
+    def standardized(self) -> Dataset:
+        """Every input feature shifted and scaled to mean 0 and standard deviation 1 over this
+        dataset (``data.standardize``, the alternative of decision D9 in docs/decisions.md; a
+        constant feature is only shifted).
+        """
+        mean = self.X.mean(0, keepdim=True)
+        std = self.X.std(0, correction=0, keepdim=True)
+        X = (self.X - mean) / torch.where(std > 0, std, torch.ones_like(std))
+        return dataclasses.replace(self, X=X, meta={**self.meta, "standardized": "per feature, over the split"})
 
 
 class DatasetError(Exception):
