@@ -8,8 +8,8 @@ follow the decisions D1–D15 (docs/decisions.md); :func:`resolve` fills the cri
 
 from __future__ import annotations
 
-import dataclasses
 import copy
+import dataclasses
 import hashlib
 import json
 import math
