@@ -14,7 +14,6 @@ import hashlib
 import json
 import math
 import re
-import tomllib
 import types
 import typing
 import warnings
@@ -302,16 +301,9 @@ def load_config(path: str | Path) -> RunConfig:
     """Load and validate a TOML run config (a file, or a preset's name, :mod:`eoslab.presets`);
     errors name the file and the field. A sweep config is refused with the command that runs it.
     """
-    from .presets import read_config_source
+    from .presets import read_config_toml
 
-    try:
-        source = read_config_source(path)
-    except FileNotFoundError as e:
-        raise ConfigError(f"run config {e}") from None
-    try:
-        data = tomllib.loads(source.text)
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"{source.where}: not valid TOML: {e}") from None
+    source, data = read_config_toml(path, "run config")
     if "grid" in data or "base" in data:
         raise ConfigError(
             f"{source.where}: this is a sweep config ([base] and [grid]), not a run config; "

@@ -9,9 +9,11 @@ edit. The files are read with :mod:`importlib.resources`, so they work from an i
 
 from __future__ import annotations
 
+import tomllib
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -73,3 +75,19 @@ def read_config_source(path_or_name: str | Path) -> ConfigSource:
     raise FileNotFoundError(
         f"{path} not found: no such file, and no preset of that name (presets: {', '.join(available())})"
     )
+
+
+def read_config_toml(path_or_name: str | Path, kind: str) -> tuple[ConfigSource, dict[str, Any]]:
+    """:func:`read_config_source`, then its TOML parsed; ConfigError names ``kind`` (``"run config"``,
+    ``"sweep config"``) when there is no such file or preset, and the file when it is not TOML.
+    """
+    from ..config import ConfigError
+
+    try:
+        source = read_config_source(path_or_name)
+    except FileNotFoundError as e:
+        raise ConfigError(f"{kind} {e}") from None
+    try:
+        return source, tomllib.loads(source.text)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{source.where}: not valid TOML: {e}") from None

@@ -64,7 +64,6 @@ import copy
 import dataclasses
 import itertools
 import json
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -184,16 +183,9 @@ def load_sweep(path: str | Path) -> Sweep:
     """Load, validate and expand a sweep config file, or the preset of that name
     (:mod:`eoslab.presets`); ConfigError names the file and the field.
     """
-    from ..presets import read_config_source
+    from ..presets import read_config_toml
 
-    try:
-        source = read_config_source(path)
-    except FileNotFoundError as e:
-        raise ConfigError(f"sweep config {e}") from None
-    try:
-        data = tomllib.loads(source.text)
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"{source.where}: not valid TOML: {e}") from None
+    source, data = read_config_toml(path, "sweep config")
     if "base" not in data and "grid" not in data and data:
         raise ConfigError(
             f"{source.where}: this is a run config, not a sweep config ([base] and [grid]); "
