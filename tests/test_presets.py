@@ -14,7 +14,17 @@ from eoslab.presets import available, preset_text, read_config_source
 from eoslab.sweeps import load_sweep
 from test_sweeps import tiny_base, write_sweep
 
-PRESETS = ["atrial_fibrillation_ce", "cifar10_ce", "cifar10_mse", "demo", "dice_ce", "quick", "sst_ce"]
+PRESETS = [
+    "atrial_fibrillation_ce",
+    "cifar10_ce",
+    "cifar10_mse",
+    "demo",
+    "dice_ce",
+    "quick",
+    "repro_atrial_fibrillation",
+    "repro_dice",
+    "sst_ce",
+]
 
 
 def test_every_preset_ships_as_package_data_and_loads():
