@@ -40,7 +40,7 @@ def test_shard_slices_cover_the_data_in_near_equal_blocks():
 @pytest.mark.slow
 def test_two_gloo_processes_equal_one_process(tmp_path):
     assert launch(helpers.rank_main, 2, str(tmp_path / "r.pt")) == 0
-    two = torch.load(tmp_path / "r.pt")
+    two = torch.load(tmp_path / "r.pt", weights_only=True)
     one = helpers.results()
     for name in ("mlp", "cnn"):
         a, b = two[name], one[name]
