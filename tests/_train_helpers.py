@@ -14,6 +14,33 @@ from eoslab.curvature import FullBatchLoss
 from eoslab.data import load_dataset
 from eoslab.models import MLP
 
+#: The metrics ``analysis.parquet`` holds for any network (docs/metrics.md) ...
+ANY_NETWORK_METRICS = {
+    "sharpness_H",
+    "sharpness_G",
+    "sharpness_R",
+    "jtilde_sqnorm",
+    "overlap_ratio",
+    "criterion_hessian_norm",
+    "layer_sqnorm",
+}
+#: ... and those it adds for the paper's MLP (the whole contract is the union).
+MLP_ONLY_METRICS = {
+    "preact_sqnorm",
+    "act_scale",
+    "act_ratio",
+    "layerjac_sqnorm",
+    "align_ratio",
+    "align_ratio_preact",
+    "act_align",
+    "eq7_c1",
+    "eq7_c2",
+    "eq7_c3",
+    "eq7_c4",
+    "eq7_c5",
+    "stability_bound",
+}
+
 #: A tiny exponential Euler run (depth 3, width 8, 24 samples, 3 classes): ~5 ms a step.
 SMALL = {
     "data": {"name": "synthetic", "options": {"n": 24, "input_dim": 6, "num_classes": 3, "seed": 1, "noise": 1.0}},

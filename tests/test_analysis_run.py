@@ -8,6 +8,7 @@ import shutil
 import pytest
 
 import eoslab.analysis as analysis
+from _train_helpers import ANY_NETWORK_METRICS, MLP_ONLY_METRICS
 from eoslab.analysis import analyze_run, analyze_snapshot
 from eoslab.cli import main as cli_main
 from eoslab.config import from_dict
@@ -17,28 +18,7 @@ from eoslab.store import read_parquet
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-CONTRACT = {
-    "sharpness_H",
-    "sharpness_G",
-    "sharpness_R",
-    "jtilde_sqnorm",
-    "overlap_ratio",
-    "criterion_hessian_norm",
-    "layer_sqnorm",
-    "preact_sqnorm",
-    "act_scale",
-    "act_ratio",
-    "layerjac_sqnorm",
-    "align_ratio",
-    "align_ratio_preact",
-    "act_align",
-    "eq7_c1",
-    "eq7_c2",
-    "eq7_c3",
-    "eq7_c4",
-    "eq7_c5",
-    "stability_bound",
-}
+CONTRACT = ANY_NETWORK_METRICS | MLP_ONLY_METRICS
 DEPTH = 3
 TOL = 1e-10
 

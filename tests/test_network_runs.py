@@ -10,7 +10,7 @@ import textwrap
 import pytest
 import torch
 
-from _train_helpers import config_dict, write_config
+from _train_helpers import ANY_NETWORK_METRICS, config_dict, write_config
 from eoslab.analysis import analyze_run
 from eoslab.cli import main
 from eoslab.config import ConfigError, from_dict
@@ -20,16 +20,6 @@ from eoslab.store import read_parquet
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-#: what analysis.parquet holds for any network (docs/metrics.md); the MLP adds the layerwise factors
-ANY_NETWORK = {
-    "sharpness_H",
-    "sharpness_G",
-    "sharpness_R",
-    "jtilde_sqnorm",
-    "overlap_ratio",
-    "criterion_hessian_norm",
-    "layer_sqnorm",
-}
 IMAGES = {"name": "synthetic", "options": {"n": 20, "num_classes": 3, "seed": 1, "shape": [1, 6, 6]}}
 
 
@@ -88,7 +78,7 @@ def test_cnn_run_trains_resumes_and_is_analysed(tmp_path):
     assert traj.loss.iloc[-1] < traj.loss.iloc[0]
     analyze_run(tmp_path / "run", progress=False)
     table = read_parquet(tmp_path / "run" / "analysis.parquet").to_pandas()
-    assert set(table.metric) == ANY_NETWORK
+    assert set(table.metric) == ANY_NETWORK_METRICS
     assert sorted(table[table.metric == "layer_sqnorm"].layer.unique()) == [1, 2, 3]  # conv1, conv2, fc
     assert sorted(table.step.unique()) == [0, 4, 8, 12]
 
