@@ -25,7 +25,8 @@ def _sorted(table):
 def test_local_and_ray_give_identical_tables(tmp_path):
     ray = pytest.importorskip("ray")
     cfg = write_sweep(tmp_path / "sweep.toml", tiny_base(), {"n": [12, 24], "init_seeds": [0, 1]})
-    r = sweep_cli("sweep", str(cfg), "--out", str(tmp_path / "local"), "--workers", "2", "--no-progress")
+    local_args = ("--workers", "2", "--threads-per-run", "1")  # 1 thread, as Ray's 1 CPU per run gives
+    r = sweep_cli("sweep", str(cfg), "--out", str(tmp_path / "local"), *local_args, "--no-progress")
     assert r.returncode == 0, r.stderr
 
     # a real local Ray cluster (Ray announces it on this host's address, not 127.0.0.1), joined by the

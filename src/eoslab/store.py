@@ -9,6 +9,9 @@ removes such files (the holder of a folder's lock calls it on start).
 A failed write (a read-only folder, a full disk, a file-size limit) raises :class:`WriteError`,
 whose one-line message names the file and the fix. The ``*_bytes`` serialisers and ``parse_*``
 readers let a caller hash exactly the bytes it writes or reads (:mod:`eoslab.rundir` checksums).
+Parquet is read on the calling thread (``use_threads=False``): the tables are small, and
+pyarrow's reader threads could abort the process at exit ("terminate called without an active
+exception", apache/arrow#34314), which made one sweep in five exit with SIGABRT after its work.
 """
 
 from __future__ import annotations
@@ -146,7 +149,7 @@ def safetensors_bytes(tensors: dict, metadata: dict[str, str] | None = None) -> 
 def parse_parquet(data: bytes, source: str | Path = "<bytes>") -> pa.Table:
     """A Parquet file's table from its bytes (OSError naming ``source`` if it is not one)."""
     try:
-        return pq.read_table(pa.BufferReader(data))
+        return pq.read_table(pa.BufferReader(data), use_threads=False)
     except (OSError, pa.ArrowException) as e:
         raise OSError(f"cannot read Parquet file {source}: {e}") from None
 
@@ -184,7 +187,7 @@ def write_parquet(table: pa.Table, path: str | Path) -> None:
 def read_parquet(path: str | Path) -> pa.Table:
     """Read a Parquet file (an error names the file if it is missing or corrupt)."""
     try:
-        return pq.read_table(path)
+        return pq.read_table(path, use_threads=False)
     except (OSError, pa.ArrowInvalid) as e:
         raise OSError(f"cannot read Parquet file {path}: {e}") from e
 
