@@ -101,6 +101,12 @@ def test_a_gain_axis_survives_collect_status_and_report(gain_sweep, tmp_path, ca
     assert pq.read_table(out / "collected.parquet").num_rows == table.num_rows  # the table it was made from
 
 
+def quick_report(source, out, *extra: str) -> int:
+    """``eoslab report SOURCE --out OUT`` with a small bootstrap, every step, no progress bar."""
+    quick = ["--bootstrap", "10", "--skip-before", "0", "--no-progress"]
+    return main(["report", str(source), "--out", str(out), *quick, *extra])
+
+
 def _slope(n, y):
     import numpy as np
 
@@ -118,22 +124,7 @@ def test_a_stale_table_is_refused_and_the_sweep_folder_is_collected_afresh(tmp_p
     info = collect_info(pq.read_table(table))
     assert (info.total, sorted(info.included)) == (3, sorted(p.run_id for p in sweep.points[:2]))
     assert stale_reason(info, out) is None
-    assert (
-        main(
-            [
-                "report",
-                str(table),
-                "--out",
-                str(tmp_path / "r0"),
-                "--bootstrap",
-                "10",
-                "--skip-before",
-                "0",
-                "--no-progress",
-            ]
-        )
-        == 0
-    )
+    assert quick_report(table, tmp_path / "r0") == 0
     assert capsys.readouterr().out.splitlines()[0] == (
         f"report on 2 of 3 runs (left out: 1 pending) of sweep {out} (table {table}, current)"
     )
@@ -145,22 +136,7 @@ def test_a_stale_table_is_refused_and_the_sweep_folder_is_collected_afresh(tmp_p
     assert f"{table} is stale: it holds 2 of 3 runs" in err and f"1 run(s) finished since ({last.run_id})" in err
     assert not (tmp_path / "r1" / "index.html").exists()
 
-    assert (
-        main(
-            [
-                "report",
-                str(out),
-                "--out",
-                str(tmp_path / "r2"),
-                "--bootstrap",
-                "10",
-                "--skip-before",
-                "0",
-                "--no-progress",
-            ]
-        )
-        == 0
-    )
+    assert quick_report(out, tmp_path / "r2") == 0
     assert capsys.readouterr().out.splitlines()[0] == f"report on 3 of 3 runs of sweep {out}"
     assert pd.read_csv(tmp_path / "r2" / "table2.csv")["n_runs"].tolist() == [3]
 
@@ -174,22 +150,7 @@ def test_a_stale_table_is_refused_and_the_sweep_folder_is_collected_afresh(tmp_p
     moved = tmp_path / "elsewhere.parquet"  # a table whose sweep is not here is reported, flagged as unchecked
     shutil.copy(table, moved)
     shutil.move(out, tmp_path / "gone")
-    assert (
-        main(
-            [
-                "report",
-                str(moved),
-                "--out",
-                str(tmp_path / "r4"),
-                "--bootstrap",
-                "10",
-                "--skip-before",
-                "0",
-                "--no-progress",
-            ]
-        )
-        == 0
-    )
+    assert quick_report(moved, tmp_path / "r4") == 0
     assert "NOT checked that the table is current" in capsys.readouterr().out.splitlines()[0]
 
 
@@ -212,12 +173,11 @@ def test_stopped_runs_are_left_out_unless_asked_for(tmp_path, capsys, one_thread
     r = tmp_path / "r"
     assert main(["report", str(out / "collected.parquet"), "--out", str(r), "--include-stopped"]) == 1
     assert "collected without stopped runs" in capsys.readouterr().err
-    args = ["--bootstrap", "10", "--skip-before", "0", "--no-progress"]
-    assert main(["report", str(out), "--out", str(r), *args]) == 0
+    assert quick_report(out, r) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == f"report on 3 of 4 runs (left out: 1 stopped; --include-stopped adds the stopped) of sweep {out}"
     assert lines[1].startswith(f"  left out {stopped}: stopped above its target loss (max_steps 60")
-    assert main(["report", str(out), "--out", str(r), "--include-stopped", *args]) == 0
+    assert quick_report(out, r, "--include-stopped") == 0
     assert capsys.readouterr().out.splitlines()[0] == f"report on 4 of 4 runs of sweep {out}"
     fits = pd.read_csv(r / "table2.csv")
     assert fits["eta_max"].tolist() == [0.01, 0.5] and fits["n_runs"].tolist() == [1, 3]
@@ -239,22 +199,7 @@ def test_gd_and_the_flow_in_one_sweep(tmp_path, capsys, one_thread):
     assert (gd.eta, gd.eta_max, gd.measure_sharpness_every) == (0.5, None, 1)  # base's eta_max dropped
     table = collect(out)
     assert "solver.measure_sharpness_every" in table.column_names  # the GD entry's own setting is an axis
-    assert (
-        main(
-            [
-                "report",
-                str(out),
-                "--out",
-                str(tmp_path / "r"),
-                "--bootstrap",
-                "10",
-                "--skip-before",
-                "0",
-                "--no-progress",
-            ]
-        )
-        == 0
-    )
+    assert quick_report(out, tmp_path / "r") == 0
     capsys.readouterr()
     fits = pd.read_csv(tmp_path / "r" / "table2.csv")
     assert fits["n_runs"].tolist() == [3] and "solver" not in fits.columns  # the flow alone, one fit
