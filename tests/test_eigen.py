@@ -263,6 +263,20 @@ def test_warm_start_keeps_vectors_as_rows():
     V0 = res.warm_start()
     assert V0.shape == (12, 4) and V0.T.is_contiguous()
     assert torch.equal(V0[:, :2], res.eigenvectors) and torch.equal(V0[:, 2:], res.guard_vectors)
+    assert V0.data_ptr() == res.eigenvectors.data_ptr()  # LOBPCG's vectors are one block: a view, no copy
+    apart = EigResult(res.eigenvalues, res.eigenvectors.clone(), 0, 0, res.residual_norms, True, res.guard_vectors)
+    assert torch.equal(apart.warm_start(), V0) and apart.warm_start().data_ptr() != V0.data_ptr()
+
+
+@pytest.mark.parametrize("iters", [0, 1, 3])
+def test_residual_norms_of_unconverged_pairs_are_the_true_ones(iters):
+    """Stopped early (residuals far above round-off, so they come from the Gram matrix of the
+    stored A·S, not from residual rows), the reported residual norms are still the true ones.
+    """
+    A = with_spectrum(torch.cat([torch.tensor([50.0, 40.0, 30.0]), torch.linspace(20, -5, 197)]), seed=4)
+    res = solver("lobpcg", 3, tol=1e-12, max_iters=iters).solve(LinearOperator.from_dense(A))
+    assert not res.converged and float(res.residual_norms.min()) > 1e-3
+    check_pairs(A, res, atol=1e-11)
 
 
 @pytest.mark.parametrize("name", SOLVERS)

@@ -65,9 +65,12 @@ class EigResult:
         """Start vectors for the next solve, (P, k + g): the eigenvectors, then the guard vectors
         (stored with vectors as rows, as the solvers read them).
         """
-        if self.guard_vectors is None or self.guard_vectors.shape[1] == 0:
-            return self.eigenvectors
-        return torch.cat([self.eigenvectors.T, self.guard_vectors.T]).T
+        V, G = self.eigenvectors, self.guard_vectors
+        if G is None or G.shape[1] == 0:
+            return V
+        if _consecutive_rows(V.T, G.T):  # one (k + g, P) block already (LOBPCG's): a view, no copy
+            return V.T.as_strided((V.shape[1] + G.shape[1], V.shape[0]), V.T.stride()).T
+        return torch.cat([V.T, G.T]).T
 
 
 class Eigensolver(Protocol):
@@ -152,6 +155,18 @@ def order_key(values: torch.Tensor, order: str) -> torch.Tensor:
 def top_indices(values: torch.Tensor, count: int, order: str) -> torch.Tensor:
     """Indices of the ``count`` top values by ``order``, best first."""
     return torch.argsort(order_key(values, order), descending=True, stable=True)[:count]
+
+
+def _consecutive_rows(A: torch.Tensor, B: torch.Tensor) -> bool:
+    """Whether B's rows directly follow A's in one row-major buffer (so [A; B] is a view)."""
+    return (
+        A.is_contiguous()
+        and B.is_contiguous()
+        and A.shape[1] == B.shape[1]
+        and A.dtype == B.dtype
+        and A.untyped_storage().data_ptr() == B.untyped_storage().data_ptr()
+        and A.storage_offset() + A.numel() == B.storage_offset()
+    )
 
 
 def random_rows(count: int, op: Any, generator: torch.Generator | None) -> torch.Tensor:

@@ -14,11 +14,20 @@ operator products if done naively, docs/performance.md):
   coefficients: S ← Qᵀ S and A·S ← Qᵀ A·S with Q orthonormal (no products, no drift growth: an
   orthonormal Q cannot amplify round-off, the cause of the classic LOBPCG's A·X drift). A·S is
   recomputed by products after every :data:`REFRESH_RESTARTS` restarts all the same.
+* The Gram matrix K = (A S)(A S)ᵀ is kept the same way (one pass over A·S per new block), so
+  every Ritz pair's residual norm comes from the coefficients alone, ρ² = cᵀ K c − r², and only
+  the residual rows of the pairs still being expanded are formed (forming all of them was most
+  of an iteration's dense work once the leading pairs had converged); a norm small enough for
+  that difference to lose digits is taken from its residual row instead (:data:`GRAM_TRUST`).
 * A new block W is the normalised residuals of the active pairs. Residuals of Ritz vectors are
   orthogonal to the basis in exact arithmetic; the inner products W·Sᵀ (computed anyway for the
   projected matrix) are checked, and W is projected out explicitly only when they exceed
-  :data:`ORTH_TOL`. Directions of W with Gram eigenvalue below :data:`DROP_TOL` (nothing new) are
-  dropped, so the basis stays orthonormal to round-off.
+  min(:data:`ORTH_LOOSE`, max(:data:`ORTH_TOL`, :data:`ORTH_PER_TOL` × tol)): the computed
+  residuals of an iteration at tol 1e-4 sit at |w·s| ≈ 1e-12–3e-11 (round-off of A·S against
+  residuals ≈ 1e-3 of it), and a loss of orthogonality η moves Ritz values by about
+  η × max |r|, a millionth of the tolerance, so projecting them (two more passes over the basis
+  per iteration) buys nothing; tight solves (tol ≤ 1e-6) keep the basis orthonormal to 1e-12.
+  Directions of W with Gram eigenvalue below :data:`DROP_TOL` (nothing new) are dropped.
 
 Stopping (per wanted pair j, Ritz value r_j, residual ρ_j = ‖A x_j − r_j x_j‖): the error
 estimate min(ρ_j, ρ_j²/δ_j) must be ≤ tol · max(|r_j|, FLOOR · max_i |r_i|), where δ_j is the gap
@@ -48,12 +57,20 @@ from . import EigResult, check_order, order_key, random_rows, register_eigensolv
 BASIS_BLOCKS = 3
 #: A new direction is dropped when its Gram eigenvalue (unit-norm rows) is below this.
 DROP_TOL = 1e-8
-#: Largest |w·s| between a new unit block row and the basis that is left unprojected.
+#: Largest |w·s| between a new unit block row and the basis that is left unprojected: at least
+#: ORTH_TOL, ORTH_PER_TOL × tol when that is larger, at most ORTH_LOOSE.
 ORTH_TOL = 1e-12
+ORTH_PER_TOL = 1e-6
+ORTH_LOOSE = 1e-10
+#: A projection of components |w·s| ≤ ONE_PASS is done once and not re-measured (see _new_block).
+ONE_PASS = 1e-8
 #: Absolute floor of the stopping test, relative to the largest Ritz value.
 FLOOR = 1e-8
 #: Residuals at or below NOISE × the largest Ritz value are round-off: converged, never expanded.
 NOISE = 1e-13
+#: Residual norms from the Gram matrix of A·S below this × the largest Ritz value are recomputed
+#: from their residual rows (the Gram formula cancels to ≈ 1e-14 × that scale).
+GRAM_TRUST = 1e-5
 #: After this many in-place restarts, A·S of the restarted basis is recomputed by products.
 REFRESH_RESTARTS = 20
 #: Columns per chunk of the in-place basis rotation (its temporary is rows × this).
@@ -99,6 +116,7 @@ class LOBPCG:
         if order == "magnitude" and self.guard < 2:
             raise ValueError(f"LOBPCG in magnitude order needs guard >= 2 (one per end of the spectrum), got {guard}")
         self.tol, self.max_iters, self.generator = tol, max_iters, generator
+        self._orth_tol = min(ORTH_LOOSE, max(ORTH_TOL, ORTH_PER_TOL * tol))
         self.order = check_order(order)
         self._S: torch.Tensor | None = None  # basis rows
         self._AS: torch.Tensor | None = None  # A times the basis rows
@@ -117,13 +135,13 @@ class LOBPCG:
         start = op.products
         self._start_block(S[:m], op, V0)
         AS[:m] = op(S[:m])
-        M = S[:m] @ AS[:m].T  # projected matrix Sᵀ A S of the basis
+        M = S[:m] @ AS[:m].T  # projected matrix S A Sᵀ of the basis
+        K = AS[:m] @ AS[:m].T  # Gram matrix of A·S: residual norms without forming residuals
         n, restarts, prev = m, 0, None
         converged, it = False, 0
         while True:
             ritz, C, sentinel = self._rayleigh_ritz(M, m, k)
-            Rb = self._residuals(C, ritz, S[:n], AS[:n], R)  # every Ritz pair's residual row
-            rnorm = torch.linalg.vector_norm(Rb, dim=1)
+            rnorm = self._residual_norms(C, ritz, K, S[:n], AS[:n], R)
             ok, noise = self._converged(ritz[:m], rnorm[:m])
             # the wanted pairs only (guards ride along), but in magnitude order the guards too: they
             # explore the two ends of the spectrum, where the next |λ| may be at either
@@ -142,7 +160,8 @@ class LOBPCG:
             if it == self.max_iters or active.numel() == 0:
                 break
             it += 1
-            block = self._new_block(_compact(Rb, active), rnorm[active], S[:n], AS[:n], M)
+            W = self._residuals(C[:, active], ritz[active], S[:n], AS[:n], R)
+            block = self._new_block(W, torch.linalg.vector_norm(W, dim=1), S[:n], AS[:n], M)
             if block is None:  # nothing outside the basis is left to add
                 break
             W, T, Z_a = block
@@ -151,14 +170,14 @@ class LOBPCG:
                 Q = self._restart_coefficients(C, prev)[:, : max(m, cap - nw)]
                 self._rotate((S, AS), Q, n)
                 n, restarts = Q.shape[1], restarts + 1
-                M, Z_a, C = Q.T @ M @ Q, Z_a @ Q, Q.T @ C
+                M, K, Z_a, C = Q.T @ M @ Q, Q.T @ K @ Q, Z_a @ Q, Q.T @ C
                 if restarts % REFRESH_RESTARTS == 0:  # bound the drift of the rotated basis and A·S
                     L = torch.linalg.cholesky(S[:n] @ S[:n].T)
                     L_inv = torch.linalg.inv(L)
                     self._rotate((S,), L_inv.T, n)  # S ← L⁻¹ S, orthonormal again
                     C, Z_a = L.T @ C, Z_a @ L_inv.T
                     AS[:n] = op(S[:n])
-                    M = S[:n] @ AS[:n].T
+                    M, K = S[:n] @ AS[:n].T, AS[:n] @ AS[:n].T
             if n + nw > cap:  # a basis as large as the space (tiny operators): keep what fits
                 T, Z_a, nw = T[:, : cap - n], Z_a[: cap - n], cap - n
                 if nw <= 0:
@@ -170,6 +189,8 @@ class LOBPCG:
                 Z_a = new @ AS[:n].T
             AS[n : n + nw] = op(S[n : n + nw])
             M = self._extend(M, Z_a, S[n : n + nw] @ AS[n : n + nw].T)
+            K_new = AS[n : n + nw] @ AS[: n + nw].T
+            K = self._extend(K, K_new[:, :n], K_new[:, n:])
             prev = torch.cat([C, C.new_zeros(nw, C.shape[1])])  # the Ritz coefficients in the grown basis
             n += nw
         X = C.T @ S[:n]  # the Ritz vectors, formed once
@@ -270,28 +291,50 @@ class LOBPCG:
         torch.mm(C.T, AS, out=rows)
         return rows.addmm_((C * ritz).T, S, alpha=-1.0)
 
+    def _residual_norms(self, C, ritz, K, S, AS, R) -> torch.Tensor:
+        """‖A x_j − r_j x_j‖ for every Ritz pair, from the Gram matrix K = (A S)(A S)ᵀ.
+
+        With S orthonormal and r_j = c_jᵀ M c_j, ‖A x_j − r_j x_j‖² = c_jᵀ K c_j − r_j²: no
+        vector of length P is touched (forming every pair's residual row is a pass over the whole
+        basis per pair, most of an iteration's dense work when few pairs are still active). The
+        difference cancels to round-off ≈ ε n max r² when ρ_j ≪ |r_j|, so a norm below
+        :data:`GRAM_TRUST` × max |r| is recomputed from its residual row.
+        """
+        rho2 = ((C.T @ K) * C.T).sum(1) - ritz**2
+        rnorm = rho2.clamp(min=0).sqrt()
+        doubtful = torch.nonzero(rnorm <= GRAM_TRUST * ritz.abs().max()).flatten()
+        if doubtful.numel():
+            rows = self._residuals(C[:, doubtful], ritz[doubtful], S, AS, R)
+            rnorm[doubtful] = torch.linalg.vector_norm(rows, dim=1)
+        return rnorm
+
     def _new_block(self, W, rnorm, S, AS, M):
         """The next basis block from the residual rows W of the pairs to expand, as (W, T, Z_a):
-        the block is Tᵀ W, orthonormal rows orthogonal to S to ORTH_TOL, with W normalised in
+        the block is Tᵀ W, orthonormal rows orthogonal to S to ``_orth_tol``, with W normalised in
         place and Z_a = Tᵀ W (A S)ᵀ its inner products with A·S; None when no direction is left.
 
         The rows are normalised and rotated by their Gram matrix (SVQB, dropping directions
         below DROP_TOL). Residuals of Ritz vectors are orthogonal to S in exact arithmetic; if
-        W Sᵀ (computed anyway) says the block is not, to ORTH_TOL (a residual near round-off), S
+        W Sᵀ (computed anyway) says the block is not, to ``_orth_tol`` (a residual near round-off), S
         is projected out of W explicitly first (and again if needed: a block that is still not
-        orthogonal to S after two projections is refused).
+        orthogonal to S after two projections is refused). A projection of components no larger
+        than :data:`ONE_PASS` is not re-measured: it leaves ≈ ε × them behind, and changes W Wᵀ
+        by their square (below round-off), so it costs one pass over S instead of three.
         """
         W = W.mul_((1.0 / rnorm).unsqueeze(1))
         Z_s, Z_a = W @ S.T, W @ AS.T
         T = _svqb(W @ W.T)
         for _ in range(2):  # classical Gram–Schmidt, twice at most ("twice is enough")
-            if T is None or float((T.T @ Z_s).abs().max()) <= ORTH_TOL:
+            if T is None or float((T.T @ Z_s).abs().max()) <= self._orth_tol:
                 break
             W.addmm_(Z_s, S, alpha=-1.0)  # W ← W − (W Sᵀ) S
             Z_a = Z_a - Z_s @ M
+            if float(Z_s.abs().max()) <= ONE_PASS:
+                Z_s = torch.zeros_like(Z_s)
+                break
             Z_s = W @ S.T
             T = _svqb(W @ W.T)
-        if T is None or float((T.T @ Z_s).abs().max()) > ORTH_TOL:
+        if T is None or float((T.T @ Z_s).abs().max()) > self._orth_tol:
             return None
         return W, T, T.T @ Z_a
 
@@ -324,14 +367,6 @@ class LOBPCG:
                 out = tmp[:, : block.shape[1]]
                 torch.mm(Q.T, block, out=out)
                 B[: Q.shape[1], c : c + block.shape[1]] = out
-
-
-def _compact(R: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
-    """R's ``rows`` (ascending indices), moved in place to R's first rows."""
-    for i, j in enumerate(rows.tolist()):
-        if i != j:
-            R[i].copy_(R[j])
-    return R[: rows.numel()]
 
 
 def _svqb(gram: torch.Tensor) -> torch.Tensor | None:
