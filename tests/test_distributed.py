@@ -79,10 +79,13 @@ def test_train_nproc_2_equals_one_process_and_resumes(tmp_path, capfd):
     a = read_parquet(tmp_path / "two" / "trajectory.parquet").to_pandas()
     b = read_parquet(tmp_path / "one" / "trajectory.parquet").to_pandas()
     assert list(a.step) == list(b.step) == list(range(13))
-    assert ((a.loss - b.loss).abs() <= 1e-12 * b.loss).all() and ((a.t - b.t).abs() <= 1e-12 * b.t.abs().max()).all()
+    # equal to round-off: the two reduction orders differ by ≈ 1e-16, which the eigensolver's steps
+    # amplify to ≈ 1e-12 over 12 steps (its basis is kept orthogonal to 1e-10 at tol 1e-4, so
+    # whether a block is re-projected can differ); a lost or misweighted shard moves them by > 1e-3
+    assert ((a.loss - b.loss).abs() <= 1e-11 * b.loss).all() and ((a.t - b.t).abs() <= 1e-11 * b.t.abs().max()).all()
     theta_a, _ = load_run(tmp_path / "two").load_snapshot(12)
     theta_b, _ = load_run(tmp_path / "one").load_snapshot(12)
-    assert rel(theta_a, theta_b) <= 1e-12
+    assert rel(theta_a, theta_b) <= 1e-11, rel(theta_a, theta_b)
 
     # a crash after step 8's snapshot; resumed with 2 processes it is bit-identical to the whole run,
     # resumed with 1 process equal to round-off
