@@ -23,10 +23,11 @@ operator products if done naively, docs/performance.md):
   orthogonal to the basis in exact arithmetic; the inner products W·Sᵀ (computed anyway for the
   projected matrix) are checked, and W is projected out explicitly only when they exceed
   min(:data:`ORTH_LOOSE`, max(:data:`ORTH_TOL`, :data:`ORTH_PER_TOL` × tol)): the computed
-  residuals of an iteration at tol 1e-4 sit at |w·s| ≈ 1e-12–3e-11 (round-off of A·S against
-  residuals ≈ 1e-3 of it), and a loss of orthogonality η moves Ritz values by about
-  η × max |r|, a millionth of the tolerance, so projecting them (two more passes over the basis
-  per iteration) buys nothing; tight solves (tol ≤ 1e-6) keep the basis orthonormal to 1e-12.
+  residuals of an iteration at tol 1e-4 sit at |w·s| ≈ 1e-12–2e-9 at the paper's size (round-off
+  of A·S against residuals far smaller than it), and a loss of orthogonality η moves Ritz values
+  by about η × max |r|, a millionth of the tolerance, so projecting every block (more passes over
+  the basis per iteration) buys nothing; tight solves (tol ≤ 1e-6) keep the basis orthonormal to
+  1e-12.
   Directions of W with Gram eigenvalue below :data:`DROP_TOL` (nothing new) are dropped.
 
 Stopping (per wanted pair j, Ritz value r_j, residual ρ_j = ‖A x_j − r_j x_j‖): the error
