@@ -162,7 +162,7 @@ class LOBPCG:
                 break
             it += 1
             W = self._residuals(C[:, active], ritz[active], S[:n], AS[:n], R)
-            block = self._new_block(W, torch.linalg.vector_norm(W, dim=1), S[:n], AS[:n], M)
+            block = self._new_block(W, S[:n], AS[:n], M)
             if block is None:  # nothing outside the basis is left to add
                 break
             W, T, Z_a = block
@@ -309,7 +309,7 @@ class LOBPCG:
             rnorm[doubtful] = torch.linalg.vector_norm(rows, dim=1)
         return rnorm
 
-    def _new_block(self, W, rnorm, S, AS, M):
+    def _new_block(self, W, S, AS, M):
         """The next basis block from the residual rows W of the pairs to expand, as (W, T, Z_a):
         the block is Tᵀ W, orthonormal rows orthogonal to S to ``_orth_tol``, with W normalised in
         place and Z_a = Tᵀ W (A S)ᵀ its inner products with A·S; None when no direction is left.
@@ -322,7 +322,7 @@ class LOBPCG:
         than :data:`ONE_PASS` is not re-measured: it leaves ≈ ε × them behind, and changes W Wᵀ
         by their square (below round-off), so it costs one pass over S instead of three.
         """
-        W = W.mul_((1.0 / rnorm).unsqueeze(1))
+        W = W.div_(torch.linalg.vector_norm(W, dim=1, keepdim=True))
         Z_s, Z_a = W @ S.T, W @ AS.T
         T = _svqb(W @ W.T)
         for _ in range(2):  # classical Gram–Schmidt, twice at most ("twice is enough")
