@@ -723,3 +723,29 @@ def test_killing_a_ray_sweep_stops_its_ray_processes(tmp_path, sig):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="counts the process's threads in /proc")
+def test_reading_tables_starts_no_arrow_pool_thread(tmp_path):
+    """CI failure: sweeps exited with SIGABRT ("terminate called without an active exception")
+    after their work, from an Arrow pool thread alive at exit (apache/arrow#34314). Reading a
+    Parquet file (from a path or from bytes) and turning a table into a frame start none now.
+    """
+    code = """
+import os, sys
+import pyarrow as pa
+from eoslab.store import parquet_bytes, parse_parquet, read_parquet, to_frame, write_parquet
+table = pa.table({"step": [0, 1], "eigenvalues": [[1.0], [2.0, 3.0]], "metric": ["a", "b"]})
+before = len(os.listdir("/proc/self/task"))
+write_parquet(table, sys.argv[1])
+assert read_parquet(sys.argv[1]).equals(table) and parse_parquet(parquet_bytes(table)).equals(table)
+assert to_frame(table)["metric"].tolist() == ["a", "b"]
+print(before, len(os.listdir("/proc/self/task")))
+"""
+    env = {**os.environ, "OMP_NUM_THREADS": "2"}  # a pool of one thread would hide nothing either way
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "t.parquet")], capture_output=True, text=True, env=env
+    )
+    assert out.returncode == 0, out.stderr
+    before, after = map(int, out.stdout.split())
+    assert after == before

@@ -80,7 +80,7 @@ from .rundir import (
     describe_differences,
     warn,
 )
-from .store import json_bytes, parquet_bytes, parse_safetensors, safetensors_bytes
+from .store import json_bytes, parquet_bytes, parse_safetensors, safetensors_bytes, to_frame
 
 _STATE_FILES_KEPT = 2
 #: Prefix of the trajectory-row tensors in a state file.
@@ -690,7 +690,7 @@ class Run:
     def trajectory(self):
         """trajectory.parquet as a pandas DataFrame (checked against its checksum)."""
         fix = "rerun `eoslab train` with the run's config on this run to rebuild it"
-        return self.dir.read_table(TRAJECTORY_FILE, self.manifest, fix).to_pandas()
+        return to_frame(self.dir.read_table(TRAJECTORY_FILE, self.manifest, fix))
 
 
 def load_run(run_dir: str | Path) -> Run:

@@ -9,9 +9,12 @@ removes such files (the holder of a folder's lock calls it on start).
 A failed write (a read-only folder, a full disk, a file-size limit) raises :class:`WriteError`,
 whose one-line message names the file and the fix. The ``*_bytes`` serialisers and ``parse_*``
 readers let a caller hash exactly the bytes it writes or reads (:mod:`eoslab.rundir` checksums).
-Parquet is read on the calling thread (``use_threads=False``): the tables are small, and
-pyarrow's reader threads could abort the process at exit ("terminate called without an active
-exception", apache/arrow#34314), which made one sweep in five exit with SIGABRT after its work.
+Tables are read, and turned into pandas frames (:func:`to_frame`), on the calling thread:
+pyarrow's thread pools abort a process at exit now and then ("terminate called without an
+active exception", apache/arrow#34314; sweeps exited with SIGABRT after their work). Opening a
+Parquet file by path, ``pq.read_table`` even with ``use_threads=False``, and a plain
+``to_pandas()`` all start Arrow pool threads; ``ParquetFile(BufferReader(bytes))`` read with
+``use_threads=False`` starts none (pyarrow 26; ``tests/test_faults.py`` checks it).
 """
 
 from __future__ import annotations
@@ -149,7 +152,7 @@ def safetensors_bytes(tensors: dict, metadata: dict[str, str] | None = None) -> 
 def parse_parquet(data: bytes, source: str | Path = "<bytes>") -> pa.Table:
     """A Parquet file's table from its bytes (OSError naming ``source`` if it is not one)."""
     try:
-        return pq.read_table(pa.BufferReader(data), use_threads=False)
+        return pq.ParquetFile(pa.BufferReader(data)).read(use_threads=False)
     except (OSError, pa.ArrowException) as e:
         raise OSError(f"cannot read Parquet file {source}: {e}") from None
 
@@ -187,9 +190,15 @@ def write_parquet(table: pa.Table, path: str | Path) -> None:
 def read_parquet(path: str | Path) -> pa.Table:
     """Read a Parquet file (an error names the file if it is missing or corrupt)."""
     try:
-        return pq.read_table(path, use_threads=False)
-    except (OSError, pa.ArrowInvalid) as e:
+        data = Path(path).read_bytes()
+    except OSError as e:
         raise OSError(f"cannot read Parquet file {path}: {e}") from e
+    return parse_parquet(data, path)
+
+
+def to_frame(table: pa.Table):
+    """``table`` as a pandas DataFrame, converted on the calling thread (see the module docstring)."""
+    return table.to_pandas(use_threads=False)
 
 
 def write_npz(path: str | Path, *, compressed: bool = False, **arrays) -> None:

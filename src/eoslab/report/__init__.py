@@ -76,8 +76,11 @@ def collected_frame(table: Any) -> pd.DataFrame:
             (dataset, n, criterion, solver, eta, any other axis) differs between its rows.
     """
     import pandas as pd
+    import pyarrow as pa
 
-    frame = table.to_pandas() if hasattr(table, "to_pandas") else pd.DataFrame(table).copy()
+    from ..store import to_frame
+
+    frame = to_frame(table) if isinstance(table, pa.Table) else pd.DataFrame(table).copy()
     missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
     if missing:
         raise ValueError(

@@ -123,6 +123,7 @@ def _read(run_dir: Path) -> tuple[RunConfig, dict, pd.DataFrame, pd.DataFrame | 
     """
     from eoslab.config import load_config
     from eoslab.rundir import ANALYSIS_FILE, TRAJECTORY_FILE, RunDir
+    from eoslab.store import to_frame
 
     run = RunDir(run_dir)
     if not run.config_file.is_file():
@@ -138,8 +139,8 @@ def _read(run_dir: Path) -> tuple[RunConfig, dict, pd.DataFrame, pd.DataFrame | 
     return (
         config,
         run.read_status(manifest) or {},
-        trajectory.to_pandas(),
-        None if analysis is None else analysis.to_pandas(),
+        to_frame(trajectory),
+        None if analysis is None else to_frame(analysis),
     )
 
 
