@@ -14,7 +14,7 @@ from eoslab.cli import main as cli_main
 from eoslab.config import from_dict
 from eoslab.rundir import ANALYSIS_FILE, ANALYSIS_SCHEMA
 from eoslab.runs import load_run, train
-from eoslab.store import read_parquet
+from eoslab.store import read_parquet, to_frame
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -47,7 +47,7 @@ def run_dir(trained_run, tmp_path):
 
 
 def table_of(run_dir):
-    return read_parquet(run_dir / ANALYSIS_FILE).to_pandas()
+    return to_frame(read_parquet(run_dir / ANALYSIS_FILE))
 
 
 def check_bounds(df, c5_step):

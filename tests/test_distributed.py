@@ -18,7 +18,7 @@ from eoslab.cli import main
 from eoslab.config import load_config
 from eoslab.distributed import launch, shard_slice
 from eoslab.runs import load_run, train
-from eoslab.store import read_json, read_parquet, write_json
+from eoslab.store import read_json, read_parquet, to_frame, write_json
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -76,8 +76,8 @@ def test_train_nproc_2_equals_one_process_and_resumes(tmp_path, capfd):
     assert main(["train", str(config), "--out", str(tmp_path / "two"), "--nproc", "2", "--no-progress"]) == 0
     assert "two: stopped: max_steps 12 reached" in capfd.readouterr().out
     train(load_config(config), tmp_path / "one", progress=False)
-    a = read_parquet(tmp_path / "two" / "trajectory.parquet").to_pandas()
-    b = read_parquet(tmp_path / "one" / "trajectory.parquet").to_pandas()
+    a = to_frame(read_parquet(tmp_path / "two" / "trajectory.parquet"))
+    b = to_frame(read_parquet(tmp_path / "one" / "trajectory.parquet"))
     assert list(a.step) == list(b.step) == list(range(13))
     # equal to round-off: the two reduction orders differ by ≈ 1e-16, which the eigensolver's steps
     # amplify to ≈ 1e-12 over 12 steps (its basis is kept orthogonal to 1e-10 at tol 1e-4, so
@@ -119,6 +119,6 @@ def test_train_under_torchrun(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.count("stopped: max_steps 6 reached") == 1  # rank 0 alone reports
     train(load_config(config), tmp_path / "one", progress=False)
-    a = read_parquet(tmp_path / "tr" / "trajectory.parquet").to_pandas()
-    b = read_parquet(tmp_path / "one" / "trajectory.parquet").to_pandas()
+    a = to_frame(read_parquet(tmp_path / "tr" / "trajectory.parquet"))
+    b = to_frame(read_parquet(tmp_path / "one" / "trajectory.parquet"))
     assert len(a) == len(b) == 7 and ((a.loss - b.loss).abs() <= 1e-12 * b.loss).all()

@@ -16,7 +16,7 @@ from eoslab.cli import main
 from eoslab.config import ConfigError, from_dict
 from eoslab.models import CNN, ModuleModel
 from eoslab.runs import build_problem, load_run, train
-from eoslab.store import read_parquet
+from eoslab.store import read_parquet, to_frame
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -77,7 +77,7 @@ def test_cnn_run_trains_resumes_and_is_analysed(tmp_path):
     traj = run.trajectory()
     assert traj.loss.iloc[-1] < traj.loss.iloc[0]
     analyze_run(tmp_path / "run", progress=False)
-    table = read_parquet(tmp_path / "run" / "analysis.parquet").to_pandas()
+    table = to_frame(read_parquet(tmp_path / "run" / "analysis.parquet"))
     assert set(table.metric) == ANY_NETWORK_METRICS
     assert sorted(table[table.metric == "layer_sqnorm"].layer.unique()) == [1, 2, 3]  # conv1, conv2, fc
     assert sorted(table.step.unique()) == [0, 4, 8, 12]

@@ -10,8 +10,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pyarrow.parquet as pq
 import tomli_w
+
+from eoslab.store import read_parquet
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
@@ -68,4 +69,4 @@ def test_the_readme_tour_runs_as_written(tmp_path):
     assert outputs["eoslab report sweep"].splitlines()[0] == "report on 4 of 4 runs of sweep sweep"
     figures = {p.name for p in (tmp_path / "sweep/report/figures").glob("*.png")}
     assert "gd_vs_euler__synthetic_ce.png" in figures and "fig1_sharpness__synthetic_ce.png" in figures
-    assert pq.read_table(tmp_path / "sweep/collected.parquet").num_rows > 0
+    assert read_parquet(tmp_path / "sweep/collected.parquet").num_rows > 0

@@ -8,12 +8,12 @@ so neither the evidence nor the README numbers drawn from it can drift from the 
 
 from pathlib import Path
 
-import pyarrow.parquet as pq
 import pytest
 
 from eoslab.report import collected_frame
 from eoslab.report.checks import checks_markdown, section5_checks
 from eoslab.report.powerlaw import fit_power_laws, fits_markdown
+from eoslab.store import read_parquet
 
 RESULTS = Path(__file__).resolve().parents[1] / "docs" / "results"
 PRESETS = ["repro_atrial_fibrillation", "repro_dice"]
@@ -23,7 +23,7 @@ PRESETS = ["repro_atrial_fibrillation", "repro_dice"]
 def results(request):
     folder = RESULTS / request.param
     assert (folder / "collected.parquet").is_file(), f"{folder}: the committed collected table is missing"
-    return folder, collected_frame(pq.read_table(folder / "collected.parquet"))
+    return folder, collected_frame(read_parquet(folder / "collected.parquet"))
 
 
 def test_table2_refits_from_the_committed_table(results):

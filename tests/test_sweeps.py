@@ -9,11 +9,11 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pyarrow.parquet as pq
 import pytest
 import tomli_w
 
 from eoslab.config import ConfigError, config_hash, resolve
+from eoslab.store import read_parquet
 from eoslab.sweeps import (
     COLLECT_SCHEMA,
     collect,
@@ -259,8 +259,8 @@ def test_collect_schema_and_readers(tmp_path):
     assert (out / "sweep.toml").read_text() == cfg.read_text()
     table = collect(out)
     assert table.schema == COLLECT_SCHEMA
-    grid = pq.read_table(out / "grid.parquet").to_pylist()
-    expect = sum(pq.read_table(out / "runs" / g["run_id"] / "analysis.parquet").num_rows for g in grid)
+    grid = read_parquet(out / "grid.parquet").to_pylist()
+    expect = sum(read_parquet(out / "runs" / g["run_id"] / "analysis.parquet").num_rows for g in grid)
     assert table.num_rows == expect > 0
     assert table["layer"].null_count > 0 and set(table["n"].to_pylist()) == {12, 24}
     assert set(table["subset_seed"].to_pylist()) == {3} and set(table["solver"].to_pylist()) == {"exp_euler"}

@@ -11,9 +11,9 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pyarrow.parquet as pq
 import pytest
 
+from eoslab.store import read_parquet
 from eoslab.sweeps import collect, point_status, sweep_status
 from test_sweeps import sweep_cli, tiny_base, write_sweep
 
@@ -77,7 +77,7 @@ def test_sigkill_mid_sweep_then_rerun_resumes(tmp_path):
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline:  # wait for one finished run and one half-way
             if (out / "grid.parquet").exists():
-                runs = [out / "runs" / r for r in pq.read_table(out / "grid.parquet")["run_id"].to_pylist()]
+                runs = [out / "runs" / r for r in read_parquet(out / "grid.parquet")["run_id"].to_pylist()]
                 status = {r: point_status(r) for r in runs}
                 done = [r for r in runs if status[r].state == "stopped"]
                 busy = [r for r in runs if status[r].state == "running" and (status[r].step or 0) >= 5]
@@ -112,11 +112,11 @@ def test_sigkill_mid_sweep_then_rerun_resumes(tmp_path):
     assert _snapshot(done[0]) == finished  # not recomputed, not rewritten
     assert all(p.stat().st_mtime_ns == m for p, m in saved.items())  # resumed, not restarted
     for run_dir in runs:
-        traj = pq.read_table(run_dir / "trajectory.parquet")
+        traj = read_parquet(run_dir / "trajectory.parquet")
         assert traj["step"].to_pylist() == list(range(41))
-        steps = set(pq.read_table(run_dir / "analysis.parquet")["step"].to_pylist())
+        steps = set(read_parquet(run_dir / "analysis.parquet")["step"].to_pylist())
         assert steps == set(range(0, 41, 5))
     for path in out.rglob("*.parquet"):  # every Parquet file reads back whole
-        table = pq.read_table(path)
+        table = read_parquet(path)
         assert table.num_rows > 0, path
     assert collect(out).num_rows == 0  # stopped above their target: not collected by default

@@ -17,11 +17,10 @@ import sys
 
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 
 from eoslab.cli import main
-from eoslab.store import write_parquet, write_text
+from eoslab.store import read_parquet, to_frame, write_parquet, write_text
 from eoslab.sweeps import collect, collect_info, grid_table, parse_sweep, run_point, stale_reason
 from eoslab.sweeps.grid import GRID_FILE, RUNS_DIR, SWEEP_FILE
 from test_sweeps import sweep_cli, tiny_base
@@ -64,7 +63,7 @@ def test_a_gain_axis_survives_collect_status_and_report(gain_sweep, tmp_path, ca
     table = collect(gain_sweep)
     assert table.schema.field("model.gain").type == pa.float64()
     assert table.column_names.index("model.gain") == table.column_names.index("eta_max") + 1
-    runs = table.select(["run_id", "n", "model.gain"]).to_pandas().drop_duplicates()
+    runs = to_frame(table.select(["run_id", "n", "model.gain"])).drop_duplicates()
     assert sorted(zip(runs["n"], runs["model.gain"])) == [(n, g) for n in (8, 16, 24) for g in (1.0, 1.5)]
 
     r = sweep_cli("status", str(gain_sweep))
@@ -98,7 +97,7 @@ def test_a_gain_axis_survives_collect_status_and_report(gain_sweep, tmp_path, ca
     } <= figures
     page = (out / "index.html").read_text()
     assert "report on 6 of 6 runs" in page and "model.gain = 1.5" in page
-    assert pq.read_table(out / "collected.parquet").num_rows == table.num_rows  # the table it was made from
+    assert read_parquet(out / "collected.parquet").num_rows == table.num_rows  # the table it was made from
 
 
 def quick_report(source, out, *extra: str) -> int:
@@ -121,7 +120,7 @@ def test_a_stale_table_is_refused_and_the_sweep_folder_is_collected_afresh(tmp_p
     said = capsys.readouterr().out
     assert "from 2 of 3 runs (left out: 1 pending)" in said
     table = out / "collected.parquet"
-    info = collect_info(pq.read_table(table))
+    info = collect_info(read_parquet(table))
     assert (info.total, sorted(info.included)) == (3, sorted(p.run_id for p in sweep.points[:2]))
     assert stale_reason(info, out) is None
     assert quick_report(table, tmp_path / "r0") == 0
@@ -169,7 +168,7 @@ def test_stopped_runs_are_left_out_unless_asked_for(tmp_path, capsys, one_thread
     assert main(["collect", str(out)]) == 0
     said = capsys.readouterr().out
     assert "from 3 of 4 runs (left out: 1 stopped; --include-stopped adds the stopped)" in said
-    assert stopped not in set(pq.read_table(out / "collected.parquet")["run_id"].to_pylist())
+    assert stopped not in set(read_parquet(out / "collected.parquet")["run_id"].to_pylist())
     r = tmp_path / "r"
     assert main(["report", str(out / "collected.parquet"), "--out", str(r), "--include-stopped"]) == 1
     assert "collected without stopped runs" in capsys.readouterr().err
@@ -213,7 +212,7 @@ def test_show_and_report_of_one_finished_run(gain_sweep, tmp_path, capsys):
     assert main(["show", str(run)]) == 0
     lines = dict(line.strip().split("  ", 1) for line in capsys.readouterr().out.splitlines())
     assert lines["state"].startswith("done (target loss 0.3 reached)")
-    analysis = pq.read_table(run / "analysis.parquet").to_pandas()
+    analysis = to_frame(read_parquet(run / "analysis.parquet"))
     h = analysis[analysis["metric"] == "sharpness_H"].sort_values("step")["value"]
     assert lines["λ¹(H)"].startswith(f"{h.iloc[0]:.4g} → {h.max():.4g}") and lines["λ¹(H)"].endswith("[analysis]")
     c5 = analysis[(analysis["metric"] == "eq7_c5") & (analysis["layer"] == 1)].sort_values("step")["value"]
