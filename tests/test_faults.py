@@ -749,3 +749,51 @@ print(before, len(os.listdir("/proc/self/task")))
     assert out.returncode == 0, out.stderr
     before, after = map(int, out.stdout.split())
     assert after == before
+
+
+# ----------------------------------------------------------------------------- issue 24
+#: Run ``eoslab train`` in this process, SIGKILLing itself inside the commit of the final
+#: snapshot: its files moved into place, the manifest not yet told (argv: config, run directory).
+KILL_INSIDE_FINAL_COMMIT = """
+import os, signal, sys
+from eoslab import rundir
+from eoslab.cli import main
+
+write = rundir.RunDir._write_manifest
+
+def write_or_die(self, manifest):
+    if not manifest.get("pending") and "snapshots/step_00000025.safetensors" in manifest["files"]:
+        os.kill(os.getpid(), signal.SIGKILL)  # the files are in place; `pending` still lists them
+    write(self, manifest)
+
+rundir.RunDir._write_manifest = write_or_die
+sys.exit(main(["train", sys.argv[1], "--out", sys.argv[2], "--no-progress"]))
+"""
+
+
+def test_sigkill_inside_a_snapshot_commit_leaves_a_run_that_resumes_and_analyses(tmp_path, capsys):
+    """Issue 24: a SIGKILL between the files of the final snapshot moving into place and the
+    manifest recording them left a finished run that `eoslab analyze` refused for ever (the next
+    write replaced the pending checksums without settling them). Now the next write settles them:
+    train returns the finished run, analyze analyses it, and every file verifies.
+    """
+    sections = {"train": {"max_steps": 25}, "analysis": {"skip_before": 10}}
+    config = write_config(tmp_path / "c.toml", config_dict(**sections))
+    run_dir = tmp_path / "killed"
+    killed = subprocess.run(
+        [sys.executable, "-c", KILL_INSIDE_FINAL_COMMIT, str(config), str(run_dir)], capture_output=True, text=True
+    )
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    manifest = read_json(run_dir / "manifest.json")
+    assert "snapshots/step_00000025.safetensors" in manifest["pending"]  # killed inside the final commit
+    assert read_json(run_dir / "status.json")["state"] == "stopped"
+
+    assert main(["train", str(config), "--out", str(run_dir), "--no-progress"]) == 0
+    assert main(["analyze", str(run_dir), "--no-progress"]) == 0, capsys.readouterr().err
+    manifest = read_json(run_dir / "manifest.json")
+    assert manifest["pending"] == {} and "snapshots/step_00000025.safetensors" in manifest["files"]
+    whole = tmp_path / "whole"
+    train(small_config(**sections), whole, progress=False)
+    assert_same_run(whole, run_dir)
+    analyze_run(whole, progress=False)
+    assert read_parquet(whole / "analysis.parquet").equals(read_parquet(run_dir / "analysis.parquet"))

@@ -40,7 +40,10 @@ The manifest (``manifest.json``, JSON)::
 
 Every write goes through :meth:`RunDir.transaction`: the new files are written to temporary
 files and hashed, their checksums are recorded under ``pending``, the files are moved into
-place, and then ``pending`` is merged into ``files``. A file whose bytes match neither its
+place, and then ``pending`` is merged into ``files``. A process killed between the two manifest
+writes leaves ``pending`` standing; the next write settles it first (:meth:`RunDir.settle_pending`:
+a pending file in place is recorded, any other pending entry dropped), so the commit of a set of
+files and their checksums is atomic with respect to SIGKILL. A file whose bytes match neither its
 ``files`` nor its ``pending`` checksum is corrupt (:class:`CorruptFileError`) and is never trusted:
 :mod:`eoslab.runs` resumes from the previous good snapshot and rebuilds the tables, the analysis
 is recomputed, ``eoslab status`` and ``collect`` leave the run out. ``train`` and ``analyze``
@@ -399,6 +402,20 @@ class RunDir:
         m.setdefault("pending", {})
         return m
 
+    def settle_pending(self, manifest: dict[str, Any]) -> None:
+        """Settle the ``pending`` checksums a killed write left in ``manifest`` (in place): a file
+        whose bytes match its pending checksum was moved into place, so that checksum becomes the
+        file's; any other pending entry (the file not moved, or gone) is dropped.
+        """
+        for name, digest in manifest["pending"].items():
+            try:
+                moved = sha256_bytes((self.path / name).read_bytes()) == digest
+            except OSError:
+                moved = False
+            if moved:
+                manifest["files"][name] = digest
+        manifest["pending"] = {}
+
     def _write_manifest(self, manifest: dict[str, Any]) -> None:
         write_bytes(json_bytes(manifest), self.manifest_file)
 
@@ -571,6 +588,7 @@ class Transaction:
         manifest = self.run.manifest()
         try:
             if manifest is not None:
+                self.run.settle_pending(manifest)
                 manifest["pending"] = {name: digest for name, _, digest in self.staged}
                 self.run._write_manifest(manifest)
             for name, tmp, _ in self.staged:
