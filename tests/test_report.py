@@ -11,7 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from eoslab.report import collected_frame
+from eoslab.report import collected_frame, runs_of
 from eoslab.report.checks import checks_frame, section5_checks
 from eoslab.report.figures import CURVE_FAMILIES, plan_figures
 from eoslab.report.powerlaw import fit_power_laws, fits_frame, fits_markdown, peak_per_run
@@ -137,9 +137,11 @@ def test_peaks_ignore_the_transient_and_the_noiseless_fit_recovers_a_b():
     assert synthetic_fit.b == pytest.approx(0.3) and synthetic_fit.a == pytest.approx(2e-3)
     table = fits_frame(fits)
     assert table.loc[0, "paper_b"] == 0.49 and np.isnan(table.loc[1, "paper_b"])
+    assert list(table["t_star"]) == [3.0, 3.0]  # every run's last snapshot is at t = 3, where C5 peaks
+    np.testing.assert_allclose(table["t_star_b"], table["b"], rtol=1e-12)
     md = fits_markdown(fits)
-    assert "| CIFAR-10 | Cross-Entropy | 0.0004 | 0.49 | 1.00 | 0.0004 | 0.49 | 0.97 |" in md
-    assert "| Synthetic | MSE |" in md
+    assert "| CIFAR-10 | Cross-Entropy | peak | 0.0004 | 0.49 | 1.00 | 0.0004 | 0.49 | 0.97 |" in md
+    assert "| Synthetic | MSE | peak |" in md
 
 
 def test_noisy_fit_on_a_table_recovers_b_within_its_interval():
@@ -172,8 +174,12 @@ def test_all_nan_peaks_are_an_error_and_single_nan_runs_are_counted():
     one_run = frame["run_id"] == "cifar10-ce-n390-i0-s0"
     single = frame.copy()
     single.loc[c5 & one_run & (single["step"] >= 10), "value"] = np.nan
-    with pytest.warns(UserWarning, match="cifar10/ce: dropped 1 of 12 runs"):
+    with pytest.warns(UserWarning) as caught:
         fits = fit_power_laws(single, n_boot=10)
+    assert [str(w.message).split(" from")[0] for w in caught] == [
+        "cifar10/ce: dropped 1 of 12 runs",
+        "cifar10/ce at t* = 3: dropped 1 of 12 runs",
+    ]
     assert fits[0].fit.n_dropped == 1 and fits[0].fit.n_runs == 11
     everything = frame.copy()
     everything.loc[c5, "value"] = np.nan
@@ -261,7 +267,7 @@ def test_eoslab_report_writes_every_figure_tables_and_index(tmp_path, capsys):
     csv = pd.read_csv(out / "table2.csv")
     assert list(csv["dataset"]) == ["cifar10", "synthetic"]
     assert csv.loc[0, "b"] == pytest.approx(0.49)
-    assert "| Dataset | Criterion | a | b | R² |" in (out / "table2.md").read_text()
+    assert "| Dataset | Criterion | y | a | b | R² |" in (out / "table2.md").read_text()
     assert len(pd.read_csv(out / "checks.csv")) == 5
     assert "λ¹(R)" in (out / "checks.md").read_text()
     assert len(pd.read_csv(out / "peaks.csv")) == 15
@@ -349,3 +355,62 @@ def test_a_table_without_the_fitted_metric_still_gets_a_report(tmp_path):
     assert [f.family for f in result.figures] == ["fig1_sharpness"]
     assert "No power-law fit" in (tmp_path / "index.html").read_text()
     assert pd.read_csv(tmp_path / "peaks.csv").empty
+
+
+def test_y_at_a_common_flow_time_interpolates_and_the_last_snapshot_share_is_counted():
+    from eoslab.report.powerlaw import fixed_time_per_run
+
+    table = collected_frame(make_collected(groups=(("cifar10", "ce", (390, 781, 1562), 4e-4, 0.49),), gd=False))
+    frame = table[~((table["n"] == 390) & (table["step"] > 200))].copy()  # n = 390 stops at t = 2, the rest at 3
+    c5 = (frame["metric"] == "eq7_c5") & (frame["layer"] == 1)
+    frame.loc[c5 & (frame["n"] == 1562) & (frame["step"] == 300), "value"] = 0.0  # peaks before its last snapshot
+    t_star, y = fixed_time_per_run(frame)
+    assert t_star == pytest.approx(2.0)
+    for run_id, value in y.items():
+        n = int(run_id.split("-n")[1].split("-")[0])
+        assert value == pytest.approx(4e-4 * n**0.49 * (0.3 + 0.7 * 200 / 300), rel=1e-12), run_id
+    (g,) = fit_power_laws(frame, n_boot=20)
+    assert g.t_star == pytest.approx(2.0) and g.fixed_time.b == pytest.approx(0.49)
+    assert g.at_last == (6, 9)
+    assert g.last_snapshot_line().startswith(
+        "WARNING: the peak is the last analysed snapshot in 6 of 9 runs (67%): y is where training stopped"
+    )
+
+    between = frame.copy()  # t* = 2.5 lies halfway between the snapshots at t = 2.4 and 2.6
+    between.loc[(between["n"] == 390) & (between["step"] == 200), "t"] = 2.5
+    t_star, y = fixed_time_per_run(between)
+    around = between[c5 & (between["n"] == 781) & between["step"].isin([240, 260])]
+    assert t_star == pytest.approx(2.5)
+    assert y[around["run_id"].iloc[0]] == pytest.approx(around["value"].iloc[:2].mean(), rel=1e-12)
+
+    frame.loc[c5 & (frame["n"] == 781) & (frame["step"] == 300), "value"] = 0.0
+    (g,) = fit_power_laws(frame, n_boot=20)
+    assert g.at_last == (3, 9)  # a minority: no warning
+    assert g.last_snapshot_line() == "the peak is the last analysed snapshot in 3 of 9 runs (33%)"
+
+
+def test_the_protocol_comes_from_the_table_and_says_what_it_does_not_record():
+    from eoslab.report.powerlaw import protocol, protocol_text
+
+    frame = collected_frame(make_collected(gd=False))
+    fits = fit_power_laws(frame, n_boot=10)
+    assert dict(fits[0].protocol) == {
+        "dataset": "CIFAR-10",
+        "network": "MLP, depth 6 × width 32",
+        "criterion": "Cross-Entropy",
+        "solver": "exponential Euler, η_max not recorded in the collected table",
+        "target loss": "not recorded in the collected table",
+        "sizes n": "390, 781, 1562, 3125",
+        "runs per size": "3",
+    }
+    runs = runs_of(frame)
+    sst = runs.assign(dataset="sst", eta_max=1.0, **{"train.target_loss": 0.01, "data.options.encoder": "/models/x"})
+    assert protocol_text(protocol(sst.iloc[:4])) == (
+        "dataset SST · network MLP, depth 6 × width 32 · criterion Cross-Entropy · "
+        "solver exponential Euler, η_max = 1 · target loss 0.01 · sizes n 390, 781 · runs per size 390: 3, 781: 1 · "
+        "encoder /models/x"
+    )
+    cnn = runs.assign(**{"model.kind": "cnn", "solver": "gd", "eta": 0.1})
+    assert dict(protocol(cnn))["network"] == "cnn" and dict(protocol(cnn))["solver"] == "gradient descent, η = 0.1"
+    md = fits_markdown(fits)
+    assert "- **CIFAR-10, Cross-Entropy**: dataset CIFAR-10 · network MLP, depth 6 × width 32 ·" in md

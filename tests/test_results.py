@@ -41,3 +41,38 @@ def test_checks_rerun_from_the_committed_table(results):
 def test_the_folders_stay_small():
     total = sum(p.stat().st_size for p in RESULTS.rglob("*") if p.is_file())
     assert total < 8 * 2**20, f"docs/results holds {total / 2**20:.1f} MiB; keep it to a few MB"
+
+
+def _fit(preset):
+    (g,) = fit_power_laws(collected_frame(read_parquet(RESULTS / preset / "collected.parquet")))
+    return g
+
+
+def test_one_power_law_is_rejected_on_atrial_fibrillation_as_the_referee_found():
+    g = _fit("repro_atrial_fibrillation")
+    assert (g.fit.b, *g.fit.b_ci) == pytest.approx((0.3105, 0.2455, 0.3716), abs=5e-4)
+    t = g.fit.tests
+    assert t.lof_df == (3, 15)
+    assert t.lof_f == pytest.approx(5.35, abs=0.005)  # the referee's F(3, 15) = 5.35, p = 0.010
+    assert t.lof_p == pytest.approx(0.0104, abs=5e-5)
+    assert t.quad_p == pytest.approx(0.00084, abs=5e-6)  # the referee's 0.0008
+    assert t.local_slopes == pytest.approx((0.50, 0.49, 0.15, 0.10), abs=0.005)
+    assert t.verdict() == (
+        "power law rejected at p = 0.010 (lack-of-fit F(3, 15) = 5.35; quadratic term in log n: p = 0.0008): "
+        "the local exponent falls from 0.50 to 0.10"
+    )
+    assert g.at_last == (20, 20) and g.last_snapshot_line().startswith("WARNING: the peak is the last analysed")
+    assert g.t_star == pytest.approx(5.1242, abs=1e-4)  # where the n = 60 runs end
+    assert g.fixed_time.b == pytest.approx(-0.522, abs=5e-4) and g.fixed_time.tests.rejected
+
+
+def test_one_power_law_is_rejected_on_dice_and_its_peaks_are_the_last_snapshots():
+    g = _fit("repro_dice")
+    t = g.fit.tests
+    assert t.lof_df == (2, 4) and t.lof_f == pytest.approx(7.272, abs=5e-4)
+    assert t.lof_p == pytest.approx(0.0465, abs=5e-5)
+    assert t.quad_p == pytest.approx(0.0191, abs=5e-5) and t.rejected
+    assert t.local_slopes == pytest.approx((0.585, -0.372, -0.502), abs=5e-4)
+    assert g.at_last == (8, 8)
+    assert g.t_star == pytest.approx(27.82, abs=0.005)
+    assert g.fixed_time.b == pytest.approx(-0.490, abs=5e-4) and not g.fixed_time.tests.rejected

@@ -14,7 +14,16 @@ from pathlib import Path
 
 from eoslab.report.checks import Check, format_value
 from eoslab.report.figures import FigureFile, group_heading
-from eoslab.report.powerlaw import GroupFit, criterion_name, dataset_name
+from eoslab.report.powerlaw import (
+    GroupFit,
+    criterion_name,
+    dataset_name,
+    describe_y,
+    group_title,
+    protocol_text,
+    tests_cells,
+    verdict_lines,
+)
 
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; color: #222; }
@@ -24,7 +33,7 @@ th { background: #f3f3f3; } td.l, th.l { text-align: left; }
 td.no { color: #b00; font-weight: bold; } td.yes { color: #070; }
 figure { margin: 1.5em 0; } figure img { max-width: 100%; border: 1px solid #eee; }
 figcaption { font-size: 0.9em; color: #555; }
-.paper { color: #666; }
+.paper { color: #666; } li.warn { color: #b00; font-weight: bold; }
 """
 
 
@@ -47,39 +56,57 @@ def _rel(path: Path, out_dir: Path) -> str:
 
 
 def _table2(fits: list[GroupFit]) -> str:
-    """Table 2: Dataset | Criterion | [Setting] | a | b | R², the paper's values beside ours."""
+    """Table 2 as ``table2.md`` has it: each group's protocol, then Dataset | Criterion | [Setting]
+    | y | a | b | R², the paper's values beside ours and the tests of each fit, then the verdicts.
+    """
     setting = any(g.group.extra for g in fits)
+    protocols = "".join(
+        f"<li><strong>{_e(group_title(g))}</strong>: {_e(protocol_text(g.protocol))}</li>" for g in fits
+    )
     head = (
         "<tr><th class=l>Dataset</th><th class=l>Criterion</th>"
         + ("<th class=l>Setting</th>" if setting else "")
-        + "<th>a</th><th>b</th><th>R²</th>"
+        + "<th class=l>y</th><th>a</th><th>b</th><th>R²</th>"
         "<th class=paper>paper a</th><th class=paper>paper b</th><th class=paper>paper R²</th>"
-        "<th>b 95% CI</th><th>runs</th><th>sizes</th></tr>"
+        "<th>b 95% CI</th><th>runs</th><th>sizes</th>"
+        "<th>lack-of-fit F (df)</th><th>lack-of-fit p</th><th>quadratic p</th><th>local slopes</th></tr>"
     )
     rows = []
     for g in fits:
-        a_p, b_p, r2_p = g.paper or (None, None, None)
-        paper = (
-            f"<td class=paper>{_num(a_p, '.4f')}</td><td class=paper>{_num(b_p, '.2f')}</td>"
-            f"<td class=paper>{_num(r2_p, '.2f')}</td>"
-        )
         name = f"<td class=l>{_e(dataset_name(g.dataset))}</td><td class=l>{_e(criterion_name(g.criterion))}</td>"
         if setting:
             name += f"<td class=l>{_e(g.group.extra_label())}</td>"
-        if g.fit is None:
-            rows.append(
-                f"<tr>{name}<td>–</td><td>–</td><td>–</td>{paper}<td class=l colspan=3>"
-                f"not fitted: {_e(g.error)}</td></tr>"
+        for label, f, error in g.fits():
+            a_p, b_p, r2_p = (g.paper if label == "peak" else None) or (None, None, None)
+            paper = (
+                f"<td class=paper>{_num(a_p, '.4f')}</td><td class=paper>{_num(b_p, '.2f')}</td>"
+                f"<td class=paper>{_num(r2_p, '.2f')}</td>"
             )
-            continue
-        f = g.fit
-        dropped = f" (+{f.n_dropped} dropped)" if f.n_dropped else ""
-        rows.append(
-            f"<tr>{name}<td>{_num(f.a, '.2g')}</td><td>{_num(f.b, '.2f')}</td><td>{_num(f.r2, '.2f')}</td>"
-            f"{paper}<td>[{_num(f.b_ci[0], '.2f')}, {_num(f.b_ci[1], '.2f')}]</td>"
-            f"<td>{f.n_runs}{dropped}</td><td>{f.n_sizes}</td></tr>"
-        )
-    return f"<table>{head}{''.join(rows)}</table>"
+            row = f"{name}<td class=l>{_e(label)}</td>"
+            if f is None:
+                rows.append(
+                    f"<tr>{row}<td>–</td><td>–</td><td>–</td>{paper}<td class=l colspan=7>"
+                    f"not fitted: {_e(error)}</td></tr>"
+                )
+                continue
+            dropped = f" (+{f.n_dropped} dropped)" if f.n_dropped else ""
+            tests = "".join(f"<td>{_e(c)}</td>" for c in tests_cells(f))
+            rows.append(
+                f"<tr>{row}<td>{_num(f.a, '.2g')}</td><td>{_num(f.b, '.2f')}</td><td>{_num(f.r2, '.2f')}</td>"
+                f"{paper}<td>[{_num(f.b_ci[0], '.2f')}, {_num(f.b_ci[1], '.2f')}]</td>"
+                f"<td>{f.n_runs}{dropped}</td><td>{f.n_sizes}</td>{tests}</tr>"
+            )
+    verdicts = "".join(
+        f"<li{' class=warn' if 'WARNING' in line else ''}><strong>{_e(group_title(g))}</strong>, {_e(line)}</li>"
+        for g in fits
+        for line in verdict_lines(g)
+    )
+    if not fits:
+        return f"<table>{head}</table>"
+    return (
+        f"<p>Protocol:</p><ul id=protocol>{protocols}</ul><table>{head}{''.join(rows)}</table>"
+        f"<p>Verdicts:</p><ul id=verdicts>{verdicts}</ul>"
+    )
 
 
 def _checks(checks: list[Check]) -> str:
@@ -121,17 +148,7 @@ def index_html(
     ``headline`` (``8 of 9 runs (left out: ...)``) opens it.
     """
     out_dir = Path(out_dir)
-    head = fits[0] if fits else None
-    fitted = (
-        ""
-        if head is None
-        else (
-            f"y is the peak of <code>{_e(head.metric)}</code>"
-            + ("" if head.layer is None else f" for layer {head.layer}")
-            + f" over steps ≥ {head.skip_before}, per exponential Euler run; "
-            "a, b by least squares of log y on log n, R² in log space, b's interval by a bootstrap over runs."
-        )
-    )
+    fitted = "" if not fits else _e(describe_y(fits[0]).replace("`", ""))
     note_list = "".join(f"<li>{_e(n)}</li>" for n in notes)
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     return f"""<!DOCTYPE html>
