@@ -414,3 +414,67 @@ def test_the_protocol_comes_from_the_table_and_says_what_it_does_not_record():
     assert dict(protocol(cnn))["network"] == "cnn" and dict(protocol(cnn))["solver"] == "gradient descent, η = 0.1"
     md = fits_markdown(fits)
     assert "- **CIFAR-10, Cross-Entropy**: dataset CIFAR-10 · network MLP, depth 6 × width 32 ·" in md
+
+
+def _three_layer_table(tmp_path):
+    frame = make_collected(groups=(("cifar10", "ce", (390, 781, 1562), 4e-4, 0.49),), gd=False)
+    frame = frame[frame["layer"].isna() | (frame["layer"] <= 2)]  # a depth-3 network: per-layer C5 at 1, 2
+    path = tmp_path / "collected.parquet"
+    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), path)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (
+            ["--metric", "sharpnes_H"],
+            "no metric 'sharpnes_H' in the table; did you mean 'sharpness_H'? it holds: act_align, act_ratio, "
+            "act_scale, align_ratio, align_ratio_preact, criterion_hessian_norm, eq7_c1, eq7_c2, eq7_c3, eq7_c4, "
+            "eq7_c5, jtilde_sqnorm, layer_sqnorm, layerjac_sqnorm, overlap_ratio, preact_sqnorm, sharpness_G, "
+            "sharpness_H, sharpness_R, stability_bound",
+        ),
+        (["--layer", "7"], "eq7_c5 has no layer 7: its layers in this table are 1, 2"),
+        (
+            ["--metric", "layer_sqnorm", "--layer", "3"],
+            "layer_sqnorm has no layer 3: its layers in this table are 1, 2",
+        ),
+        (["--layer", "none"], "eq7_c5 is a per-layer metric: pass --layer 1, 2"),
+        (
+            ["--metric", "sharpness_H", "--layer", "1"],
+            "sharpness_H has no layer 1: it is a whole-network metric (--layer none)",
+        ),
+        (
+            ["--skip-before", "301"],
+            "--skip-before 301 leaves no analysed step: the table's eq7_c5 steps run from 0 to 300",
+        ),
+    ],
+)
+def test_report_options_the_table_does_not_hold_are_refused_with_the_valid_values(tmp_path, capsys, options, message):
+    from eoslab.cli import main
+
+    out = tmp_path / "report"
+    assert main(["report", str(_three_layer_table(tmp_path)), "--out", str(out), "--no-progress", *options]) == 1
+    captured = capsys.readouterr()
+    assert captured.err == f"eoslab report: error: {message}\n" and captured.out == ""
+    assert not out.exists()  # nothing written
+
+
+@pytest.mark.parametrize(("option", "value"), [("--layer", "abc"), ("--layer", "0"), ("--bootstrap", "0")])
+def test_report_option_values_of_the_wrong_kind_are_usage_errors(tmp_path, capsys, option, value):
+    from eoslab.cli import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["report", str(tmp_path / "any.parquet"), option, value])
+    assert exit_.value.code == 2 and f"argument {option}: '{value}' is not a" in capsys.readouterr().err
+
+
+def test_a_whole_network_metric_needs_no_layer(tmp_path, capsys):
+    from eoslab.cli import main
+
+    out = tmp_path / "report"
+    args = ["report", str(_three_layer_table(tmp_path)), "--out", str(out), "--no-progress", "--bootstrap", "20"]
+    assert main([*args, "--metric", "sharpness_H"]) == 0
+    assert "0 power-law fit(s)" not in capsys.readouterr().out
+    assert "y = peak of `sharpness_H` over steps ≥ 10" in (out / "table2.md").read_text()
+    assert pd.read_csv(out / "table2.csv")["layer"].isna().all()

@@ -225,6 +225,11 @@ def test_show_and_report_of_one_finished_run(gain_sweep, tmp_path, capsys):
     figures = {p.name.split("__")[0] for p in (out / "figures").glob("*.png")}
     assert {"trajectory", "fig1_sharpness", "fig4_eq7"} <= figures
     assert "λ¹(H)" in (out / "summary.md").read_text() and "trajectory" in (out / "index.html").read_text()
+    assert main(["report", str(run), "--metric", "eq7_c5", "--layer", "2", "--out", str(tmp_path / "x")]) == 1
+    assert capsys.readouterr().err == (
+        f"eoslab report: error: --metric, --layer: option(s) of a sweep's report; {run} is a single run "
+        "(its report takes --out, --skip-before and --no-progress)\n"
+    )
     assert main(["show", str(gain_sweep)]) == 2
     assert "is a sweep folder" in capsys.readouterr().err
 

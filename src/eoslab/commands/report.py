@@ -11,6 +11,11 @@ SOURCE is
 
 The first line printed (and the page's first line) says what the report holds: ``8 of 9 runs
 (left out: 1 stopped (max_steps 2000 reached); --include-stopped)``.
+
+Every option is checked against what SOURCE holds before anything is written
+(:func:`eoslab.report.check_options`): a metric the table lacks, a layer the metric does not have,
+a ``--skip-before`` past the last analysed step, or a sweep-report option given for a single run is
+a one-line error that names the valid values, with exit status 1.
 """
 
 from __future__ import annotations
@@ -36,20 +41,67 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="also report runs a step or time limit stopped before the target loss (default: done runs only)",
     )
-    parser.add_argument("--metric", default="eq7_c5", help="metric whose peak is fitted by Eq. 9 (default eq7_c5)")
-    parser.add_argument("--layer", default="1", help="layer of --metric; 'none' for a whole-network metric (default 1)")
+    parser.add_argument(
+        "--metric", help=f"metric whose peak is fitted by Eq. 9 (default {DEFAULTS['metric']}); one the table holds"
+    )
+    parser.add_argument(
+        "--layer",
+        type=_layer,
+        help="layer of --metric, one the table holds; 'none' for a whole-network metric "
+        "(default: 1 for a per-layer metric, none for a whole-network one)",
+    )
     parser.add_argument(
         "--skip-before",
-        type=int,
-        default=10,
-        help="ignore steps below this, the transient (default 10, D13 in docs/decisions.md)",
+        type=_count,
+        help=f"ignore steps below this, the transient (default {DEFAULTS['skip_before']}, D13 in docs/decisions.md; "
+        "a single run's report: the run's analysis.skip_before)",
     )
     parser.add_argument(
         "--per-size-means", action="store_true", help="fit the mean peak of each size instead of every run"
     )
-    parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for b's interval")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the bootstrap")
+    parser.add_argument(
+        "--bootstrap",
+        type=_positive,
+        help=f"bootstrap resamples for b's interval (default {DEFAULTS['bootstrap']})",
+    )
+    parser.add_argument("--seed", type=int, help=f"seed of the bootstrap (default {DEFAULTS['seed']})")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+#: The sweep report's defaults of the options a single run's report does not take.
+DEFAULTS = {"metric": "eq7_c5", "skip_before": 10, "bootstrap": 1000, "seed": 0}
+#: Options of the sweep report only: (attribute, flag).
+SWEEP_ONLY = (
+    ("metric", "--metric"),
+    ("layer", "--layer"),
+    ("per_size_means", "--per-size-means"),
+    ("bootstrap", "--bootstrap"),
+    ("seed", "--seed"),
+    ("include_stopped", "--include-stopped"),
+)
+
+
+def _layer(text: str) -> int | str:
+    """``--layer``: ``"none"`` (a whole-network metric) or a layer number >= 1."""
+    if text.lower() == "none":
+        return "none"
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a layer: a number >= 1, or 'none' (a whole-network metric)")
+    return int(text)
+
+
+def _count(text: str) -> int:
+    """A whole number >= 0."""
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number >= 0")
+    return int(text)
+
+
+def _positive(text: str) -> int:
+    """A whole number >= 1."""
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number >= 1")
+    return int(text)
 
 
 def figure_track(enabled: bool):
@@ -131,35 +183,48 @@ def load_source(source: Path, *, include_stopped: bool = False):
 
 def run(args: argparse.Namespace) -> int:
     """Run the command; returns its exit code."""
-    from eoslab.report import write_report
+    from eoslab.report import check_options, collected_frame, write_report
     from eoslab.report.run import is_run_dir, write_run_report
     from eoslab.rundir import RunDirError
     from eoslab.store import write_parquet
 
     source = Path(args.source)
     out = Path(args.out) if args.out else (source if source.is_dir() else source.parent) / "report"
-    layer = None if str(args.layer).lower() == "none" else int(args.layer)
     progress = figure_track(not args.no_progress)
     try:
         if source.is_dir() and is_run_dir(source):
+            given = [flag for name, flag in SWEEP_ONLY if getattr(args, name) not in (None, False)]
+            if given:
+                raise ReportError(
+                    f"{', '.join(given)}: option(s) of a sweep's report; {source} is a single run "
+                    "(its report takes --out, --skip-before and --no-progress)"
+                )
             print(f"report on run {source}", flush=True)
-            result = write_run_report(source, out, track=progress)
+            result = write_run_report(source, out, skip_before=args.skip_before, track=progress)
             print(f"{len(result.figures)} figure(s)")
             print(f"report: {result.index.resolve()}")
             return 0
         table, headline, left_out = load_source(source, include_stopped=args.include_stopped)
+        frame = collected_frame(table)
+        options = {k: DEFAULTS[k] if getattr(args, k) is None else getattr(args, k) for k in DEFAULTS}
+        layer = check_options(
+            frame,
+            metric=options["metric"],
+            layer="auto" if args.layer is None else None if args.layer == "none" else args.layer,
+            skip_before=options["skip_before"],
+        )
         print("\n  ".join([headline, *left_out]), flush=True)
         if source.is_dir():
             write_parquet(table, out / "collected.parquet")
         result = write_report(
-            table,
+            frame,
             out,
-            metric=args.metric,
+            metric=options["metric"],
             layer=layer,
-            skip_before=args.skip_before,
+            skip_before=options["skip_before"],
             per_size_means=args.per_size_means,
-            n_boot=args.bootstrap,
-            seed=args.seed,
+            n_boot=options["bootstrap"],
+            seed=options["seed"],
             source=str(source),
             headline=headline,
             notes=left_out,

@@ -30,7 +30,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -126,6 +126,50 @@ def metric_rows(frame: pd.DataFrame, metric: str, layer: int | None = None) -> p
     """The rows of one metric; of one ``layer``, or the whole-network rows when ``layer`` is None."""
     rows = frame[frame["metric"] == metric]
     return rows[rows["layer"].isna()] if layer is None else rows[rows["layer"] == layer]
+
+
+def check_options(
+    frame: pd.DataFrame, *, metric: str, layer: int | None | Literal["auto"] = "auto", skip_before: int = SKIP_BEFORE
+) -> int | None:
+    """Check the report's options against what a collected frame holds, and return the layer to
+    fit ``metric`` at (``"auto"``: 1 for a per-layer metric, None for a whole-network one).
+
+    Raises:
+        ValueError: naming the valid values, for a metric the table lacks, a layer the metric does
+            not have there (or a layer for a whole-network metric, none for a per-layer one), or a
+            ``skip_before`` that leaves no analysed step.
+    """
+    import difflib
+
+    metrics = sorted(frame["metric"].unique())
+    if metric not in metrics:
+        close = difflib.get_close_matches(metric, metrics, n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        raise ValueError(f"no metric {metric!r} in the table; {hint}it holds: {', '.join(metrics)}")
+    rows = frame[frame["metric"] == metric]
+    layers = sorted(int(i) for i in rows["layer"].dropna().unique())
+    whole = bool(rows["layer"].isna().any())
+    if layer == "auto":
+        layer = None if whole else min(layers)
+    if layer is None and not whole:
+        raise ValueError(f"{metric} is a per-layer metric: pass --layer {_span(layers)}")
+    if layer is not None and layer not in layers:
+        valid = f"its layers in this table are {_span(layers)}" if layers else "it is a whole-network metric"
+        raise ValueError(f"{metric} has no layer {layer}: {valid}" + ("" if layers else " (--layer none)"))
+    steps = rows["step"]
+    if not 0 <= skip_before <= steps.max():
+        raise ValueError(
+            f"--skip-before {skip_before} leaves no analysed step: the table's {metric} steps run "
+            f"from {steps.min()} to {steps.max()}"
+        )
+    return layer
+
+
+def _span(layers: list[int]) -> str:
+    """``1..5`` for consecutive layers, else ``1, 3, 4``."""
+    if len(layers) > 2 and layers == list(range(layers[0], layers[-1] + 1)):
+        return f"{layers[0]}..{layers[-1]}"
+    return ", ".join(map(str, layers))
 
 
 @dataclass(frozen=True)
