@@ -9,7 +9,7 @@ Euler runs (:mod:`eoslab.report.groups`): runs that differ in anything but ``n``
 are never pooled; gradient-descent runs are never fitted (the paper fits the flow).
 
 Beyond the paper (which shows a fit and R² only), every fit carries the tests of whether one power
-law describes the data at all (:func:`power_law_tests`, docs/decisions.md D16): the lack-of-fit F
+law describes the data at all (:func:`power_law_tests`, X15 in docs/decisions.md): the lack-of-fit F
 test against the replicate runs of each size, the quadratic term in ``log n``, the local slopes
 between consecutive sizes and a verdict in words. Every group also gets a second ``y`` that does
 not depend on where each run stops (:func:`fixed_time_per_run`: the metric at a flow time ``t*``
@@ -49,7 +49,7 @@ DATASET_NAMES = {
 CRITERION_NAMES = {"ce": "Cross-Entropy", "mse": "MSE"}
 #: The fewest usable points an OLS fit with a residual degree of freedom needs.
 MIN_POINTS = 3
-#: Significance level of the verdict: one power law is rejected when its test's p is below it (D16).
+#: Significance level of the verdict: one power law is rejected when its test's p is below it (X15).
 ALPHA = 0.05
 #: The report warns when more than this share of runs has its peak at its last analysed snapshot.
 LAST_SNAPSHOT_WARNING = 0.5
@@ -77,7 +77,7 @@ def format_p(p: float) -> str:
 @dataclass(frozen=True)
 class PowerLawTests:
     """Whether one power law (Eq. 9) describes the runs: tests on the per-run points
-    ``(log n, log y)`` (whatever ``per_size_means``), D16 in docs/decisions.md.
+    ``(log n, log y)`` (whatever ``per_size_means``), X15 in docs/decisions.md.
 
     Attributes:
         sizes: the distinct ``n``, ascending.
@@ -177,7 +177,7 @@ def _f_test(extra_ss: float, df_extra: int, error_ss: float, df_error: int) -> t
 
 
 def power_law_tests(n: np.ndarray, y: np.ndarray) -> PowerLawTests:
-    """Test one power law (Eq. 9) against the runs ``(n, y)`` (positive ``y``; D16).
+    """Test one power law (Eq. 9) against the runs ``(n, y)`` (positive ``y``; X15).
 
     * **Lack of fit.** With ``k`` sizes and ``N`` runs, the residual sum of squares of the
       log-log line splits into pure error (runs about their size's mean ``log y``, ``N - k``
@@ -392,7 +392,7 @@ def peak_per_run(
 def fixed_time_per_run(
     frame: pd.DataFrame, *, metric: str = "eq7_c5", layer: int | None = 1, skip_before: int = SKIP_BEFORE
 ) -> tuple[float, pd.Series]:
-    """A ``y`` of Eq. 9 that does not depend on where each run stops (D16): ``metric`` (at
+    """A ``y`` of Eq. 9 that does not depend on where each run stops (X15): ``metric`` (at
     ``layer``) at the flow time ``t*`` = the earliest last analysed ``t`` among the runs of
     ``frame`` (one group), the latest time every run has reached; linearly interpolated in ``t``
     between the two analysed snapshots (steps ``>= skip_before``) around it.
