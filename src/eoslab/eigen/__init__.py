@@ -60,6 +60,7 @@ class EigResult:
     converged: bool
     guard_vectors: torch.Tensor | None = None
     order: str = "algebraic"
+    error_bounds: torch.Tensor | None = None
 
     def warm_start(self) -> torch.Tensor:
         """Start vectors for the next solve, (P, k + g): the eigenvectors, then the guard vectors

@@ -53,6 +53,7 @@ from __future__ import annotations
 import torch
 
 from . import EigResult, check_order, order_key, random_rows, register_eigensolver, top_indices
+from ._certify import FLOOR, MAX_CONFIRMS, NOISE, error_bounds, missed_eigenvector
 
 #: Blocks of m rows the basis may hold before it restarts to [X; P].
 BASIS_BLOCKS = 3
@@ -65,10 +66,6 @@ ORTH_PER_TOL = 1e-6
 ORTH_LOOSE = 1e-10
 #: A projection of components |w·s| ≤ ONE_PASS is done once and not re-measured (see _new_block).
 ONE_PASS = 1e-8
-#: Absolute floor of the stopping test, relative to the largest Ritz value.
-FLOOR = 1e-8
-#: Residuals at or below NOISE × the largest Ritz value are round-off: converged, never expanded.
-NOISE = 1e-13
 #: Residual norms from the Gram matrix of A·S below this × the largest Ritz value are recomputed
 #: from their residual rows (the Gram formula cancels to ≈ 1e-14 × that scale).
 GRAM_TRUST = 1e-5
@@ -134,34 +131,43 @@ class LOBPCG:
         cap = min(BASIS_BLOCKS * m, op.dim)
         S, AS, R = self._buffers(cap, m, op)
         start = op.products
-        self._start_block(S[:m], op, V0)
+        cold = self._start_block(S[:m], op, V0)
         AS[:m] = op(S[:m])
         M = S[:m] @ AS[:m].T  # projected matrix S A Sᵀ of the basis
         K = AS[:m] @ AS[:m].T  # Gram matrix of A·S: residual norms without forming residuals
         n, restarts, prev = m, 0, None
         converged, it = False, 0
+        confirms = MAX_CONFIRMS if cold and m < op.dim else 0
         while True:
             ritz, C, sentinel = self._rayleigh_ritz(M, m, k)
             rnorm = self._residual_norms(C, ritz, K, S[:n], AS[:n], R)
-            ok, noise = self._converged(ritz[:m], rnorm[:m])
-            # the wanted pairs only (guards ride along), but in magnitude order the guards too: they
-            # explore the two ends of the spectrum, where the next |λ| may be at either
-            last = m if self.order == "magnitude" else k
-            expand = ~ok[:last] & ~noise[:last]
+            ok, noise, bound, expand, depth, edge = self._converged(ritz[:m], rnorm[:m], k)
+            if self.order == "magnitude":  # the guards explore the two ends of the spectrum, where
+                expand = ~ok & ~noise  # the next |λ| may be at either: iterated to tol
+            expand = torch.cat([expand, expand.new_zeros(C.shape[1] - m)])
             settled = True
             if sentinel is not None:  # magnitude order: is the other end of the spectrum below the k-th?
                 r_s, rho_s = ritz[sentinel].abs(), rnorm[sentinel]
                 settled = bool(r_s + rho_s < ritz[k - 1].abs()) or bool(rho_s <= NOISE * ritz.abs().max())
-                expand = torch.cat([expand, expand.new_zeros(C.shape[1] - last)])
                 expand[sentinel] = not settled
+            W = None
             if bool(ok[:k].all()) and settled:
-                converged = True
+                if confirms == 0 or n >= op.dim:
+                    converged = True
+                    break
+                confirms -= 1  # a cold start: look for an eigenvalue the block missed
+                W = missed_eigenvector(op, C[:, :depth].T @ S[:n], edge, self.order, self.generator)
+                if W is None:
+                    converged = True
+                    break
+            if it == self.max_iters:
                 break
-            active = torch.nonzero(expand).flatten()
-            if it == self.max_iters or active.numel() == 0:
-                break
+            if W is None:
+                active = torch.nonzero(expand).flatten()
+                if active.numel() == 0:
+                    break
+                W = self._residuals(C[:, active], ritz[active], S[:n], AS[:n], R)
             it += 1
-            W = self._residuals(C[:, active], ritz[active], S[:n], AS[:n], R)
             block = self._new_block(W, S[:n], AS[:n], M)
             if block is None:  # nothing outside the basis is left to add
                 break
@@ -202,6 +208,7 @@ class LOBPCG:
             op.products - start,
             rnorm[:k].clone(),
             converged,
+            error_bounds=bound[:k].clone(),
             guard_vectors=X[k:m].T,
             order=self.order,
         )
@@ -217,10 +224,11 @@ class LOBPCG:
             self._tmp = torch.empty(cap, min(CHUNK, op.dim), **like)
         return self._S, self._AS, self._R
 
-    def _start_block(self, X: torch.Tensor, op, V0: torch.Tensor | None) -> None:
+    def _start_block(self, X: torch.Tensor, op, V0: torch.Tensor | None) -> bool:
         """Fill X (m rows) with orthonormal start rows: V0's columns (the eigenvectors and guard
         vectors of a previous solve, :meth:`EigResult.warm_start`), then random rows. An
         orthonormal warm start is used as it is (one Gram matrix to check); otherwise SVQB.
+        Returns whether any row is random (a cold start).
         """
         m = X.shape[0]
         j = 0 if V0 is None else min(V0.shape[1], m)
@@ -229,15 +237,15 @@ class LOBPCG:
         if j == m:
             eye = torch.eye(m, dtype=X.dtype, device=X.device)
             if float((X @ X.T - eye).abs().max()) < 1e-10:
-                return
-        rows = X[:j]
+                return False
+        rows, cold = X[:j], False
         while True:
             if rows.shape[0] < m:
-                rows = torch.cat([rows, random_rows(m - rows.shape[0], op, self.generator)])
+                rows, cold = torch.cat([rows, random_rows(m - rows.shape[0], op, self.generator)]), True
             Q = _orthonormalise(rows)
             if Q is not None and Q.shape[0] == m:
                 X.copy_(Q)
-                return
+                return cold
             rows = rows[:0] if Q is None else Q
 
     def _rayleigh_ritz(self, M: torch.Tensor, m: int, k: int) -> tuple[torch.Tensor, torch.Tensor, int | None]:
@@ -268,22 +276,27 @@ class LOBPCG:
                     top, sentinel = torch.cat([top, top.new_tensor([other])]), m
         return values[top], vectors[:, top], sentinel
 
-    def _converged(self, ritz: torch.Tensor, rnorm: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(converged, at round-off) per Ritz pair.
+    def _converged(self, ritz: torch.Tensor, rnorm: torch.Tensor, k: int) -> tuple:
+        """(converged, at round-off, error bound, expand) per Ritz pair of the block, then the
+        depth and edge the wanted pairs' bounds rely on (:func:`error_bounds`).
 
-        The error estimate is min(ρ_j, ρ_j² / δ_j): ρ_j bounds the error of a symmetric
-        operator's Ritz value, and ρ_j²/δ_j is the quadratic bound with δ_j the gap to the rest of
-        the spectrum, for which the block's last Ritz value stands in (with guard vectors, a
-        near-degenerate pair straddling the k-th eigenvalue is handled by the guards instead of
-        stalling convergence). Gaps are measured in the order's key (value or |value|).
+        The error bound is :func:`error_bounds`; a pair is converged when it is ≤ tol ·
+        max(|r_j|, FLOOR · max|r|), or its residual is at round-off. ``expand`` marks the pairs whose
+        residuals enter the next block: the wanted pairs not converged and, while any is not, the
+        guard pairs not yet converged to the loose tolerance √tol (their Ritz values give the
+        gaps of the quadratic bound, which an unconverged guard would overstate).
         """
-        key = order_key(ritz, self.order)
         scale = ritz.abs().max()
-        delta = (key - key[-1]).clamp(min=torch.finfo(ritz.dtype).tiny)
-        error = torch.minimum(rnorm, rnorm**2 / delta)
+        bound, depth, edge = error_bounds(order_key(ritz, self.order), rnorm)
         noise = rnorm <= NOISE * scale
-        ok = (error <= self.tol * torch.maximum(ritz.abs(), FLOOR * scale)) | noise
-        return ok, noise
+        limit = torch.maximum(ritz.abs(), FLOOR * scale)
+        ok = (bound <= self.tol * limit) | noise
+        expand = ~ok & ~noise
+        if bool(ok[:k].all()):
+            expand[k:] = False
+        else:
+            expand[k:] &= rnorm[k:] > self.tol**0.5 * limit[k:]
+        return ok, noise, bound, expand, int(depth[:k].max()), float(edge[:k].min())
 
     @staticmethod
     def _residuals(C, ritz, S, AS, R) -> torch.Tensor:

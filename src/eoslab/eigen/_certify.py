@@ -1,0 +1,123 @@
+"""What makes an eigensolver's ``converged`` a promise (docs/math.md §6): the error bound of each
+Ritz pair, and the check that a cold start missed no eigenvalue above the pairs it returns.
+
+A Ritz pair's residual ρ bounds its distance to *some* eigenvalue; which one, and the sharper
+quadratic bound, depend on the rest of the spectrum, which Ritz values cannot see: a start block
+with almost no component along the top eigenvector converges, with small residuals, to the
+next eigenvalues instead (measured: ≈ 1 start in 500 on a spectrum with a 2 % gap at the top).
+:func:`error_bounds` says what each bound relies on; :func:`missed_eigenvector` checks it, from
+an independent random start, on the operator with the converged pairs deflated.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from . import order_key, random_rows
+
+#: Absolute floor of the stopping tests, relative to the largest Ritz value.
+FLOOR = 1e-8
+#: Residuals at or below NOISE × the largest Ritz value are round-off: converged, never expanded.
+NOISE = 1e-13
+#: Deflated Lanczos checks of a cold start's result (each from a fresh random vector).
+MAX_CONFIRMS = 2
+#: Lanczos steps of a check: at least, at most.
+CONFIRM_MIN_STEPS, CONFIRM_MAX_STEPS = 4, 60
+#: A check stops when the top Ritz value's last two rises are each below this share of its
+#: distance to the edge.
+CONFIRM_RISE = 0.02
+
+
+def error_bounds(key: torch.Tensor, rnorm: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per Ritz pair j of a block (keys r_1 ≥ … ≥ r_m in the order's sense, residual norms ρ):
+    a bound on the error of r_j as the j-th eigenvalue, the number of top pairs it relies on, and
+    the edge above which no eigenvalue may have been missed for it to hold.
+
+    The bound is min(ρ_j, min over p = j … m − 1 of (ρ_1² + … + ρ_p²) / δ_p), with
+    δ_p = r_p − (r_{p+1} + ρ_{p+1}) where positive. ρ_j alone bounds the distance from r_j to
+    some eigenvalue (a symmetric operator); it is λ_j's when pairs 1 … j approximate λ_1 … λ_j,
+    i.e. no eigenvalue above r_j + ρ_j was missed (depth j, edge r_j + ρ_j). The quadratic term
+    is the Rayleigh–Ritz bound of the top-p block (its residual's Frobenius norm squared over
+    its gap to the rest of the spectrum, docs/math.md §6), with λ_{p+1} bounded above by
+    r_{p+1} + ρ_{p+1} (depth p, edge r_{p+1} + ρ_{p+1}): a pair that has not converged loosely
+    gives no gap, and taking the minimum over p lets a cluster of near-equal pairs use the gap
+    below the whole cluster. That nothing was missed above an edge is what no Ritz value can
+    show; a cold start checks it (:meth:`LOBPCG._missed`).
+    """
+    m = key.numel()
+    bound, depth, edge = rnorm.clone(), torch.arange(1, m + 1), key + rnorm
+    if m < 2:
+        return bound, depth, edge
+    frob = torch.cumsum(rnorm[:-1] ** 2, 0)  # ‖R_{1..p}‖_F², p = 1 … m − 1
+    below = key[1:] + rnorm[1:]
+    delta = key[:-1] - below
+    quad = torch.where(delta > 0, frob / delta.clamp(min=torch.finfo(key.dtype).tiny), torch.inf)
+    for j in range(m - 1):
+        p = j + int(torch.argmin(quad[j:]))
+        if quad[p] < bound[j]:
+            bound[j], depth[j], edge[j] = quad[p], p + 1, below[p]
+    return bound, depth, edge
+
+
+def missed_eigenvector(
+    op, X: torch.Tensor, kth: float, order: str, generator: torch.Generator | None
+) -> torch.Tensor | None:
+    """A check of a cold start's converged pairs X (rows: the top pairs the error bounds rely
+    on): Lanczos on the deflated operator (I − XᵀX) A (I − XᵀX) from a fresh random vector.
+    Returns, as a (1, P) row, the Ritz vector of an eigenvalue of the deflated operator beyond
+    the bounds' edge ``kth`` (in the order's key) — an eigenvalue the block missed, because
+    its start had almost no component along it — or None when the top Ritz value stops
+    rising below ``kth``.
+
+    The block's start and this check's are independent draws, so a miss needs both to be
+    deficient; and deflation removes the block's own eigenvalues, so a missed one stands out
+    from the rest of the spectrum and Lanczos finds it in a few steps. The vectors are not
+    stored: a found Ritz vector is rebuilt by a second pass of the same recurrence.
+    """
+
+    def deflated(q: torch.Tensor) -> torch.Tensor:
+        w = op(q[None])[0]
+        return w.sub_(X.T @ (X @ w))
+
+    q0 = random_rows(1, op, generator)[0]
+    q0 -= X.T @ (X @ q0)
+    q0 -= X.T @ (X @ q0)
+    q0 /= torch.linalg.vector_norm(q0)
+    alphas, betas, rises, top = [], [], [], -torch.inf
+    q_prev, q, beta = torch.zeros_like(q0), q0, 0.0
+    found = None
+    for j in range(CONFIRM_MAX_STEPS):
+        w = deflated(q)
+        alpha = float(q @ w)
+        w.sub_(q, alpha=alpha).sub_(q_prev, alpha=beta)
+        alphas.append(alpha)
+        T = torch.diag(torch.tensor(alphas, dtype=torch.float64))
+        if betas:
+            off = torch.tensor(betas, dtype=torch.float64)
+            T += torch.diag(off, 1) + torch.diag(off, -1)
+        theta, U = torch.linalg.eigh(T)
+        key = order_key(theta, order)
+        best = int(torch.argmax(key))
+        if float(key[best]) > kth:
+            found = U[:, best]
+            break
+        rises.append(float(key[best]) - top)
+        top = float(key[best])
+        if j + 1 >= CONFIRM_MIN_STEPS and all(r <= CONFIRM_RISE * (kth - top) for r in rises[-2:]):
+            return None
+        beta = float(torch.linalg.vector_norm(w))
+        if beta <= NOISE * max(abs(a) for a in alphas):  # an invariant subspace: nothing else
+            return None
+        betas.append(beta)
+        q_prev, q = q, w / beta
+    if found is None:
+        return None
+    y = torch.zeros_like(q0)  # the Ritz vector, by the same recurrence again
+    q_prev, q = torch.zeros_like(q0), q0
+    for j, s_j in enumerate(found.tolist()):
+        y.add_(q, alpha=s_j)
+        if j + 1 == found.numel():
+            break
+        w = deflated(q).sub_(q, alpha=alphas[j]).sub_(q_prev, alpha=betas[j - 1] if j else 0.0)
+        q_prev, q = q, w / betas[j]
+    return y[None]
