@@ -101,3 +101,29 @@ def test_preview_cifar_from_tiny_files(tmp_path):
     )
     assert out.stat().st_size > 1000
     assert np.isfinite(out.stat().st_size)
+
+
+def test_every_command_that_loads_data_takes_data_root(tmp_path, monkeypatch, capsys):
+    """Issue 24: the missing-data error says "point --data-root / $EOSLAB_DATA", but `eoslab train
+    … --data-root X` was "unrecognized arguments". Now every command that loads data takes it
+    (as $EOSLAB_DATA, when the config sets no data.data_root), and the message's advice works.
+    """
+    from eoslab.cli import DATA_COMMANDS, build_parser
+    from test_faults import toy_uea, write_config
+
+    ts, data = toy_uea(tmp_path)
+    root = data["data"].pop("data_root")
+    config = write_config(tmp_path / "uea.toml", data)
+    monkeypatch.setenv("EOSLAB_DATA", str(tmp_path / "elsewhere"))
+    run_dir = tmp_path / "run"
+    assert main(["train", str(config), "--out", str(run_dir), "--no-progress"]) == 1
+    assert "or point --data-root / $EOSLAB_DATA at a folder holding Toy/" in capsys.readouterr().err
+    assert main(["train", str(config), "--out", str(run_dir), "--no-progress", "--data-root", root]) == 0
+    monkeypatch.setenv("EOSLAB_DATA", str(tmp_path / "elsewhere"))
+    assert main(["analyze", str(run_dir), "--no-progress", "--data-root", root]) == 0
+    assert (run_dir / "analysis.parquet").is_file()
+    parser = build_parser()
+    positional = {"demo": [], "train": ["C", "--out", "R"], "sweep": ["S", "--out", "D"]}
+    for command in DATA_COMMANDS:
+        args = parser.parse_args([command, *positional.get(command, ["R"]), "--data-root", root])
+        assert args.data_root == root

@@ -26,12 +26,14 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import torch
 
-from _train_helpers import config_dict, small_config, write_config
+from _train_helpers import SMALL, config_dict, small_config, write_config
 from eoslab.analysis import analyze_run
 from eoslab.cli import main
 from eoslab.data import DatasetError
 from eoslab.data.cifar10 import read_py_batch, restricted_loads
+from eoslab.integrators import Integrator
 from eoslab.rundir import RunDir, folder_lock
 from eoslab.runs import train
 from eoslab.store import read_json, read_parquet
@@ -244,21 +246,23 @@ def test_flipped_bit_in_the_final_snapshot_is_refused_then_rebuilt(tmp_path, cap
 
 
 # ------------------------------------------------------------- 3. "done" does not mean "reached the target"
-def test_max_steps_at_a_huge_loss_is_stopped_and_its_analysis_gives_nan_with_a_reason(tmp_path, capsys):
+def test_a_gd_run_diverged_at_max_steps_fails_as_diverged_and_its_analysis_gives_nan_with_a_reason(tmp_path, capsys):
     """Finding 3: GD with η = 500 stopped by max_steps at loss 1e190 was ``done``, and its analysis
-    died with ZeroDivisionError in the overlap ratio. Now it is ``stopped`` with its loss, and the
-    analysis records NaN with the reason.
+    died with ZeroDivisionError in the overlap ratio. Issue 24: it was then ``stopped``, as if it
+    had merely run out of steps. Now it has ``failed``: diverged, with its loss against the
+    initial one, and the analysis of its snapshots records NaN with the reason.
     """
     data = config_dict(solver={"method": "gd", "eta": 500.0}, train={"max_steps": 8, "snapshot_every": 4})
     data["analysis"] = {"skip_before": 0}
     config = write_config(tmp_path / "c.toml", data)
     run_dir = tmp_path / "run"
-    assert main(["train", str(config), "--out", str(run_dir), "--no-progress"]) == 0
-    out = capsys.readouterr().out
+    assert main(["train", str(config), "--out", str(run_dir), "--no-progress"]) == 1
+    err = capsys.readouterr().err
     status = read_json(run_dir / "status.json")
-    assert status["state"] == "stopped" and status["loss"] > 1e100 and math.isfinite(status["loss"])
-    assert status["reason"].startswith("max_steps 8 reached at loss") and "above the target 0.01" in status["reason"]
-    assert "stopped: max_steps 8 reached" in out
+    assert status["state"] == "failed" and status["loss"] > 1e100 and math.isfinite(status["loss"])
+    assert status["reason"].startswith("diverged: loss") and "times the initial loss" in status["reason"]
+    assert "(max_steps 8 reached); lower the step size" in status["reason"]
+    assert "failed: diverged: loss" in err
 
     assert main(["analyze", str(run_dir), "--no-progress"]) == 0
     table = read_parquet(run_dir / "analysis.parquet")
@@ -797,3 +801,120 @@ def test_sigkill_inside_a_snapshot_commit_leaves_a_run_that_resumes_and_analyses
     assert_same_run(whole, run_dir)
     analyze_run(whole, progress=False)
     assert read_parquet(whole / "analysis.parquet").equals(read_parquet(run_dir / "analysis.parquet"))
+
+
+def test_a_config_that_is_not_utf8_is_one_line(tmp_path, capsys):
+    """Issue 24: a config saved as Latin-1 was a UnicodeDecodeError traceback. Now it is one line
+    naming the file, exit 2, nothing written.
+    """
+    config = tmp_path / "latin.toml"
+    config.write_bytes('[data]\nname = "synthétic"\n'.encode("latin-1"))
+    for command in (["train", str(config), "--out", str(tmp_path / "run")], ["sweep", str(config), "--out", "s"]):
+        assert main(command) == 2
+        err = one_line(capsys.readouterr().err)
+        assert f"{config}: not UTF-8 text (byte 0xe9 at offset 20)" in err and "save it as UTF-8" in err
+    assert not (tmp_path / "run").exists() and not Path("s").exists()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_a_cuda_device_without_cuda_is_one_line(tmp_path, capsys):
+    """Issue 24: ``model.device = "cuda"`` on a CPU build of torch was an AssertionError
+    traceback. Now it is one line naming the field, exit 2, nothing written.
+    """
+    for device in ("cuda", "cuda:1"):
+        config = write_config(tmp_path / "c.toml", config_dict(model={"device": device}))
+        assert main(["train", str(config), "--out", str(tmp_path / "run"), "--no-progress"]) == 2
+        err = one_line(capsys.readouterr().err)
+        assert f'model.device: "{device}" but this machine has no GPU' in err and 'use "cpu" or "auto"' in err
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(
+    ("section", "message"),
+    [
+        ({"model": {"width": 10**8}}, "model.width: the model's parameters cannot be allocated (7.45e+07 GiB"),
+        ({"model": {"width": 10**12}}, "model.width: the model's parameters cannot be allocated (its size overflows"),
+        (
+            {"data": {"options": {**SMALL["data"]["options"], "input_dim": 10**14}}},
+            "data.options: the synthetic train data cannot be allocated (2.24e+06 GiB",
+        ),
+    ],
+)
+def test_a_model_or_data_too_large_to_allocate_is_one_line_and_creates_nothing(tmp_path, capsys, section, message):
+    """Issue 24: a width or an input size that cannot be allocated was a traceback, and the
+    width's left a half-created run directory (manifest.json and config.toml, no snapshot). Now
+    θ_0 is allocated before the run directory is created: one line naming the field, exit 2,
+    nothing written.
+    """
+    config = write_config(tmp_path / "c.toml", config_dict(**section))
+    assert main(["train", str(config), "--out", str(tmp_path / "run"), "--no-progress"]) == 2
+    err = one_line(capsys.readouterr().err)
+    assert message in err and err.endswith("make it smaller")
+    assert not (tmp_path / "run").exists()
+
+
+def test_out_of_memory_during_training_is_one_line(tmp_path, monkeypatch, capsys):
+    """Issue 24: memory that runs out mid-run (an eigensolver block) is one line, exit 1; the run
+    directory holds its snapshots, so a rerun on a larger machine resumes.
+    """
+
+    def step(self, *args, **kwargs):
+        raise RuntimeError(
+            "[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate memory: "
+            "you tried to allocate 8589934592 bytes. Error code 12 (Cannot allocate memory)"
+        )
+
+    monkeypatch.setattr(Integrator, "step", step)
+    config = write_config(tmp_path / "c.toml", config_dict())
+    assert main(["train", str(config), "--out", str(tmp_path / "run"), "--no-progress"]) == 1
+    assert one_line(capsys.readouterr().err) == "eoslab train: error: out of memory (8 GiB requested)"
+    assert (tmp_path / "run" / "snapshots" / "step_00000000.safetensors").is_file()
+
+
+def test_a_deleted_run_directory_is_missing_not_pending(tmp_path, capsys):
+    """Issue 24: `report` (and `status`, `collect`) called the point of a deleted run directory
+    ``pending``. The sweep creates every point's run directory when it starts, so one that is
+    gone was deleted: ``missing``, said by status, collect and report; a rerun trains it again.
+    """
+    cfg = write_sweep(tmp_path / "s.toml", tiny_base(), {"n": [12], "init_seeds": [0, 1]})
+    out = tmp_path / "out"
+    first = run_sweep(load_sweep(cfg), out, workers=1, progress=False)
+    gone = first.statuses[0].run_id
+    shutil.rmtree(out / "runs" / gone)
+
+    assert [s.state for _, s in sweep_status(out)] == ["missing", "done"]
+    assert main(["report", str(out), "--out", str(tmp_path / "report"), "--skip-before", "0", "--no-progress"]) == 0
+    report_out = capsys.readouterr().out
+    assert f"left out {gone}: missing ({out / 'runs' / gone} was deleted; a rerun trains it again)" in report_out
+    assert "pending" not in report_out
+    again = run_sweep(load_sweep(cfg), out, workers=1, progress=False)
+    assert [s.state for s in again.statuses] == ["done", "done"] and again.skipped == 1
+
+
+def _listing(folder: Path) -> dict[str, tuple[int, int]]:
+    """Every file under ``folder``: (size, mtime in ns)."""
+    return {str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns) for p in folder.rglob("*")}
+
+
+def test_runs_and_sweeps_do_not_write_into_each_others_folders(tmp_path, capsys):
+    """Issue 24: `eoslab sweep S --out RUN_DIR` ran its points inside a run directory, and
+    `eoslab train C --out SWEEP` wrote a run into a sweep folder. Now both are refused in one line
+    naming the folder and what it is, exit 2, the folder untouched (no lock file either).
+    """
+    config, run_dir = finished_run(tmp_path)
+    sweep_cfg = write_sweep(tmp_path / "s.toml", tiny_base(), {"n": [12]})
+    before = _listing(run_dir)
+    assert main(["sweep", str(sweep_cfg), "--out", str(run_dir), "--no-progress"]) == 2
+    err = one_line(capsys.readouterr().err)
+    assert f"{run_dir} is a run directory (it holds manifest.json), not a sweep folder" in err
+    assert _listing(run_dir) == before
+
+    sweep_dir = tmp_path / "sweep"
+    assert main(["sweep", str(sweep_cfg), "--out", str(sweep_dir), "--no-progress"]) == 0
+    capsys.readouterr()
+    before = _listing(sweep_dir)
+    assert main(["train", str(config), "--out", str(sweep_dir), "--no-progress"]) == 2
+    err = one_line(capsys.readouterr().err)
+    assert f"{sweep_dir} is a sweep folder (it holds grid.parquet), not a run directory" in err
+    assert f"the sweep's runs are {sweep_dir / 'runs'}/<run_id>" in err
+    assert _listing(sweep_dir) == before

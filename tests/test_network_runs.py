@@ -13,10 +13,11 @@ import torch
 from _train_helpers import ANY_NETWORK_METRICS, config_dict, write_config
 from eoslab.analysis import analyze_run
 from eoslab.cli import main
-from eoslab.config import ConfigError, from_dict
+from eoslab.config import ConfigError, from_dict, load_config
 from eoslab.models import CNN, ModuleModel
 from eoslab.runs import build_problem, load_run, train
 from eoslab.store import read_parquet, to_frame
+from eoslab.sweeps.grid import run_columns
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -111,3 +112,34 @@ def test_model_errors_at_build_time_name_the_field(tmp_path, user_factory):
     with pytest.raises(ConfigError, match=r"model.options: cnn: input \(1, 6, 6\) is too small"):
         build_problem(from_dict(mismatch))
     assert not (tmp_path / "a").exists()
+
+
+def test_a_cnn_is_described_as_a_cnn_not_as_the_default_mlp(tmp_path, capsys):
+    """Issue 24: with ``model.kind = "cnn"``, config.toml, `eoslab show` and the run's report said
+    "depth 6 × width 512" (the MLP's defaults), and collected tables carried them. Now config.toml
+    leaves the MLP's keys out, show and the report describe the CNN, and its width and depth
+    columns are null.
+    """
+    data = config_dict(
+        data=IMAGES,
+        model={"kind": "cnn", "options": {"channels": [2, 3]}},
+        solver={"eta_max": 0.5},
+        train={"max_steps": 4, "snapshot_every": 4},
+        analysis={"skip_before": 0},
+    )
+    del data["model"]["depth"], data["model"]["width"]  # SMALL's, for its MLP
+    run_dir = tmp_path / "run"
+    assert main(["train", str(write_config(tmp_path / "cnn.toml", data)), "--out", str(run_dir), "--no-progress"]) == 0
+    text = (run_dir / "config.toml").read_text()
+    assert 'kind = "cnn"' in text and "depth" not in text and "width" not in text
+    assert main(["analyze", str(run_dir), "--no-progress"]) == 0
+    capsys.readouterr()
+
+    assert main(["show", str(run_dir)]) == 0
+    shown = capsys.readouterr().out
+    assert "synthetic n=None ce, cnn, channels [2, 3], kernel 3, pool 2, seeds" in shown and "width" not in shown
+    assert main(["report", str(run_dir), "--out", str(tmp_path / "report"), "--no-progress"]) == 0
+    summary = (tmp_path / "report" / "summary.md").read_text()
+    assert "cnn, channels [2, 3], kernel 3, pool 2" in summary and "width" not in summary
+    columns = run_columns("id", load_config(run_dir / "config.toml"))
+    assert columns["width"] is None and columns["depth"] is None and columns["eta_max"] == 0.5

@@ -22,6 +22,7 @@ from eoslab.sweeps import (
     parse_sweep,
     point_status,
     run_point,
+    run_sweep,
     sweep_status,
 )
 
@@ -285,3 +286,34 @@ def test_collect_schema_and_readers(tmp_path):
     assert (rows, runs) == (expect, 2)
     assert con.execute(f"select typeof(layer) from read_parquet('{path}') limit 1").fetchone()[0] == "BIGINT"
     np.testing.assert_array_equal(frame["value"].to_numpy(), table["value"].to_numpy())  # NaN == NaN here
+
+
+def test_status_through_a_pipe_keeps_whole_lines_and_leaves_unused_axes_blank(tmp_path):
+    """Issue 24: `eoslab status` into a pipe cut its table at 80 columns ("stat", "pend"), and an
+    axis a run does not use (GD's sharpness measurements on an exponential Euler run) showed 0.
+    Now every line is whole, and such a cell is blank.
+    """
+    grid = {
+        "n": [12],
+        "solvers": [
+            {"method": "exp_euler", "eta_max": 0.5},
+            {"method": "gd", "eta": 0.5, "measure_sharpness_every": 2},
+            {"method": "gd", "eta": 0.5, "measure_sharpness_every": 3},
+        ],
+    }
+    out = tmp_path / "out"
+    run_sweep(load_sweep(write_sweep(tmp_path / "s.toml", tiny_base(), grid)), out, workers=2, progress=False)
+    env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
+    r = subprocess.run(
+        [sys.executable, "-m", "eoslab.cli", "status", str(out)], stdout=subprocess.PIPE, text=True, env=env
+    )
+    assert r.returncode == 0
+    lines = r.stdout.splitlines()
+    header = next(line for line in lines if line.startswith("run_id"))
+    names = ["run_id", "solver", "eta", "eta_max", "solver.measure_sharpness_every", "state", "step", "loss", "note"]
+    assert header.split() == names and len(header) > 80
+    rows = [line for line in lines if line[:12] in {s.run_id for _, s in sweep_status(out)}]
+    at = header.index("solver.measure_sharpness_every")
+    cells = {row.split()[1] + row[at : at + 30].strip(): row.split()[-3] for row in rows}
+    assert cells == {"exp_euler": "done", "gd2": "done", "gd3": "done"}
+    assert lines[-1] == "done 3  stopped 0  running 0  failed 0  pending 0  total 3"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 # name -> one-line help; each lives in eoslab.commands.<name>.
@@ -23,6 +24,10 @@ COMMANDS: dict[str, str] = {
     "init": "copy a preset config (demo, quick, the paper's grids) out to edit; --list lists them",
     "data": "dataset tools: preview, fetch, info",
 }
+
+#: Commands that load datasets (besides ``data``, whose tools take the same flag): each takes
+#: ``--data-root DIR``, which sets ``$EOSLAB_DATA`` for the command and the processes it starts.
+DATA_COMMANDS = ("demo", "train", "analyze", "sweep", "report")
 
 
 def _module_name(name: str) -> str:
@@ -41,6 +46,13 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(_command=name)
         p.set_defaults(_parser=p)
         importlib.import_module(_module_name(name)).add_arguments(p)
+        if name in DATA_COMMANDS:
+            p.add_argument(
+                "--data-root",
+                metavar="DIR",
+                help="where datasets are found when a config sets no data.data_root "
+                "(default: $EOSLAB_DATA, else ~/.cache/eoslab)",
+            )
     return parser
 
 
@@ -51,6 +63,8 @@ def main(argv: list[str] | None = None) -> int:
     if getattr(args, "_command", None) is None:
         parser.print_help()
         return 2
+    if getattr(args, "data_root", None):  # read by eoslab.data.default_data_root here and in workers
+        os.environ["EOSLAB_DATA"] = args.data_root
     module = importlib.import_module(_module_name(args._command))
     from .rundir import RunDirError
 
@@ -61,6 +75,13 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except (RunDirError, OSError) as e:  # an ordinary fault a command did not catch: one line, no traceback
         print(f"eoslab {args._command}: error: {' '.join(str(e).split())}", file=sys.stderr)
+        return 1
+    except (MemoryError, RuntimeError) as e:  # out of memory mid-way (a problem too large for this machine)
+        from .runs import memory_message, out_of_memory
+
+        if not out_of_memory(e):
+            raise
+        print(f"eoslab {args._command}: error: out of memory ({memory_message(e)})", file=sys.stderr)
         return 1
 
 

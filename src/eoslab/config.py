@@ -289,12 +289,26 @@ def from_dict(data: dict) -> RunConfig:
 
 
 def torch_device(cfg: RunConfig) -> str:
-    """The torch device of ``model.device`` (``auto``: cuda when available, else cpu)."""
+    """The torch device of ``model.device`` (``auto``: cuda when available, else cpu).
+
+    Raises:
+        ConfigError: a CUDA device this machine does not have (a torch build without CUDA, no
+            GPU visible, or ``cuda:N`` past the last GPU). Checked here, not when the config is
+            loaded, so that a config written for a GPU machine stays valid on a laptop.
+    """
     import torch
 
-    if cfg.model.device == "auto":
+    device = cfg.model.device
+    if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
-    return cfg.model.device
+    if device.startswith("cuda"):
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        index = int(device.partition(":")[2] or 0)
+        if index >= count:
+            build = "this torch build has no CUDA" if torch.version.cuda is None else "none is visible"
+            has = f"{count} GPU(s)" if count else f"no GPU ({build})"
+            raise ConfigError(f'model.device: "{device}" but this machine has {has}; use "cpu" or "auto"')
+    return device
 
 
 def load_config(path: str | Path) -> RunConfig:
@@ -336,6 +350,22 @@ def resolve(cfg: RunConfig, num_outputs: int | None = None) -> RunConfig:
     return validate(cfg)
 
 
+def unused_fields(cfg: RunConfig) -> list[str]:
+    """The fields the config's solver method and model kind do not use: GD has no η_max, c or k,
+    exponential Euler no η or sharpness measurements; only the MLP has a depth and a width, and
+    a python: model no init or gain.
+    """
+    if cfg.solver.method == "gd":
+        unused = ["solver.eta_max", "solver.step_c", "solver.k"]
+    else:
+        unused = ["solver.eta", "solver.measure_sharpness_every"]
+    if cfg.model.kind != "mlp":
+        unused += ["model.depth", "model.width"]
+    if cfg.model.kind not in ("mlp", "cnn"):
+        unused += ["model.init", "model.gain"]
+    return unused
+
+
 def to_dict(cfg: RunConfig) -> dict:
     """Nested plain dict (None values dropped: TOML has no null, and None is the default)."""
 
@@ -348,8 +378,15 @@ def to_dict(cfg: RunConfig) -> dict:
 
 
 def to_toml(cfg: RunConfig) -> str:
-    """The config as TOML text (what ``config.toml`` holds)."""
-    return tomli_w.dumps(to_dict(cfg))
+    """The config as TOML text (what ``config.toml`` holds), without the :func:`unused_fields`
+    that are at their defaults (a CNN's config says no MLP width); loading it gives ``cfg`` back.
+    """
+    data, defaults = to_dict(cfg), to_dict(RunConfig())
+    for name in unused_fields(cfg):
+        section, key = name.split(".")
+        if key in data[section] and data[section][key] == defaults[section].get(key):
+            del data[section][key]
+    return tomli_w.dumps(data)
 
 
 #: Keys added after the first version, left out of :func:`config_hash` while at these defaults
@@ -380,7 +417,7 @@ def config_hash(cfg: RunConfig, length: int = 12) -> str:
 
 def flatten_config(cfg: RunConfig) -> dict[str, Any]:
     """The config as ``{dotted.name: value}`` leaves (a loader option is ``data.options.size``;
-    unset values are left out).
+    unset values and the :func:`unused_fields` are left out, so a table of runs shows them blank).
     """
 
     def flat(d: dict, prefix: str) -> dict[str, Any]:
@@ -392,4 +429,5 @@ def flatten_config(cfg: RunConfig) -> dict[str, Any]:
                 out[f"{prefix}{k}"] = v
         return out
 
-    return flat(to_dict(cfg), "")
+    unused = set(unused_fields(cfg))
+    return {k: v for k, v in flat(to_dict(cfg), "").items() if k not in unused}

@@ -88,6 +88,9 @@ TRAJECTORY_FILE = "trajectory.parquet"
 ANALYSIS_FILE = "analysis.parquet"
 SNAPSHOT_DIR = "snapshots"
 LOCK_FILE = ".lock"
+#: A sweep folder's own files (docs/rundir.md): the sweep config and the table of its points.
+SWEEP_FILE = "sweep.toml"
+GRID_FILE = "grid.parquet"
 MANIFEST_FORMAT = 2
 #: ``status.json`` states after training ended: trained (to the target, or to a step or time
 #: limit), and those plus ``failed`` (a rerun does not train on); the other state is ``running``.
@@ -156,6 +159,19 @@ def analysed_steps(snapshot_steps: list[int], *, skip_before: int, every: int) -
     if every < 1:
         raise ValueError(f"every must be >= 1, got {every}")
     return sorted(s for s in snapshot_steps if s >= skip_before)[::every]
+
+
+def folder_kind(folder: str | Path) -> tuple[str, str] | None:
+    """What ``folder`` holds, as ``(kind, the file that says so)``: a ``sweep folder``
+    (``grid.parquet`` or ``sweep.toml``), a ``run directory`` (``manifest.json`` or
+    ``config.toml``), or None (neither, or no such folder). ``eoslab train`` refuses a sweep
+    folder, ``eoslab sweep`` a run directory, before touching it.
+    """
+    for kind, names in (("sweep folder", (GRID_FILE, SWEEP_FILE)), ("run directory", (MANIFEST_FILE, CONFIG_FILE))):
+        for name in names:
+            if (Path(folder) / name).exists():
+                return kind, name
+    return None
 
 
 # ------------------------------------------------------------------------------ locks

@@ -51,7 +51,9 @@ import contextlib
 import hashlib
 import json
 import math
+import re
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -78,6 +80,7 @@ from .rundir import (
     RunDirError,
     config_differences,
     describe_differences,
+    folder_kind,
     warn,
 )
 from .store import json_bytes, parquet_bytes, parse_safetensors, safetensors_bytes, to_frame
@@ -133,16 +136,17 @@ def build_problem(cfg: RunConfig) -> Problem:
 
     Raises ConfigError naming the field when a value only turns out wrong here (an unknown
     dataset or loader option, a subset larger than the data, a model that cannot be built, k ≥ P,
-    fewer samples than data-parallel processes).
+    fewer samples than data-parallel processes, data or a model that do not fit in memory).
     """
     d = cfg.data
-    try:
-        dataset = load_dataset(d.name, d.split, data_root=d.data_root, **d.options)
-    except TypeError as e:
-        raise ConfigError(f"data.options: {e}") from None
-    except ValueError as e:
-        field = "data.name" if "unknown dataset" in str(e) else "data.options"
-        raise ConfigError(f"{field}: {e}") from None
+    with _allocating("data.options", f"the {d.name} {d.split} data"):
+        try:
+            dataset = load_dataset(d.name, d.split, data_root=d.data_root, **d.options)
+        except TypeError as e:
+            raise ConfigError(f"data.options: {e}") from None
+        except ValueError as e:
+            field = "data.name" if "unknown dataset" in str(e) else "data.options"
+            raise ConfigError(f"{field}: {e}") from None
     if d.standardize:  # statistics of the whole split, so every subset size sees the same inputs
         dataset = dataset.standardized()
     if d.n is not None:
@@ -150,6 +154,12 @@ def build_problem(cfg: RunConfig) -> Problem:
             raise ConfigError(f"data.n: the {d.name} {d.split} split has {len(dataset)} samples, got n = {d.n}")
         dataset = draw_subset(dataset, d.n, d.subset_seed, nested=d.nested)
     cfg = resolve(cfg, num_outputs=dataset.num_classes)
+    with _allocating(_size_field(cfg), "the model"):
+        return _model_and_loss(cfg, dataset)
+
+
+def _model_and_loss(cfg: RunConfig, dataset: Dataset) -> Problem:
+    """The rest of :func:`build_problem`: the model, the criterion and L̃ over this rank's shard."""
     m = cfg.model
     try:
         model = make_model(
@@ -179,10 +189,52 @@ def build_problem(cfg: RunConfig) -> Problem:
     return Problem(cfg, dataset, model, loss)
 
 
+def out_of_memory(e: BaseException) -> bool:
+    """Whether ``e`` is an allocation that failed (torch's CPU allocator raises a RuntimeError)."""
+    return isinstance(e, MemoryError | torch.OutOfMemoryError) or (
+        isinstance(e, RuntimeError) and "can't allocate memory" in str(e)
+    )
+
+
+def memory_message(e: BaseException) -> str:
+    """What failed to allocate, in a few words (``7.2e+03 GiB requested``, else torch's first line)."""
+    match = re.search(r"allocate (\d+) bytes", str(e))
+    if match:
+        return f"{int(match.group(1)) / 2**30:.3g} GiB requested"
+    return (str(e).splitlines() or [type(e).__name__])[0]
+
+
+def _size_field(cfg: RunConfig) -> str:
+    """The config field that sizes the model: ``model.width`` for the MLP, else its options."""
+    return "model.width" if cfg.model.kind == "mlp" else "model.options"
+
+
+@contextlib.contextmanager
+def _allocating(field: str, what: str) -> Iterator[None]:
+    """Turn an allocation that fails inside the block (out of memory, or a size past int64, which
+    torch reports as a TypeError) into a ConfigError naming ``field``.
+    """
+    try:
+        yield
+    except (MemoryError, RuntimeError, TypeError, OverflowError) as e:
+        if isinstance(e, OverflowError) or "Overflow when unpacking" in str(e):
+            detail = "its size overflows int64"
+        elif out_of_memory(e):
+            detail = memory_message(e)
+        else:
+            raise
+        raise ConfigError(f"{field}: {what} cannot be allocated ({detail}); make it smaller") from None
+
+
 def make_integrator(problem: Problem) -> Integrator:
     """The config's integrator at θ_0 = model.init_params(model.init_seed); its random draws are
-    seeded from the same seed.
+    seeded from the same seed. A θ_0 that does not fit in memory raises ConfigError.
     """
+    with _allocating(_size_field(problem.config), "the model's parameters"):
+        return _integrator(problem)
+
+
+def _integrator(problem: Problem) -> Integrator:
     s, seed = problem.config.solver, problem.config.model.init_seed
     theta = problem.model.init_params(seed)
     eig = dict(eig_method=s.eig_method, eig_tol=s.eig_tol, eig_max_iters=s.eig_max_iters, eig_order=s.eig_order)
@@ -261,13 +313,26 @@ def _status(
     return status
 
 
-def final_status(report: StepReport, limit: str | None, target: float, notes: list[str]) -> dict[str, Any]:
+#: A run that a limit ended with a loss above this many times its initial loss has diverged.
+DIVERGED_FACTOR = 1e3
+
+
+def final_status(
+    report: StepReport, limit: str | None, target: float, notes: list[str], initial_loss: float
+) -> dict[str, Any]:
     """The verdict on a run whose last step was ``report``: ``failed`` (non-finite loss or
-    gradient), ``done`` (loss ≤ target) or ``stopped`` (``limit`` ended it above the target).
+    gradient, or diverged: ``limit`` ended it with the loss above :data:`DIVERGED_FACTOR` × the
+    ``initial_loss``), ``done`` (loss ≤ target) or ``stopped`` (``limit`` ended it above the target).
     """
     if not math.isfinite(report.loss) or not math.isfinite(report.grad_norm):
         what, value = ("loss", report.loss) if not math.isfinite(report.loss) else ("gradient norm", report.grad_norm)
         state, reason = "failed", f"non-finite {what} ({value}) at step {report.step}"
+    elif report.loss > DIVERGED_FACTOR * initial_loss:
+        state, reason = (
+            "failed",
+            f"diverged: loss {report.loss:.3g} at step {report.step}, {report.loss / initial_loss:.3g} times "
+            f"the initial loss {initial_loss:.4g} ({limit}); lower the step size",
+        )
     elif report.loss <= target:
         state, reason = "done", f"target loss {target:g} reached"
     else:
@@ -406,7 +471,8 @@ def train(cfg: RunConfig, run_dir: str | Path, *, progress: bool = True) -> dict
     checking its files (a corrupt status, trajectory or final snapshot is rebuilt, loudly). A
     directory created by a different config raises RunConflictError, one whose ``config.toml``
     or data changed since raises :class:`~eoslab.rundir.MismatchError`, both naming the fields.
-    Nothing is written until the config has been checked (ConfigError names the field).
+    Nothing is written until the config has been checked (ConfigError names the field) and θ_0
+    allocated; a sweep folder is refused (:class:`~eoslab.rundir.RunDirError`) untouched.
 
     In a data-parallel run (an initialised process group, :mod:`eoslab.distributed`) every rank
     calls it: rank 0 locks, checks and writes the directory (and shows the progress bar), the
@@ -417,32 +483,39 @@ def train(cfg: RunConfig, run_dir: str | Path, *, progress: bool = True) -> dict
         fails the run, with the reason, keeping what was written).
     """
     run = RunDir(run_dir)
+    found = folder_kind(run.path)
+    if found and found[0] == "sweep folder":
+        raise RunDirError(
+            f"{run.path} is a sweep folder (it holds {found[1]}), not a run directory; give `eoslab train` an "
+            f"--out of its own (the sweep's runs are {run.path / 'runs'}/<run_id>)"
+        )
     problem = build_problem(cfg)
     cfg = problem.config
-    with contextlib.ExitStack() as held:
-        opened: Any = None
-        if is_main():
-            try:
-                held.enter_context(run.lock())
-                run.remove_leftovers()
-                manifest = _bind(run, problem)
-                opened = (manifest, *_finished_status(run, manifest))
-            except Exception as e:
-                broadcast_object(str(e))
-                raise
-        opened = broadcast_object(opened)
-        if isinstance(opened, str):
-            raise RunConflictError(f"rank 0: {opened}")
-        manifest, status, note = opened
-        if status is not None:
-            return status
-        threads = torch.get_num_threads()
-        if cfg.train.threads:
-            torch.set_num_threads(cfg.train.threads)
-        try:
-            return _train_loop(problem, make_integrator(problem), run, manifest, progress and is_main(), note)
-        finally:
-            torch.set_num_threads(threads)
+    threads = torch.get_num_threads()
+    if cfg.train.threads:
+        torch.set_num_threads(cfg.train.threads)
+    try:
+        integ = make_integrator(problem)  # before the run directory is created: θ_0 may not fit in memory
+        with contextlib.ExitStack() as held:
+            opened: Any = None
+            if is_main():
+                try:
+                    held.enter_context(run.lock())
+                    run.remove_leftovers()
+                    manifest = _bind(run, problem)
+                    opened = (manifest, *_finished_status(run, manifest))
+                except Exception as e:
+                    broadcast_object(str(e))
+                    raise
+            opened = broadcast_object(opened)
+            if isinstance(opened, str):
+                raise RunConflictError(f"rank 0: {opened}")
+            manifest, status, note = opened
+            if status is not None:
+                return status
+            return _train_loop(problem, integ, run, manifest, progress and is_main(), note)
+    finally:
+        torch.set_num_threads(threads)
 
 
 def _bind(run: RunDir, problem: Problem) -> dict[str, Any]:
@@ -557,7 +630,7 @@ def _train_loop(
                 running = writer.running(integ.step_count, integ.t, report.loss)
                 writer.snapshot(integ, rows, elapsed0 + time.monotonic() - start, running)
 
-    status = final_status(report, limit, cfg.target_loss, notes)
+    status = final_status(report, limit, cfg.target_loss, notes, rows[0].loss)
     if status["state"] == "failed":
         writer.finish(rows, status)
     else:

@@ -1,4 +1,4 @@
-"""``eoslab status DIR``: a table of a sweep's points (done / running / failed / pending) with the
+"""``eoslab status DIR``: a table of a sweep's points (done / running / failed / pending / missing) with the
 axes that vary between them (solver, η, ``model.gain``, ...), their step, loss and a note, then the
 settings every point shares, the counts and the reason of every failed point
 (:func:`eoslab.sweeps.sweep_status`).
@@ -9,7 +9,14 @@ from __future__ import annotations
 import argparse
 import sys
 
-STYLES = {"done": "green", "stopped": "magenta", "running": "cyan", "failed": "red", "pending": "yellow"}
+STYLES = {
+    "done": "green",
+    "stopped": "magenta",
+    "running": "cyan",
+    "failed": "red",
+    "pending": "yellow",
+    "missing": "red",
+}
 #: Short headers of the run columns.
 HEADERS = {"criterion": "crit", "init_seed": "init", "subset_seed": "subset"}
 
@@ -74,13 +81,15 @@ def run(args: argparse.Namespace) -> int:
     for c in cells:
         state = c[state_at]
         table.add_row(*c[:state_at], f"[{STYLES.get(state, 'white')}]{state}[/]", *c[state_at + 1 :])
-    console = Console()
+    # off a terminal (a pipe, a file) nothing is cut to 80 columns: each row stays one whole line
+    console = Console() if sys.stdout.isatty() else Console(width=1_000_000)
     console.print(table)
     if fixed:
         shared = "  ".join(f"{k}={cell(grid_rows[0][k])}" for k in fixed if grid_rows[0][k] is not None)
         console.print(f"every run: {escape(shared)}", highlight=False, soft_wrap=True)
     console.print(
-        "  ".join(f"[{STYLES.get(k, 'white')}]{k}[/] {v}" for k, v in counts.items()) + f"  total {len(rows)}"
+        "  ".join(f"[{STYLES.get(k, 'white')}]{k}[/] {v}" for k, v in counts.items() if v or k != "missing")
+        + f"  total {len(rows)}"
     )
     for row, s in rows:
         if s.state == "failed":

@@ -18,6 +18,7 @@ Errors are :class:`ModelError` with a one-line message and the config field they
 from __future__ import annotations
 
 import importlib
+import inspect
 import math
 import re
 from collections.abc import Callable, Sequence
@@ -87,6 +88,21 @@ def check_options(kind: str, options: dict, groups: Sequence[str] | None = None)
             ok, what = CNN_OPTIONS[key]
             if not ok(value):
                 raise ModelError(f"model.options.{key}", f"must be {what}, got {value!r}")
+
+
+def describe(kind: str, *, depth: int, width: int, options: dict | None = None) -> str:
+    """What a model of ``kind`` is, in a few words (``eoslab show``, a run's report): ``mlp, depth 6
+    × width 512``, ``cnn, channels [16, 32], kernel 3, pool 2`` (its defaults filled in), or a
+    python: kind with its options; ``depth`` and ``width`` only describe the MLP.
+    """
+    options = dict(options or {})
+    if kind == "mlp":
+        return f"mlp, depth {depth} × width {width}"
+    if kind == "cnn":
+        defaults = {name: p.default for name, p in inspect.signature(CNN).parameters.items() if name in CNN_OPTIONS}
+        c = {**defaults, **options}
+        return f"cnn, channels {list(c['channels'])}, kernel {c['kernel_size']}, pool {c['pool']}"
+    return kind + (f" ({', '.join(f'{k}={v!r}' for k, v in options.items())})" if options else "")
 
 
 def load_factory(kind: str) -> Callable[..., nn.Module]:

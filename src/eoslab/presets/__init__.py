@@ -65,10 +65,11 @@ def read_config_source(path_or_name: str | Path) -> ConfigSource:
 
     Raises:
         FileNotFoundError: neither a file nor a preset; the message lists the presets.
+        UnicodeDecodeError: a file that is not UTF-8 text.
     """
     path = Path(path_or_name)
     if path.is_file():
-        return ConfigSource(path.read_text(), str(path))
+        return ConfigSource(path.read_text(encoding="utf-8"), str(path))
     name = str(path_or_name)
     if is_preset(name):
         return ConfigSource(preset_text(name), f"preset {_name(name)}", _name(name))
@@ -87,6 +88,11 @@ def read_config_toml(path_or_name: str | Path, kind: str) -> tuple[ConfigSource,
         source = read_config_source(path_or_name)
     except FileNotFoundError as e:
         raise ConfigError(f"{kind} {e}") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(
+            f"{path_or_name}: not UTF-8 text (byte {e.object[e.start]:#04x} at offset {e.start}); "
+            f"TOML files are UTF-8: save it as UTF-8"
+        ) from None
     try:
         return source, tomllib.loads(source.text)
     except tomllib.TOMLDecodeError as e:

@@ -78,14 +78,17 @@ class RunSummary:
 
     def lines(self) -> list[tuple[str, str]]:
         """``(label, text)`` pairs, in the order shown."""
+        from eoslab.models.registry import describe
+
         c, s = self.config, self.status
+        model = describe(c.model.kind, depth=c.model.depth, width=c.model.width, options=c.model.options)
         step_size = f"η = {c.solver.eta:g}" if c.solver.method == "gd" else f"η_max = {c.solver.eta_max:g}"
         out = [
             ("run", str(self.path)),
             ("state", f"{s.get('state', 'unknown')}" + (f" ({s['reason']})" if s.get("reason") else "")),
             (
                 "problem",
-                f"{c.data.name} n={c.data.n} {c.criterion.name}, depth {c.model.depth} × width {c.model.width}, "
+                f"{c.data.name} n={c.data.n} {c.criterion.name}, {model}, "
                 f"seeds {c.model.init_seed}/{c.data.subset_seed}, {c.model.dtype}",
             ),
             ("solver", f"{c.solver.method}, {step_size}, target loss {c.train.target_loss:g}"),

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import from_dict, to_toml
-from ..rundir import TRAINED_STATES, folder_lock, warn
+from ..rundir import TRAINED_STATES, folder_kind, folder_lock, warn
 from .grid import GRID_FILE, RUNS_DIR, SWEEP_FILE, GridPoint, Sweep, grid_table, load_sweep
 from .point import PointStatus, after_worker, point_status, run_point
 
@@ -265,8 +265,9 @@ def run_sweep(
         force: replace another sweep in ``out_dir`` (its run directories stay on disk).
 
     Raises:
-        SweepError: ``out_dir`` holds another sweep (without ``force``) or another process is
-            sweeping into it, or the Ray cluster at ``address`` does not answer.
+        SweepError: ``out_dir`` is a run directory, holds another sweep (without ``force``) or
+            another process is sweeping into it, or the Ray cluster at ``address`` does not
+            answer (nothing is written into a run directory).
     """
     from ..rundir import RunBusyError
 
@@ -280,6 +281,12 @@ def run_sweep(
     ):
         raise ValueError("need workers >= 1, threads_per_run >= 1, cpus_per_run > 0 and gpus_per_run >= 0")
     out_dir = Path(out_dir)
+    found = folder_kind(out_dir)
+    if found and found[0] == "run directory":
+        raise SweepError(
+            f"{out_dir} is a run directory (it holds {found[1]}), not a sweep folder; "
+            f"give `eoslab sweep` an --out of its own (it writes a run directory per point under it)"
+        )
     try:
         with folder_lock(out_dir, what="sweep folder"), _terminate_as_interrupt():
             return _run_bound_sweep(
@@ -354,6 +361,8 @@ def _run_bound_sweep(
     runs.mkdir(parents=True, exist_ok=True)
     write_text(sweep.text, out_dir / SWEEP_FILE)
     write_parquet(grid_table(sweep.points), out_dir / GRID_FILE)
+    for p in sweep.points:  # every point's run directory from now on: one found missing was deleted
+        (runs / p.run_id).mkdir(exist_ok=True)
 
     statuses = {p.run_id: point_status(runs / p.run_id, analysis=analysis) for p in sweep.points}
     # largest subsets first: the longest runs start early, so no worker idles at the end
@@ -426,7 +435,6 @@ def _run_local(
                 if plan.gpus:
                     env["CUDA_VISIBLE_DEVICES"] = plan.gpus[slot]
                 run_dir = runs / point.run_id
-                run_dir.mkdir(parents=True, exist_ok=True)
                 with open(run_dir / LOG_FILE, "ab") as log:
                     proc = subprocess.Popen(
                         [
@@ -494,7 +502,6 @@ def _run_ray(
         task = ray.remote(_point_from_toml).options(num_cpus=cpus_per_run, num_gpus=gpus_per_run)
         refs = {}
         for point in todo:
-            (runs / point.run_id).mkdir(parents=True, exist_ok=True)
             refs[task.remote(to_toml(point.config), str(runs / point.run_id), analysis, threads)] = point
         while refs:
             ready, _ = ray.wait(list(refs), num_returns=1)

@@ -71,10 +71,20 @@ from typing import Any
 import pyarrow as pa
 import tomli_w
 
-from ..config import ConfigError, RunConfig, config_hash, flatten_config, from_dict, resolve, to_dict, to_toml
+from ..config import (
+    ConfigError,
+    RunConfig,
+    config_hash,
+    flatten_config,
+    from_dict,
+    resolve,
+    to_dict,
+    to_toml,
+    unused_fields,
+)
+from ..rundir import GRID_FILE as GRID_FILE  # re-exported: the sweep folder's files
+from ..rundir import SWEEP_FILE as SWEEP_FILE
 
-SWEEP_FILE = "sweep.toml"
-GRID_FILE = "grid.parquet"
 RUNS_DIR = "runs"
 
 #: Named grid axes; every other ``grid`` key is a dotted RunConfig field.
@@ -466,12 +476,16 @@ def _cell(value: Any, kind: pa.DataType) -> Any:
 def axis_columns(configs: list[RunConfig], declared: list[str] = ()) -> dict[str, pa.Array]:
     """One typed column per axis of a set of runs beyond :data:`RUN_COLUMNS`, named by its dotted
     field: the ``declared`` dotted-field axes of the grid, then every other config value that
-    differs between the runs (sorted); one row per config. Tables and mixed kinds are JSON text.
+    differs between the runs that use it (sorted; :func:`eoslab.config.unused_fields` are null);
+    one row per config. Tables and mixed kinds are JSON text.
     """
     flats = [flatten_config(c) for c in configs]
+    unused = [set(unused_fields(c)) for c in configs]
     standard = set(FIELD_OF_COLUMN.values())
     keys = sorted({k for f in flats for k in f} - standard)
-    varying = [k for k in keys if len({json.dumps(f.get(k), sort_keys=True) for f in flats}) > 1]
+    varying = [
+        k for k in keys if len({json.dumps(f.get(k), sort_keys=True) for f, u in zip(flats, unused) if k not in u}) > 1
+    ]
     names = [k for k in declared if k not in standard] + [k for k in varying if k not in declared]
     columns = {}
     for name in names:

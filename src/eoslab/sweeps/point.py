@@ -5,10 +5,11 @@ A point is ``done`` when its run reached the target loss (and is analysed, when 
 wanted), ``stopped`` when ``max_steps`` / ``max_time_s`` ended it above the target (analysed
 likewise), ``running`` while a process holds its run directory's lock, ``failed`` (with the
 reason; a failure from an exception is retried on a rerun, a diverged run or a run directory
-whose ``config.toml`` no longer matches its manifest is not) or ``pending`` (with what a rerun
-will do: resume, rebuild a corrupt table, analyse). :func:`collect <eoslab.sweeps.collect>`
-includes only ``done`` points unless told to include ``stopped`` ones
-(:func:`include_in_collect`).
+whose ``config.toml`` no longer matches its manifest is not), ``pending`` (with what a rerun
+will do: resume, rebuild a corrupt table, analyse) or ``missing`` (its run directory, which
+the sweep creates for every point when it starts, was deleted; a rerun trains it again).
+:func:`collect <eoslab.sweeps.collect>` includes only ``done`` points unless told to include
+``stopped`` ones (:func:`include_in_collect`).
 """
 
 from __future__ import annotations
@@ -47,7 +48,8 @@ class PointStatus:
         run_id: the point's run id.
         state: ``done`` (reached its target; analysed when analysis is wanted), ``stopped``
             (a step or time limit ended it above the target; analysed likewise), ``running``
-            (a process holds the run directory), ``failed`` or ``pending``.
+            (a process holds the run directory), ``failed``, ``pending`` or ``missing`` (the
+            run directory was deleted).
         step, loss: the latest step and loss recorded in ``status.json`` (None before training).
         reason: why it failed (``failed``), or ``status.json``'s reason.
         detail: a short note (``analysis pending``, ``interrupted at step 40``, ...).
@@ -87,7 +89,7 @@ def exclusion_reason(status: PointStatus, include_stopped: bool = False) -> str 
         return f"failed: {status.reason}"
     if status.state == "running":
         return "still running"
-    return "pending" + (f" ({status.detail})" if status.detail else "")
+    return status.state + (f" ({status.detail})" if status.detail else "")
 
 
 def include_in_collect(status: PointStatus, include_stopped: bool = False) -> bool:
@@ -138,8 +140,8 @@ def point_status(run_dir: str | Path, *, analysis: bool = True) -> PointStatus:
 def _files_status(run: RunDir, analysis: bool) -> PointStatus:
     """:func:`point_status` from the files alone (for the holder of the lock)."""
     run_id = run.path.name
-    if not run.path.is_dir():
-        return PointStatus(run_id, "pending")
+    if not run.path.is_dir():  # the sweep created it when it started
+        return PointStatus(run_id, "missing", detail=f"{run.path} was deleted; a rerun trains it again")
     try:
         manifest = run.manifest()
         if manifest is not None and run.config_file.exists():
