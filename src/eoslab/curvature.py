@@ -41,12 +41,18 @@ T = TypeVar("T")
 
 @dataclass
 class LinearOperator:
-    """A symmetric operator on R^P acting on blocks of row vectors (k, P) → (k, P).
+    """A symmetric operator A on R^P (H, G or R at θ).
 
-    ``op(V)`` takes a block of rows (what the eigensolvers call); ``op @ x`` takes a vector (P,)
-    or a matrix of columns (P, k) as in linear algebra, and ``V @ op`` a block of rows (k, P)
-    (the same numbers, since the operator is symmetric); :meth:`to_scipy` wraps it for
-    ``scipy.sparse.linalg`` (e.g. ``eigsh(op.to_scipy(), k=3)``).
+    The vector layout, for every operator and block method of eoslab:
+
+    * ``@`` multiplies as a dense (P, P) tensor would: ``A @ x`` for a vector x (P,), ``A @ X``
+      for a matrix of columns X (P, k) (e.g. ``EigResult.eigenvectors``), ``V @ A`` for a block
+      of rows V (k, P); anything else is refused, naming the shape it got.
+    * Block methods store vectors as rows: ``A(V)`` (what the eigensolvers call),
+      ``FullBatchLoss.hvp(theta, V)`` and the like take V (k, P) and return A V as rows
+      (k, P), i.e. ``V @ A`` (the same numbers as ``(A @ V.T).T``, A being symmetric).
+
+    :meth:`to_scipy` wraps it for ``scipy.sparse.linalg`` (e.g. ``eigsh(op.to_scipy(), k=3)``).
 
     Attributes:
         matmat: the block product.
@@ -79,7 +85,12 @@ class LinearOperator:
         if x.ndim == 1:
             return self(x.unsqueeze(0))[0]
         if x.ndim != 2 or x.shape[0] != self.dim:
-            raise ValueError(f"operator {self.name}: A @ x needs x of shape ({self.dim},) or ({self.dim}, k)")
+            rows = x.ndim == 2 and x.shape[1] == self.dim
+            hint = f"; a block of rows V {tuple(x.shape)} is V @ {self.name or 'A'}" if rows else ""
+            raise ValueError(
+                f"operator {self.name}: A @ x needs x of shape ({self.dim},) or columns ({self.dim}, k), "
+                f"got {tuple(x.shape)}{hint}"
+            )
         return self(x.T).T
 
     def __rmatmul__(self, V: torch.Tensor) -> torch.Tensor:
