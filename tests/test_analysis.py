@@ -30,6 +30,8 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 CRITERIA = [CrossEntropy(), MSE()]
 TIGHT = dict(tol=1e-12, max_iters=500)
+#: The residual and certified error bound of each λ¹ (docs/metrics.md), beside the glossary's metrics.
+CERTIFIED = {(f"sharpness_{w}_{what}", None) for w in "HGR" for what in ("residual", "error")}
 
 
 # ----------------------------------------------------------------------------- reference
@@ -75,6 +77,19 @@ def top(A):
     return float(torch.linalg.eigvalsh(A)[-1])
 
 
+def brute_force_operators(model, criterion, theta, X, y) -> dict[str, torch.Tensor]:
+    """Dense H (torch.func.hessian), G = E JᵀH_ℓJ (per-sample jacrev) and R = H − G."""
+    f = lambda th, x: ref_forward(model, th, x)[0][-1]
+    N = X.shape[0]
+    total = lambda th: sum(ref_loss(criterion, f(th, X[n]), y[n]) for n in range(N)) / N
+    H = torch.func.hessian(total)(theta)
+    G = torch.zeros_like(H)
+    for n in range(N):
+        J = torch.func.jacrev(f)(theta, X[n])  # (n_L, P)
+        G += J.T @ torch.func.hessian(lambda g: ref_loss(criterion, g, y[n]))(f(theta, X[n])) @ J / N
+    return {"H": H, "G": G, "R": H - G}
+
+
 def brute_force(model, criterion, theta, X, y, c5_t0=None):
     """Every metric of the docs/metrics.md glossary, keyed (metric, layer)."""
     L, N = model.depth, X.shape[0]
@@ -83,15 +98,11 @@ def brute_force(model, criterion, theta, X, y, c5_t0=None):
         offsets.append((start, start + n_out * n_in + n_out, start + n_out * n_in))
         start += n_out * n_in + n_out
     f = lambda th, x: ref_forward(model, th, x)[0][-1]
-    total = lambda th: sum(ref_loss(criterion, f(th, X[n]), y[n]) for n in range(N)) / N
-    H = torch.func.hessian(total)(theta)
-    G = torch.zeros_like(H)
     per = []
     for n in range(N):
         J = torch.func.jacrev(f)(theta, X[n])  # (n_L, P)
         fx = f(theta, X[n])
         Hl = torch.func.hessian(lambda g: ref_loss(criterion, g, y[n]))(fx)
-        G += J.T @ Hl @ J / N
         S = psd_sqrt(Hl)
         Jt = S @ J
         zs, acts = ref_forward(model, theta, X[n])
@@ -122,7 +133,9 @@ def brute_force(model, criterion, theta, X, y, c5_t0=None):
         return E(lambda p: sq(prod(p))) / (E(lambda p: sq(Mf(p))) * E(lambda p: sq(Nf(p))))
 
     out = {}
-    lam = {k: float(torch.linalg.eigvalsh(A)[-1]) for k, A in (("H", H), ("G", G), ("R", H - G))}
+    lam = {
+        k: float(torch.linalg.eigvalsh(A)[-1]) for k, A in brute_force_operators(model, criterion, theta, X, y).items()
+    }
     for k, v in lam.items():
         out[(f"sharpness_{k}", None)] = v if v >= 0 else float("nan")
     out[("jtilde_sqnorm", None)] = E(lambda p: p["jt"])
@@ -202,7 +215,17 @@ def test_every_metric_matches_brute_force(case):
     model, criterion, theta, X, y, _, result = case
     ref = brute_force(model, criterion, theta, X, y)
     got = as_dict(result)
-    assert set(got) == set(ref)
+    assert set(got) == set(ref) | CERTIFIED
+    # each λ¹'s residual and certified bound: the true residual of the returned vector (dense
+    # operator), and a bound the dense eigenvalue's distance respects
+    dense = brute_force_operators(model, criterion, theta, X, y)
+    for w, A in dense.items():
+        solve = result.eig[w]
+        v, lam = solve.eigenvectors[:, 0], float(solve.eigenvalues[0])
+        assert rel(got[(f"sharpness_{w}_residual", None)], float(torch.linalg.vector_norm(A @ v - lam * v))) < 1e-6
+        bound = got[(f"sharpness_{w}_error", None)]
+        assert abs(lam - float(torch.linalg.eigvalsh(A)[-1])) <= bound + 1e-13 * abs(lam)
+        assert bound <= TIGHT["tol"] * abs(lam)
     bad = {k: (got[k], ref[k]) for k in ref if not rel(got[k], ref[k]) <= 1e-9}
     assert not bad, bad
     assert all(r["step"] == 7 and r["t"] == 0.5 for r in result.rows())
@@ -343,7 +366,7 @@ def test_one_layer_network():
     res = analyze_snapshot(loss, theta, **TIGHT)
     got = as_dict(res)
     ref = brute_force(model, CrossEntropy(), theta, X, y)
-    assert set(got) == set(ref)
+    assert set(got) == set(ref) | CERTIFIED
     assert all(rel(got[k], ref[k]) <= 1e-9 for k in ref if k != ("sharpness_R", None))
     assert got[("sharpness_R", None)] == 0.0 and abs(ref[("sharpness_R", None)]) < 1e-14  # linear: R = 0
     assert rel(res.stability_bound, float(res.stats.layer_sqnorm[0])) < 1e-14

@@ -74,6 +74,7 @@ def test_analysis_parquet_layout(run_dir):
         "sharpness_H",
         "sharpness_G",
         "sharpness_R",
+        *(f"sharpness_{w}_{what}" for w in "HGR" for what in ("residual", "error")),
         "jtilde_sqnorm",
         "overlap_ratio",
         "criterion_hessian_norm",
@@ -97,6 +98,13 @@ def test_analysis_parquet_layout(run_dir):
     assert got.t.unique().tolist() == [t]
     for row in got.itertuples():
         key = (row.metric, None if math.isnan(row.layer) else int(row.layer))
+        if row.metric.endswith("_residual"):  # how far the solve went (warm here, cold there)
+            assert row.value >= 0 and ref[key] >= 0, key
+            continue
+        if row.metric.endswith("_error"):  # certified to tol either way
+            sharp = ref[(row.metric.removesuffix("_error"), None)]
+            assert 0 <= row.value <= TOL * sharp and 0 <= ref[key] <= TOL * sharp, key
+            continue
         assert math.isclose(row.value, ref[key], rel_tol=1e-7), key
 
 
@@ -159,7 +167,7 @@ def test_an_unconverged_eigensolve_is_named_in_a_warning_and_the_notes(run_dir, 
 
     monkeypatch.setattr(analysis, "top_eigenvalues", g_never_converges)
     analyze_run(run_dir, tol=TOL, every=2, progress=False)
-    said = "eigensolver not converged to tol 1e-10, values are estimates: λ¹(G) at steps 10, 20, 30"
+    said = "λ¹ not certified to tol 1e-10, values are estimates: λ¹(G) at steps 10, 20, 30"
     assert said in capsys.readouterr().err
     assert any(said in note for note in json.loads((run_dir / "status.json").read_text())["notes"])
     df = table_of(run_dir)

@@ -467,6 +467,28 @@ class SnapshotAnalysis:
         """λ¹ of ``which``, NaN when negative (D12)."""
         return _nan_if_negative(self.raw_sharpness(which))
 
+    def residual(self, which: str) -> float:
+        """‖A v − λ¹ v‖ of the λ¹ solve of ``which`` (A = H, G or R)."""
+        return float(self.eig[which].residual_norms[0])
+
+    def error_bound(self, which: str) -> float:
+        """The bound on |λ¹ − its estimate| the solver certified for ``which`` (the residual when
+        the solver certifies none, :attr:`~eoslab.eigen.EigResult.error_bounds`).
+        """
+        bounds = self.eig[which].error_bounds
+        return self.residual(which) if bounds is None else float(bounds[0])
+
+    def uncertain(self, tol: float) -> list[str]:
+        """The operators whose λ¹ is not certified to ``tol``: the solve did not converge, or its
+        error bound exceeds tol · max(|λ¹|, 1e-8 · max over H, G, R of |λ¹|) (the solvers' test).
+        """
+        floor = 1e-8 * max(abs(self.raw_sharpness(w)) for w in self.eig)
+        return [
+            w
+            for w, solve in self.eig.items()
+            if not solve.converged or not self.error_bound(w) <= tol * max(abs(self.raw_sharpness(w)), floor)
+        ]
+
     @property
     def overlap_ratio(self) -> float:
         """ρ = λ¹(G) / E‖J̃‖² (Eq. 3; in [0, 1] by Lemma 7.2); NaN when E‖J̃‖² is 0 or not finite
@@ -531,6 +553,9 @@ class SnapshotAnalysis:
             "overlap_ratio": self.overlap_ratio,
             "criterion_hessian_norm": st.criterion_hessian_norm,
         }
+        for w in self.eig:
+            whole[f"sharpness_{w}_residual"] = self.residual(w)
+            whole[f"sharpness_{w}_error"] = self.error_bound(w)
         per_layer = {"layer_sqnorm": st.layer_sqnorm}
         if isinstance(st, LayerwiseStats):
             whole["stability_bound"] = self.stability_bound
@@ -723,9 +748,8 @@ def analyze_run(
                 warm = result.eigenvectors()
                 for reason in result.degenerate():
                     degenerate.setdefault(reason, []).append(step)
-                for which, solve in result.eig.items():
-                    if not solve.converged:
-                        unconverged.setdefault(which, []).append(step)
+                for which in result.uncertain(tol):
+                    unconverged.setdefault(which, []).append(step)
                 table = pa.concat_tables([table, rows_to_table(result.rows())])
                 run.dir.write_table(ANALYSIS_FILE, table)
                 bar.advance(task)
@@ -736,7 +760,7 @@ def analyze_run(
             run.dir.add_note(f"{run.path}: degenerate snapshots, values recorded as NaN: {said}")
         if unconverged:
             said = "; ".join(f"λ¹({which}) at {_steps_text(s)}" for which, s in unconverged.items())
-            run.dir.add_note(f"{run.path}: eigensolver not converged to tol {tol:g}, values are estimates: {said}")
+            run.dir.add_note(f"{run.path}: λ¹ not certified to tol {tol:g}, values are estimates: {said}")
     return run.dir.analysis_file
 
 
