@@ -121,6 +121,41 @@ class LinearOperator:
             shape=self.shape, dtype=np_dtype, matvec=matvec, matmat=matmat, rmatvec=matvec, rmatmat=matmat
         )
 
+    def _derived(self, matmat: Callable[[torch.Tensor], torch.Tensor], dim: int, name: str) -> LinearOperator:
+        return LinearOperator(matmat=matmat, dim=dim, dtype=self.dtype, device=self.device, name=name)
+
+    def __neg__(self) -> LinearOperator:
+        """−A (its top eigenpairs are A's bottom ones, negated: docs/math.md §9)."""
+        return self._derived(lambda V: -self(V), self.dim, f"-{self.name}")
+
+    def shifted(self, c: float) -> LinearOperator:
+        """A + c I (e.g. H + λ_wd I, the Hessian of L̃ + λ_wd ‖θ‖²/2: L2 weight decay, docs/math.md §9)."""
+        return self._derived(lambda V: self(V) + c * V, self.dim, f"{self.name}+{c:g}I")
+
+    def scaled(self, s: torch.Tensor) -> LinearOperator:
+        """S A S with S = diag(s), s (P,) — with s = P^{-1/2} the preconditioned operator
+        P^{-1/2} A P^{-1/2}, similar to P⁻¹A (same eigenvalues; docs/math.md §9, Eq. 9.3).
+        """
+        if s.shape != (self.dim,):
+            raise ValueError(f"operator {self.name}: scaling needs a vector ({self.dim},), got {tuple(s.shape)}")
+        s = s.to(dtype=self.dtype, device=self.device)
+        return self._derived(lambda V: self(V * s) * s, self.dim, f"S{self.name}S")
+
+    def restrict(self, part: slice) -> LinearOperator:
+        """The block A[part, part] (e.g. the Hessian of one parameter group, docs/math.md §9): a
+        row block (k, |part|) is embedded in R^P with zeros, multiplied, and cut back to ``part``.
+        """
+        start, stop, step = part.indices(self.dim)
+        if step != 1 or stop <= start:
+            raise ValueError(f"operator {self.name}: restrict needs a non-empty contiguous slice, got {part}")
+
+        def matmat(V: torch.Tensor) -> torch.Tensor:
+            full = V.new_zeros(V.shape[0], self.dim)
+            full[:, start:stop] = V
+            return self(full)[:, start:stop]
+
+        return self._derived(matmat, stop - start, f"{self.name}[{start}:{stop}]")
+
     @classmethod
     def from_dense(cls, A: torch.Tensor, name: str = "dense") -> LinearOperator:
         """Wrap a dense symmetric matrix (tests and references)."""
