@@ -5,3 +5,14 @@ Alignment". The math, with equation numbers used throughout the docstrings, is i
 """
 
 __version__ = "0.1.0"
+
+__all__ = ["Tracker"]
+
+
+def __getattr__(name: str):
+    """``eoslab.Tracker`` (:mod:`eoslab.tracker`), imported on first use so ``import eoslab`` stays cheap."""
+    if name == "Tracker":
+        from .tracker import Tracker
+
+        return Tracker
+    raise AttributeError(f"module 'eoslab' has no attribute {name!r}")

@@ -47,6 +47,7 @@ from .curvature import DataLoop, FullBatchLoss, Reduction
 from .eigen import EigResult, make_eigensolver
 from .models import MLP, Model, elu_derivative
 from .rundir import ANALYSIS_FILE, ANALYSIS_SCHEMA
+from .spectrum import spectrum_summary
 
 OPERATORS = ("H", "G", "R")
 #: §4: E‖J̃_i‖² ≤ 1.37 E‖J̃_1‖² for i > 1, so λ¹(G) ≤ (1 + 1.37 (L − 1)) E‖J̃_1‖².
@@ -750,7 +751,10 @@ def analyze_run(
                     degenerate.setdefault(reason, []).append(step)
                 for which in result.uncertain(tol):
                     unconverged.setdefault(which, []).append(step)
-                table = pa.concat_tables([table, rows_to_table(result.rows())])
+                rows = result.rows()
+                if cfg.spectrum:  # docs/math.md §9, on request only
+                    rows += spectrum_summary(run.loss, theta, tol=tol, seed=step).rows(step, t)
+                table = pa.concat_tables([table, rows_to_table(rows)])
                 run.dir.write_table(ANALYSIS_FILE, table)
                 bar.advance(task)
         if not run.dir.analysis_file.exists():

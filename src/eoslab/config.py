@@ -117,6 +117,7 @@ class AnalysisConfig:
     eig_method: str = "lobpcg"  #: a registered eigensolver for the λ¹ solves: lobpcg | power
     eig_tol: float = 1e-4
     chunk_size: int | None = None
+    spectrum: bool = False  #: also the spectrum beyond λ¹: trace, negative mass, λ_min, per-group λ¹ (§9)
 
 
 @dataclass
@@ -392,7 +393,12 @@ def to_toml(cfg: RunConfig) -> str:
 #: Keys added after the first version, left out of :func:`config_hash` while at these defaults
 #: (which reproduce the first version's behaviour), so existing run ids and sweeps keep their hashes.
 #: Keys added after configs were first hashed, with the default that means "as before".
-_HASH_NEUTRAL = {("model", "kind"): "mlp", ("model", "options"): {}, ("data", "standardize"): False}
+_HASH_NEUTRAL = {
+    ("model", "kind"): "mlp",
+    ("model", "options"): {},
+    ("data", "standardize"): False,
+    ("analysis", "spectrum"): False,
+}
 
 
 def comparable(data: dict[str, Any]) -> dict[str, Any]:

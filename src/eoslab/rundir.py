@@ -87,6 +87,9 @@ STATUS_FILE = "status.json"
 TRAJECTORY_FILE = "trajectory.parquet"
 ANALYSIS_FILE = "analysis.parquet"
 SNAPSHOT_DIR = "snapshots"
+#: A tracker's run (:mod:`eoslab.tracker`): its data (X, y; :mod:`eoslab.data.stored`) and what it measured.
+DATA_FILE = "data.safetensors"
+TRACKER_FILE = "tracker.json"
 LOCK_FILE = ".lock"
 #: A sweep folder's own files (docs/rundir.md): the sweep config and the table of its points.
 SWEEP_FILE = "sweep.toml"
@@ -109,6 +112,19 @@ TRAJECTORY_SCHEMA = pa.schema(
         ("hvps", pa.int64()),
         ("eigenvalues", pa.list_(pa.float64())),
         ("eig_converged", pa.bool_()),
+    ]
+)
+#: The columns a tracker's ``trajectory.parquet`` has after :data:`TRAJECTORY_SCHEMA`'s (docs/rundir.md):
+#: the optimizer's step size, its stability threshold and its preconditioned sharpness (NaN where
+#: unknown), λ¹ of G and R (NaN unless asked for), the optimizer in words.
+TRACKER_COLUMNS = pa.schema(
+    [
+        ("lr", pa.float64()),
+        ("threshold", pa.float64()),
+        ("preconditioned_sharpness", pa.float64()),
+        ("sharpness_G", pa.float64()),
+        ("sharpness_R", pa.float64()),
+        ("optimizer", pa.string()),
     ]
 )
 #: ``analysis.parquet``: long format, one row per value (``layer`` null for whole-network metrics).

@@ -65,11 +65,13 @@ from .config import ConfigError, RunConfig, config_hash, load_config, resolve, t
 from .criteria import make_criterion
 from .curvature import FullBatchLoss
 from .data import Dataset, load_dataset
+from .data.stored import STORED, read_stored
 from .data.subsets import draw_subset
 from .distributed import broadcast_object, is_main, rank_device, shard_slice, world
 from .integrators import ExponentialEuler, GradientDescent, Integrator, StepReport
 from .models import Model, ModelError, make_model
 from .rundir import (
+    DATA_FILE,
     FINAL_STATES,
     SNAPSHOT_KINDS,
     STATUS_FILE,
@@ -131,14 +133,28 @@ class Problem:
         }
 
 
-def build_problem(cfg: RunConfig) -> Problem:
+def build_problem(cfg: RunConfig, run_dir: str | Path | None = None) -> Problem:
     """Dataset subset, model, criterion and full-batch loss of a config (train and load_run).
+
+    ``run_dir``: the run directory, where a run of ``data.name = "stored"`` (a
+    :class:`~eoslab.tracker.Tracker`'s) keeps its data (:mod:`eoslab.data.stored`).
 
     Raises ConfigError naming the field when a value only turns out wrong here (an unknown
     dataset or loader option, a subset larger than the data, a model that cannot be built, k ≥ P,
     fewer samples than data-parallel processes, data or a model that do not fit in memory).
     """
     d = cfg.data
+    if d.name == STORED:
+        if run_dir is None or not (Path(run_dir) / DATA_FILE).is_file():
+            where = "a run directory without it" if run_dir is not None else "no run directory"
+            raise ConfigError(
+                f'data.name: "{STORED}" data live in the {DATA_FILE} of a tracker\'s run directory, got {where}'
+            )
+        try:
+            dataset = read_stored((Path(run_dir) / DATA_FILE).read_bytes(), Path(run_dir) / DATA_FILE)
+        except ValueError as e:
+            raise ConfigError(f"data.name: {e}") from None
+        return problem_from_dataset(cfg, dataset)
     with _allocating("data.options", f"the {d.name} {d.split} data"):
         try:
             dataset = load_dataset(d.name, d.split, data_root=d.data_root, **d.options)
@@ -147,6 +163,14 @@ def build_problem(cfg: RunConfig) -> Problem:
         except ValueError as e:
             field = "data.name" if "unknown dataset" in str(e) else "data.options"
             raise ConfigError(f"{field}: {e}") from None
+    return problem_from_dataset(cfg, dataset)
+
+
+def problem_from_dataset(cfg: RunConfig, dataset: Dataset) -> Problem:
+    """The rest of :func:`build_problem` once the split is loaded: standardise and draw the subset
+    as the config says, then build the model, the criterion and L̃.
+    """
+    d = cfg.data
     if d.standardize:  # statistics of the whole split, so every subset size sees the same inputs
         dataset = dataset.standardized()
     if d.n is not None:
@@ -246,7 +270,8 @@ def _integrator(problem: Problem) -> Integrator:
 
 
 # ------------------------------------------------------------------------------ files
-def _trajectory_table(rows: list[StepReport]) -> pa.Table:
+def trajectory_table(rows: list[StepReport]) -> pa.Table:
+    """The rows as a table of :data:`~eoslab.rundir.TRAJECTORY_SCHEMA`."""
     cols = [f.name for f in TRAJECTORY_SCHEMA]
     data = {c: [getattr(r, "converged" if c == "eig_converged" else c) for r in rows] for c in cols}
     return pa.table(data, schema=TRAJECTORY_SCHEMA)
@@ -304,9 +329,10 @@ def _rows_from_tensors(tensors: dict[str, torch.Tensor]) -> list[StepReport]:
     return rows
 
 
-def _status(
+def status_dict(
     state: str, reason: str | None, step: int, t: float, loss: float | None, target: float, notes: list[str]
 ) -> dict[str, Any]:
+    """The ``status.json`` object (docs/rundir.md): state, reason, step, t, loss, target loss (+ notes)."""
     status = {"state": state, "reason": reason, "step": step, "t": t, "loss": loss, "target_loss": target}
     if notes:
         status["notes"] = list(notes)
@@ -337,7 +363,7 @@ def final_status(
         state, reason = "done", f"target loss {target:g} reached"
     else:
         state, reason = "stopped", f"{limit} at loss {report.loss:.6g}, above the target {target:g}"
-    return _status(state, reason, report.step, report.t, report.loss, target, notes)
+    return status_dict(state, reason, report.step, report.t, report.loss, target, notes)
 
 
 class _Writer:
@@ -350,7 +376,7 @@ class _Writer:
 
     def running(self, step: int, t: float, loss: float | None) -> dict[str, Any]:
         """A ``running`` status with the current notes."""
-        return _status("running", None, step, t, loss, self.target, self.notes)
+        return status_dict("running", None, step, t, loss, self.target, self.notes)
 
     def snapshot(
         self, integ: Integrator, rows: list[StepReport], elapsed_s: float, status: dict[str, Any], final: bool = False
@@ -369,7 +395,7 @@ class _Writer:
         kept = sorted({*self.dir.snapshot_steps("state"), step})[-_STATE_FILES_KEPT:]
         with self.dir.transaction() as tx:
             tx.write(self.dir.snapshot_name("state", step), safetensors_bytes(extra, state_meta))
-            tx.write(TRAJECTORY_FILE, parquet_bytes(_trajectory_table(rows)))
+            tx.write(TRAJECTORY_FILE, parquet_bytes(trajectory_table(rows)))
             tx.write(
                 self.dir.snapshot_name("step", step), safetensors_bytes(self.model.to_state_dict(state["theta"]), meta)
             )
@@ -381,7 +407,7 @@ class _Writer:
     def finish(self, rows: list[StepReport], status: dict[str, Any]) -> None:
         """Trajectory and status (no snapshot)."""
         with self.dir.transaction() as tx:
-            tx.write(TRAJECTORY_FILE, parquet_bytes(_trajectory_table(rows)))
+            tx.write(TRAJECTORY_FILE, parquet_bytes(trajectory_table(rows)))
             tx.write(STATUS_FILE, json_bytes(status))
 
     def remove(self, names: list[str]) -> None:
@@ -709,7 +735,7 @@ class Run:
         self.manifest = self.dir.manifest()
         if self.manifest is not None:
             self.dir.check_config(to_dict(self.config), self.manifest)
-        self.problem = build_problem(self.config)
+        self.problem = build_problem(self.config, self.path)
         if self.manifest is not None:
             self.dir.check_data(self.problem.fingerprint(), self.manifest)
 
@@ -779,5 +805,8 @@ __all__ = [
     "final_status",
     "load_run",
     "make_integrator",
+    "problem_from_dataset",
+    "status_dict",
     "train",
+    "trajectory_table",
 ]

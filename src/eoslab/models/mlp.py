@@ -129,6 +129,20 @@ class MLP(Model):
                 W.copy_((torch.rand(W.shape, generator=g, dtype=torch.float64) * 2 - 1) * bound)
         return theta.to(self.device)
 
+    def as_module(self, theta: torch.Tensor) -> torch.nn.Sequential:
+        """This MLP at θ as a ``torch.nn.Module`` for one's own training loop (e.g. with
+        :class:`eoslab.Tracker`): ``Linear, ELU, …, Linear``, holding copies of W_i, b_i in
+        ``dtype`` on ``device``; its parameters in ``named_parameters()`` order are θ's.
+        """
+        parts: list[torch.nn.Module] = []
+        for i, (W, b) in enumerate(self.layers(theta.detach())):
+            linear = torch.nn.Linear(W.shape[1], W.shape[0], dtype=self.dtype, device=self.device)
+            with torch.no_grad():
+                linear.weight.copy_(W)
+                linear.bias.copy_(b)
+            parts += [linear] if i == self.depth - 1 else [linear, torch.nn.ELU()]
+        return torch.nn.Sequential(torch.nn.Flatten(), *parts)
+
     def layers(self, theta: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """[(W_1, b_1), …, (W_L, b_L)] as views into θ."""
         p = self.unflatten(theta)
