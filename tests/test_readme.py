@@ -32,7 +32,11 @@ def run_block(title: str) -> dict:
 
 
 def test_the_readme_has_the_python_snippets_tested_here():
-    assert set(python_blocks()) == {"Using it from Python", "Your own network"}
+    assert set(python_blocks()) == {
+        "Using it from Python",
+        "Your own network",
+        "Your own training loop (any optimizer)",
+    }
 
 
 @pytest.mark.parametrize("title", sorted(python_blocks()))

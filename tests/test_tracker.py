@@ -44,7 +44,7 @@ def flat(net):
 
 @pytest.mark.parametrize("amsgrad", [False, True])
 def test_adam_preconditioner_is_the_update(amsgrad):
-    """Eq. 9.3: PyTorch's Adam step equals θ ← θ − η P_t⁻¹ m_t with P_t = (1 − β₁^t) diag(√v̂_t + ε)
+    """Eq. S3: PyTorch's Adam step equals θ ← θ − η P_t⁻¹ m_t with P_t = (1 − β₁^t) diag(√v̂_t + ε)
     read back from the state after it (P⁻¹ = scale²).
     """
     _, net, X, y = problem()
@@ -85,7 +85,7 @@ def test_adam_preconditioned_sharpness_vs_dense(tmp_path):
     ids=["gd", "heavy-ball", "dampened", "nesterov"],
 )
 def test_sgd_thresholds_are_where_the_quadratic_diverges(options):
-    """Eqs. 1, 9.1, 9.2 by simulation: torch.optim.SGD on ½λx² stays bounded 2 % below the
+    """Eqs. 1, S1, S2 by simulation: torch.optim.SGD on ½λx² stays bounded 2 % below the
     threshold and blows up 2 % above it.
     """
     x = torch.nn.Parameter(torch.ones(1, dtype=torch.float64))

@@ -101,6 +101,12 @@ class LinearOperator:
         """This operator as a ``scipy.sparse.linalg.LinearOperator`` (``matvec``, ``matmat`` and,
         A being symmetric, the same for the adjoint) on NumPy arrays; products run on ``device``
         in ``dtype`` and count in :attr:`products`.
+
+        ``scipy.sparse.linalg.eigsh`` on it runs ARPACK on SciPy's BLAS threads between torch's
+        products, and the two pools fight for the cores: on a loaded 2-core machine one solve took
+        107 s with both at their defaults, 1.2 s with one thread each. Give it one thread of each
+        (``OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1`` before Python starts, or
+        ``threadpoolctl.threadpool_limits(1)`` with ``torch.set_num_threads(1)``).
         """
         import numpy as np
         from scipy.sparse.linalg import LinearOperator as ScipyOperator
@@ -134,7 +140,7 @@ class LinearOperator:
 
     def scaled(self, s: torch.Tensor) -> LinearOperator:
         """S A S with S = diag(s), s (P,) — with s = P^{-1/2} the preconditioned operator
-        P^{-1/2} A P^{-1/2}, similar to P⁻¹A (same eigenvalues; docs/math.md §9, Eq. 9.3).
+        P^{-1/2} A P^{-1/2}, similar to P⁻¹A (same eigenvalues; docs/math.md §9, Eq. S3).
         """
         if s.shape != (self.dim,):
             raise ValueError(f"operator {self.name}: scaling needs a vector ({self.dim},), got {tuple(s.shape)}")

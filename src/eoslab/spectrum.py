@@ -5,13 +5,13 @@ Every function takes an operator of :mod:`eoslab.curvature` (``op(V)`` on a bloc
 ``loss.operator(theta, "H")``) and returns a result dataclass; nothing here prints or writes.
 
 * :func:`hutchinson_trace` — tr A ≈ mean of zᵀAz over Rademacher z, with its standard error
-  (Eq. 9.4);
+  (Eq. S4);
 * :func:`lanczos_quadrature` — the stochastic Lanczos quadrature (SLQ) spectral density
-  φ(λ) = (1/P) Σ_i δ(λ − λ_i) as nodes and weights per probe (Eq. 9.5), smoothed by
-  :meth:`SpectralDensity.density`, with the negative mass φ(λ < 0) (Eq. 9.6);
+  φ(λ) = (1/P) Σ_i δ(λ − λ_i) as nodes and weights per probe (Eq. S5), smoothed by
+  :meth:`SpectralDensity.density`, with the negative mass φ(λ < 0) (Eq. S6);
 * :func:`bottom_eigenvalues` — the k algebraically smallest eigenpairs (the top of −A);
 * :func:`block_sharpness` — λ¹ of A[g, g] for each parameter group g (H restricted to one layer,
-  Eq. 9.7);
+  Eq. S7);
 * :func:`spectrum_summary` — all of them for H at one θ, with :meth:`SpectrumSummary.rows` in the
   long format of ``analysis.parquet`` (the analysis's optional ``analysis.spectrum``).
 
@@ -37,7 +37,7 @@ def _rademacher(count: int, op, generator: torch.Generator | None) -> torch.Tens
 
 @dataclass
 class TraceEstimate:
-    """Hutchinson's estimate of tr A (Eq. 9.4).
+    """Hutchinson's estimate of tr A (Eq. S4).
 
     Attributes:
         value: the mean of the samples zᵀAz.
@@ -56,7 +56,7 @@ class TraceEstimate:
 def hutchinson_trace(
     op, samples: int = 100, *, block: int = 20, generator: torch.Generator | None = None
 ) -> TraceEstimate:
-    """The trace tr A by Hutchinson's estimator (Eq. 9.4): zᵀAz for ``samples`` Rademacher vectors z,
+    """The trace tr A by Hutchinson's estimator (Eq. S4): zᵀAz for ``samples`` Rademacher vectors z,
     ``block`` of them per operator call (one pass over the data per block).
 
     E[zᵀAz] = tr A, Var[zᵀAz] = 2 (‖A‖_F² − Σ_i A_ii²): exact for a diagonal A.
@@ -73,7 +73,7 @@ def hutchinson_trace(
 
 @dataclass
 class SpectralDensity:
-    """The SLQ estimate of the spectral density φ (Eq. 9.5): per probe vector v_p, the Gauss
+    """The SLQ estimate of the spectral density φ (Eq. S5): per probe vector v_p, the Gauss
     quadrature of the measure Σ_i (q_iᵀv_p)² δ(λ − λ_i) (q_i the eigenvectors of A, ‖v_p‖ = 1).
 
     Attributes:
@@ -88,16 +88,16 @@ class SpectralDensity:
     products: int
 
     def expectation(self, f) -> float:
-        """(1/probes) Σ_p Σ_j w_pj f(node_pj) ≈ (1/P) tr f(A) (Eq. 9.5)."""
+        """(1/probes) Σ_p Σ_j w_pj f(node_pj) ≈ (1/P) tr f(A) (Eq. S5)."""
         return float((self.weights * f(self.nodes)).sum(1).mean())
 
     @property
     def negative_mass(self) -> float:
-        """φ(λ < 0) ≈ (number of negative eigenvalues) / P (Eq. 9.6)."""
+        """φ(λ < 0) ≈ (number of negative eigenvalues) / P (Eq. S6)."""
         return self.expectation(lambda x: (x < 0).to(x.dtype))
 
     def density(self, grid: torch.Tensor, sigma: float) -> torch.Tensor:
-        """φ smoothed by a Gaussian of width ``sigma`` at the points ``grid`` (Eq. 9.5): integrates to 1."""
+        """φ smoothed by a Gaussian of width ``sigma`` at the points ``grid`` (Eq. S5): integrates to 1."""
         grid = grid.to(self.nodes.dtype)
         gauss = torch.exp(-0.5 * ((grid[:, None, None] - self.nodes) / sigma) ** 2) / (sigma * math.sqrt(2 * math.pi))
         return (gauss * self.weights).sum(2).mean(1)
@@ -106,7 +106,7 @@ class SpectralDensity:
 def lanczos_quadrature(
     op, probes: int = 4, steps: int = 40, *, generator: torch.Generator | None = None
 ) -> SpectralDensity:
-    """Stochastic Lanczos quadrature (Eq. 9.5; Ubaru, Chen & Saad 2017; PyHessian's density):
+    """Stochastic Lanczos quadrature (Eq. S5; Ubaru, Chen & Saad 2017; PyHessian's density):
     ``steps`` Lanczos steps with full reorthogonalisation from each of ``probes`` normalised
     Rademacher vectors, all probes in one block (one operator call per step). With
     steps = P the quadrature is exact: the nodes are A's eigenvalues (those the probe sees) and
@@ -167,7 +167,7 @@ def block_sharpness(
     max_iters: int = 200,
     generator: torch.Generator | None = None,
 ) -> dict[str, EigResult]:
-    """λ¹ of each diagonal block A[g, g] (Eq. 9.7; for H, the Hessian of the loss in one parameter
+    """λ¹ of each diagonal block A[g, g] (Eq. S7; for H, the Hessian of the loss in one parameter
     group's parameters with the others fixed), by LOBPCG on :meth:`LinearOperator.restrict`. Each
     product is a full product of A (the block's rows are cut out of it).
     """
@@ -180,10 +180,10 @@ class SpectrumSummary:
     """The spectrum of H at one θ beyond λ¹ (docs/math.md §9; metrics: docs/metrics.md).
 
     Attributes:
-        trace: Hutchinson's tr H (Eq. 9.4).
-        density: the SLQ density of H (Eq. 9.5).
+        trace: Hutchinson's tr H (Eq. S4).
+        density: the SLQ density of H (Eq. S5).
         bottom: the smallest eigenpair of H.
-        blocks: λ¹ of the Hessian block of each parameter group, by group name in θ order (Eq. 9.7).
+        blocks: λ¹ of the Hessian block of each parameter group, by group name in θ order (Eq. S7).
         products: H·v products used in all.
     """
 

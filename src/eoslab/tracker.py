@@ -15,7 +15,7 @@ the mini-batch of the step — the loss, the gradient, λ¹ of H (and of G and R
 asks), each solve warm-started from the previous measurement's vectors (LOBPCG,
 :meth:`~eoslab.eigen.EigResult.warm_start`), and, from the optimizer's own ``param_groups`` and
 ``state``, its stability threshold and its preconditioned sharpness (:func:`optimizer_stability`,
-Eqs. 9.1–9.3). A measurement costs one gradient plus the eigensolver's H·v products (each about
+Eqs. S1–S3). A measurement costs one gradient plus the eigensolver's H·v products (each about
 1.5–2 gradients; docs/math.md §9 has the measured count).
 
 The run directory is that of ``eoslab train`` (manifest, ``config.toml``, ``status.json``,
@@ -93,9 +93,9 @@ class Stability:
         optimizer: the optimizer in words, e.g. ``Adam(lr=0.001, betas=(0.9, 0.999), eps=1e-08)``.
         lr: η, the step size in its ``param_groups`` (the schedule's current value).
         threshold: the largest stable preconditioned sharpness: 2/η (GD, Eq. 1), (2 + 2β)/((1 − τ)η)
-            (heavy ball, momentum β, dampening τ, Eq. 9.1), (2 + 2β)/((1 + 2β)η) (Nesterov,
-            Eq. 9.2), (2 + 2β₁)/((1 − β₁)η) (Adam, AdamW, Eq. 9.3); NaN for other optimizers.
-        scale: P^{-1/2} (P,) in θ order for Adam's P (Eq. 9.3); None when P = I (SGD) or unknown.
+            (heavy ball, momentum β, dampening τ, Eq. S1), (2 + 2β)/((1 + 2β)η) (Nesterov,
+            Eq. S2), (2 + 2β₁)/((1 − β₁)η) (Adam, AdamW, Eq. S3); NaN for other optimizers.
+        scale: P^{-1/2} (P,) in θ order for Adam's P (Eq. S3); None when P = I (SGD) or unknown.
         shift: L2 weight decay λ_wd added to H (SGD, Adam: the gradient is ∇L̃ + λ_wd θ); 0 for
             AdamW, whose decay is decoupled.
         preconditioned: whether the preconditioned sharpness is λ¹(P^{-1/2}(H + λ_wd I)P^{-1/2})
@@ -136,15 +136,15 @@ def optimizer_stability(optimizer: torch.optim.Optimizer, params: Sequence[torch
 
     SGD (``momentum`` β, ``dampening`` τ, ``nesterov``): on a quadratic with Hessian eigenvalue λ
     the update is a linear recurrence whose eigenvalue leaves the unit disc through −1 when
-    η(1 − τ)λ = 2 + 2β (heavy ball, Eq. 9.1; β = 0: 2/η, Eq. 1) or ηλ(1 + 2β) = 2 + 2β (Nesterov,
-    Eq. 9.2); P = I.
+    η(1 − τ)λ = 2 + 2β (heavy ball, Eq. S1; β = 0: 2/η, Eq. 1) or ηλ(1 + 2β) = 2 + 2β (Nesterov,
+    Eq. S2); P = I.
 
     Adam and AdamW (``betas`` (β₁, β₂), ``eps`` ε, ``amsgrad``): the update after t steps,
     θ ← θ − η m̂_t / (√v̂_t + ε) with m̂_t = m_t/(1 − β₁^t), v̂_t = v_t/(1 − β₂^t), is
     θ ← θ − η P_t⁻¹ m_t with P_t = (1 − β₁^t) diag(√v̂_t + ε) (Cohen et al. 2022); with P_t
     frozen, m_t = β₁ m_{t−1} + (1 − β₁) g_t is heavy ball with dampening τ = 1 − β₁ in the metric
     P_t, so it is stable while λ¹(P_t⁻¹H) = λ¹(P_t^{-1/2} H P_t^{-1/2}) < (2 + 2β₁)/((1 − β₁)η)
-    (38/η for β₁ = 0.9; Eq. 9.3). P_t is the one of the step just taken, read from the state
+    (38/η for β₁ = 0.9; Eq. S3). P_t is the one of the step just taken, read from the state
     (``exp_avg_sq``, or ``max_exp_avg_sq`` with amsgrad, and ``step``).
 
     Raises:
