@@ -619,6 +619,22 @@ def test_sigkill_twice_across_a_restart_from_step_0(tmp_path):
     assert len(read_json(run_dir / "status.json")["notes"]) == 1  # only the restart after the flipped bits
 
 
+#: How Ray's C++ client dies at interpreter exit now and then on a loaded machine, after eoslab has
+#: printed its error and returned its exit code (CI saw it once in this test; 3/3 passes alone).
+RAY_EXIT_ABORT = "terminate called after throwing an instance of 'std::bad_alloc'"
+
+
+def _ray_probe(run) -> subprocess.CompletedProcess:
+    """``run()`` (a subprocess of eoslab talking to Ray), run once more when it ended in Ray's abort
+    at exit (:data:`RAY_EXIT_ABORT`, SIGABRT): that exit status is Ray's teardown, not eoslab's
+    answer; any other outcome is judged as it is, and a second abort fails the test.
+    """
+    r = run()
+    if r.returncode in (-signal.SIGABRT, 128 + signal.SIGABRT) and RAY_EXIT_ABORT in r.stderr:
+        r = run()
+    return r
+
+
 def test_an_unanswering_ray_address_fails_fast(tmp_path):
     """Finding 7: ``--executor ray --address 127.0.0.1:1`` hung with no error. Now a refused
     connection is one line at once, and an address that accepts but is no Ray cluster fails after
@@ -627,18 +643,9 @@ def test_an_unanswering_ray_address_fails_fast(tmp_path):
     pytest.importorskip("ray")
     cfg = write_sweep(tmp_path / "s.toml", tiny_base(), {"n": [12]})
     start = time.monotonic()
-    r = cli(
-        "sweep",
-        str(cfg),
-        "--out",
-        str(tmp_path / "out"),
-        "--executor",
-        "ray",
-        "--address",
-        "127.0.0.1:1",
-        "--no-progress",
-    )
-    assert r.returncode == 2 and time.monotonic() - start < 120
+    refused = ["sweep", str(cfg), "--out", str(tmp_path / "out"), "--executor", "ray", "--address", "127.0.0.1:1"]
+    r = _ray_probe(lambda: cli(*refused, "--no-progress"))
+    assert r.returncode == 2 and time.monotonic() - start < 240
     assert "no Ray cluster answers at 127.0.0.1:1 (Connection refused)" in one_line(r.stderr)
 
     with socket.socket() as server:  # accepts connections, never answers
@@ -660,9 +667,23 @@ def test_an_unanswering_ray_address_fails_fast(tmp_path):
             f"127.0.0.1:{port}",
         ]
         start = time.monotonic()
-        r = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=120)
-    assert r.returncode == 2 and time.monotonic() - start < 100
+        r = _ray_probe(
+            lambda: subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=120)
+        )
+    assert r.returncode == 2 and time.monotonic() - start < 200
     assert f"127.0.0.1:{port} did not answer as a Ray cluster within 3 s" in r.stderr.strip().splitlines()[-1]
+
+
+def test_a_ray_abort_at_exit_is_retried_once_and_only_that():
+    """The retry of :func:`_ray_probe` takes Ray's abort at exit, nothing else, and only once."""
+    abort = subprocess.CompletedProcess([], -signal.SIGABRT, "", f"eoslab sweep: error: ...\n{RAY_EXIT_ABORT}\n")
+    answer = subprocess.CompletedProcess([], 2, "", "eoslab sweep: error: ...\n")
+    for outcomes, expect in (([abort, answer], answer), ([abort, abort], abort), ([answer, abort], answer)):
+        calls = iter(outcomes)
+        assert _ray_probe(lambda: next(calls)) is expect
+    other = subprocess.CompletedProcess([], -signal.SIGABRT, "", "Fatal Python error\n")
+    calls = iter([other, answer])
+    assert _ray_probe(lambda: next(calls)) is other
 
 
 def _descendants(pid: int) -> dict[int, str]:
@@ -885,7 +906,7 @@ def test_a_deleted_run_directory_is_missing_not_pending(tmp_path, capsys):
     assert [s.state for _, s in sweep_status(out)] == ["missing", "done"]
     assert main(["report", str(out), "--out", str(tmp_path / "report"), "--skip-before", "0", "--no-progress"]) == 0
     report_out = capsys.readouterr().out
-    assert f"left out {gone}: missing ({out / 'runs' / gone} was deleted; a rerun trains it again)" in report_out
+    assert f"left out {gone}: missing ({out / 'runs' / gone} does not exist; a rerun trains it)" in report_out
     assert "pending" not in report_out
     again = run_sweep(load_sweep(cfg), out, workers=1, progress=False)
     assert [s.state for s in again.statuses] == ["done", "done"] and again.skipped == 1

@@ -7,7 +7,8 @@ likewise), ``running`` while a process holds its run directory's lock, ``failed`
 reason; a failure from an exception is retried on a rerun, a diverged run or a run directory
 whose ``config.toml`` no longer matches its manifest is not), ``pending`` (with what a rerun
 will do: resume, rebuild a corrupt table, analyse) or ``missing`` (its run directory, which
-the sweep creates for every point when it starts, was deleted; a rerun trains it again).
+the sweep creates for every point when it starts, does not exist: deleted, or a sweep folder
+of an older eoslab, which created run directories only as it trained them; a rerun trains it).
 :func:`collect <eoslab.sweeps.collect>` includes only ``done`` points unless told to include
 ``stopped`` ones (:func:`include_in_collect`).
 """
@@ -21,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from ..config import ConfigError, RunConfig, load_config, to_dict
 from ..rundir import (
@@ -106,6 +108,31 @@ def analysis_table(run_dir: str | Path) -> pa.Table:
     return run.read_table(ANALYSIS_FILE, run.manifest(), fix).cast(ANALYSIS_SCHEMA)
 
 
+#: The metrics of :func:`trajectory_rows`, by the ``trajectory.parquet`` column they come from.
+TRAJECTORY_METRICS = {"trajectory_loss": "loss", "trajectory_sharpness_H": "eigenvalues"}
+
+
+def trajectory_rows(run_dir: str | Path) -> pa.Table:
+    """The run's ``trajectory.parquet`` (checked against its manifest) as rows of ``analysis.parquet``'s
+    schema, ``layer`` null: ``trajectory_loss`` (the loss at every step) and ``trajectory_sharpness_H``
+    (λ¹(H), the first of ``eigenvalues``, on every step that computed eigenvalues: each step of an
+    exponential Euler run, every ``solver.measure_sharpness_every``-th of a GD run; Eq. 1's λ¹).
+    """
+    run = RunDir(run_dir)
+    fix = "rerun `eoslab sweep` (or `eoslab train` on the run) to rebuild it"
+    traj = run.read_table(TRAJECTORY_FILE, run.manifest(), fix)
+    measured = traj.filter(pc.greater(pc.fill_null(pc.list_value_length(traj["eigenvalues"]), 0), 0))
+    parts = []
+    for metric, rows, value in (
+        ("trajectory_loss", traj, traj["loss"]),
+        ("trajectory_sharpness_H", measured, pc.list_element(measured["eigenvalues"], 0)),
+    ):
+        k = rows.num_rows
+        columns = [rows["step"], rows["t"], pa.repeat(metric, k), pa.nulls(k, pa.int64()), value]
+        parts.append(pa.table(columns, names=ANALYSIS_SCHEMA.names).cast(ANALYSIS_SCHEMA))
+    return pa.concat_tables(parts)
+
+
 def _analysis_complete(run: RunDir, manifest: dict) -> bool | None:
     """Whether the verified ``analysis.parquet`` holds every snapshot step that
     :func:`eoslab.analysis.analyze_run` analyses with the run's ``analysis`` settings; None when
@@ -141,7 +168,7 @@ def _files_status(run: RunDir, analysis: bool) -> PointStatus:
     """:func:`point_status` from the files alone (for the holder of the lock)."""
     run_id = run.path.name
     if not run.path.is_dir():  # the sweep created it when it started
-        return PointStatus(run_id, "missing", detail=f"{run.path} was deleted; a rerun trains it again")
+        return PointStatus(run_id, "missing", detail=f"{run.path} does not exist; a rerun trains it")
     try:
         manifest = run.manifest()
         if manifest is not None and run.config_file.exists():
