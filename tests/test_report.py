@@ -59,6 +59,30 @@ def _run_rows(run: dict, peak: float, rng: np.random.Generator) -> list[dict]:
         for metric, layers in per_layer.items():
             for layer, value in layers.items():
                 rows.append({**run, "step": step, "t": step * 0.01, "metric": metric, "layer": layer, "value": value})
+    return rows + _trajectory_rows(run)
+
+
+def _trajectory_rows(run: dict) -> list[dict]:
+    """The trajectory rows of a run (eoslab.sweeps.point.trajectory_rows): the loss at every step,
+    λ¹(H) at every step of the flow and every 3rd of GD. GD's λ¹ rises as 2/η·(0.5 + s) until it
+    reaches 2/η at s = 1/2 (step 150, a spike), then alternates 2/η·(1 ± 0.05), with a spike to
+    1.5·2/η every 30th step: 6 of the 51 measured steps from step 150 on lie outside the ±10 % band.
+    """
+    rows = []
+    for step in range(STEPS[-1] + 1):
+        s = step / STEPS[-1]
+        t = step * 0.01
+        rows.append(
+            {**run, "step": step, "t": t, "metric": "trajectory_loss", "layer": None, "value": 2 * np.exp(-3 * s)}
+        )
+        if run["solver"] == "gd":
+            if step % 3:
+                continue
+            edge = 2 / run["eta"]
+            h = edge * (0.5 + s) if s < 0.5 else edge * (1.5 if step % 30 == 0 else 1 + 0.05 * (-1) ** (step // 3))
+        else:
+            h = 20 + 60 * s
+        rows.append({**run, "step": step, "t": t, "metric": "trajectory_sharpness_H", "layer": None, "value": h})
     return rows
 
 
@@ -201,14 +225,14 @@ def test_section5_checks_against_hand_computed_values():
     checks = {c.name: c for c in section5_checks(collected_frame(raw))}
 
     assert checks["R_over_H"].ours == pytest.approx(0.12) and not checks["R_over_H"].holds
-    assert checks["R_over_H"].at == "run=cifar10-ce-n781-i0-s1 step=100"
+    assert checks["R_over_H"].at == "run=cifar10-ce-n781-i0-s1 (n=781, seeds 0/1) step=100"  # not the id alone
     assert checks["G_vs_H"].ours == pytest.approx(0.12) and not checks["G_vs_H"].holds
     euler = raw[(raw["solver"] == "exp_euler") & (raw["step"] >= 10) & (raw["metric"] == "sharpness_R")]
     assert checks["R_max"].ours == pytest.approx(euler["value"].max()) and checks["R_max"].holds
     assert checks["layer_vs_first"].ours == pytest.approx(1.0) and checks["layer_vs_first"].holds
     assert checks["layer_vs_first"].at.endswith("layer=2")
     assert checks["nan_eigenvalues"].ours == pytest.approx(1 / (3 * len(STEPS)))
-    assert checks["nan_eigenvalues"].at == "run=synthetic-mse-n200-i0-s0"
+    assert checks["nan_eigenvalues"].at == "run=synthetic-mse-n200-i0-s0 (n=200, seeds 0/0)"
     table = checks_frame(list(checks.values()))
     assert list(table.columns) == ["check", "description", "ours", "paper", "holds", "at"]
     assert table.set_index("check").loc["R_max", "paper"] == 56.74
@@ -228,9 +252,47 @@ def test_plan_covers_every_family_and_notes_what_is_skipped():
         assert ("cifar10", family.key) in families and ("synthetic", family.key) in families
     assert ("cifar10", "peak_alignment") in families and ("cifar10", "gd_vs_euler") in families
     assert ("synthetic", "gd_vs_euler") not in families
-    assert len(jobs) == 2 * (len(CURVE_FAMILIES) + 1) + 1
+    assert len(jobs) == 2 * (len(CURVE_FAMILIES) + 1) + 2  # + the GD group figure and the GD run's own
+    # The group with a GD run opens with its edge-of-stability figures; the groups keep their order.
+    assert [j.family for j in jobs[:3]] == ["gd_vs_euler", "gd_run", "fig1_sharpness"]
+    assert jobs[1].stem == "gd_run__cifar10_ce__gd-run"
+    assert [j.group.dataset for j in jobs] == ["cifar10"] * 11 + ["synthetic"] * 9
     _, notes = plan_figures(collected_frame(make_collected(gd=False)))
     assert any("no gradient-descent run" in n for n in notes)
+
+
+def test_the_edge_of_stability_figure_is_drawn_from_every_measured_step_with_a_caption_from_the_data():
+    """Issue 24 item 1: λ¹ of the trajectory at every measured step (not the analysed snapshots),
+    a loss panel, 2/η, and a caption that says what the data show.
+    """
+    from eoslab.report.figures import EdgeBand, RunCurves
+
+    frame = collected_frame(make_collected())
+    jobs, _ = plan_figures(frame)
+    contrast, own = jobs[0], jobs[1]
+    band = "first reaches 2/η = 200 at step 150; from there on 88 % of 51 measured steps are within 10 % of 2/η"
+    assert band + " (λ¹ 190–300)" in contrast.caption and band in own.caption
+    assert "GD η = 0.01, n=390, seeds 0/0" in contrast.caption and "settles" not in contrast.caption
+    fig = contrast.draw()
+    loss, sharp = fig.axes[:2]
+    assert loss.get_yscale() == "log" and "loss" in loss.get_ylabel()
+    flow, gd = sharp.get_lines()[:2]
+    assert len(gd.get_xdata()) == 101 and len(flow.get_xdata()) == 301  # every 3rd step, and every step
+    assert [line.get_ydata()[0] for line in sharp.get_lines()[2:3]] == [200.0]  # the 2/η line
+    assert "exponential Euler" in flow.get_label()
+
+    below = EdgeBand.of(pd.DataFrame({"step": [0, 5, 10], "value": [1.0, 1.5, np.nan]}), eta=1.0)
+    assert (
+        below.crossing is None
+        and below.text() == "λ¹(H) stays below 2/η = 2: at most 1.5 (75 % of it) over 2 measured steps"
+    )
+    unmeasured = RunCurves("r", "n=1", frame.iloc[:0], frame.iloc[:0], eta=0.5)
+    assert unmeasured.band_text() == "λ¹(H) not measured (solver.measure_sharpness_every = 0)"
+
+    analysis_only = frame[~frame["metric"].str.startswith("trajectory_")]  # a table collected before trajectories
+    jobs, notes = plan_figures(analysis_only)
+    assert not [j for j in jobs if j.family.startswith("gd")]
+    assert any("no trajectory rows" in n and "eoslab collect" in n for n in notes)
 
 
 class _Images(HTMLParser):
@@ -258,7 +320,10 @@ def test_eoslab_report_writes_every_figure_tables_and_index(tmp_path, capsys):
     assert f"report: {(out / 'index.html').resolve()}" in capsys.readouterr().out
 
     expected = [f.key for f in CURVE_FAMILIES] + ["peak_alignment"]
-    stems = [f"{k}__cifar10_ce" for k in expected + ["gd_vs_euler"]] + [f"{k}__synthetic_mse" for k in expected]
+    stems = [f"{k}__cifar10_ce" for k in expected + ["gd_vs_euler", "gd_run"]] + [
+        f"{k}__synthetic_mse" for k in expected
+    ]
+    stems[-len(expected) - 1] += "__gd-run"  # one GD run's own figure
     for stem in stems:
         for suffix in (".png", ".pdf"):
             assert (out / "figures" / f"{stem}{suffix}").stat().st_size > 1000, stem + suffix
@@ -344,6 +409,42 @@ def test_log_axes_carry_a_few_readable_labels(low, high):
     ax.set_ylim(low, high)
     tidy_log_axis(ax)  # matplotlib alone labels 8-9 ticks here (minor ones), overlapping at (20, 600)
     assert _readable(ax)
+
+
+def test_tick_labels_within_a_few_percent_are_told_apart():
+    """Issue 24 item 9: three C1 ticks were all labelled 1.01."""
+    from matplotlib.figure import Figure
+
+    from eoslab.report.figures import tidy_log_axis
+
+    ax = Figure(figsize=(3, 2.3)).add_subplot()
+    ax.plot([0, 1], [1.003, 1.017])
+    ax.set_yscale("log")
+    ax.set_ylim(1.003, 1.017)
+    tidy_log_axis(ax)
+    ax.figure.canvas.draw()
+    labels = [t.get_text() for t in ax.yaxis.get_ticklabels() if t.get_text()]
+    assert len(labels) >= 2 and len(set(labels)) == len(labels), labels
+    assert labels == ["1.004", "1.008", "1.012", "1.016"]  # three significant digits gave 1, 1.01, 1.01, 1.02
+
+
+def test_the_papers_line_does_not_set_the_range_and_a_single_size_gets_no_colour_bar():
+    """Issue 24 item 9: the paper's line (a = 0.0017) squashed our points; a colour bar for one n."""
+    far = make_collected(groups=(("dice", "ce", (128, 256, 512), 0.05, 0.2),), gd=False)
+    frame = collected_frame(far)
+    (fit,) = fit_power_laws(frame, n_boot=10)
+    assert fit.paper[0] == 0.0017
+    jobs, _ = plan_figures(frame, fits=[fit])
+    ax = next(j for j in jobs if j.family == "peak_alignment").draw().axes[0]
+    low, high = ax.get_ylim()
+    assert fit.peaks["peak"].min() / low < 1.5 and high / fit.peaks["peak"].max() < 1.5  # ours fill the axes
+    assert any("(below the axes)" in t.get_text() for t in ax.get_legend().get_texts())
+
+    one = collected_frame(far[far["n"] == 256])
+    jobs, _ = plan_figures(one)
+    figure = next(j for j in jobs if j.family == "fig1_sharpness").draw()
+    assert len(figure.axes) == 3 and figure.get_suptitle().endswith("(n = 256)")  # 3 panels, no colour bar
+    assert len(next(j for j in plan_figures(frame)[0] if j.family == "fig1_sharpness").draw().axes) == 4
 
 
 def test_a_table_without_the_fitted_metric_still_gets_a_report(tmp_path):

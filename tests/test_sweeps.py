@@ -9,11 +9,12 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pyarrow.compute as pc
 import pytest
 import tomli_w
 
 from eoslab.config import ConfigError, config_hash, resolve
-from eoslab.store import read_parquet
+from eoslab.store import read_parquet, to_frame
 from eoslab.sweeps import (
     COLLECT_SCHEMA,
     collect,
@@ -261,8 +262,20 @@ def test_collect_schema_and_readers(tmp_path):
     table = collect(out)
     assert table.schema == COLLECT_SCHEMA
     grid = read_parquet(out / "grid.parquet").to_pylist()
-    expect = sum(read_parquet(out / "runs" / g["run_id"] / "analysis.parquet").num_rows for g in grid)
+    analysed = sum(read_parquet(out / "runs" / g["run_id"] / "analysis.parquet").num_rows for g in grid)
+    trajectories = [read_parquet(out / "runs" / g["run_id"] / "trajectory.parquet") for g in grid]
+    steps = sum(t.num_rows for t in trajectories)  # the loss at every step
+    measured = sum(len([e for e in t["eigenvalues"].to_pylist() if e]) for t in trajectories)  # λ¹(H)
+    assert steps - measured == len(grid)  # the flow measures every step but the final row's
+    expect = analysed + steps + measured
     assert table.num_rows == expect > 0
+    metrics = table["metric"].to_pylist()
+    assert (metrics.count("trajectory_loss"), metrics.count("trajectory_sharpness_H")) == (steps, measured)
+    first = trajectories[0]
+    rows = to_frame(table.filter(pc.equal(table["run_id"], grid[0]["run_id"])))
+    sharp = rows[rows["metric"] == "trajectory_sharpness_H"].sort_values("step")
+    assert sharp["value"].tolist() == [e[0] for e in first["eigenvalues"].to_pylist() if e]
+    assert sharp["layer"].isna().all() and sharp["t"].tolist() == first["t"].to_pylist()[:-1]
     assert table["layer"].null_count > 0 and set(table["n"].to_pylist()) == {12, 24}
     assert set(table["subset_seed"].to_pylist()) == {3} and set(table["solver"].to_pylist()) == {"exp_euler"}
 

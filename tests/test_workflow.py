@@ -197,14 +197,20 @@ def test_gd_and_the_flow_in_one_sweep(tmp_path, capsys, one_thread):
     gd = sweep.points[3].config.solver
     assert (gd.eta, gd.eta_max, gd.measure_sharpness_every) == (0.5, None, 1)  # base's eta_max dropped
     table = collect(out)
-    assert "solver.measure_sharpness_every" in table.column_names  # the GD entry's own setting is an axis
+    # The GD entry's own setting: the flow does not use it (issue 24 item 8), one GD run: no axis.
+    assert "solver.measure_sharpness_every" not in table.column_names
     assert quick_report(out, tmp_path / "r") == 0
     capsys.readouterr()
     fits = pd.read_csv(tmp_path / "r" / "table2.csv")
     assert fits["n_runs"].tolist() == [3] and "solver" not in fits.columns  # the flow alone, one fit
     figures = {p.name for p in (tmp_path / "r" / "figures").glob("*.png")}
-    assert "gd_vs_euler__synthetic_ce.png" in figures
-    assert "fig1_sharpness__synthetic_ce.png" in figures and len([f for f in figures if "gd" in f]) == 1
+    gd_run = f"gd_run__synthetic_ce__{sweep.points[3].run_id}.png"
+    assert {"gd_vs_euler__synthetic_ce.png", gd_run} == {f for f in figures if "gd" in f}
+    assert "fig1_sharpness__synthetic_ce.png" in figures
+    page = (tmp_path / "r" / "index.html").read_text()
+    order = [page.index(f'id="{name[:-4]}"') for name in ("gd_vs_euler__synthetic_ce.png", gd_run)]
+    assert order[0] < order[1] < page.index('id="fig1_sharpness__synthetic_ce"')  # the edge of stability first
+    assert "measured steps are within 10 % of 2/η" in page or "stays below 2/η = 4" in page
 
 
 def test_show_and_report_of_one_finished_run(gain_sweep, tmp_path, capsys):

@@ -7,8 +7,10 @@ The input is the *collected* table (``eoslab collect``): one tidy long table, on
     [one column per other axis of the sweep, named by its field: model.gain, ...],
     step, t, metric, layer, value
 
-``metric`` uses the names of ``analysis.parquet`` (docs/metrics.md); ``layer`` is null for
-whole-network metrics and ``value`` is NaN for a negative top eigenvalue (docs/decisions.md, D12).
+``metric`` uses the names of ``analysis.parquet`` (docs/metrics.md), and the two of each run's
+trajectory (:data:`eoslab.sweeps.point.TRAJECTORY_METRICS`: the loss at every step, λ¹(H) at every
+measured step; :func:`split_trajectory` separates them); ``layer`` is null for whole-network
+metrics and ``value`` is NaN for a negative top eigenvalue (docs/decisions.md, D12).
 
 The report fits and draws one *group* per combination of the axes that vary between the runs,
 other than ``n`` and the seeds (:mod:`eoslab.report.groups`): a sweep over ``model.gain`` gets
@@ -122,6 +124,16 @@ def runs_of(frame: pd.DataFrame) -> pd.DataFrame:
     return runs.sort_values(["dataset", "criterion", "n", "run_id"]).reset_index(drop=True)
 
 
+def split_trajectory(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A collected frame's analysis rows, and its trajectory rows (the metrics of
+    :data:`eoslab.sweeps.point.TRAJECTORY_METRICS`; none in a table collected before them).
+    """
+    from eoslab.sweeps.point import TRAJECTORY_METRICS
+
+    is_trajectory = frame["metric"].isin(list(TRAJECTORY_METRICS))
+    return frame[~is_trajectory], frame[is_trajectory]
+
+
 def metric_rows(frame: pd.DataFrame, metric: str, layer: int | None = None) -> pd.DataFrame:
     """The rows of one metric; of one ``layer``, or the whole-network rows when ``layer`` is None."""
     rows = frame[frame["metric"] == metric]
@@ -134,6 +146,9 @@ def check_options(
     """Check the report's options against what a collected frame holds, and return the layer to
     fit ``metric`` at (``"auto"``: 1 for a per-layer metric, None for a whole-network one).
 
+    Only analysis metrics are fitted: the trajectory's rows (:func:`split_trajectory`) are not
+    among the valid values.
+
     Raises:
         ValueError: naming the valid values, for a metric the table lacks, a layer the metric does
             not have there (or a layer for a whole-network metric, none for a per-layer one), or a
@@ -141,6 +156,7 @@ def check_options(
     """
     import difflib
 
+    frame = split_trajectory(frame)[0]
     metrics = sorted(frame["metric"].unique())
     if metric not in metrics:
         close = difflib.get_close_matches(metric, metrics, n=1)
@@ -205,7 +221,8 @@ def write_report(
 
     Writes ``table2.csv`` / ``table2.md`` (Eq. 9 fits per group, :mod:`eoslab.report.groups`,
     beside the paper's Table 2), ``peaks.csv`` (the per-run ``y`` of Eq. 9), ``checks.csv`` /
-    ``checks.md`` (Section 5), ``figures/*.png`` and ``figures/*.pdf``, and ``index.html``
+    ``checks.md`` (Section 5), ``figures/*.png`` and ``figures/*.pdf`` (the edge-of-stability
+    figures from the trajectory rows, the curves from the analysis rows), and ``index.html``
     (opened by ``headline``, e.g. ``8 of 9 runs (left out: ...)``). A group that cannot be fitted
     gets its reason in the table, and a table without the fitted metric gets a note, instead of
     stopping the report. ``notes`` (which runs were left out, say) open the page's notes; ``track``
@@ -220,10 +237,11 @@ def write_report(
 
     out_dir = Path(out_dir)
     frame = collected_frame(table)
+    analysis = split_trajectory(frame)[0]
     notes = list(notes)
     try:
         fits = powerlaw.fit_power_laws(
-            frame,
+            analysis,
             metric=metric,
             layer=layer,
             skip_before=skip_before,
@@ -239,7 +257,7 @@ def write_report(
     write_text(powerlaw.fits_markdown(fits), out_dir / "table2.md")
     write_text(powerlaw.peaks_frame(fits).to_csv(index=False), out_dir / "peaks.csv")
 
-    checks = checks_mod.section5_checks(frame, skip_before=skip_before)
+    checks = checks_mod.section5_checks(analysis, skip_before=skip_before)
     write_text(checks_mod.checks_frame(checks).to_csv(index=False), out_dir / "checks.csv")
     write_text(checks_mod.checks_markdown(checks), out_dir / "checks.md")
 

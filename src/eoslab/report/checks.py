@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, replace
 import numpy as np
 import pandas as pd
 
-from eoslab.report import ANALYSIS_SOLVER, SKIP_BEFORE
+from eoslab.report import ANALYSIS_SOLVER, SKIP_BEFORE, runs_of
 
 
 @dataclass(frozen=True)
@@ -53,14 +53,24 @@ def _pivot(rows: pd.DataFrame, columns: str) -> pd.DataFrame:
     return rows.pivot_table(index=["run_id", "step"], columns=columns, values="value", dropna=False)
 
 
-def _check(name: str, description: str, values: pd.Series, paper: float, percent: bool) -> Check:
-    """The maximum of ``values`` (indexed by run, step[, layer]) against the paper's value."""
+def run_names(frame: pd.DataFrame) -> dict[str, str]:
+    """``run_id`` → ``7326f09dbc18 (n=256, seeds 0/1)``: a run as the checks name it (init/subset seed)."""
+    runs = runs_of(frame)
+    return {
+        r.run_id: f"{r.run_id} (n={r.n}, seeds {r.init_seed}/{r.subset_seed})" for r in runs.itertuples(index=False)
+    }
+
+
+def _check(name: str, description: str, values: pd.Series, paper: float, percent: bool, names: dict[str, str]) -> Check:
+    """The maximum of ``values`` (indexed by run, step[, layer]) against the paper's value; the
+    run where it is attained named by ``names`` (:func:`run_names`).
+    """
     values = values[np.isfinite(values)]
     if values.empty:
         return Check(name, description, float("nan"), paper, False, "no data", percent)
     where = values.idxmax()
     labels = ("run", "step", "layer")
-    at = " ".join(f"{k}={v:g}" if k != "run" else f"{k}={v}" for k, v in zip(labels, where))
+    at = " ".join(f"{k}={v:g}" if k != "run" else f"{k}={names.get(v, v)}" for k, v in zip(labels, where))
     ours = float(values.max())
     return Check(name, description, ours, paper, bool(ours <= paper), at, percent)
 
@@ -77,6 +87,7 @@ def section5_checks(
         frame = frame[frame["solver"] == solver]
     late = frame[frame["step"] >= skip_before]
     eig_metrics = ["sharpness_H", "sharpness_G", "sharpness_R"]
+    names = run_names(frame)
     sharp = _pivot(late[late["metric"].isin(eig_metrics)], "metric").reindex(columns=eig_metrics)
     h, g, r = (sharp[m] for m in eig_metrics)
     h_pos = h.where(h > 0)
@@ -97,14 +108,15 @@ def section5_checks(
         nan_share,
         0.00009,
         True,
+        names,
     )
     if nan_check.ours == 0:
         nan_check = replace(nan_check, at="no NaN estimate in any run")
     return [
-        _check("R_over_H", "max λ¹(R)/λ¹(H) after the transient (Eq. 2)", r / h_pos, 0.099, True),
-        _check("R_max", "max λ¹(R) after the transient (Eq. 2)", r, 56.74, False),
-        _check("G_vs_H", "max |λ¹(G) − λ¹(H)|/λ¹(H) (Eq. 2)", (g - h).abs() / h_pos, 0.101, True),
-        _check("layer_vs_first", "max over layers i>1 of E‖J̃ᵢ‖²/E‖J̃₁‖² (Eqs. 4, 8)", layer_ratio, 1.37, False),
+        _check("R_over_H", "max λ¹(R)/λ¹(H) after the transient (Eq. 2)", r / h_pos, 0.099, True, names),
+        _check("R_max", "max λ¹(R) after the transient (Eq. 2)", r, 56.74, False, names),
+        _check("G_vs_H", "max |λ¹(G) − λ¹(H)|/λ¹(H) (Eq. 2)", (g - h).abs() / h_pos, 0.101, True, names),
+        _check("layer_vs_first", "max over layers i>1 of E‖J̃ᵢ‖²/E‖J̃₁‖² (Eqs. 4, 8)", layer_ratio, 1.37, False, names),
         nan_check,
     ]
 

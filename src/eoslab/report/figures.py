@@ -29,16 +29,17 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
-from eoslab.report import ANALYSIS_SOLVER, SKIP_BEFORE, metric_rows, runs_of
+from eoslab.report import ANALYSIS_SOLVER, SKIP_BEFORE, metric_rows, runs_of, split_trajectory
 from eoslab.report.groups import Group, groups, is_solver_column
 from eoslab.report.powerlaw import GroupFit, criterion_name, dataset_name
+from eoslab.sweeps.point import TRAJECTORY_METRICS
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -150,10 +151,6 @@ CURVE_FAMILIES: tuple[CurveFamily, ...] = (
     ),
 )
 PEAK_CAPTION = "Peak alignment y against dataset size n with the fitted power law (Eq. 9; Table 2)"
-CONTRAST_CAPTION = (
-    "The edge of stability: λ¹(H) of gradient descent settles at 2/η (dotted, Eq. 1) while the exponential "
-    "Euler flow on the same problem (dashed) follows its own sharpness"
-)
 
 
 @dataclass(frozen=True)
@@ -164,11 +161,14 @@ class FigureJob:
     group: Group
     caption: str
     draw: Callable[[], Figure]
+    run_id: str = ""
 
     @property
     def stem(self) -> str:
-        """File name without suffix, e.g. ``fig1_sharpness__cifar10_ce``."""
-        return f"{self.family}__{self.group.slug}"
+        """File name without suffix, e.g. ``fig1_sharpness__cifar10_ce``, or with the run of a
+        one-run figure ``gd_run__dice_ce__7326f09dbc18``.
+        """
+        return f"{self.family}__{self.group.slug}" + (f"__{self.run_id}" if self.run_id else "")
 
 
 @dataclass(frozen=True)
@@ -191,6 +191,12 @@ def _size_colours(sizes: pd.Series):
     if low == high:
         low, high = low / 2, high * 2
     return LogNorm(vmin=low, vmax=high), colormaps["viridis"]
+
+
+def _one_size(sizes) -> str:
+    """`` (n = 256)`` when every run has the same n (a figure without a colour bar then), else empty."""
+    unique = np.unique(np.asarray(sizes))
+    return f" (n = {unique[0]:g})" if unique.size == 1 else ""
 
 
 def _size_bar(fig, cax, norm, cmap, sizes) -> None:
@@ -256,7 +262,8 @@ def tidy_log_axis(ax, which: str = "y") -> None:
     """At most about five labelled ticks on a log axis of ``ax`` (``which``: x or y), none on
     the minor ticks: whole decades (thinned) over several decades, 1-3 or 1-2-5 steps over one
     or two, and about four plain numbers within one decade (where a log axis would label its
-    crowded minor ticks).
+    crowded minor ticks), with as many significant digits as tell them apart (``1.005, 1.01,
+    1.015``, not three ``1.01``).
     """
     from matplotlib.ticker import (
         FixedLocator,
@@ -273,8 +280,9 @@ def tidy_log_axis(ax, which: str = "y") -> None:
     axis.set_minor_formatter(NullFormatter())
     if decades < 1.0:
         ticks = [v for v in MaxNLocator(nbins=4, min_n_ticks=2).tick_values(low, high) if low <= v <= high and v > 0]
+        digits = next(d for d in range(3, 17) if len({f"{v:.{d}g}" for v in ticks}) == len(ticks))
         axis.set_major_locator(FixedLocator(ticks))
-        axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.3g}"))
+        axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.{digits}g}"))
         return
     subs = (1.0, 2.0, 5.0) if decades <= 1.5 else (1.0, 3.0) if decades <= 2.5 else (1.0,)
     axis.set_major_locator(LogLocator(base=10, subs=subs, numticks=6))
@@ -304,10 +312,13 @@ def layers_text(panels: list[tuple[str, int | None]]) -> str:
 
 
 def _draw_curves(family: CurveFamily, rows: pd.DataFrame, panels: list[tuple[str, int | None]], group: Group):
-    """One panel per (metric, layer), one curve per run coloured by n, with a colour bar."""
+    """One panel per (metric, layer), one curve per run coloured by n, with a colour bar (with a
+    single n, the title names it instead).
+    """
     size_of = runs_of(rows).set_index("run_id")["n"]
     norm, cmap = _size_colours(size_of)
-    fig, axes, cax = _grid(len(panels))
+    single = _one_size(size_of)
+    fig, axes, cax = _grid(len(panels), colorbar=not single)
     for ax, (metric, layer) in zip(axes, panels):
         for run_id, curve in metric_rows(rows, metric, layer).sort_values("t").groupby("run_id"):
             ax.plot(curve["t"], curve["value"], color=cmap(norm(size_of[run_id])), lw=0.9, alpha=0.85)
@@ -321,30 +332,42 @@ def _draw_curves(family: CurveFamily, rows: pd.DataFrame, panels: list[tuple[str
         elif layer is not None:
             ax.set_title(f"layer {layer}", fontsize=10)
         ax.grid(alpha=0.3)
-    _size_bar(fig, cax, norm, cmap, size_of)
-    fig.suptitle(_group_title(group, family.title.replace("{layers}", layers_text(panels))))
+    if cax is not None:
+        _size_bar(fig, cax, norm, cmap, size_of)
+    fig.suptitle(_group_title(group, family.title.replace("{layers}", layers_text(panels))) + single)
     return fig
 
 
 def _draw_peaks(group: GroupFit):
-    """Y of Eq. 9 per run against n, log-log, with our fit and the paper's line."""
+    """Y of Eq. 9 per run against n, log-log, with our fit and the paper's line; our points and fit
+    set the y range (the paper's line is drawn within it, and its label says where it runs when
+    it is off the axes); a colour bar of n, or with a single n the title names it.
+    """
     from matplotlib.ticker import NullLocator
 
     peaks = group.peaks[np.isfinite(group.peaks["peak"]) & (group.peaks["peak"] > 0)]
     norm, cmap = _size_colours(peaks["n"])
-    fig, (ax,), cax = _grid(1, width=4.5, height=3.4)
+    single = _one_size(peaks["n"])
+    fig, (ax,), cax = _grid(1, width=4.5, height=3.4, colorbar=not single)
     ax.scatter(peaks["n"], peaks["peak"], c=cmap(norm(peaks["n"].to_numpy())), s=22, zorder=3, label="runs")
     grid = np.geomspace(peaks["n"].min() / 1.2, peaks["n"].max() * 1.2, 50)
+    ours = peaks["peak"].to_numpy()
     if group.fit is not None:
         f = group.fit
         ax.plot(grid, f.predict(grid), color="C3", label=rf"ours: $y={f.a:.2g}\,n^{{{f.b:.2f}}}$, $R^2={f.r2:.2f}$")
+        ours = np.concatenate([ours, f.predict(grid)])
     else:
         ax.text(0.02, 0.02, f"not fitted: {group.error}", transform=ax.transAxes, fontsize=7, wrap=True)
+    low, high = ours.min() / 1.3, ours.max() * 1.3
     if group.paper is not None:
         a, b, r2 = group.paper
-        ax.plot(grid, a * grid**b, color="0.4", ls="--", label=rf"paper: $y={a:g}\,n^{{{b:.2f}}}$, $R^2={r2:.2f}$")
+        line = a * grid**b
+        where = " (above the axes)" if line.min() > high else " (below the axes)" if line.max() < low else ""
+        label = rf"paper: $y={a:g}\,n^{{{b:.2f}}}$, $R^2={r2:.2f}${where}"
+        ax.plot(grid, line, color="0.4", ls="--", label=label)
     ax.set_xscale("log")
     ax.set_yscale("log")
+    ax.set_ylim(low, high)
     tidy_log_axis(ax, "y")
     sizes = np.unique(peaks["n"])
     if sizes.size <= 8:
@@ -357,86 +380,229 @@ def _draw_peaks(group: GroupFit):
     ax.set_ylabel(f"$y$ = peak of {symbol(group.metric, group.layer)}{layer}")
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3, which="both")
-    _size_bar(fig, cax, norm, cmap, peaks["n"])
-    fig.suptitle(_group_title(group.group, "peak alignment (Eq. 9)"))
+    if cax is not None:
+        _size_bar(fig, cax, norm, cmap, peaks["n"])
+    fig.suptitle(_group_title(group.group, "peak alignment (Eq. 9)") + single)
     return fig
+
+
+#: How near 2/η counts as "at the edge of stability" in the captions: within this fraction of 2/η.
+EDGE_BAND = 0.1
+
+
+def _percent(share: float) -> str:
+    """``88 %``."""
+    return f"{100 * share:.0f} %"
 
 
 @dataclass(frozen=True)
-class EdgeOfStability:
-    """The curves of one edge-of-stability figure: λ¹(H) against t of each GD run with its η, and
-    of the exponential Euler runs of the same problems (each drawn once).
+class EdgeBand:
+    """How λ¹(H) of a gradient-descent run meets 2/η (Eq. 1), from its measured steps.
 
     Attributes:
-        gd: ``(run label, η, curve)`` per GD run; a curve has columns ``t`` and ``value``.
-        flows: ``(run label, curve)`` per exponential Euler partner.
+        edge: 2/η.
+        measured: how many steps measured λ¹.
+        peak: the largest λ¹ measured.
+        crossing: the first measured step with λ¹ >= 2/η (None: λ¹ stays below).
+        after: measured steps from the crossing on.
+        within: the share of those with |λ¹ − 2/η| <= :data:`EDGE_BAND` · 2/η.
+        low, high: λ¹'s range from the crossing on.
     """
 
-    gd: list[tuple[str, float, pd.DataFrame]]
-    flows: list[tuple[str, pd.DataFrame]]
+    edge: float
+    measured: int
+    peak: float
+    crossing: int | None = None
+    after: int = 0
+    within: float = float("nan")
+    low: float = float("nan")
+    high: float = float("nan")
+
+    @classmethod
+    def of(cls, sharpness: pd.DataFrame, eta: float) -> EdgeBand | None:
+        """The band of a run's measured λ¹ (rows ``step``, ``value``; NaN values ignored), None
+        without a finite one.
+        """
+        rows = sharpness[np.isfinite(sharpness["value"])].sort_values("step")
+        if rows.empty:
+            return None
+        edge, values, steps = 2 / eta, rows["value"].to_numpy(), rows["step"].to_numpy()
+        band = cls(edge, len(values), float(values.max()))
+        above = np.flatnonzero(values >= edge)
+        if not above.size:
+            return band
+        rest = values[above[0] :]
+        within = float(np.mean(np.abs(rest - edge) <= EDGE_BAND * edge))
+        crossing = int(steps[above[0]])
+        return replace(band, crossing=crossing, after=rest.size, within=within, low=rest.min(), high=rest.max())
+
+    def text(self) -> str:
+        """``λ¹(H) first reaches 2/η = 2.5 at step 120; from there on 93 % of 108 measured steps are
+        within 10 % of 2/η (λ¹ 2.25–2.6)``, or how far below 2/η it stays.
+        """
+        edge = f"2/η = {self.edge:.3g}"
+        if self.crossing is None:
+            return (
+                f"λ¹(H) stays below {edge}: at most {self.peak:.3g} ({_percent(self.peak / self.edge)} of it) "
+                f"over {self.measured} measured steps"
+            )
+        return (
+            f"λ¹(H) first reaches {edge} at step {self.crossing}; from there on {_percent(self.within)} of "
+            f"{self.after} measured steps are within {_percent(EDGE_BAND)} of 2/η (λ¹ {self.low:.3g}–{self.high:.3g})"
+        )
 
 
-def _draw_edge_of_stability(eos: EdgeOfStability, group: Group):
-    """λ¹(H) of the GD runs with their 2/η lines, beside the exponential Euler flow."""
-    fig, (ax,), _ = _grid(1, width=5.5, height=3.6, colorbar=False)
-    for label, curve in eos.flows:
-        ax.plot(curve["t"], curve["value"], color="0.35", ls="--", lw=1.1, label=f"exponential Euler (flow), {label}")
-    for k, (label, eta, curve) in enumerate(eos.gd):
+@dataclass(frozen=True)
+class RunCurves:
+    """One run's trajectory rows (:data:`eoslab.sweeps.point.TRAJECTORY_METRICS`): the loss at every
+    step and λ¹(H) at every measured step, each with columns ``step``, ``t``, ``value``.
+
+    Attributes:
+        run_id, label: the run, and ``n=256, seeds 0/0`` (init/subset seed).
+        loss, sharpness: the curves.
+        eta: GD's η; None for the flow.
+    """
+
+    run_id: str
+    label: str
+    loss: pd.DataFrame
+    sharpness: pd.DataFrame
+    eta: float | None = None
+
+    @classmethod
+    def of(cls, trajectory: pd.DataFrame, run: pd.Series) -> RunCurves:
+        """The curves of ``run`` (a row of :func:`eoslab.report.runs_of`) in trajectory rows."""
+        rows = trajectory[trajectory["run_id"] == run["run_id"]].sort_values("step")
+        loss, sharpness = (rows.loc[rows["metric"] == m, ["step", "t", "value"]] for m in TRAJECTORY_METRICS)
+        eta = float(run["eta"]) if run["solver"] == "gd" else None
+        label = f"n={run['n']}, seeds {run['init_seed']}/{run['subset_seed']}"
+        return cls(str(run["run_id"]), label, loss, sharpness, eta)
+
+    def band_text(self) -> str:
+        """The run's :func:`edge_text`."""
+        return edge_text(self.sharpness, self.eta)
+
+
+def edge_text(sharpness: pd.DataFrame, eta: float) -> str:
+    """The :class:`EdgeBand` of a GD run's measured λ¹ (rows ``step``, ``value``) as text, or that
+    it measured none.
+    """
+    band = EdgeBand.of(sharpness, eta)
+    return band.text() if band else "λ¹(H) not measured (solver.measure_sharpness_every = 0)"
+
+
+def draw_gradient_descent(
+    gd: list[RunCurves], flows: list[RunCurves], title: str, *, x: str = "t", target_loss: float | None = None
+):
+    """The loss and λ¹(H) of gradient-descent runs at every measured step with their 2/η lines
+    (Eq. 1; one run: its ±:data:`EDGE_BAND` band shaded), beside exponential Euler flows (dashed),
+    against ``x`` (``t`` or ``step``).
+    """
+    fig, (ax_loss, ax_sharp), _ = _grid(2, width=4.6, height=3.2, colorbar=False)
+    for run in flows:
+        style = dict(color="0.35", ls="--", lw=1.0, label=f"exponential Euler (flow), {run.label}")
+        ax_loss.plot(run.loss[x], run.loss["value"], **style)
+        ax_sharp.plot(run.sharpness[x], run.sharpness["value"], **style)
+    for k, run in enumerate(gd):
         colour = f"C{k % 10}"
-        ax.plot(curve["t"], curve["value"], color=colour, lw=1.0, label=rf"GD $\eta={eta:g}$, {label}")
-        ax.axhline(2 / eta, color=colour, ls=":", lw=1.3, label=rf"$2/\eta={2 / eta:.3g}$")
-    ax.set_xlabel(T_LABEL)
-    ax.set_ylabel(symbol("sharpness_H"))
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    fig.suptitle(_group_title(group, "the edge of stability: GD beside the flow"))
+        label = rf"GD $\eta={run.eta:g}$, {run.label}"
+        ax_loss.plot(run.loss[x], run.loss["value"], color=colour, lw=0.9, label=label)
+        ax_sharp.plot(run.sharpness[x], run.sharpness["value"], color=colour, lw=0.9, label=label)
+        edge = 2 / run.eta
+        ax_sharp.axhline(edge, color=colour, ls=":", lw=1.3, label=rf"$2/\eta={edge:.3g}$")
+        if len(gd) == 1:
+            ax_sharp.axhspan((1 - EDGE_BAND) * edge, (1 + EDGE_BAND) * edge, color=colour, alpha=0.1, lw=0)
+    if target_loss is not None:
+        ax_loss.axhline(target_loss, color="0.4", ls=":", lw=1.0, label="target loss")
+    ax_loss.set_yscale("log", nonpositive="mask")
+    tidy_log_axis(ax_loss)
+    ax_loss.set_ylabel(r"loss $\tilde L$")
+    ax_sharp.set_ylabel(symbol("sharpness_H"))
+    for ax in (ax_loss, ax_sharp):
+        ax.set_xlabel(T_LABEL if x == "t" else "step")
+        ax.grid(alpha=0.3)
+    ax_loss.legend(fontsize=7)
+    ax_sharp.legend(fontsize=7)
+    fig.suptitle(title)
     return fig
 
 
-def _run_label(run: pd.Series) -> str:
-    return f"n={run['n']}, seeds {run['init_seed']}/{run['subset_seed']}"
+def gd_caption(run: RunCurves) -> str:
+    """The caption of one GD run's figure, its :class:`EdgeBand` computed from the data."""
+    return (
+        f"Gradient descent, η = {run.eta:g}, {run.label}: the loss and λ¹(H) at every measured step, 2/η dotted "
+        f"and ±{_percent(EDGE_BAND)} shaded (the edge of stability, Eq. 1). {run.band_text()}."
+    )
 
 
-def edge_of_stability(frame: pd.DataFrame, skip_before: int) -> tuple[EdgeOfStability, list[str]]:
-    """The GD runs of one problem group and their exponential Euler partners, and notes on misses.
+def plan_edge_of_stability(frame: pd.DataFrame, trajectory: pd.DataFrame) -> tuple[list[FigureJob], list[str]]:
+    """The edge-of-stability figures of a collected table: per problem group with GD runs
+    (:func:`eoslab.report.groups.groups` without the solver's settings), ``gd_vs_euler`` (every GD
+    run's loss and λ¹(H) from the trajectory rows, beside the exponential Euler flow on the same
+    problem) and one ``gd_run`` figure per GD run; and notes on what is missing.
 
     A GD run's partner is the exponential Euler run that agrees with it on every run column and
     axis that is not a solver setting (n, seeds, width, any other axis); failing that, one with
-    the same n.
+    the same n; failing that, the GD run is drawn alone.
     """
-    runs = runs_of(frame)
-    problem = [c for c in runs.columns if c != "run_id" and not is_solver_column(c)]
-    sharp = metric_rows(frame[frame["step"] >= skip_before], "sharpness_H").sort_values("t")
-    euler = runs[runs["solver"] == ANALYSIS_SOLVER]
-    gd_curves, flows, notes = [], {}, []
-    for _, gd in runs[runs["solver"] == "gd"].iterrows():
-        same = euler[np.logical_and.reduce([euler[c].astype(str) == str(gd[c]) for c in problem])]
-        if same.empty:
-            same = euler[euler["n"] == gd["n"]]
-        if same.empty or not (gd["eta"] > 0):
-            why = f"no exponential Euler run with n={gd['n']}" if same.empty else "its eta is not positive"
-            notes.append(f"GD run {gd['run_id']} left out of the edge-of-stability figure: {why}")
+    if not (frame["solver"] == "gd").any():
+        return [], ["The table has no gradient-descent run: the edge-of-stability figures are skipped."]
+    if trajectory.empty:
+        return [], [
+            "The table holds no trajectory rows (collected by an eoslab before they were collected): "
+            "`eoslab collect` the sweep again for the edge-of-stability figures."
+        ]
+    jobs, notes = [], []
+    for group, rows in groups(trajectory, solver=False):
+        runs = runs_of(rows)
+        problem = [c for c in runs.columns if c != "run_id" and not is_solver_column(c)]
+        euler = runs[runs["solver"] == ANALYSIS_SOLVER]
+        gd, flows = [], {}
+        for _, run in runs[runs["solver"] == "gd"].iterrows():
+            if not run["eta"] > 0:
+                notes.append(f"{group.name}: GD run {run['run_id']} left out: its eta is not positive")
+                continue
+            gd.append(RunCurves.of(rows, run))
+            same = euler[np.logical_and.reduce([euler[c].astype(str) == str(run[c]) for c in problem])]
+            if same.empty:
+                same = euler[euler["n"] == run["n"]]
+            if same.empty:
+                notes.append(f"{group.name}: no exponential Euler run with n={run['n']} beside GD run {run['run_id']}")
+            else:
+                flows.setdefault(same.iloc[0]["run_id"], RunCurves.of(rows, same.iloc[0]))
+        if not gd:
             continue
-        partner = same.iloc[0]
-        gd_curves.append((_run_label(gd), float(gd["eta"]), sharp[sharp["run_id"] == gd["run_id"]]))
-        flows.setdefault(partner["run_id"], (_run_label(partner), sharp[sharp["run_id"] == partner["run_id"]]))
-    return EdgeOfStability(gd_curves, list(flows.values())), notes
+        flows_drawn = list(flows.values())
+        title = _group_title(group, "the edge of stability: GD beside the flow")
+        caption = (
+            "The edge of stability (Eq. 1): the loss and λ¹(H) of gradient descent at every measured step, 2/η "
+            "dotted, beside the exponential Euler flow on the same problem (dashed). "
+            + " ".join(f"GD η = {run.eta:g}, {run.label}: {run.band_text()}." for run in gd)
+        )
+        draw = functools.partial(draw_gradient_descent, gd, flows_drawn, title)
+        jobs.append(FigureJob("gd_vs_euler", group, caption, draw))
+        for run in gd:
+            title = _group_title(group, f"GD η = {run.eta:g}, {run.label}")
+            draw = functools.partial(draw_gradient_descent, [run], [], title, x="step")
+            jobs.append(FigureJob("gd_run", group, gd_caption(run), draw, run.run_id))
+    return jobs, notes
 
 
-def plan_figures(
+def plan_curves(
     frame: pd.DataFrame,
     *,
     fits: list[GroupFit] | None = None,
     skip_before: int = SKIP_BEFORE,
     solver: str = ANALYSIS_SOLVER,
 ) -> tuple[list[FigureJob], list[str]]:
-    """The figures of a collected frame and notes on skipped ones.
+    """The curve families and peak-alignment figures of the analysis rows of a collected frame,
+    and notes on skipped ones.
 
     Curve families: per group of the runs of ``solver`` (exponential Euler, as the paper;
     :func:`eoslab.report.groups.groups`), steps ``>= skip_before`` (D13, docs/decisions.md); a family without any
     data in a group is skipped with a note.
     ``fits`` (from :func:`eoslab.report.powerlaw.fit_power_laws`) adds the peak-alignment
-    figures. The edge-of-stability figure: per problem group that has GD runs.
+    figures.
     """
     jobs: list[FigureJob] = []
     notes: list[str] = []
@@ -458,18 +624,22 @@ def plan_figures(
                 jobs.append(FigureJob("peak_alignment", group, PEAK_CAPTION, functools.partial(_draw_peaks, group_fit)))
             else:
                 notes.append(f"{group.name}: no positive peak values; peak-alignment figure skipped.")
-    if not (frame["solver"] == "gd").any():
-        notes.append("The table has no gradient-descent run: the edge-of-stability figure is skipped.")
-        return jobs, notes
-    for group, rows in groups(frame, solver=False):
-        if not (rows["solver"] == "gd").any():
-            continue
-        eos, missed = edge_of_stability(rows, skip_before)
-        notes += [f"{group.name}: {m}" for m in missed]
-        if eos.gd:
-            draw = functools.partial(_draw_edge_of_stability, eos, group)
-            jobs.append(FigureJob("gd_vs_euler", group, CONTRAST_CAPTION, draw))
     return jobs, notes
+
+
+def plan_figures(
+    frame: pd.DataFrame, *, fits: list[GroupFit] | None = None, skip_before: int = SKIP_BEFORE
+) -> tuple[list[FigureJob], list[str]]:
+    """The figures of a collected frame (analysis and trajectory rows,
+    :func:`eoslab.report.split_trajectory`) and notes on skipped ones: the edge-of-stability
+    figures (:func:`plan_edge_of_stability`) and the curves (:func:`plan_curves`), group by group
+    (groups in the order of the curves), a group's edge-of-stability figures first.
+    """
+    analysis, trajectory = split_trajectory(frame)
+    curves, notes = plan_curves(analysis, fits=fits, skip_before=skip_before)
+    edge, edge_notes = plan_edge_of_stability(analysis, trajectory)
+    rank = {group: k for k, group in enumerate(dict.fromkeys(job.group for job in [*curves, *edge]))}
+    return sorted([*edge, *curves], key=lambda job: rank[job.group]), notes + edge_notes
 
 
 def render(job: FigureJob, out_dir: str | Path, *, dpi: int = 110) -> FigureFile:

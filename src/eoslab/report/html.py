@@ -16,6 +16,7 @@ from eoslab.report.checks import Check, format_value
 from eoslab.report.figures import FigureFile, group_heading
 from eoslab.report.powerlaw import (
     GroupFit,
+    ci_text,
     criterion_name,
     dataset_name,
     describe_y,
@@ -93,7 +94,7 @@ def _table2(fits: list[GroupFit]) -> str:
             tests = "".join(f"<td>{_e(c)}</td>" for c in tests_cells(f))
             rows.append(
                 f"<tr>{row}<td>{_num(f.a, '.2g')}</td><td>{_num(f.b, '.2f')}</td><td>{_num(f.r2, '.2f')}</td>"
-                f"{paper}<td>[{_num(f.b_ci[0], '.2f')}, {_num(f.b_ci[1], '.2f')}]</td>"
+                f"{paper}<td>{_e(ci_text(f))}</td>"
                 f"<td>{f.n_runs}{dropped}</td><td>{f.n_sizes}</td>{tests}</tr>"
             )
     verdicts = "".join(

@@ -703,6 +703,15 @@ def tests_cells(f: PowerLawFit) -> list[str]:
     return [lof, format_p(t.lof_p), format_p(t.quad_p), ", ".join(f"{s:.2f}" for s in t.local_slopes)]
 
 
+def ci_text(f: PowerLawFit) -> str:
+    """The b 95% CI cell: ``[0.25, 0.37]``, and with one run per size ``[0.25, 0.37] (sizes
+    resampled, 1 run each)``: then the bootstrap resamples the sizes, not seeds, and the interval is
+    no sampling interval (:meth:`PowerLawTests.verdict`).
+    """
+    ci = f"[{_num(f.b_ci[0], '.2f')}, {_num(f.b_ci[1], '.2f')}]"
+    return ci if f.tests.replicated else f"{ci} (sizes resampled, 1 run each)"
+
+
 def verdict_lines(g: GroupFit) -> list[str]:
     """The verdict of each of the group's fits (``y peak: power law rejected at …``), then how many
     runs peak at their last analysed snapshot (a WARNING when most do).
@@ -740,7 +749,7 @@ def fits_markdown(fits: list[GroupFit]) -> str:
                 error = (error or "").replace("|", "\\|")
                 lines.append(f"{name} {label} | – | – | – |{pa} not fitted: {error} | | | | | | |")
                 continue
-            ci = f"[{_num(f.b_ci[0], '.2f')}, {_num(f.b_ci[1], '.2f')}]"
+            ci = ci_text(f)
             runs = f"{f.n_runs}" + (f" (+{f.n_dropped} dropped)" if f.n_dropped else "")
             lines.append(
                 f"{name} {label} | {_num(f.a, '.2g')} | {_num(f.b, '.2f')} | {_num(f.r2, '.2f')} |{pa} {ci} | {runs} "

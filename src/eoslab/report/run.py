@@ -5,6 +5,7 @@ docs/rundir.md) and the paper's figure families on its own analysis (docs/metric
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -62,6 +63,8 @@ class RunSummary:
         eq7: the five factors C1..C5 of Eq. 7 for layer 1 over the analysed snapshots.
         analysed, snapshots: analysed snapshots, and parameter snapshots on disk.
         sharpness_source: ``analysis`` or ``trajectory`` (or empty without any).
+        edge: gradient descent: how its measured λ¹(H) meets 2/η
+            (:func:`eoslab.report.figures.edge_text`, Eq. 1); empty for the flow.
     """
 
     path: Path
@@ -75,6 +78,7 @@ class RunSummary:
     analysed: int = 0
     snapshots: int = 0
     sharpness_source: str = ""
+    edge: str = ""
 
     def lines(self) -> list[tuple[str, str]]:
         """``(label, text)`` pairs, in the order shown."""
@@ -98,6 +102,7 @@ class RunSummary:
             out.append(("loss", f"{self.loss[0]:.4g} → {self.loss[1]:.4g}"))
         if c.solver.method == "gd":
             out.append(("2/η", f"{2 / c.solver.eta:.4g} (the edge of stability, Eq. 1)"))
+            out.append(("edge", self.edge))
         for name, trend in self.sharpness.items():
             out.append((f"λ¹({name})", trend.text() + f"  [{self.sharpness_source}]"))
         for name, trend in self.eq7.items():
@@ -173,6 +178,13 @@ def run_summary(run_dir: str | Path) -> RunSummary:
         trend = Trend.of(top["step"].to_numpy(), top["eig_1"].to_numpy()) if "eig_1" in top else None
         if trend is not None:
             sharpness, source = {"H": trend}, "trajectory"
+    edge = ""
+    if config.solver.method == "gd":
+        from eoslab.report.figures import edge_text
+
+        top = trajectory_eigenvalues(traj)
+        measured = pd.DataFrame({"step": top["step"], "value": top.get("eig_1", pd.Series(dtype=float))})
+        edge = edge_text(measured, config.solver.eta)
     return RunSummary(
         path=run_dir,
         config=config,
@@ -185,6 +197,7 @@ def run_summary(run_dir: str | Path) -> RunSummary:
         analysed=analysed,
         snapshots=len(RunDir(run_dir).snapshot_steps("step")),
         sharpness_source=source,
+        edge=edge,
     )
 
 
@@ -205,7 +218,7 @@ def trajectory_eigenvalues(traj: pd.DataFrame) -> pd.DataFrame:
 
 
 def _draw_trajectory(config: RunConfig, traj: pd.DataFrame, title: str):
-    """Loss, Δt and the trajectory's top eigenvalues of H against t (the 2/η line for GD)."""
+    """Loss, Δt and the trajectory's top eigenvalues of H against t (a flow run's trajectory figure)."""
     from eoslab.report.figures import T_LABEL, _grid, symbol, tidy_log_axis
 
     fig, (ax_loss, ax_dt, ax_eig), _ = _grid(3, colorbar=False)
@@ -223,10 +236,6 @@ def _draw_trajectory(config: RunConfig, traj: pd.DataFrame, title: str):
     for j, column in enumerate(ranks):
         label = symbol("sharpness_H") if j == 0 else None
         ax_eig.plot(eig["t"], eig[column], lw=1.0 if j == 0 else 0.6, color="C2" if j == 0 else "0.6", label=label)
-    if config.solver.method == "gd":
-        ax_eig.axhline(
-            2 / config.solver.eta, color="C3", ls=":", lw=1.3, label=rf"$2/\eta={2 / config.solver.eta:.3g}$"
-        )
     if len(ranks) > 1:
         ax_eig.set_ylabel(f"top {len(ranks)} eigenvalues of $\\mathbf{{H}}$")
     else:
@@ -244,20 +253,47 @@ def run_frame(run_dir: str | Path) -> pd.DataFrame | None:
     """The run's analysis as a one-run collected frame (:func:`eoslab.report.collected_frame`), or
     None when it has no analysis rows.
     """
-    from eoslab.config import config_hash
     from eoslab.report import collected_frame
-    from eoslab.sweeps.grid import run_columns
 
     config, _, _, analysis = _read(Path(run_dir))
     if analysis is None or analysis.empty:
         return None
+    return collected_frame(analysis.assign(**_run_columns(config)))
+
+
+def _run_columns(config: RunConfig) -> dict:
+    """The run's columns of a collected table (:func:`eoslab.sweeps.grid.run_columns`), ``n`` the
+    split's size for a run trained on a whole split.
+    """
+    from eoslab.config import config_hash
+    from eoslab.sweeps.grid import run_columns
+
     columns = run_columns(config_hash(config), config)
-    if columns["n"] is None:  # trained on the whole split: n is its size
+    if columns["n"] is None:
         from eoslab.data import load_dataset
 
         d = config.data
         columns["n"] = len(load_dataset(d.name, d.split, data_root=d.data_root, **d.options))
-    return collected_frame(analysis.assign(**columns))
+    return columns
+
+
+def _trajectory_job(run_dir: Path, config: RunConfig, traj: pd.DataFrame, group) -> FigureJob:
+    """The run's trajectory figure: for gradient descent its loss and λ¹(H) at every measured step
+    with 2/η (:func:`eoslab.report.figures.draw_gradient_descent`, the sweep report's ``gd_run``
+    figure, caption from the data); for the flow its loss, Δt and top eigenvalues of H.
+    """
+    from eoslab.report.figures import FigureJob, RunCurves, draw_gradient_descent, gd_caption
+    from eoslab.store import to_frame
+    from eoslab.sweeps.point import trajectory_rows
+
+    title = f"{run_dir.name}: {config.solver.method}, {config.data.name} n={config.data.n} — trajectory"
+    if config.solver.method != "gd":
+        caption = "Loss, step Δt and the top eigenvalues of H the integrator computed, against flow time t"
+        return FigureJob("trajectory", group, caption, lambda: _draw_trajectory(config, traj, title))
+    run = pd.Series(_run_columns(config))
+    curves = RunCurves.of(to_frame(trajectory_rows(run_dir)).assign(run_id=run["run_id"]), run)
+    draw = functools.partial(draw_gradient_descent, [curves], [], title, x="step", target_loss=config.train.target_loss)
+    return FigureJob("trajectory", group, gd_caption(curves), draw)
 
 
 def write_run_report(
@@ -273,8 +309,8 @@ def write_run_report(
     """
     from eoslab.report import ReportResult
     from eoslab.report import html as html_mod
-    from eoslab.report.figures import FigureJob, plan_figures, render
-    from eoslab.report.groups import groups
+    from eoslab.report.figures import plan_curves, render
+    from eoslab.report.groups import Group, groups
     from eoslab.store import write_text
 
     run_dir, out_dir = Path(run_dir), Path(out_dir)
@@ -286,23 +322,11 @@ def write_run_report(
     jobs: list[FigureJob] = []
     if frame is None:
         notes.append(f"No analysis yet: run `eoslab analyze {run_dir}` for the figures of Eqs. 2–8.")
-        group = None
-    else:
-        jobs, notes = plan_figures(frame, skip_before=skip, solver=config.solver.method)
-        notes = [n for n in notes if "gradient-descent run" not in n]
-        group = groups(frame)[0][0]
-    if group is None:
-        from eoslab.report.groups import Group
-
         group = Group((("dataset", config.data.name), ("criterion", config.criterion.name)))
-    title = f"{run_dir.name}: {config.solver.method}, {config.data.name} n={config.data.n} — trajectory"
-    trajectory = FigureJob(
-        "trajectory",
-        group,
-        "Loss, step Δt and the top eigenvalues of H the integrator computed, against flow time t"
-        + (" (2/η dotted: the edge of stability, Eq. 1)" if config.solver.method == "gd" else ""),
-        lambda: _draw_trajectory(config, traj, title),
-    )
+    else:
+        jobs, notes = plan_curves(frame, skip_before=skip, solver=config.solver.method)
+        group = groups(frame)[0][0]
+    trajectory = _trajectory_job(run_dir, config, traj, group)
     figures = [render(job, out_dir / "figures") for job in track([trajectory, *jobs])]
     lines = summary.lines()
     write_text("\n".join(f"- **{k}**: {v}" for k, v in lines) + "\n", out_dir / "summary.md")

@@ -23,7 +23,7 @@ import pyarrow as pa
 from ..config import from_dict
 from ..rundir import ANALYSIS_SCHEMA, RunDir
 from .grid import GRID_FILE, RUN_COLUMNS, axis_columns
-from .point import PointStatus, analysis_table, exclusion_reason, point_dir, point_status
+from .point import PointStatus, analysis_table, exclusion_reason, point_dir, point_status, trajectory_rows
 
 #: Columns every collected table starts with: the run columns; then come one typed column per
 #: other axis of the sweep (:func:`eoslab.sweeps.grid.axis_columns`), then the rows of
@@ -162,7 +162,9 @@ def current_info(sweep_dir: str | Path, *, include_stopped: bool = False) -> Col
 
 def collect(sweep_dir: str | Path, *, include_stopped: bool = False) -> pa.Table:
     """One tidy long table of a sweep: every finished point's analysis rows (``step, t, metric,
-    layer, value``) with the point's run columns and other axes in front, in grid order.
+    layer, value``) and its trajectory's rows (:func:`eoslab.sweeps.point.trajectory_rows`: the
+    loss at every step, λ¹(H) at every measured one), with the point's run columns and other axes
+    in front, in grid order.
 
     Only ``done`` points go in (:func:`eoslab.sweeps.point.include_in_collect`; ``include_stopped``
     lets in the runs a step or time limit stopped); the others are listed, with their state and
@@ -184,7 +186,8 @@ def collect(sweep_dir: str | Path, *, include_stopped: bool = False) -> pa.Table
     for i, run_id in enumerate(grid["run_id"].to_pylist()):
         if run_id not in info.included:
             continue
-        a = analysis_table(point_dir(sweep_dir, run_id))
+        run_dir = point_dir(sweep_dir, run_id)
+        a = pa.concat_tables([analysis_table(run_dir), trajectory_rows(run_dir)])
         cols: dict[str, Any] = {f.name: pa.repeat(grid[f.name][i], a.num_rows).cast(f.type) for f in RUN_COLUMNS}
         cols.update({k: pa.repeat(v[i], a.num_rows).cast(v.type) for k, v in axes.items()})
         cols.update({f.name: a[f.name].cast(f.type) for f in ANALYSIS_SCHEMA})
