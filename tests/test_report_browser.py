@@ -128,10 +128,34 @@ def test_the_sweep_report_in_chromium(browser, serve, tmp_path):
     table = pa.Table.from_pandas(make_collected(), preserve_index=False)
     result = write_report(table, tmp_path / "report", n_boot=20, headline="report on 16 of 17 runs (test)")
     pngs = sorted((tmp_path / "report" / "figures").glob("*.png"))
-    assert len(pngs) == len(result.figures) == 19
-    text = _check_page(browser, serve(tmp_path / "report") + "index.html", len(pngs))
+    assert len(pngs) == len(result.figures) == 20
+    url = serve(tmp_path / "report") + "index.html"
+    text = _check_page(browser, url, len(pngs))
     assert text.startswith("eoslab report\nreport on 16 of 17 runs (test)")
     assert "Section 5 checks" in text and "0.49" in text
+    # The edge of stability (issue 24 item 1): the group with the GD run opens with its figure and
+    # the GD run's own, each loaded, captioned from the data, its PDF a click away.
+    page, problems = _open(browser, url)
+    figures = page.eval_on_selector_all(
+        "figure",
+        "all => all.map(f => ({id: f.id, caption: f.querySelector('figcaption').innerText, "
+        "pdf: f.querySelector('a').href}))",
+    )
+    cifar = [f for f in figures if f["id"].endswith(("cifar10_ce", "gd-run"))]
+    assert [f["id"] for f in cifar[:3]] == [
+        "gd_vs_euler__cifar10_ce",
+        "gd_run__cifar10_ce__gd-run",
+        "fig1_sharpness__cifar10_ce",
+    ]
+    band = "first reaches 2/η = 200 at step 150; from there on 88 % of 51 measured steps are within 10 % of 2/η"
+    assert all(band in f["caption"] for f in cifar[:2]) and all(f["pdf"].endswith(".pdf") for f in cifar[:2])
+    for stem in ("gd_vs_euler__cifar10_ce", "gd_run__cifar10_ce__gd-run"):
+        image = page.locator(f"figure#{stem} img")
+        image.scroll_into_view_if_needed()
+        size = image.evaluate("i => [i.complete, i.naturalWidth, i.naturalHeight]")
+        assert size[0] and size[1] > 800 and size[2] > 300, (stem, size)  # two panels side by side
+    page.close()
+    assert not problems, problems
 
 
 def test_a_run_report_in_chromium(browser, serve, tmp_path, one_thread):
@@ -146,3 +170,18 @@ def test_a_run_report_in_chromium(browser, serve, tmp_path, one_thread):
     result = write_run_report(run, tmp_path / "report")
     text = _check_page(browser, serve(tmp_path / "report") + "index.html", len(result.figures))
     assert "eoslab run report" in text and "λ¹(H)" in text
+
+
+def test_a_gradient_descent_runs_report_in_chromium(browser, serve, tmp_path, one_thread):
+    """A single GD run's report opens with its edge-of-stability figure, captioned from the data."""
+    from _train_helpers import small_config
+    from eoslab.report.run import write_run_report
+    from eoslab.runs import train
+
+    run = tmp_path / "gd"
+    solver = {"method": "gd", "eta": 0.5, "measure_sharpness_every": 1}
+    train(small_config(solver=solver, train={"max_steps": 30, "snapshot_every": 10}), run, progress=False)
+    result = write_run_report(run, tmp_path / "report")
+    text = _check_page(browser, serve(tmp_path / "report") + "index.html", len(result.figures))
+    assert "2/η" in text and "measured steps" in text and "edge" in text
+    assert result.figures[0].family == "trajectory" and "2/η dotted" in result.figures[0].caption
