@@ -411,6 +411,26 @@ def test_log_axes_carry_a_few_readable_labels(low, high):
     assert _readable(ax)
 
 
+def test_a_gd_runs_own_report_opens_with_its_edge_figure_and_names_no_other_run(tmp_path, one_thread):
+    """Issue 24 item 9: a single GD run's report noted another run's id ("GD run <hash> left out of
+    the edge-of-stability figure"). Its own figure is now the edge-of-stability view, and its
+    notes name no run.
+    """
+    from _train_helpers import small_config
+    from eoslab.analysis import analyze_run
+    from eoslab.report.run import write_run_report
+    from eoslab.runs import train
+
+    run = tmp_path / "gd"
+    solver = {"method": "gd", "eta": 0.5, "measure_sharpness_every": 3}
+    train(small_config(solver=solver, train={"max_steps": 30, "snapshot_every": 10}), run, progress=False)
+    analyze_run(run, progress=False)
+    result = write_run_report(run, tmp_path / "report")
+    assert result.figures[0].family == "trajectory" and "2/η = 4" in result.figures[0].caption
+    assert not [n for n in result.notes if "GD run" in n or "left out" in n], result.notes
+    assert "edge" in (tmp_path / "report" / "summary.md").read_text()
+
+
 def test_tick_labels_within_a_few_percent_are_told_apart():
     """Issue 24 item 9: three C1 ticks were all labelled 1.01."""
     from matplotlib.figure import Figure
