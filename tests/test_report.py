@@ -431,6 +431,19 @@ def test_a_gd_runs_own_report_opens_with_its_edge_figure_and_names_no_other_run(
     assert "edge" in (tmp_path / "report" / "summary.md").read_text()
 
 
+def test_an_interval_from_one_run_per_size_says_so_in_its_cell(tmp_path):
+    """Issue 24 item 9: a "95 % CI" from one run per size stood without a word in the table."""
+    from eoslab.report import write_report
+
+    one = make_collected(seeds=((0, 0),), gd=False)
+    result = write_report(one, tmp_path, n_boot=20)
+    assert {g.fit.tests.replicated for g in result.fits} == {False}
+    for name in ("table2.md", "index.html"):
+        assert (tmp_path / name).read_text().count("(sizes resampled, 1 run each)") == 2 * len(result.fits), name
+    replicated = fit_power_laws(collected_frame(make_collected(gd=False)), n_boot=20)
+    assert "sizes resampled" not in fits_markdown(replicated[:1])  # cifar10: 3 runs a size
+
+
 def test_tick_labels_within_a_few_percent_are_told_apart():
     """Issue 24 item 9: three C1 ticks were all labelled 1.01."""
     from matplotlib.figure import Figure
