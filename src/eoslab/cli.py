@@ -18,7 +18,7 @@ COMMANDS: dict[str, str] = {
     "analyze": "compute the decomposition (analysis.parquet) for every snapshot of a run",
     "sweep": "run train + analyze over a grid of configs (local processes or Ray)",
     "status": "table of done / running / failed / pending runs of a sweep, with the axes that vary",
-    "collect": "join a sweep's configs and analyses into one Parquet table",
+    "collect": "join a sweep's configs, analyses and trajectories into one Parquet table",
     "report": "power-law fits (Table 2), the paper's figures and an index.html, of a sweep or of one run",
     "show": "one run at a glance: state, loss, λ¹ of H, G, R and the Eq. 7 factors over training",
     "init": "copy a preset config (demo, quick, the paper's grids) out to edit; --list lists them",

@@ -1,7 +1,8 @@
 """``eoslab collect DIR [--out TABLE.parquet] [--include-stopped]``: join a sweep's run configs
 with their analyses into one tidy long Parquet table (:func:`eoslab.sweeps.collect`; default
 ``DIR/collected.parquet``): the run columns, one typed column per other axis of the grid
-(``model.gain``, ...), then the analysis rows. Only runs that reached their target loss go in
+(``model.gain``, ...), then the analysis rows and the trajectory's (the loss at every step, λ¹(H)
+at every measured step; :func:`eoslab.sweeps.point.trajectory_rows`). Only runs that reached their target loss go in
 (``--include-stopped`` adds those a step or time limit stopped); the command says how many were
 left out and why. The table records what it holds, so ``eoslab report TABLE`` refuses it once the
 sweep has moved on.
