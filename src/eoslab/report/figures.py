@@ -12,13 +12,17 @@ Curves against flow time ``t``, one per exponential Euler run, coloured by the d
 * ``act_ratio``, ``layerjac_sqnorm``, ``align_ratio``: E[r_i], E||K_i||^2 and
   kappa(J^_{i+1}, K_i) per layer, the per-layer factors of Eq. 7 (supplement);
 
-and two more:
+and three more:
 
 * ``peak_alignment``: the ``y`` of Eq. 9 per run against ``n`` on log-log axes, with our fitted
   line and, where the group is a row of Table 2, the paper's;
-* ``gd_vs_euler``: the edge of stability: lambda^1(H) of each gradient-descent run, pinned near
-  2/eta (Eq. 1; its 2/eta line drawn), beside the exponential Euler flow on the same problem
-  (same n, seeds and every other non-solver axis); one figure per problem group.
+* ``gd_vs_euler``: the edge of stability: the loss and lambda^1(H) of each gradient-descent run
+  at every step its trajectory measured (the collected table's trajectory rows), with 2/eta
+  (Eq. 1), beside the exponential Euler flow on the same problem (same n, seeds and every other
+  non-solver axis); one figure per problem group, first among the group's figures, its caption
+  computed from the data (:class:`EdgeBand`);
+* ``gd_run``: the same for one GD run against its step, the band within 10 % of 2/eta shaded:
+  one per GD run (a GD run's own report opens with it).
 
 Figures are drawn on ``matplotlib.figure.Figure`` objects (no pyplot state) and saved as PNG
 and PDF. Log axes carry at most a handful of labels (:func:`tidy_log_axis`).
