@@ -39,6 +39,8 @@ def make_sweep(out, grid: dict, *, run: int | None = None, base: dict | None = N
     (out / RUNS_DIR).mkdir(parents=True, exist_ok=True)
     write_text(sweep.text, out / SWEEP_FILE)
     write_parquet(grid_table(sweep.points), out / GRID_FILE)
+    for point in sweep.points:  # as `eoslab sweep` does: every point's run directory at the start
+        (out / RUNS_DIR / point.run_id).mkdir()
     for point in sweep.points[:run]:
         assert run_point(point.config, out / RUNS_DIR / point.run_id).state == "done"
     return sweep
