@@ -33,21 +33,41 @@ def error_bounds(key: torch.Tensor, rnorm: torch.Tensor) -> tuple[torch.Tensor, 
     a bound on the error of r_j as the j-th eigenvalue, the number of top pairs it relies on, and
     the edge above which no eigenvalue may have been missed for it to hold.
 
-    The bound is min(ρ_j, min over p = j … m − 1 of (ρ_1² + … + ρ_p²) / δ_p), with
-    δ_p = r_p − (r_{p+1} + ρ_{p+1}) where positive. ρ_j alone bounds the distance from r_j to
-    some eigenvalue (a symmetric operator); it is λ_j's when pairs 1 … j approximate λ_1 … λ_j,
-    i.e. no eigenvalue above r_j + ρ_j was missed (depth j, edge r_j + ρ_j). The quadratic term
-    is the Rayleigh–Ritz bound of the top-p block (its residual's Frobenius norm squared over
-    its gap to the rest of the spectrum, docs/math.md §6), with λ_{p+1} bounded above by
-    r_{p+1} + ρ_{p+1} (depth p, edge r_{p+1} + ρ_{p+1}): a pair that has not converged loosely
-    gives no gap, and taking the minimum over p lets a cluster of near-equal pairs use the gap
-    below the whole cluster. That nothing was missed above an edge is what no Ritz value can
+    The bound is the smallest of ρ_j and, over the windows of pairs a … p around j (p ≤ m − 1),
+    (ρ_a² + … + ρ_p²) / δ_{a,p} with δ_{a,p} = min(r_{a−1} − r_a, r_p − (r_{p+1} + ρ_{p+1})) where
+    positive (no upper side for a = 1). ρ_j alone bounds the distance from r_j to some eigenvalue
+    (a symmetric operator); it is λ_j's when pairs 1 … j approximate λ_1 … λ_j, i.e. no
+    eigenvalue above r_j + ρ_j was missed (depth j, edge r_j + ρ_j). The quadratic term is the
+    Rayleigh–Ritz bound of a cluster of pairs (its residual's Frobenius norm squared over its gap
+    to the rest of the spectrum, docs/math.md §6): the eigenvalues above it are ≥ r_{a−1} (Ritz
+    values are lower bounds: λ_i ≥ r_i), those below ≤ r_{p+1} + ρ_{p+1} (depth p, edge
+    r_{p+1} + ρ_{p+1}). A pair that has not converged gives no gap, so an unconverged guard or
+    cold start cannot certify a quadratic bound; a window lets a cluster of near-equal pairs use
+    the gaps around the whole cluster, and keeps the large residuals of the outliers above (a
+    tiny relative residual of a λ of 1000 is large next to a bulk pair's) out of a bulk pair's
+    bound. That nothing was missed above an edge is what no Ritz value can
     show; a cold start checks it (:meth:`LOBPCG._missed`).
     """
     m = key.numel()
     bound, depth, edge = rnorm.clone(), torch.arange(1, m + 1), key + rnorm
-    if m < 2:
-        return bound, depth, edge
+    r, rho = key.tolist(), rnorm.tolist()
+    sq = [0.0]
+    for x in rho:
+        sq.append(sq[-1] + x * x)  # sq[i] = ρ_1² + … + ρ_i² (1-based)
+    best = rho[:]
+    for a in range(m - 1):  # windows of pairs a … p (0-based), p ≤ m − 2 (pair p + 1 bounds the rest below)
+        up = r[a - 1] - r[a] if a else float("inf")  # eigenvalues above: ≥ r_{a−1} (Ritz values are lower bounds)
+        for p in range(a, m - 1):
+            low = r[p + 1] + rho[p + 1]  # eigenvalues below: ≤ r_{p+1} + ρ_{p+1}
+            delta = min(up, r[p] - low)
+            if delta <= 0:
+                continue
+            e = (sq[p + 1] - sq[a]) / delta
+            for j in range(a, p + 1):
+                if e < best[j]:
+                    best[j] = e
+                    bound[j], depth[j], edge[j] = e, p + 1, low
+    return bound, depth, edge
     frob = torch.cumsum(rnorm[:-1] ** 2, 0)  # ‖R_{1..p}‖_F², p = 1 … m − 1
     below = key[1:] + rnorm[1:]
     delta = key[:-1] - below
