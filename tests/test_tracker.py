@@ -158,3 +158,49 @@ def test_tracker_run_passes_analyze_show_report(tmp_path, one_thread):
     assert summary["state"].startswith("stopped") and "4 of 4 snapshots analysed" in summary["analysis"]
     result = write_run_report(out, tmp_path / "report")
     assert result.index.is_file() and len(result.figures) > 1
+
+
+def test_an_adam_runs_report_compares_with_adams_threshold_not_two_over_eta(tmp_path, one_thread):
+    """The config of a tracker's run names GD with the first η (the run-directory contract), but its
+    summary and figure use the threshold the optimizer recorded: (2 + 2β₁)/((1 − β₁)η) for Adam,
+    38/η here, against the preconditioned sharpness; 2/η is nowhere.
+    """
+    _, net, X, y = problem(n=30, width=5)
+    opt = torch.optim.Adam(net.parameters(), lr=0.01)
+    out = tmp_path / "adam"
+    with eoslab.Tracker(net, "ce", X, y, out=out, every=2, snapshot_every=10) as tracker:
+        train(net, opt, X, y, 12, tracker)
+    lines = dict(run_summary(out).lines())
+    assert "2/η" not in lines
+    assert lines["threshold"].startswith("3800 (") and "Adam" in lines["threshold"]
+    traj = load_run(out).trajectory()
+    measured = traj.dropna(subset=["preconditioned_sharpness"])
+    ratio = (measured["preconditioned_sharpness"] / measured["threshold"]).max()
+    assert lines["edge"] == f"stays below its threshold: at most {100 * ratio:.0f} % of it"
+    assert lines["solver"].startswith("your own loop, tracked by eoslab.Tracker")
+    result = write_run_report(out, tmp_path / "report")
+    assert "2/η" not in result.index.read_text()
+
+
+def test_tracker_edge_from_a_recorded_threshold_that_a_schedule_moves():
+    """The edge line against a per-step threshold: first step at or above it, then the share of
+    measured steps within 10 % of it (here 3 of 4: ratios 1.0, 0.95, 1.08, 0.5).
+    """
+    import pandas as pd
+
+    from eoslab.report.run import tracker_edge
+
+    traj = pd.DataFrame(
+        {
+            "step": [0, 5, 10, 15, 20, 25],
+            "threshold": [20.0, 20.0, 10.0, 10.0, 10.0, 10.0],
+            "preconditioned_sharpness": [5.0, 12.0, 10.0, 9.5, 10.8, 5.0],
+            "optimizer": ["SGD(lr=0.1)"] * 6,
+        }
+    )
+    threshold, edge = tracker_edge(traj)
+    assert threshold == "20 → 10 (SGD(lr=0.1); recorded at each measured step)"
+    assert edge == (
+        "first reaches its threshold at step 10; from there on 75 % of 4 measured steps are within 10 % of it "
+        "(ratio 0.5–1.08)"
+    )

@@ -79,6 +79,7 @@ class RunSummary:
     snapshots: int = 0
     sharpness_source: str = ""
     edge: str = ""
+    threshold: str = ""
 
     def lines(self) -> list[tuple[str, str]]:
         """``(label, text)`` pairs, in the order shown."""
@@ -95,12 +96,21 @@ class RunSummary:
                 f"{c.data.name} n={c.data.n} {c.criterion.name}, {model}, "
                 f"seeds {c.model.init_seed}/{c.data.subset_seed}, {c.model.dtype}",
             ),
-            ("solver", f"{c.solver.method}, {step_size}, target loss {c.train.target_loss:g}"),
+            (
+                "solver",
+                f"your own loop, tracked by eoslab.Tracker (optimizer: see threshold), "
+                f"target loss {c.train.target_loss:g}"
+                if self.threshold
+                else f"{c.solver.method}, {step_size}, target loss {c.train.target_loss:g}",
+            ),
             ("progress", f"{self.steps} steps, t = {self.t:.6g}"),
         ]
         if self.loss is not None:
             out.append(("loss", f"{self.loss[0]:.4g} → {self.loss[1]:.4g}"))
-        if c.solver.method == "gd":
+        if self.threshold:  # a tracker's run: the optimizer's own threshold, recorded per step
+            out.append(("threshold", self.threshold))
+            out.append(("edge", self.edge))
+        elif c.solver.method == "gd":
             out.append(("2/η", f"{2 / c.solver.eta:.4g} (the edge of stability, Eq. 1)"))
             out.append(("edge", self.edge))
         for name, trend in self.sharpness.items():
@@ -178,8 +188,10 @@ def run_summary(run_dir: str | Path) -> RunSummary:
         trend = Trend.of(top["step"].to_numpy(), top["eig_1"].to_numpy()) if "eig_1" in top else None
         if trend is not None:
             sharpness, source = {"H": trend}, "trajectory"
-    edge = ""
-    if config.solver.method == "gd":
+    edge, threshold = "", ""
+    if is_tracker_trajectory(traj):
+        threshold, edge = tracker_edge(traj)
+    elif config.solver.method == "gd":
         from eoslab.report.figures import edge_text
 
         top = trajectory_eigenvalues(traj)
@@ -198,7 +210,51 @@ def run_summary(run_dir: str | Path) -> RunSummary:
         snapshots=len(RunDir(run_dir).snapshot_steps("step")),
         sharpness_source=source,
         edge=edge,
+        threshold=threshold,
     )
+
+
+def is_tracker_trajectory(traj: pd.DataFrame) -> bool:
+    """Whether the trajectory was written by :class:`eoslab.Tracker` (it records the optimizer's
+    threshold per measured step; the config's ``solver`` then only names GD's first η).
+    """
+    return "threshold" in traj.columns
+
+
+def _tracker_measured(traj: pd.DataFrame) -> pd.DataFrame:
+    """step, threshold and the (preconditioned) sharpness it applies to, on the measured steps."""
+    rows = traj[["step", "threshold", "preconditioned_sharpness"]].dropna()
+    return rows[rows["threshold"].map(math.isfinite) & (rows["threshold"] > 0)]
+
+
+def tracker_edge(traj: pd.DataFrame) -> tuple[str, str]:
+    """The ``threshold`` and ``edge`` lines of a tracker's run: the optimizer's stability threshold
+    as recorded (a schedule moves it), and how its preconditioned sharpness (λ¹(H) for SGD without
+    preconditioning) meets it: the first measured step at or above it and the share of measured
+    steps from there within 10 % of it — never GD's 2/η of the config's first η.
+    """
+    from eoslab.report.figures import EDGE_BAND, _percent
+
+    rows = _tracker_measured(traj)
+    optimizer = next((o for o in traj.get("optimizer", pd.Series(dtype=str)) if o), "the optimizer")
+    if rows.empty:
+        return f"{optimizer}: no threshold known", "no measured step with a threshold"
+    first, last = float(rows["threshold"].iloc[0]), float(rows["threshold"].iloc[-1])
+    span = f"{first:.4g}" if math.isclose(first, last, rel_tol=1e-9) else f"{first:.4g} → {last:.4g}"
+    threshold = f"{span} ({optimizer}; recorded at each measured step)"
+    ratio = (rows["preconditioned_sharpness"] / rows["threshold"]).to_numpy(dtype=float)
+    steps = rows["step"].to_numpy()
+    above = (ratio >= 1).nonzero()[0]
+    if not above.size:
+        return threshold, f"stays below its threshold: at most {_percent(float(ratio.max()))} of it"
+    after = ratio[above[0] :]
+    within = float((abs(after - 1) <= EDGE_BAND).mean())
+    edge = (
+        f"first reaches its threshold at step {int(steps[above[0]])}; from there on {_percent(within)} of "
+        f"{after.size} measured steps are within {_percent(EDGE_BAND)} of it "
+        f"(ratio {after.min():.3g}–{after.max():.3g})"
+    )
+    return threshold, edge
 
 
 def trajectory_eigenvalues(traj: pd.DataFrame) -> pd.DataFrame:
@@ -215,6 +271,27 @@ def trajectory_eigenvalues(traj: pd.DataFrame) -> pd.DataFrame:
     for j in range(width):
         data[f"eig_{j + 1}"] = [e[j] if j < len(e) else math.nan for _, _, e in rows]
     return pd.DataFrame(data)
+
+
+def _draw_tracker(traj: pd.DataFrame, title: str):
+    """A tracker's run: its loss, and its (preconditioned) sharpness with the threshold, per step."""
+    from eoslab.report.figures import _grid, tidy_log_axis
+
+    fig, (ax_loss, ax_sharp), _ = _grid(2, colorbar=False)
+    ax_loss.plot(traj["step"], traj["loss"], color="C0", lw=1.0)
+    ax_loss.set_yscale("log", nonpositive="mask")
+    tidy_log_axis(ax_loss)
+    ax_loss.set_ylabel(r"loss $\tilde L$ (measured batch)")
+    rows = _tracker_measured(traj)
+    ax_sharp.plot(rows["step"], rows["preconditioned_sharpness"], color="C2", lw=1.0, label="sharpness")
+    ax_sharp.plot(rows["step"], rows["threshold"], color="0.3", ls=":", lw=1.3, label="threshold")
+    ax_sharp.set_ylabel("(preconditioned) sharpness")
+    ax_sharp.legend(fontsize=7)
+    for ax in (ax_loss, ax_sharp):
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+    fig.suptitle(title)
+    return fig
 
 
 def _draw_trajectory(config: RunConfig, traj: pd.DataFrame, title: str):
@@ -287,6 +364,9 @@ def _trajectory_job(run_dir: Path, config: RunConfig, traj: pd.DataFrame, group)
     from eoslab.sweeps.point import trajectory_rows
 
     title = f"{run_dir.name}: {config.solver.method}, {config.data.name} n={config.data.n} — trajectory"
+    if is_tracker_trajectory(traj):
+        caption = "Loss, and the optimizer's (preconditioned) sharpness against its threshold at every measured step: "
+        return FigureJob("trajectory", group, caption + tracker_edge(traj)[1], lambda: _draw_tracker(traj, title))
     if config.solver.method != "gd":
         caption = "Loss, step Δt and the top eigenvalues of H the integrator computed, against flow time t"
         return FigureJob("trajectory", group, caption, lambda: _draw_trajectory(config, traj, title))
