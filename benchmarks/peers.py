@@ -17,8 +17,11 @@ and the first thing checked is that all three compute the same loss and gradient
    ``scipy.sparse.linalg.eigsh`` (ARPACK Lanczos, one product per call, ``which="LA"``,
    tol 1e-4), products counted by wrapping its ``matvec``/``matmat``.
 
-Both peers come with the ``bench`` extra (``pip install -e .[bench]``; install them with
-``--no-deps`` where pip would replace torch). Prints, as its last line, a JSON object with
+Both peers come with the ``bench`` extra: ``make peers`` installs it under ``constraints.txt``,
+which pins torch (a peer that wants another torch then fails to install instead of replacing
+it). ARPACK runs on SciPy's BLAS threads beside torch's; both fighting over 2 cores made one
+``eigsh`` take 107 s instead of 1.2 s, so this benchmark gives BLAS one thread (set before NumPy
+loads) and torch ``--threads``. Prints, as its last line, a JSON object with
 ``ours_step_s``, ``peer_step_s`` (medians over the steps), ``step_speedup`` (their ratio),
 ``ours_hvps_per_step``, ``peer_hvps_per_step``, ``step0_max_rel_eig_diff`` (the k + 1 eigenvalues
 both used at θ₀), ``ours_eig_s``, ``curvlinops_eig_s``, ``eig_speedup_vs_curvlinops``,
@@ -28,20 +31,25 @@ both used at θ₀), ``ours_eig_s``, ``curvlinops_eig_s``, ``eig_speedup_vs_curv
 
 from __future__ import annotations
 
-import argparse
-import statistics
-import time
-import warnings
+import os
 
-import numpy as np
-import torch
+for _var in ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "OMP_NUM_THREADS"):  # before NumPy loads its BLAS
+    os.environ.setdefault(_var, "1")
 
-from _common import emit
-from eoslab.criteria import make_criterion
-from eoslab.curvature import FullBatchLoss
-from eoslab.eigen import LOBPCG
-from eoslab.integrators import ExponentialEuler
-from eoslab.models import MLP
+import argparse  # noqa: E402
+import statistics  # noqa: E402
+import time  # noqa: E402
+import warnings  # noqa: E402
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from _common import emit  # noqa: E402
+from eoslab.criteria import make_criterion  # noqa: E402
+from eoslab.curvature import FullBatchLoss  # noqa: E402
+from eoslab.eigen import LOBPCG  # noqa: E402
+from eoslab.integrators import ExponentialEuler  # noqa: E402
+from eoslab.models import MLP  # noqa: E402
 
 K = 10  # exact directions (stiff_dim); the solvers compute K + 1 eigenpairs
 ETA_MAX = 0.01
@@ -92,9 +100,8 @@ def main() -> None:
         from curvlinops import HessianLinearOperator
     except ImportError as e:
         raise SystemExit(
-            f"benchmarks/peers.py needs the peers of the bench extra ({e}): pip install --no-deps "
-            "stable-solvers==0.1 curvlinops-for-pytorch backpack-for-pytorch einops einconv linear_operator "
-            "opt_einsum unfoldNd (plain `pip install .[bench]` may replace torch)"
+            f"benchmarks/peers.py needs the peers of the bench extra ({e}): `make peers` installs them "
+            "under constraints.txt, which keeps torch at its pinned build"
         ) from None
     from scipy.sparse.linalg import LinearOperator as ScipyOperator
     from scipy.sparse.linalg import eigsh
