@@ -224,7 +224,8 @@ def test_every_metric_matches_brute_force(case):
         v, lam = solve.eigenvectors[:, 0], float(solve.eigenvalues[0])
         assert rel(got[(f"sharpness_{w}_residual", None)], float(torch.linalg.vector_norm(A @ v - lam * v))) < 1e-6
         bound = got[(f"sharpness_{w}_error", None)]
-        assert abs(lam - float(torch.linalg.eigvalsh(A)[-1])) <= bound + 1e-13 * abs(lam)
+        # the bound is the operator's; the dense H of torch.func.hessian differs from it by round-off
+        assert abs(lam - float(torch.linalg.eigvalsh(A)[-1])) <= bound + 1e-11 * abs(lam)
         assert bound <= TIGHT["tol"] * abs(lam)
     bad = {k: (got[k], ref[k]) for k in ref if not rel(got[k], ref[k]) <= 1e-9}
     assert not bad, bad
