@@ -46,7 +46,7 @@ def error_bounds(key: torch.Tensor, rnorm: torch.Tensor) -> tuple[torch.Tensor, 
     the gaps around the whole cluster, and keeps the large residuals of the outliers above (a
     tiny relative residual of a λ of 1000 is large next to a bulk pair's) out of a bulk pair's
     bound. That nothing was missed above an edge is what no Ritz value can
-    show; a cold start checks it (:meth:`LOBPCG._missed`).
+    show; a cold start checks it (:func:`missed_eigenvector`).
     """
     m = key.numel()
     bound, depth, edge = rnorm.clone(), torch.arange(1, m + 1), key + rnorm
@@ -67,15 +67,6 @@ def error_bounds(key: torch.Tensor, rnorm: torch.Tensor) -> tuple[torch.Tensor, 
                 if e < best[j]:
                     best[j] = e
                     bound[j], depth[j], edge[j] = e, p + 1, low
-    return bound, depth, edge
-    frob = torch.cumsum(rnorm[:-1] ** 2, 0)  # ‖R_{1..p}‖_F², p = 1 … m − 1
-    below = key[1:] + rnorm[1:]
-    delta = key[:-1] - below
-    quad = torch.where(delta > 0, frob / delta.clamp(min=torch.finfo(key.dtype).tiny), torch.inf)
-    for j in range(m - 1):
-        p = j + int(torch.argmin(quad[j:]))
-        if quad[p] < bound[j]:
-            bound[j], depth[j], edge[j] = quad[p], p + 1, below[p]
     return bound, depth, edge
 
 
