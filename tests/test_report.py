@@ -538,7 +538,7 @@ def test_the_protocol_comes_from_the_table_and_says_what_it_does_not_record():
         "runs per size": "3",
     }
     runs = runs_of(frame)
-    sst = runs.assign(dataset="sst", eta_max=1.0, **{"train.target_loss": 0.01, "data.options.encoder": "/models/x"})
+    sst = runs.assign(dataset="sst", eta_max=1.0, target_loss=0.01, **{"data.options.encoder": "/models/x"})
     assert protocol_text(protocol(sst.iloc[:4])) == (
         "dataset SST · network MLP, depth 6 × width 32 · criterion Cross-Entropy · "
         "solver exponential Euler, η_max = 1 · target loss 0.01 · sizes n 390, 781 · runs per size 390: 3, 781: 1 · "

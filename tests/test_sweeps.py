@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 import pytest
 import tomli_w
 
@@ -112,7 +113,7 @@ def test_expansion_order_ids_and_overrides():
     ]
     assert grid_rows["eta_max"].to_pylist()[:2] == [0.1, 0.1] and "config" in grid_rows.column_names
     # the declared axis model.width is a run column; the dataset entries differ in data.options.seed and data.split
-    assert grid_rows.column_names[12:] == ["data.options.seed", "data.split", "train.target_loss", "config"]
+    assert grid_rows.column_names[13:] == ["data.options.seed", "data.split", "config"]  # target_loss: a run column
 
 
 def test_paper_sizes_and_table1_presets():
@@ -278,6 +279,12 @@ def test_collect_schema_and_readers(tmp_path):
     assert sharp["layer"].isna().all() and sharp["t"].tolist() == first["t"].to_pylist()[:-1]
     assert table["layer"].null_count > 0 and set(table["n"].to_pylist()) == {12, 24}
     assert set(table["subset_seed"].to_pylist()) == {3} and set(table["solver"].to_pylist()) == {"exp_euler"}
+    assert set(table["target_loss"].to_pylist()) == {0.3}  # the report's protocol states it
+    grid_path = out / "grid.parquet"  # a grid written before the column existed: taken from each point's config
+    old_grid = read_parquet(grid_path)
+    pq.write_table(old_grid.drop_columns(["target_loss"]), grid_path)
+    assert collect(out).equals(table)
+    pq.write_table(old_grid, grid_path)
 
     r = sweep_cli("collect", str(out), "--out", str(tmp_path / "t.parquet"))
     assert r.returncode == 0, r.stderr

@@ -64,7 +64,9 @@ def gain_sweep(tmp_path_factory):
 def test_a_gain_axis_survives_collect_status_and_report(gain_sweep, tmp_path, capsys):
     table = collect(gain_sweep)
     assert table.schema.field("model.gain").type == pa.float64()
-    assert table.column_names.index("model.gain") == table.column_names.index("eta_max") + 1
+    assert (
+        table.column_names.index("model.gain") == table.column_names.index("target_loss") + 1
+    )  # after the run columns
     runs = to_frame(table.select(["run_id", "n", "model.gain"])).drop_duplicates()
     assert sorted(zip(runs["n"], runs["model.gain"])) == [(n, g) for n in (8, 16, 24) for g in (1.0, 1.5)]
 

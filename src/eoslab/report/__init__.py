@@ -52,6 +52,7 @@ RUN_COLUMNS: dict[str, Any] = {
     "solver": "exp_euler",
     "eta": float("nan"),
     "eta_max": float("nan"),
+    "target_loss": float("nan"),
     "init_seed": -1,
     "subset_seed": -1,
     "width": -1,

@@ -449,7 +449,7 @@ def protocol(runs: pd.DataFrame) -> tuple[tuple[str, str], ...]:
         ("network", network),
         ("criterion", ", ".join(criterion_name(c) for c in dict.fromkeys(runs["criterion"]))),
         ("solver", "; ".join(solvers)),
-        ("target loss", column("train.target_loss") or absent),
+        ("target loss", _distinct(runs["target_loss"].dropna()) or absent),
         ("sizes n", ", ".join(str(n) for n in counts.index)),
         ("runs per size", per_size),
     ]

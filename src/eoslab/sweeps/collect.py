@@ -20,15 +20,18 @@ from typing import Any
 
 import pyarrow as pa
 
-from ..config import from_dict
+from ..config import flatten_config, from_dict
 from ..rundir import ANALYSIS_SCHEMA, RunDir
-from .grid import GRID_FILE, RUN_COLUMNS, axis_columns
+from .grid import GRID_FILE, RUN_COLUMNS, axis_columns, run_columns
 from .point import PointStatus, analysis_table, exclusion_reason, point_dir, point_status, trajectory_rows
 
 #: Columns every collected table starts with: the run columns; then come one typed column per
 #: other axis of the sweep (:func:`eoslab.sweeps.grid.axis_columns`), then the rows of
 #: ``analysis.parquet``. Without other axes the table's schema is exactly this one.
 COLLECT_SCHEMA = pa.schema(list(RUN_COLUMNS) + list(ANALYSIS_SCHEMA))
+#: Config fields the report's protocol states (:func:`eoslab.report.powerlaw.protocol`), carried as
+#: columns whenever a run sets them, whether or not they vary between the runs.
+PROTOCOL_FIELDS = ("data.options.encoder",)
 #: Schema metadata key of :class:`CollectInfo`.
 INFO_KEY = b"eoslab.collect"
 
@@ -177,7 +180,8 @@ def collect(sweep_dir: str | Path, *, include_stopped: bool = False) -> pa.Table
     grid = _grid(sweep_dir)
     declared = [c for c in grid.column_names if c not in ("index", "config", *RUN_COLUMNS.names)]
     configs = [from_dict(tomllib.loads(text)) for text in grid["config"].to_pylist()]
-    axes = axis_columns(configs, declared)
+    stated = [f for f in PROTOCOL_FIELDS if any(f in flatten_config(c) for c in configs)]
+    axes = axis_columns(configs, [*declared, *stated])
     schema = pa.schema(
         list(RUN_COLUMNS) + [pa.field(k, v.type) for k, v in axes.items()] + list(ANALYSIS_SCHEMA),
         metadata={INFO_KEY: info.to_json()},
@@ -188,7 +192,8 @@ def collect(sweep_dir: str | Path, *, include_stopped: bool = False) -> pa.Table
             continue
         run_dir = point_dir(sweep_dir, run_id)
         a = pa.concat_tables([analysis_table(run_dir), trajectory_rows(run_dir)])
-        cols: dict[str, Any] = {f.name: pa.repeat(grid[f.name][i], a.num_rows).cast(f.type) for f in RUN_COLUMNS}
+        run = run_columns(run_id, configs[i])  # from the config: also for a grid older than a column
+        cols: dict[str, Any] = {f.name: pa.repeat(pa.scalar(run[f.name], f.type), a.num_rows) for f in RUN_COLUMNS}
         cols.update({k: pa.repeat(v[i], a.num_rows).cast(v.type) for k, v in axes.items()})
         cols.update({f.name: a[f.name].cast(f.type) for f in ANALYSIS_SCHEMA})
         parts.append(pa.table(cols, schema=schema))

@@ -120,6 +120,7 @@ RUN_COLUMNS = pa.schema(
         ("solver", pa.string()),
         ("eta", pa.float64()),
         ("eta_max", pa.float64()),
+        ("target_loss", pa.float64()),
     ]
 )
 #: The config field behind each run column (``run_id`` is the config's hash).
@@ -134,6 +135,7 @@ FIELD_OF_COLUMN = {
     "solver": "solver.method",
     "eta": "solver.eta",
     "eta_max": "solver.eta_max",
+    "target_loss": "train.target_loss",
 }
 
 
