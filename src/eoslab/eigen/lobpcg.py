@@ -285,13 +285,15 @@ class LOBPCG:
 
         The error bound is :func:`error_bounds`; a pair is converged when it is ≤ tol ·
         max(|r_j|, FLOOR · max|r|), or its residual is at round-off. ``expand`` marks the pairs whose
-        residuals enter the next block: the wanted pairs not converged and, while the k-th is one
-        of them, the first guard. The k-th pair (λ^{k+1} of an exponential Euler step) sits at the
+        residuals enter the next block: the wanted pairs not converged and, for k > 1 while the k-th
+        is one of them, the first guard. The k-th pair (λ^{k+1} of an exponential Euler step) sits at the
         edge of the bulk, where its own residual shrinks slowly; its quadratic bound needs the gap
         down to r_{k+1} + ρ_{k+1}, which only a guard with a small residual gives. Measured on warm
         exponential Euler steps (6 × 128 MLP, N = 390, k + 1 = 11): the k-th pair alone was
         expanded in 6 iterations per step; expanding the first guard beside it: 3.6 iterations,
         +5 % products, −9 % time (the dense work of an iteration is passes over the whole basis).
+        For k = 1 (the analysis's λ¹) the basis is small and products dominate: there it cost
+        more (``benchmarks/analysis.py --quick``: cold H, G, R 17, 16, 22 → 21, 17, 31 products).
         The other guards improve through the Rayleigh–Ritz alone (expanding all of them until they
         converge cost 10–20 % more products per warm step).
         """
@@ -301,9 +303,10 @@ class LOBPCG:
         limit = torch.maximum(ritz.abs(), FLOOR * scale)
         ok = (bound <= self.tol * limit) | noise
         expand = ~ok & ~noise
-        expand[k + 1 :] = False
-        if k < expand.numel():
-            expand[k] &= bool(expand[k - 1])
+        first_guard = 1 < k < expand.numel() and bool(expand[k - 1]) and bool(expand[k])
+        expand[k:] = False
+        if first_guard:
+            expand[k] = True
         return ok, noise, bound, expand, int(depth[:k].max()), float(edge[:k].min())
 
     @staticmethod
