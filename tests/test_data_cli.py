@@ -5,7 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from _cifar10_helpers import write_cifar10
 from _data_helpers import require_shared
+from _train_helpers import toy_uea, write_config
 from eoslab.cli import main
 
 
@@ -92,9 +94,7 @@ def test_fetch_without_network_names_the_file(tmp_path, capsys):
 
 
 def test_preview_cifar_from_tiny_files(tmp_path):
-    from test_data_cifar10 import _write
-
-    _write(tmp_path, "bin", "dir")
+    write_cifar10(tmp_path, "bin", "dir")
     out = tmp_path / "c.png"
     assert (
         main(["data", "preview", "cifar10", "--data-root", str(tmp_path), "--out", str(out), "--per-class", "2"]) == 0
@@ -109,7 +109,6 @@ def test_every_command_that_loads_data_takes_data_root(tmp_path, monkeypatch, ca
     (as $EOSLAB_DATA, when the config sets no data.data_root), and the message's advice works.
     """
     from eoslab.cli import DATA_COMMANDS, build_parser
-    from test_faults import toy_uea, write_config
 
     ts, data = toy_uea(tmp_path)
     root = data["data"].pop("data_root")

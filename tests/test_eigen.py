@@ -6,6 +6,7 @@ and the drift of the stored A·X over many iterations.
 import pytest
 import torch
 
+from _curvature_helpers import dense_G, dense_H, make_problem
 from eoslab.criteria import MSE, CrossEntropy
 from eoslab.curvature import FullBatchLoss, LinearOperator
 from eoslab.eigen import (
@@ -17,7 +18,6 @@ from eoslab.eigen import (
     make_eigensolver,
     register_eigensolver,
 )
-from test_curvature import dense_G, dense_H, make_problem
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

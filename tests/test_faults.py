@@ -28,7 +28,17 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from _train_helpers import SMALL, config_dict, small_config, write_config
+from _sweep_helpers import tiny_base, write_sweep
+from _train_helpers import (
+    SMALL,
+    TOY_TS,
+    assert_same_run,
+    config_dict,
+    interrupt_at,
+    small_config,
+    toy_uea,
+    write_config,
+)
 from eoslab.analysis import analyze_run
 from eoslab.cli import main
 from eoslab.data import DatasetError
@@ -39,8 +49,6 @@ from eoslab.runs import train
 from eoslab.store import read_json, read_parquet
 from eoslab.sweeps import collect, grid_table, load_sweep, parse_sweep, point_status, run_sweep, sweep_status
 from eoslab.sweeps.point import exclusion_reason, include_in_collect
-from test_runs import _interrupt_at, assert_same_run
-from test_sweeps import tiny_base, write_sweep
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -92,36 +100,6 @@ def no_wrong_number(table: pa.Table) -> None:
     assert not np.isinf(values).any()
 
 
-TOY_TS = """@problemName Toy
-@timeStamps false
-@missing false
-@univariate false
-@dimensions 2
-@equalLength true
-@seriesLength 4
-@classLabel true up down
-@data
-1,2,3,4:5,6,7,8:up
-0.5,0.1,1e-3,-2:1,1,1,1:down
-4,3,2,1:8,7,6,5:up
--1,0,1,2:2,2,1,0:down
-"""
-
-
-def toy_uea(tmp_path: Path) -> tuple[Path, dict]:
-    """(the Toy.ts data file, a config dict training on it) in a data root under ``tmp_path``."""
-    root = tmp_path / "data"
-    ts = root / "Toy" / "Toy_TRAIN.ts"
-    ts.parent.mkdir(parents=True)
-    ts.write_text(TOY_TS)
-    data = config_dict(
-        data={"name": "uea", "options": {"problem": "Toy"}, "data_root": str(root)},
-        train={"max_steps": 6, "snapshot_every": 3},
-        analysis={"skip_before": 0},
-    )
-    return ts, data
-
-
 # ----------------------------------------------------------------------------- 1. config.toml trusted unchecked
 def test_edited_subset_seed_is_refused_naming_the_field(tmp_path, capsys):
     """Finding 1: an edited ``subset_seed`` in a finished run's config.toml made `eoslab analyze`
@@ -150,7 +128,7 @@ def test_resume_with_an_edited_step_size_is_refused(tmp_path, monkeypatch, capsy
     config = write_config(tmp_path / "c.toml", config_dict(train={"max_steps": 35}))
     run_dir = tmp_path / "run"
     with monkeypatch.context() as m:
-        _interrupt_at(m, 25)
+        interrupt_at(m, 25)
         with pytest.raises(KeyboardInterrupt):
             train(cfg, run_dir, progress=False)
     text = (run_dir / "config.toml").read_text()
@@ -213,7 +191,7 @@ def test_flipped_bit_in_the_newest_snapshot_is_skipped_loudly(tmp_path, monkeypa
     train(cfg, tmp_path / "whole", progress=False)
     run_dir = tmp_path / "crashed"
     with monkeypatch.context() as m:
-        _interrupt_at(m, 25)
+        interrupt_at(m, 25)
         with pytest.raises(KeyboardInterrupt):
             train(cfg, run_dir, progress=False)
     flip_bit(run_dir / "snapshots" / "step_00000020.safetensors")
@@ -360,7 +338,7 @@ def test_broken_trajectory_of_an_interrupted_run_resumes_from_the_state_file(tmp
     cfg = small_config(train={"max_steps": 35})
     train(cfg, tmp_path / "whole", progress=False)
     with monkeypatch.context() as m:
-        _interrupt_at(m, 25)
+        interrupt_at(m, 25)
         with pytest.raises(KeyboardInterrupt):
             train(cfg, tmp_path / "crashed", progress=False)
     truncate(tmp_path / "crashed" / "trajectory.parquet")

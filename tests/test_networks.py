@@ -14,6 +14,7 @@ import torch
 from torch import nn
 from torch.func import jacrev
 
+from _curvature_helpers import dense_G, dense_H, rel
 from _train_helpers import ANY_NETWORK_METRICS
 from eoslab.analysis import (
     GroupStats,
@@ -29,7 +30,6 @@ from eoslab.curvature import FullBatchLoss, LinearOperator
 from eoslab.eigen import LOBPCG
 from eoslab.integrators import ExponentialEuler
 from eoslab.models import CNN, MLP, ModuleModel
-from test_curvature import dense_G, dense_H, rel
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 F64 = torch.float64

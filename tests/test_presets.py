@@ -8,11 +8,11 @@ from importlib import resources
 
 import pytest
 
+from _sweep_helpers import tiny_base, write_sweep
 from eoslab.cli import main
 from eoslab.config import ConfigError, flatten_config, load_config
 from eoslab.presets import available, preset_text, read_config_source
 from eoslab.sweeps import load_sweep
-from test_sweeps import tiny_base, write_sweep
 
 PRESETS = [
     "atrial_fibrillation_ce",
@@ -175,7 +175,7 @@ def test_sst_without_an_encoder_names_the_installed_minilm(monkeypatch, tmp_path
 
 
 def test_flatten_config_names_every_leaf():
-    from test_sweeps import parse_sweep
+    from eoslab.sweeps import parse_sweep
 
     (point,) = parse_sweep({"base": tiny_base(), "grid": {"n": [8]}}).points
     flat = flatten_config(point.config)

@@ -18,7 +18,7 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 import pyarrow as pa
 import pytest
 
-from test_report import make_collected
+from _report_helpers import make_collected
 
 #: Where a CI run insists on the browser test running.
 REQUIRED = os.environ.get("EOSLAB_REQUIRE_BROWSER") == "1"

@@ -4,7 +4,6 @@
 
 from __future__ import annotations
 
-import itertools
 import math
 import os
 import signal
@@ -16,10 +15,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from _train_helpers import config_dict, small_config, write_config
+from _train_helpers import assert_same_run, config_dict, interrupt_at, small_config, write_config
 from eoslab.cli import main
 from eoslab.config import config_hash, load_config
-from eoslab.integrators import Integrator
 from eoslab.rundir import TRAJECTORY_SCHEMA
 from eoslab.runs import RunConflictError, load_run, train
 from eoslab.store import read_json, read_parquet
@@ -29,20 +27,6 @@ CONTRACT_COLUMNS = ["step", "t", "loss", "accuracy", "dt", "grad_norm", "eig_ite
 
 def snapshot_files(run_dir: Path, kind: str = "step") -> list[str]:
     return sorted(p.name for p in (run_dir / "snapshots").glob(f"{kind}_*.safetensors"))
-
-
-def assert_same_run(a: Path, b: Path) -> None:
-    """Same final parameters (bit for bit), same trajectory, same status."""
-    ra, rb = load_run(a), load_run(b)
-    final = ra.snapshots()[-1][0]
-    assert rb.snapshots()[-1][0] == final
-    theta_a, t_a = ra.load_snapshot(final)
-    theta_b, t_b = rb.load_snapshot(final)
-    assert torch.equal(theta_a, theta_b) and t_a == t_b
-    assert read_parquet(a / "trajectory.parquet").equals(read_parquet(b / "trajectory.parquet"))
-    status_a, status_b = read_json(a / "status.json"), read_json(b / "status.json")
-    status_b.pop("notes", None)  # what a recovery said
-    assert status_a == status_b
 
 
 # --------------------------------------------------------------------------- the contract
@@ -160,18 +144,6 @@ def test_progress_bar_runs(tmp_path, capsys):
 
 
 # --------------------------------------------------------------------------- resume
-def _interrupt_at(monkeypatch, call: int) -> None:
-    """Make the ``call``-th Integrator.step raise KeyboardInterrupt (a crash inside the loop)."""
-    original, calls = Integrator.step, itertools.count()
-
-    def step(self, *args, **kwargs):
-        if next(calls) == call:
-            raise KeyboardInterrupt
-        return original(self, *args, **kwargs)
-
-    monkeypatch.setattr(Integrator, "step", step)
-
-
 @pytest.mark.parametrize(
     "solver",
     [
@@ -186,7 +158,7 @@ def test_resume_after_crash_is_bit_identical(tmp_path, monkeypatch, solver):
     train(cfg, tmp_path / "whole", progress=False)
 
     with monkeypatch.context() as m:
-        _interrupt_at(m, 27)  # last snapshot: step 20
+        interrupt_at(m, 27)  # last snapshot: step 20
         with pytest.raises(KeyboardInterrupt):
             train(cfg, tmp_path / "crashed", progress=False)
     assert read_json(tmp_path / "crashed" / "status.json")["state"] == "running"
@@ -199,7 +171,7 @@ def test_resume_skips_an_unreadable_snapshot(tmp_path, monkeypatch):
     cfg = small_config(train={"max_steps": 35})
     train(cfg, tmp_path / "whole", progress=False)
     with monkeypatch.context() as m:
-        _interrupt_at(m, 25)
+        interrupt_at(m, 25)
         with pytest.raises(KeyboardInterrupt):
             train(cfg, tmp_path / "crashed", progress=False)
     (tmp_path / "crashed" / "snapshots" / "step_00000020.safetensors").write_bytes(b"\x00garbage")

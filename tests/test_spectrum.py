@@ -8,6 +8,7 @@ import math
 import pytest
 import torch
 
+from _curvature_helpers import dense_H, make_problem
 from eoslab.criteria import MSE, CrossEntropy
 from eoslab.curvature import LinearOperator
 from eoslab.spectrum import (
@@ -17,7 +18,6 @@ from eoslab.spectrum import (
     lanczos_quadrature,
     spectrum_summary,
 )
-from test_curvature import dense_H, make_problem
 
 
 @pytest.fixture(scope="module")

@@ -6,14 +6,13 @@ with ``eoslab status``, and ``collect`` read back by pandas, polars and DuckDB.
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
-import tomli_w
 
+from _sweep_helpers import sweep_cli, tiny_base, write_sweep
 from eoslab.config import ConfigError, config_hash, resolve
 from eoslab.store import read_parquet, to_frame
 from eoslab.sweeps import (
@@ -27,31 +26,6 @@ from eoslab.sweeps import (
     run_sweep,
     sweep_status,
 )
-
-
-def tiny_base(**train) -> dict:
-    """A base RunConfig that trains (to loss 0.3 in under 10 steps, so its runs are ``done``) and
-    analyses in about a second: synthetic data, depth 2, width 6.
-    """
-    return {
-        "data": {"name": "synthetic", "options": {"n": 24, "input_dim": 4, "num_classes": 3, "seed": 0}},
-        "model": {"depth": 2, "width": 6},
-        "solver": {"method": "exp_euler", "eta_max": 0.5},
-        "train": {"snapshot_every": 5, "max_steps": 10, "target_loss": 0.3, **train},
-        "analysis": {"skip_before": 0},
-    }
-
-
-def write_sweep(path: Path, base: dict, grid: dict) -> Path:
-    path.write_text(tomli_w.dumps({"base": base, "grid": grid}))
-    return path
-
-
-def sweep_cli(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
-    env = {**os.environ, "COLUMNS": "250"}
-    return subprocess.run(
-        [sys.executable, "-m", "eoslab.cli", *args], capture_output=True, text=True, timeout=timeout, env=env
-    )
 
 
 # ----------------------------------------------------------------------------- grid expansion
