@@ -44,8 +44,7 @@ class EigResult:
         eigenvectors: (P, k), orthonormal columns, matching ``eigenvalues``.
         iterations: block iterations performed.
         products: single-vector operator products used (a block of k counts k).
-        residual_norms: (k,), ‖A v − λ v‖ for each returned pair (block power: of the last
-            iterate, which the returned vectors improve on).
+        residual_norms: (k,), ‖A v − λ v‖ for each returned pair.
         converged: whether the stopping criterion was met for all k pairs.
         guard_vectors: (P, g), extra vectors iterated alongside (empty or None when there are
             none); pass :meth:`warm_start` as the next solve's ``V0`` to reuse them.
