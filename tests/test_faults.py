@@ -732,6 +732,17 @@ def _descendants(pid: int) -> dict[int, str]:
     return out
 
 
+#: How often the watchdog of a Ray sweep records the sweep's descendants (once a second; see
+#: eoslab.sweeps.executors).
+WATCHDOG_SCAN_S = 1.0
+
+
+def _age_s(start: str) -> float:
+    """Seconds since a process started, from its start time in /proc (clock ticks since boot)."""
+    uptime = float(Path("/proc/uptime").read_text().split()[0])
+    return uptime - int(start) / os.sysconf("SC_CLK_TCK")
+
+
 def _alive(procs: dict[int, str]) -> list[int]:
     alive = []
     for pid, start in procs.items():
@@ -763,14 +774,20 @@ def test_killing_a_ray_sweep_stops_its_ray_processes(tmp_path, sig):
         while not any(point_status(p).state == "running" for p in out.glob("runs/*")):
             assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read().decode()
             time.sleep(0.2)
-        time.sleep(2)  # let the watchdog see the whole tree
-        procs = _descendants(proc.pid)
-        assert len(procs) >= 3  # the watchdog, Ray's GCS and raylet, its workers
+        # the watchdog knows a process once one of its scans has run after the process started:
+        # wait until every process of the tree has lived through whole scans (three periods leave
+        # room for a slow scan on a loaded machine)
+        while True:
+            procs = _descendants(proc.pid)
+            if len(procs) >= 3 and min(_age_s(start) for start in procs.values()) > 3 * WATCHDOG_SCAN_S:
+                break  # the watchdog, Ray's GCS and raylet, its workers
+            assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read().decode()
+            time.sleep(0.1)
         proc.send_signal(sig)
         proc.wait(timeout=120)
         deadline = time.monotonic() + 60
         while _alive(procs) and time.monotonic() < deadline:
-            time.sleep(0.5)
+            time.sleep(0.1)
         assert _alive(procs) == [], [Path(f"/proc/{p}/cmdline").read_bytes()[:80] for p in _alive(procs)]
     finally:
         if proc.poll() is None:
