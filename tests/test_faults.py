@@ -1,9 +1,9 @@
-"""Fault injection: every finding of issue 14, reproduced, and what happens now.
+"""Fault injection: what eoslab does when its files, its inputs or the machine break.
 
 Each test breaks a run directory, a sweep folder, a config, a data file or the machine the way a
 hostile user or a crashing machine would (an edited config.toml, a flipped bit, a truncated table,
 a read-only folder, a full disk, two sweeps into one folder, a killed process, a hostile pickle, a
-path that leaves its root) and asserts the new behaviour: a one-line error naming the file and the
+path that leaves its root) and asserts the behaviour: a one-line error naming the file and the
 fix (no traceback), or a loud recovery (a warning line and a note in status.json) that ends with
 the numbers of an undisturbed run, and no wrong number anywhere.
 """
@@ -100,10 +100,11 @@ def no_wrong_number(table: pa.Table) -> None:
     assert not np.isinf(values).any()
 
 
-# ----------------------------------------------------------------------------- 1. config.toml trusted unchecked
+# ----------------------------------------------------------------- a run is checked against its config and data
 def test_edited_subset_seed_is_refused_naming_the_field(tmp_path, capsys):
-    """Finding 1: an edited ``subset_seed`` in a finished run's config.toml made `eoslab analyze`
-    analyse another subset (λ¹ 2.05 instead of 0.48). Now analyze, train and status refuse it.
+    """An edited ``subset_seed`` in a finished run's config.toml (another subset of the data) is
+    refused by `eoslab analyze` and `eoslab train`, in one line naming the field, and `status`
+    reports the run failed, naming it; no analysis is computed on the wrong subset.
     """
     config, run_dir = finished_run(tmp_path, data={"n": 20, "subset_seed": 0})
     text = (run_dir / "config.toml").read_text()
@@ -123,7 +124,10 @@ def test_edited_subset_seed_is_refused_naming_the_field(tmp_path, capsys):
 
 
 def test_resume_with_an_edited_step_size_is_refused(tmp_path, monkeypatch, capsys):
-    """Finding 1: editing η_max in config.toml and resuming mixed two step sizes in one run."""
+    """Resuming an interrupted run is refused in one line naming solver.eta_max, whether η_max was
+    edited in the run's config.toml or differs in the command's config; nothing is trained on (no
+    run mixes two step sizes).
+    """
     cfg = small_config(train={"max_steps": 35})
     config = write_config(tmp_path / "c.toml", config_dict(train={"max_steps": 35}))
     run_dir = tmp_path / "run"
@@ -182,10 +186,10 @@ def test_analyze_with_a_bad_config_is_one_line(tmp_path, capsys):
     assert "not a run directory" in one_line(capsys.readouterr().err)
 
 
-# ----------------------------------------------------------------------------- 2. snapshots carry no checksum
+# ----------------------------------------------------------------------------- snapshots are checksummed
 def test_flipped_bit_in_the_newest_snapshot_is_skipped_loudly(tmp_path, monkeypatch, capsys):
-    """Finding 2: one flipped bit in the newest snapshot was resumed silently. Now the resume
-    skips it for the previous good one, says so, and ends bit-identical to an undisturbed run.
+    """A resume skips a newest snapshot that has one flipped bit for the previous good one, says
+    so in a warning line and in status.json, and ends bit-identical to an undisturbed run.
     """
     cfg = small_config(train={"max_steps": 35})
     train(cfg, tmp_path / "whole", progress=False)
@@ -205,9 +209,9 @@ def test_flipped_bit_in_the_newest_snapshot_is_skipped_loudly(tmp_path, monkeypa
 
 
 def test_flipped_bit_in_the_final_snapshot_is_refused_then_rebuilt(tmp_path, capsys):
-    """Finding 2: a flipped bit in the final snapshot shifted the analysis by 15 %. Now analyze
-    refuses it (one line: how to rebuild it), train rebuilds it from the previous snapshot, and
-    the analysis equals that of the undisturbed run.
+    """A final snapshot with a flipped bit is refused by analyze (one line: how to rebuild it)
+    before any work; train rebuilds it from the previous snapshot, and the analysis then equals
+    that of the undisturbed run.
     """
     config, run_dir = finished_run(tmp_path, train={"max_steps": 20, "target_loss": 1e-9})
     clean = shutil.copytree(run_dir, tmp_path / "clean")
@@ -223,12 +227,12 @@ def test_flipped_bit_in_the_final_snapshot_is_refused_then_rebuilt(tmp_path, cap
     assert read_parquet(run_dir / "analysis.parquet").equals(read_parquet(clean / "analysis.parquet"))
 
 
-# ------------------------------------------------------------- 3. "done" does not mean "reached the target"
+# ----------------------------------------------------------------- "done" means "reached the target"
 def test_a_gd_run_diverged_at_max_steps_fails_as_diverged_and_its_analysis_gives_nan_with_a_reason(tmp_path, capsys):
-    """Finding 3: GD with η = 500 stopped by max_steps at loss 1e190 was ``done``, and its analysis
-    died with ZeroDivisionError in the overlap ratio. Issue 24: it was then ``stopped``, as if it
-    had merely run out of steps. Now it has ``failed``: diverged, with its loss against the
-    initial one, and the analysis of its snapshots records NaN with the reason.
+    """GD with η = 500 that max_steps stops at a huge finite loss has ``failed``, not merely
+    ``stopped``: diverged, with its loss against the initial one and the advice to lower the step
+    size; the analysis of its snapshots records the undefined overlap ratio as NaN, with the
+    reason, and no value is infinite.
     """
     data = config_dict(solver={"method": "gd", "eta": 500.0}, train={"max_steps": 8, "snapshot_every": 4})
     data["analysis"] = {"skip_before": 0}
@@ -252,9 +256,8 @@ def test_a_gd_run_diverged_at_max_steps_fails_as_diverged_and_its_analysis_gives
 
 
 def test_a_run_above_its_target_is_stopped_and_not_collected(tmp_path):
-    """Finding 3: a run at loss 0.08 against a target of 0.05 was ``done`` and fitted in the
-    report. Now it is ``stopped``, the sweep does not retry it, and collect leaves it out
-    (unless told to include stopped runs).
+    """A run that max_steps stops above its target loss is ``stopped``, not ``done``: the sweep
+    does not retry it, and collect leaves it out (unless told to include stopped runs).
     """
     cfg = write_sweep(tmp_path / "s.toml", tiny_base(), {"n": [12], "train.max_steps": [10, 2]})
     out = tmp_path / "out"
@@ -270,11 +273,11 @@ def test_a_run_above_its_target_is_stopped_and_not_collected(tmp_path):
     assert again.skipped == 2 and [s.state for s in again.statuses] == ["done", "stopped"]
 
 
-# ------------------------------------------------------------- 4. a sweep folder accepts a different sweep
+# ----------------------------------------------------------------- one sweep per folder, one process per folder
 def test_a_second_sweep_into_a_folder_is_refused_unless_forced(tmp_path, capsys):
-    """Finding 4: ``eoslab sweep B --out D`` after ``eoslab sweep A --out D`` overwrote A's grid and
-    its finished runs vanished from status and collect. Now B is refused (one line), and
-    ``--force`` says what it replaces and keeps A's run directories.
+    """``eoslab sweep B --out D`` after ``eoslab sweep A --out D`` is refused in one line, leaving
+    A's grid and sweep file as they are (A itself may run again); with ``--force`` B replaces A,
+    says what it replaced, and keeps A's run directories.
     """
     a = write_sweep(tmp_path / "a.toml", tiny_base(), {"n": [12]})
     b = write_sweep(tmp_path / "b.toml", tiny_base(), {"n": [16]})
@@ -297,8 +300,9 @@ def test_a_second_sweep_into_a_folder_is_refused_unless_forced(tmp_path, capsys)
 
 
 def test_one_process_per_sweep_folder_and_per_run_directory(tmp_path):
-    """Finding 4 and 7: two sweeps at the same time into one folder, and a second `eoslab train`
-    on a run being trained, fail at once with one line.
+    """A sweep into a folder another sweep is using, and a second `eoslab train` on a run being
+    trained, fail at once (exit 2) with one line naming the process that holds it, and write
+    nothing.
     """
     sweep = write_sweep(tmp_path / "a.toml", tiny_base(), {"n": [12]})
     config = write_config(tmp_path / "c.toml", config_dict(train={"max_steps": 5}))
@@ -315,11 +319,11 @@ def test_one_process_per_sweep_folder_and_per_run_directory(tmp_path):
     assert not (tmp_path / "out" / "grid.parquet").exists() and not (tmp_path / "run" / "config.toml").exists()
 
 
-# ----------------------------------------------------------------------------- 5. broken trajectory
+# ----------------------------------------------------------------------------- a broken trajectory
 def test_unreadable_trajectory_of_a_finished_run_is_rebuilt(tmp_path, capsys):
-    """Finding 5: a finished run with an unreadable trajectory.parquet stayed ``done`` and a rerun
-    of train left it broken. Now status says it is rebuilt on rerun, and train rebuilds it from
-    the final snapshot (loudly), row for row.
+    """A finished run with an unreadable trajectory.parquet is ``pending``, and status says it is
+    rebuilt on rerun; train rebuilds it from the snapshots (with a warning line), row for row,
+    and the run is finished again.
     """
     config, run_dir = finished_run(tmp_path)
     original = read_parquet(run_dir / "trajectory.parquet")
@@ -346,7 +350,7 @@ def test_broken_trajectory_of_an_interrupted_run_resumes_from_the_state_file(tmp
     assert_same_run(tmp_path / "whole", tmp_path / "crashed")
 
 
-# ----------------------------------------------------------------------------- 6. tracebacks on ordinary faults
+# ----------------------------------------------------------------------------- ordinary faults are one line
 def test_output_path_through_a_file_is_one_line(tmp_path, capsys):
     config = write_config(tmp_path / "c.toml", config_dict(train={"max_steps": 5}))
     (tmp_path / "file").write_text("x")
@@ -374,7 +378,7 @@ def _read_only(folder: Path, command: list[str]) -> list[str]:
 
 
 def test_read_only_output_folder_is_one_line(tmp_path):
-    """Finding 6: a read-only output folder ended in a traceback."""
+    """A read-only output folder is one line (exit 1) naming the path, and nothing is written."""
     config = write_config(tmp_path / "c.toml", config_dict(train={"max_steps": 5}))
     folder = tmp_path / "ro"
     folder.mkdir()
@@ -388,9 +392,9 @@ def test_read_only_output_folder_is_one_line(tmp_path):
 
 
 def test_disk_full_is_one_line_and_the_run_resumes(tmp_path):
-    """Finding 6: a full disk ended in a traceback. Simulated by a 4 KB file-size limit
-    (RLIMIT_FSIZE, which root cannot bypass): the first large snapshot fails with one line, no
-    temporary file is left, and the rerun finishes the run as if nothing happened.
+    """A full disk is one line, and the rerun resumes. Simulated by a 4 KB file-size limit
+    (RLIMIT_FSIZE, which root cannot bypass): the first large snapshot fails with one line naming
+    the file, no temporary file is left, and the rerun finishes the run as if nothing happened.
     """
     data = config_dict(train={"max_steps": 25})
     config = write_config(tmp_path / "c.toml", data)
@@ -437,8 +441,9 @@ def test_truncated_analysis_is_recomputed_loudly(tmp_path, capsys):
 
 
 def test_truncated_tables_heal_inside_a_sweep(tmp_path):
-    """Finding 6: a truncated status.json or analysis.parquet inside a sweep never healed. Now
-    status says what a rerun will do, and the rerun does it.
+    """A truncated status.json or analysis.parquet inside a sweep heals: status says what a rerun
+    will do (the point is pending), collect reads no table that does not verify, and the rerun
+    does it, ending with the same analysis.
     """
     cfg = write_sweep(tmp_path / "s.toml", tiny_base(), {"n": [12]})
     out = tmp_path / "out"
@@ -464,13 +469,13 @@ STARTED = ("sharpness_H", "sharpness_G", "sharpness_R", "overlap_ratio")
 
 
 def test_an_analysis_resumed_after_a_kill_agrees_within_its_certified_error_bounds(tmp_path, one_thread):
-    """Issue 24 item 10: after a sweep was killed during analysis, the rerun's values differed from
-    an uninterrupted analysis by 4.9e-4 relative, above the solver's 1e-4. A kill between snapshots
-    leaves ``analysis.parquet`` holding the snapshots done (it is rewritten atomically after each);
-    the rerun solves its first snapshot's λ¹ cold instead of warm from the previous one. So the
-    λ¹ (and ρ, which divides λ¹(G)) may differ, by no more than the two solves' certified error
-    bounds allow (both are within their bound of the true value); every other metric, the
-    per-sample Lanczos ones included, is computed from the snapshot alone and is identical.
+    """An analysis killed between snapshots and rerun agrees with an uninterrupted one. The kill
+    leaves ``analysis.parquet`` holding the snapshots done (it is rewritten atomically after each),
+    and those rows are kept as written; the rerun solves its first snapshot's λ¹ cold instead of
+    warm from the previous one. So the λ¹ (and ρ, which divides λ¹(G)) may differ, by no more than
+    the two solves' certified error bounds allow (both are within their bound of the true value)
+    and within the solver's relative tolerance of 1e-4; every other metric, the per-sample Lanczos
+    ones included, is computed from the snapshot alone and is identical.
     """
     from eoslab.rundir import ANALYSIS_FILE
     from eoslab.store import to_frame
@@ -506,9 +511,11 @@ def test_an_analysis_resumed_after_a_kill_agrees_within_its_certified_error_boun
     assert (wide["value", "sharpness_H"] != wide["value_resumed", "sharpness_H"]).any()  # cold ≠ warm
 
 
-# ----------------------------------------------------------------------------- 7. smaller findings
+# ------------------------------------------------------- limits, hostile inputs, leftovers, stray processes
 def test_huge_thread_count_is_refused(tmp_path, capsys):
-    """Finding 7: ``[train] threads = 100000`` was accepted and segfaulted."""
+    """``[train] threads = 100000`` is refused in one line naming the field, before any run
+    directory is created.
+    """
     config = write_config(tmp_path / "c.toml", config_dict(train={"threads": 100000}))
     assert main(["train", str(config), "--out", str(tmp_path / "run"), "--no-progress"]) == 2
     assert "train.threads: must be <= 1024" in one_line(capsys.readouterr().err)
@@ -516,7 +523,10 @@ def test_huge_thread_count_is_refused(tmp_path, capsys):
 
 
 def test_hostile_pickle_header_is_refused():
-    """Finding 7: a 40 KB pickle declaring 20,000 images got 61 MB of uninitialised memory."""
+    """A pickle whose arrays declare more memory than it holds (20,000 images in under 50 KB, one
+    1 GiB item) is refused, naming the shape and size; a dtype alone and an honest small batch
+    are read.
+    """
 
     class Uninitialised:
         def __reduce__(self):
@@ -540,7 +550,10 @@ def test_hostile_pickle_header_is_refused():
 
 
 def test_leftover_temporary_files_are_removed(tmp_path):
-    """Finding 7: SIGKILL during a write left ``.NAME.XXXXXXXX.tmp`` files no rerun removed."""
+    """The ``.NAME.XXXXXXXX.tmp`` files a kill during a write leaves are removed by the next
+    train (in the run directory and its snapshots) and sweep (in the sweep folder); other files
+    ending in .tmp are kept.
+    """
     config, run_dir = finished_run(tmp_path)
     leftovers = [
         run_dir / ".trajectory.parquet.abcd1234.tmp",
@@ -561,8 +574,9 @@ def test_leftover_temporary_files_are_removed(tmp_path):
 
 
 def test_paths_cannot_leave_their_root(tmp_path, capsys):
-    """Finding 7: the uea option ``problem = "../outside"`` read outside the data root, and
-    collect followed a grid run_id of ``../../victim``.
+    """Paths cannot leave their root: the uea option ``problem = "../outside"`` is refused, naming
+    the field, and collect and status refuse a grid run_id of ``../../victim`` in one line naming
+    grid.parquet, writing nothing and leaving the run it points at alone.
     """
     ts, data = toy_uea(tmp_path)
     outside = tmp_path / "outside"
@@ -592,10 +606,9 @@ def test_paths_cannot_leave_their_root(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_sigkill_twice_across_a_restart_from_step_0(tmp_path):
-    """Finding 7: after a restart from step 0 the new checkpoints were pruned in favour of stale
-    higher-numbered ones, so a second kill restarted from 0 again. Now the restart removes the
-    abandoned trajectory's snapshots, the second kill resumes from the newest new snapshot, and
-    the run ends bit-identical to an undisturbed one.
+    """A run restarted from step 0 (its state files corrupt) first removes the abandoned
+    trajectory's snapshots and state files, so that after a second SIGKILL the run resumes from
+    the newest new snapshot, not from step 0 again; it ends bit-identical to an undisturbed one.
     """
     data = config_dict(train={"max_steps": 120, "snapshot_every": 10, "target_loss": 1e-9})
     config = write_config(tmp_path / "c.toml", data)
@@ -664,8 +677,8 @@ def _ray_probe(run) -> subprocess.CompletedProcess:
 
 
 def test_an_unanswering_ray_address_fails_fast(tmp_path):
-    """Finding 7: ``--executor ray --address 127.0.0.1:1`` hung with no error. Now a refused
-    connection is one line at once, and an address that accepts but is no Ray cluster fails after
+    """``--executor ray --address`` with no Ray cluster there fails with one line: a refused
+    connection at once, and an address that accepts but is no Ray cluster after
     :data:`RAY_CONNECT_TIMEOUT_S` (shortened here).
     """
     pytest.importorskip("ray")
@@ -759,8 +772,8 @@ def _alive(procs: dict[int, str]) -> list[int]:
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
 def test_killing_a_ray_sweep_stops_its_ray_processes(tmp_path, sig):
-    """Finding 7: killing a Ray sweep left Ray agents running. Now SIGTERM interrupts the sweep,
-    which shuts its Ray instance down; after SIGKILL its watchdog kills what is left.
+    """Killing a Ray sweep leaves no Ray process running: SIGTERM interrupts the sweep, which
+    shuts its Ray instance down; after SIGKILL its watchdog kills what is left.
     """
     pytest.importorskip("ray")
     cfg = write_sweep(tmp_path / "s.toml", tiny_base(max_steps=400, target_loss=1e-9), {"n": [12, 16, 20]})
@@ -797,9 +810,9 @@ def test_killing_a_ray_sweep_stops_its_ray_processes(tmp_path, sig):
 
 @pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="counts the process's threads in /proc")
 def test_reading_tables_starts_no_arrow_pool_thread(tmp_path):
-    """CI failure: sweeps exited with SIGABRT ("terminate called without an active exception")
-    after their work, from an Arrow pool thread alive at exit (apache/arrow#34314). Reading a
-    Parquet file (from a path or from bytes) and turning a table into a frame start none now.
+    """Reading a Parquet file (from a path or from bytes) and turning a table into a frame start
+    no Arrow pool thread: one alive at exit can end a finished sweep with SIGABRT ("terminate
+    called without an active exception", apache/arrow#34314).
     """
     code = """
 import os, sys
@@ -821,7 +834,7 @@ print(before, len(os.listdir("/proc/self/task")))
     assert after == before
 
 
-# ----------------------------------------------------------------------------- issue 24
+# ------------------------------------------------- kills mid-commit, encodings, devices, memory, folders
 #: Run ``eoslab train`` in this process, SIGKILLing itself inside the commit of the final
 #: snapshot: its files moved into place, the manifest not yet told (argv: config, run directory).
 KILL_INSIDE_FINAL_COMMIT = """
@@ -842,10 +855,10 @@ sys.exit(main(["train", sys.argv[1], "--out", sys.argv[2], "--no-progress"]))
 
 
 def test_sigkill_inside_a_snapshot_commit_leaves_a_run_that_resumes_and_analyses(tmp_path, capsys):
-    """Issue 24: a SIGKILL between the files of the final snapshot moving into place and the
-    manifest recording them left a finished run that `eoslab analyze` refused for ever (the next
-    write replaced the pending checksums without settling them). Now the next write settles them:
-    train returns the finished run, analyze analyses it, and every file verifies.
+    """After a SIGKILL between the files of the final snapshot moving into place and the manifest
+    recording them, the next write settles the pending checksums (rather than replacing them):
+    train returns the finished run, analyze analyses it, every file verifies, and the run and its
+    analysis equal an undisturbed one's.
     """
     sections = {"train": {"max_steps": 25}, "analysis": {"skip_before": 10}}
     config = write_config(tmp_path / "c.toml", config_dict(**sections))
@@ -870,8 +883,8 @@ def test_sigkill_inside_a_snapshot_commit_leaves_a_run_that_resumes_and_analyses
 
 
 def test_a_config_that_is_not_utf8_is_one_line(tmp_path, capsys):
-    """Issue 24: a config saved as Latin-1 was a UnicodeDecodeError traceback. Now it is one line
-    naming the file, exit 2, nothing written.
+    """A config saved as Latin-1 is one line naming the file and the offending byte, exit 2,
+    nothing written (train and sweep alike).
     """
     config = tmp_path / "latin.toml"
     config.write_bytes('[data]\nname = "synthétic"\n'.encode("latin-1"))
@@ -884,8 +897,8 @@ def test_a_config_that_is_not_utf8_is_one_line(tmp_path, capsys):
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
 def test_a_cuda_device_without_cuda_is_one_line(tmp_path, capsys):
-    """Issue 24: ``model.device = "cuda"`` on a CPU build of torch was an AssertionError
-    traceback. Now it is one line naming the field, exit 2, nothing written.
+    """``model.device = "cuda"`` (or ``"cuda:1"``) on a machine without CUDA is one line naming the
+    field, exit 2, nothing written.
     """
     for device in ("cuda", "cuda:1"):
         config = write_config(tmp_path / "c.toml", config_dict(model={"device": device}))
@@ -907,10 +920,9 @@ def test_a_cuda_device_without_cuda_is_one_line(tmp_path, capsys):
     ],
 )
 def test_a_model_or_data_too_large_to_allocate_is_one_line_and_creates_nothing(tmp_path, capsys, section, message):
-    """Issue 24: a width or an input size that cannot be allocated was a traceback, and the
-    width's left a half-created run directory (manifest.json and config.toml, no snapshot). Now
-    θ_0 is allocated before the run directory is created: one line naming the field, exit 2,
-    nothing written.
+    """A width or an input size that cannot be allocated is one line naming the field, exit 2,
+    nothing written: θ_0 is allocated before the run directory is created, so no half-created
+    run directory is left.
     """
     config = write_config(tmp_path / "c.toml", config_dict(**section))
     assert main(["train", str(config), "--out", str(tmp_path / "run"), "--no-progress"]) == 2
@@ -920,8 +932,8 @@ def test_a_model_or_data_too_large_to_allocate_is_one_line_and_creates_nothing(t
 
 
 def test_out_of_memory_during_training_is_one_line(tmp_path, monkeypatch, capsys):
-    """Issue 24: memory that runs out mid-run (an eigensolver block) is one line, exit 1; the run
-    directory holds its snapshots, so a rerun on a larger machine resumes.
+    """Memory that runs out mid-run (an eigensolver block) is one line, exit 1; the run directory
+    holds its snapshots, so a rerun on a larger machine resumes.
     """
 
     def step(self, *args, **kwargs):
@@ -938,9 +950,9 @@ def test_out_of_memory_during_training_is_one_line(tmp_path, monkeypatch, capsys
 
 
 def test_a_deleted_run_directory_is_missing_not_pending(tmp_path, capsys):
-    """Issue 24: `report` (and `status`, `collect`) called the point of a deleted run directory
-    ``pending``. The sweep creates every point's run directory when it starts, so one that is
-    gone was deleted: ``missing``, said by status, collect and report; a rerun trains it again.
+    """The point of a deleted run directory is ``missing``, not ``pending``: the sweep creates
+    every point's run directory when it starts, so one that is gone was deleted. Status, collect
+    and report say so; a rerun trains it again.
     """
     cfg = write_sweep(tmp_path / "s.toml", tiny_base(), {"n": [12], "init_seeds": [0, 1]})
     out = tmp_path / "out"
@@ -963,9 +975,9 @@ def _listing(folder: Path) -> dict[str, tuple[int, int]]:
 
 
 def test_runs_and_sweeps_do_not_write_into_each_others_folders(tmp_path, capsys):
-    """Issue 24: `eoslab sweep S --out RUN_DIR` ran its points inside a run directory, and
-    `eoslab train C --out SWEEP` wrote a run into a sweep folder. Now both are refused in one line
-    naming the folder and what it is, exit 2, the folder untouched (no lock file either).
+    """`eoslab sweep S --out RUN_DIR` (a run directory) and `eoslab train C --out SWEEP` (a sweep
+    folder) are refused in one line naming the folder and what it is, exit 2, the folder
+    untouched (no lock file either).
     """
     config, run_dir = finished_run(tmp_path)
     sweep_cfg = write_sweep(tmp_path / "s.toml", tiny_base(), {"n": [12]})
