@@ -1,4 +1,4 @@
-"""Cost of the curvature primitives on the paper's MLP, as multiples of one gradient (issue #2).
+"""Cost of the curvature primitives on the paper's MLP, as multiples of one gradient.
 
 Prints the time of one gradient, of one block of 11 H·V and 11 G·V (each hvp method), and the
 operator products a cold and a warm LOBPCG solve (and the paper's block power iteration) of the

@@ -593,8 +593,9 @@ def top_eigenvalues(
     seed: int = 0,
     operators: tuple[str, ...] = OPERATORS,
 ) -> dict[str, EigResult]:
-    """λ¹ (algebraically largest, D14) of H, G and R = H − G (Eq. 2), k = 1 (R·V by one double
-    backward, :meth:`FullBatchLoss.residual_vp`).
+    """λ¹ (algebraically largest, D14) of H, G and R = H − G (Eq. 2), k = 1 (R·V as a Hessian block
+    of the scalar E[sg(∇_f ℓ) · f], formed by the loss's ``hvp_method``:
+    :meth:`FullBatchLoss.residual_vp`).
 
     Args:
         method: the eigensolver's registry name (:func:`~eoslab.eigen.make_eigensolver`);

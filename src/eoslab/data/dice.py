@@ -30,7 +30,7 @@ Rendering choices (the paper is silent; see also the module constants):
 * **Units.** R's symbol size at ``cex = 1`` is 1/10 inch (``cra[1] · 0.5 · ipr`` with 12 pt text),
   and a circle symbol has radius ``0.375 × that`` (R's ``RADIUS``), i.e. 2.7 device pixels · cex.
   Line width follows R's Cairo devices: ``lwd = 1`` is 1/96 inch = 0.75 device pixels.
-* **Pips.** ``pip="filled"`` (default, as the issue asks): a filled disc of radius
+* **Pips.** ``pip="filled"`` (the default): a filled disc of radius
   ``0.375 · cex / 10 inch``, i.e. R's ``pch = 16``. ``pip="open"``: R's default ``pch = 1``, a
   circle outline of that radius stroked with ``lwd = 1``.
 * **Lines.** ``lend = 0`` round caps (a capsule), ``1`` butt (a rectangle ending at the end points),
