@@ -104,9 +104,9 @@ def test_preview_cifar_from_tiny_files(tmp_path):
 
 
 def test_every_command_that_loads_data_takes_data_root(tmp_path, monkeypatch, capsys):
-    """Issue 24: the missing-data error says "point --data-root / $EOSLAB_DATA", but `eoslab train
-    … --data-root X` was "unrecognized arguments". Now every command that loads data takes it
-    (as $EOSLAB_DATA, when the config sets no data.data_root), and the message's advice works.
+    """Every command that loads data takes ``--data-root`` (as $EOSLAB_DATA, when the config sets
+    no data.data_root), so the missing-data error's advice ("point --data-root / $EOSLAB_DATA")
+    works: `eoslab train … --data-root X` and `eoslab analyze … --data-root X` find the data.
     """
     from eoslab.cli import DATA_COMMANDS, build_parser
 

@@ -1,4 +1,4 @@
-"""The promise of ``converged`` (issue: eigenvalues you can trust), for every registered solver.
+"""The promise of ``converged`` (eigenvalues you can trust), for every registered solver.
 
 Parametrised over the registry at collection time, so a solver registered later is held to the
 same contract without editing this file: for both orders and k ∈ {1, 3, 11}, on spectra that are
@@ -35,7 +35,7 @@ def _spectra() -> dict[str, torch.Tensor]:
         return torch.tensor(values, dtype=F64)
 
     return {
-        # the issue's operator: top 28.1, 27.6 (a 1.8 % gap), then 21.0, 15.6 over 10·u³
+        # top 28.1, 27.6 (a 1.8 % gap), then 21.0, 15.6 over 10·u³
         "gap_2pct": torch.cat([t(28.1, 27.6, 21.0, 15.6), 10 * u(278) ** 3]),
         "near_tie": torch.cat([t(1.0, 1 - 3e-5, 1 - 2e-3, 0.99), 0.95 * u(76)]),
         "clusters": torch.cat(

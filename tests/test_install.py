@@ -1,5 +1,5 @@
-"""The install commands keep the pinned torch (issue 24 item 9: `pip install .[bench]` could replace
-it): every `pip install` of the Makefile runs under constraints.txt or installs without
+"""The install commands keep the pinned torch (an unconstrained `pip install .[bench]` could
+replace it): every `pip install` of the Makefile runs under constraints.txt or installs without
 dependencies, and constraints.txt pins the torch this environment runs.
 """
 

@@ -115,10 +115,9 @@ def test_model_errors_at_build_time_name_the_field(tmp_path, user_factory):
 
 
 def test_a_cnn_is_described_as_a_cnn_not_as_the_default_mlp(tmp_path, capsys):
-    """Issue 24: with ``model.kind = "cnn"``, config.toml, `eoslab show` and the run's report said
-    "depth 6 × width 512" (the MLP's defaults), and collected tables carried them. Now config.toml
-    leaves the MLP's keys out, show and the report describe the CNN, and its width and depth
-    columns are null.
+    """With ``model.kind = "cnn"``, config.toml leaves the MLP's keys out (no "depth 6 × width 512",
+    the MLP's defaults), `eoslab show` and the run's report describe the CNN, and the collected
+    table's width and depth columns are null.
     """
     data = config_dict(
         data=IMAGES,

@@ -57,7 +57,7 @@ def test_every_preset_ships_as_package_data_and_loads():
     ],
 )
 def test_table2_repro_presets_run_the_papers_sizes_with_replicates(name, dataset, criterion):
-    # issue 22: >= 3 of the paper's sizes spanning >= 4x, >= 2 flow runs a size, the wall time stated
+    # >= 3 of the paper's sizes spanning >= 4x, >= 2 flow runs a size, the wall time stated
     from collections import Counter
 
     from eoslab.data.subsets import paper_subset_sizes

@@ -46,8 +46,8 @@ def test_every_python_snippet_runs(title, capsys):
 
 
 def test_using_it_from_python_multiplies_in_the_layout_it_states():
-    """Issue 24: the snippet used an X it never defined, and said blocks are rows while ``H @ V``
-    with V (k, P) was refused. Now it runs, and ``@`` is the dense-matrix product it states.
+    """The README's Python snippet runs as written (it defines every name it uses), and ``@`` is
+    the dense-matrix product in the layout it states.
     """
     ns = run_block("Using it from Python")
     H, U, top = ns["H"], ns["U"], ns["top"]

@@ -1,4 +1,4 @@
-"""README numbers that a small run reproduces, recomputed from that run (issue 24 item 11): the
+"""README numbers that a small run reproduces, recomputed from that run: the
 demo's gradient-descent band ("What the demo produces") from the demo preset's GD run, trained
 here as `eoslab demo` trains it. The quick preset's band is checked by the README tour
 (tests/test_readme_tour.py), which runs `eoslab train quick` and `eoslab show` as written.

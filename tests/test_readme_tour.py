@@ -63,7 +63,7 @@ def test_the_readme_tour_runs_as_written(tmp_path):
     assert (tmp_path / "runs/quick/report/index.html").is_file()
     show = outputs["eoslab show runs/quick"]
     assert "done (target loss 0.01 reached)" in show and "λ¹(H)" in show and "C5 (layer 1)" in show
-    # The quick preset shows the edge of stability (issue 24 item 2): λ¹ starts below 2/η (it first
+    # The quick preset shows the edge of stability: λ¹ starts below 2/η (it first
     # reaches it after step 0: progressive sharpening) and then stays near it.
     edge = re.search(r"edge\s+λ¹\(H\) first reaches 2/η = 5 at step (\d+); from there on (\d+) %", show)
     assert edge and int(edge.group(1)) > 0 and int(edge.group(2)) >= 70, show

@@ -133,7 +133,7 @@ def test_the_sweep_report_in_chromium(browser, serve, tmp_path):
     text = _check_page(browser, url, len(pngs))
     assert text.startswith("eoslab report\nreport on 16 of 17 runs (test)")
     assert "Section 5 checks" in text and "0.49" in text
-    # The edge of stability (issue 24 item 1): the group with the GD run opens with its figure and
+    # The edge of stability: the group with the GD run opens with its figure and
     # the GD run's own, each loaded, captioned from the data, its PDF a click away.
     page, problems = _open(browser, url)
     figures = page.eval_on_selector_all(
