@@ -495,3 +495,34 @@ def test_a_whole_network_metric_needs_no_layer(tmp_path, capsys):
     assert "0 power-law fit(s)" not in capsys.readouterr().out
     assert "y = peak of `sharpness_H` over steps ≥ 10" in (out / "table2.md").read_text()
     assert pd.read_csv(out / "table2.csv")["layer"].isna().all()
+
+
+def test_the_parts_of_a_sweep_are_reported_as_one_and_named(tmp_path, capsys):
+    """Several tables (a sweep's parts, each collected when it finished) give the report of their
+    union: the same fit as the whole table, every part named on the page, a run in two parts refused.
+    """
+    from eoslab.cli import main
+
+    whole = make_collected(gd=False)
+    small, large = tmp_path / "small.parquet", tmp_path / "large.parquet"
+    for path, part in ((small, whole[whole["n"] <= 781]), (large, whole[whole["n"] > 781])):
+        pq.write_table(pa.Table.from_pandas(part, preserve_index=False), path)
+    both = tmp_path / "whole.parquet"
+    pq.write_table(pa.Table.from_pandas(whole, preserve_index=False), both)
+    args = ["--bootstrap", "50", "--no-progress"]
+    assert main(["report", str(both), "--out", str(tmp_path / "one"), *args]) == 0
+    assert main(["report", str(small), str(large), "--out", str(tmp_path / "two"), *args]) == 0
+    out = capsys.readouterr().out.splitlines()
+    runs = whole["run_id"].nunique()
+    assert out[out.index(f"report on 2 parts, {runs} runs") + 1].startswith(f"  part 1: table {small} (not written")
+    table2 = (tmp_path / "two" / "table2.md").read_text()
+    assert table2 == (tmp_path / "one" / "table2.md").read_text() and "0.49" in table2
+    page = (tmp_path / "two" / "index.html").read_text()
+    assert f"part 2: table {large}" in page and page.count("code not recorded") == 2
+    merged = pq.read_table(tmp_path / "two" / "collected.parquet")
+    assert merged.num_rows == len(whole)  # the union is kept beside the report
+
+    assert main(["report", str(small), str(small), "--out", str(tmp_path / "three"), *args]) == 1
+    assert f"is in two parts: {small} and {small}" in capsys.readouterr().err
+    assert main(["report", str(small), str(large)]) == 1
+    assert "need --out" in capsys.readouterr().err

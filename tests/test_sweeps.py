@@ -14,10 +14,12 @@ import pytest
 
 from _sweep_helpers import sweep_cli, tiny_base, write_sweep
 from eoslab.config import ConfigError, config_hash, resolve
+from eoslab.provenance import code_identity
 from eoslab.store import read_parquet, to_frame
 from eoslab.sweeps import (
     COLLECT_SCHEMA,
     collect,
+    collect_info,
     grid_table,
     load_sweep,
     parse_sweep,
@@ -254,6 +256,7 @@ def test_collect_schema_and_readers(tmp_path):
     assert table["layer"].null_count > 0 and set(table["n"].to_pylist()) == {12, 24}
     assert set(table["subset_seed"].to_pylist()) == {3} and set(table["solver"].to_pylist()) == {"exp_euler"}
     assert set(table["target_loss"].to_pylist()) == {0.3}  # the report's protocol states it
+    assert collect_info(table).code == [code_identity()]  # the code that ran the sweep (code.txt)
     grid_path = out / "grid.parquet"  # a grid written before the column existed: taken from each point's config
     old_grid = read_parquet(grid_path)
     pq.write_table(old_grid.drop_columns(["target_loss"]), grid_path)

@@ -91,9 +91,11 @@ SNAPSHOT_DIR = "snapshots"
 DATA_FILE = "data.safetensors"
 TRACKER_FILE = "tracker.json"
 LOCK_FILE = ".lock"
-#: A sweep folder's own files (docs/rundir.md): the sweep config and the table of its points.
+#: A sweep folder's own files (docs/rundir.md): the sweep config, the table of its points, and the
+#: code of every invocation that ran it (:mod:`eoslab.provenance`).
 SWEEP_FILE = "sweep.toml"
 GRID_FILE = "grid.parquet"
+CODE_FILE = "code.txt"
 MANIFEST_FORMAT = 2
 #: ``status.json`` states after training ended: trained (to the target, or to a step or time
 #: limit), and those plus ``failed`` (a rerun does not train on); the other state is ``running``.

@@ -7,7 +7,12 @@ SOURCE is
   the sweep as it is now; the table it was made from is kept as ``REPORT_DIR/collected.parquet``;
 * a collected Parquet table: checked against its sweep (:func:`eoslab.sweeps.stale_reason`) and
   refused when the sweep has changed since (runs finished, failed or re-analysed);
-* a run directory: the report of that one run (:mod:`eoslab.report.run`).
+* a run directory: the report of that one run (:mod:`eoslab.report.run`);
+* several sweep folders or collected tables: the *parts* of one sweep that did not fit one
+  sitting (say, its small sizes, then its large ones, each collected and committed when it
+  finished): each part is checked as above, a run in two parts is refused, and the report is of
+  their union, its page naming every part and the code that ran it (``code.txt``,
+  :mod:`eoslab.provenance`); ``--out`` is then required.
 
 The first line printed (and the page's first line) says what the report holds: ``8 of 9 runs
 (left out: 1 stopped (max_steps 2000 reached); --include-stopped)``.
@@ -30,8 +35,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "source",
         metavar="SOURCE",
+        nargs="+",
         help="a sweep folder (collected afresh), a collected Parquet table (checked against its sweep), "
-        "or a run directory",
+        "or a run directory; several sweep folders or tables: the parts of one sweep, reported together (needs --out)",
     )
     parser.add_argument(
         "--out", metavar="REPORT_DIR", help="report folder (default: SOURCE/report, or report/ beside the table)"
@@ -181,6 +187,33 @@ def load_source(source: Path, *, include_stopped: bool = False):
     return table, headline, ([] if info is None else [f"left out {line}" for line in info.left_out_lines()])
 
 
+def load_parts(sources: list[Path], *, include_stopped: bool = False):
+    """The union of several parts' collected tables (:func:`load_source` each), a headline and,
+    per part, a line naming it, its runs and the code that ran it, then its left-out runs.
+
+    Raises:
+        ReportError: a run in two parts, or what :func:`load_source` raises for a part.
+    """
+    import pyarrow as pa
+
+    from eoslab.sweeps import collect_info
+
+    tables, lines, seen = [], [], {}
+    for i, source in enumerate(sources, 1):
+        table, headline, left_out = load_source(source, include_stopped=include_stopped)
+        info = collect_info(table)
+        for run_id in dict.fromkeys(table.column("run_id").to_pylist()):
+            if run_id in seen:
+                raise ReportError(f"run {run_id} is in two parts: {seen[run_id]} and {source}")
+            seen[run_id] = source
+        code = info.code_text() if info is not None else "code not recorded"
+        lines.append(f"part {i}: {headline.removeprefix('report on ')}; {code}")
+        lines += [f"  {line}" for line in left_out]
+        tables.append(table.replace_schema_metadata(None))
+    merged = pa.concat_tables(tables, promote_options="default")
+    return merged, f"report on {len(sources)} parts, {len(seen)} runs", lines
+
+
 def run(args: argparse.Namespace) -> int:
     """Run the command; returns its exit code."""
     from eoslab.report import check_options, collected_frame, write_report
@@ -188,11 +221,17 @@ def run(args: argparse.Namespace) -> int:
     from eoslab.rundir import RunDirError
     from eoslab.store import write_parquet
 
-    source = Path(args.source)
+    sources = [Path(s) for s in args.source]
+    source = sources[0]
+    if len(sources) > 1 and not args.out:
+        print("eoslab report: error: several SOURCEs (the parts of a sweep) need --out REPORT_DIR", file=sys.stderr)
+        return 1
     out = Path(args.out) if args.out else (source if source.is_dir() else source.parent) / "report"
     progress = figure_track(not args.no_progress)
     try:
-        if source.is_dir() and is_run_dir(source):
+        if len(sources) > 1 and any(s.is_dir() and is_run_dir(s) for s in sources):
+            raise ReportError("a run directory is reported alone; several SOURCEs are the parts of a sweep")
+        if len(sources) == 1 and source.is_dir() and is_run_dir(source):
             given = [flag for name, flag in SWEEP_ONLY if getattr(args, name) not in (None, False)]
             if given:
                 raise ReportError(
@@ -204,7 +243,10 @@ def run(args: argparse.Namespace) -> int:
             print(f"{len(result.figures)} figure(s)")
             print(f"report: {result.index.resolve()}")
             return 0
-        table, headline, left_out = load_source(source, include_stopped=args.include_stopped)
+        if len(sources) > 1:
+            table, headline, left_out = load_parts(sources, include_stopped=args.include_stopped)
+        else:
+            table, headline, left_out = load_source(source, include_stopped=args.include_stopped)
         frame = collected_frame(table)
         options = {k: DEFAULTS[k] if getattr(args, k) is None else getattr(args, k) for k in DEFAULTS}
         layer = check_options(
@@ -214,7 +256,7 @@ def run(args: argparse.Namespace) -> int:
             skip_before=options["skip_before"],
         )
         print("\n  ".join([headline, *left_out]), flush=True)
-        if source.is_dir():
+        if len(sources) > 1 or source.is_dir():
             write_parquet(table, out / "collected.parquet")
         result = write_report(
             frame,
@@ -225,7 +267,7 @@ def run(args: argparse.Namespace) -> int:
             per_size_means=args.per_size_means,
             n_boot=options["bootstrap"],
             seed=options["seed"],
-            source=str(source),
+            source=", ".join(map(str, sources)),
             headline=headline,
             notes=left_out,
             track=progress,

@@ -21,6 +21,7 @@ from typing import Any
 import pyarrow as pa
 
 from ..config import flatten_config, from_dict
+from ..provenance import recorded_codes
 from ..rundir import ANALYSIS_SCHEMA, RunDir
 from .grid import GRID_FILE, RUN_COLUMNS, axis_columns, run_columns
 from .point import PointStatus, analysis_table, exclusion_reason, point_dir, point_status, trajectory_rows
@@ -88,6 +89,8 @@ class CollectInfo:
         left_out: the points that are not in it, with their state and reason.
         include_stopped: whether ``stopped`` runs were let in.
         grid: SHA-256 of the grid's run ids, in order.
+        code: the code identities that ran the sweep (:func:`eoslab.provenance.recorded_codes`;
+            empty for a sweep run before they were recorded).
     """
 
     sweep: str
@@ -97,6 +100,11 @@ class CollectInfo:
     left_out: list[LeftOut] = field(default_factory=list)
     include_stopped: bool = False
     grid: str = ""
+    code: list[str] = field(default_factory=list)
+
+    def code_text(self) -> str:
+        """``ran at eoslab 0.1.0, git 8f149db``, or that the code was not recorded."""
+        return "ran at " + "; ".join(self.code) if self.code else "code not recorded"
 
     def headline(self) -> str:
         """``8 of 11 runs (left out: 2 stopped, 1 failed; --include-stopped adds the stopped)``: the
@@ -160,6 +168,7 @@ def current_info(sweep_dir: str | Path, *, include_stopped: bool = False) -> Col
         left_out=left_out,
         include_stopped=include_stopped,
         grid=_grid_hash(ids),
+        code=recorded_codes(sweep_dir),
     )
 
 

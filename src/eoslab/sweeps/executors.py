@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import from_dict, to_toml
+from ..provenance import record_code
 from ..rundir import TRAINED_STATES, folder_kind, folder_lock, warn
 from .grid import GRID_FILE, RUNS_DIR, SWEEP_FILE, GridPoint, Sweep, grid_table, load_sweep
 from .point import PointStatus, after_worker, point_status, run_point
@@ -361,6 +362,7 @@ def _run_bound_sweep(
     runs.mkdir(parents=True, exist_ok=True)
     write_text(sweep.text, out_dir / SWEEP_FILE)
     write_parquet(grid_table(sweep.points), out_dir / GRID_FILE)
+    record_code(out_dir)
     for p in sweep.points:  # every point's run directory from now on: one found missing was deleted
         (runs / p.run_id).mkdir(exist_ok=True)
 

@@ -1,0 +1,55 @@
+"""Which code produced a result: eoslab's version and, in a git checkout, its commit.
+
+A sweep appends one line per invocation to its folder's :data:`~eoslab.rundir.CODE_FILE`
+(:func:`record_code`), and the collected table carries the distinct identities
+(:class:`~eoslab.sweeps.collect.CollectInfo`), so a report merged from parts of a sweep run at
+different times names the code of each part (docs/rundir.md).
+"""
+
+from __future__ import annotations
+
+import subprocess
+from datetime import UTC, datetime
+from pathlib import Path
+
+from . import __version__
+from .rundir import CODE_FILE
+
+
+def code_identity() -> str:
+    """``eoslab 0.1.0, git 8f149db`` (``, modified`` when the package's files differ from that
+    commit); ``eoslab 0.1.0`` outside a git checkout (an installed wheel).
+    """
+    package = Path(__file__).resolve().parent
+
+    def git(*args: str) -> str | None:
+        try:
+            done = subprocess.run(
+                ["git", "-C", str(package), *args], capture_output=True, text=True, timeout=10, check=False
+            )
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return done.stdout.strip() if done.returncode == 0 else None
+
+    commit = git("rev-parse", "--short", "HEAD")
+    if not commit:
+        return f"eoslab {__version__}"
+    modified = git("status", "--porcelain", "--", ".")
+    return f"eoslab {__version__}, git {commit}" + (", modified" if modified else "")
+
+
+def record_code(folder: str | Path) -> None:
+    """Append a line ``<UTC time> TAB <code_identity()>`` to ``folder``'s :data:`~eoslab.rundir.CODE_FILE`."""
+    with open(Path(folder) / CODE_FILE, "a", encoding="utf-8") as f:
+        f.write(f"{datetime.now(UTC).isoformat(timespec='seconds')}\t{code_identity()}\n")
+
+
+def recorded_codes(folder: str | Path) -> list[str]:
+    """The distinct code identities of ``folder``'s :data:`~eoslab.rundir.CODE_FILE`, in the order
+    first seen; empty when there is none (a sweep run before it was kept).
+    """
+    path = Path(folder) / CODE_FILE
+    if not path.is_file():
+        return []
+    lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    return list(dict.fromkeys(line.split("\t", 1)[-1].strip() for line in lines if line.strip()))
