@@ -45,6 +45,7 @@ from torch.func import jvp, vjp, vmap
 from .criteria import Criterion
 from .curvature import DataLoop, FullBatchLoss, Reduction
 from .eigen import EigResult, make_eigensolver
+from .errors import MLPOnlyError
 from .models import MLP, Model, elu_derivative
 from .rundir import ANALYSIS_FILE, ANALYSIS_SCHEMA
 from .spectrum import spectrum_summary
@@ -61,10 +62,6 @@ LANCZOS_MAX_STEPS = 500
 #: Bytes of per-sample θ-sized rows :func:`group_grams` holds at once (it processes as many
 #: samples together as fit: two (samples, P) blocks).
 GROUP_GRAM_BYTES = 1 << 28
-
-
-class MLPOnlyError(ValueError):
-    """A quantity defined only for the paper's MLP (docs/math.md §4) was asked of another model."""
 
 
 def _require_mlp(model: Model, what: str) -> None:

@@ -23,9 +23,7 @@ from typing import Any
 
 import tomli_w
 
-
-class ConfigError(ValueError):
-    """A bad config key, type or value; the message starts with the dotted field name."""
+from .errors import ConfigError
 
 
 class ConfigDeprecationWarning(UserWarning):

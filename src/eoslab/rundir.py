@@ -68,6 +68,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from .errors import CorruptFileError, MismatchError, RunBusyError, RunDirError
 from .store import (
     WriteError,
     json_bytes,
@@ -135,34 +136,6 @@ ANALYSIS_SCHEMA = pa.schema(
 )
 #: Kinds of snapshot file: parameters θ_u (``step``) and the rest of the integrator state (``state``).
 SNAPSHOT_KINDS = ("step", "state")
-
-
-class RunDirError(Exception):
-    """A run directory (or sweep folder) that cannot be used as it is; the one-line message names
-    the file and the fix.
-    """
-
-
-class RunBusyError(RunDirError):
-    """Another process holds the folder's lock."""
-
-
-class CorruptFileError(RunDirError):
-    """A file of a run directory does not match its checksum in the manifest (or cannot be read).
-
-    Attributes:
-        path: the file.
-        problem: ``corrupt`` (checksum mismatch or unreadable), ``unrecorded`` (not in the
-            manifest) or ``missing``.
-    """
-
-    def __init__(self, path: Path, problem: str, detail: str, fix: str) -> None:
-        super().__init__(f"{path}: {detail}; {fix}")
-        self.path, self.problem, self.detail = path, problem, detail
-
-
-class MismatchError(RunDirError):
-    """The config or the data differ from what the run was created with (the manifest)."""
 
 
 def warn(message: str) -> None:

@@ -68,6 +68,7 @@ from .data import Dataset, load_dataset
 from .data.stored import STORED, read_stored
 from .data.subsets import draw_subset
 from .distributed import broadcast_object, is_main, rank_device, shard_slice, world
+from .errors import RunConflictError
 from .integrators import ExponentialEuler, GradientDescent, Integrator, StepReport
 from .models import Model, ModelError, make_model
 from .rundir import (
@@ -90,10 +91,6 @@ from .store import json_bytes, parquet_bytes, parse_safetensors, safetensors_byt
 _STATE_FILES_KEPT = 2
 #: Prefix of the trajectory-row tensors in a state file.
 _ROWS = "rows."
-
-
-class RunConflictError(Exception):
-    """The run directory already holds a run with a different config."""
 
 
 # ------------------------------------------------------------------------------ problem

@@ -33,6 +33,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from .errors import EoslabError
+
 #: Name of the temporary file of an atomic write of ``NAME``: ``.NAME.`` + 8 random characters + ``.tmp``.
 _TMP = re.compile(r"^\.(?P<name>.+)\.[a-z0-9_]{8}\.tmp$")
 
@@ -52,7 +54,7 @@ _FIXES = {
 }
 
 
-class WriteError(OSError):
+class WriteError(EoslabError, OSError):
     """A file could not be written; the message names the file, the cause and the fix."""
 
     def __init__(self, path: str | Path, cause: OSError) -> None:

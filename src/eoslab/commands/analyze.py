@@ -12,7 +12,6 @@ the fix.
 from __future__ import annotations
 
 import argparse
-import sys
 
 
 def _positive(text: str) -> int:
@@ -72,24 +71,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run the command; returns its exit code."""
     from ..analysis import analyze_run
-    from ..config import ConfigError
-    from ..data import DatasetError
-    from ..rundir import CorruptFileError, RunDirError
 
-    try:
-        path = analyze_run(
-            args.run_dir,
-            every=args.every,
-            skip_before=args.skip_before,
-            tol=args.tol,
-            chunk_size=args.chunk_size,
-            progress=not args.no_progress,
-        )
-    except (CorruptFileError, DatasetError, OSError) as e:
-        print(f"eoslab analyze: error: {' '.join(str(e).split())}", file=sys.stderr)
-        return 1
-    except (ConfigError, RunDirError) as e:
-        print(f"eoslab analyze: error: {' '.join(str(e).split())}", file=sys.stderr)
-        return 2
+    path = analyze_run(
+        args.run_dir,
+        every=args.every,
+        skip_before=args.skip_before,
+        tol=args.tol,
+        chunk_size=args.chunk_size,
+        progress=not args.no_progress,
+    )
     print(f"wrote {path}")
     return 0

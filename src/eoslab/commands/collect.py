@@ -11,7 +11,6 @@ sweep has moved on.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 
@@ -32,11 +31,7 @@ def run(args: argparse.Namespace) -> int:
     from ..sweeps import collect, collect_info
 
     out = Path(args.out) if args.out else Path(args.sweep_dir) / "collected.parquet"
-    try:
-        table = collect(args.sweep_dir, include_stopped=args.include_stopped)
-    except (OSError, ValueError) as e:
-        print(f"eoslab collect: error: {e}", file=sys.stderr)
-        return 2
+    table = collect(args.sweep_dir, include_stopped=args.include_stopped)
     write_parquet(table, out)
     info = collect_info(table)
     print("\n  left out ".join([f"{out}: {table.num_rows} rows from {info.headline()}", *info.left_out_lines()]))

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import ast
-import sys
 from pathlib import Path
 
 DATASETS = ["dice", "cifar10", "atrial_fibrillation", "uea", "sst", "synthetic"]
@@ -109,32 +108,25 @@ def _root(args) -> Path:
 
 def run(args: argparse.Namespace) -> int:
     """Run the command; returns its exit code."""
-    from eoslab.data import DatasetError, available, check_options
+    from eoslab.data import available, check_options
 
     action = getattr(args, "data_command", None)
     if action is None:
         args._parser.print_help()
         return 2
-    try:
-        if action == "import-cifar10":
-            return _import_cifar10(args)
-        options = _parse_options(args.option)
-        if action in ("preview", "info"):
-            if args.dataset not in available():
-                raise ValueError(f"unknown dataset {args.dataset!r}; available: {', '.join(available())}")
-            check_options(args.dataset, options)
-        if action == "preview":
-            return _preview(args, options)
-        if action == "fetch":
-            return _fetch(args, options)
-        if action == "info":
-            return _info(args, options)
-    except DatasetError as e:
-        print(f"eoslab data: error: {' '.join(str(e).split())}", file=sys.stderr)
-        return 2
-    except (ValueError, TypeError) as e:
-        print(f"eoslab data: error: {' '.join(str(e).split())}", file=sys.stderr)
-        return 2
+    if action == "import-cifar10":
+        return _import_cifar10(args)
+    options = _parse_options(args.option)
+    if action in ("preview", "info"):
+        if args.dataset not in available():
+            raise ValueError(f"unknown dataset {args.dataset!r}; available: {', '.join(available())}")
+        check_options(args.dataset, options)
+    if action == "preview":
+        return _preview(args, options)
+    if action == "fetch":
+        return _fetch(args, options)
+    if action == "info":
+        return _info(args, options)
     return 2
 
 

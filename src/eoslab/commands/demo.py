@@ -42,34 +42,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the command; returns its exit code."""
-    from ..config import ConfigError
     from ..report import write_report
     from ..store import write_parquet
     from ..sweeps import load_sweep, run_sweep
-    from .report import ReportError, figure_track, load_source
+    from .report import figure_track, load_source
 
     out = Path(args.out)
     start = time.monotonic()
-    try:
-        sweep = load_sweep(args.config)
-    except ConfigError as e:
-        print(f"eoslab demo: error: {e}", file=sys.stderr)
-        return 2
+    sweep = load_sweep(args.config)
     print(f"demo: {len(sweep.points)} runs of {args.config} into {out}", file=sys.stderr, flush=True)
-    try:
-        result = run_sweep(
-            sweep, out, workers=args.workers, threads_per_run=args.threads_per_run, progress=not args.no_progress
-        )
-    except ValueError as e:
-        print(f"eoslab demo: error: {e}", file=sys.stderr)
-        return 2
+    result = run_sweep(
+        sweep, out, workers=args.workers, threads_per_run=args.threads_per_run, progress=not args.no_progress
+    )
     for s in result.failed:
         print(f"eoslab demo: run {s.run_id} failed: {s.reason}", file=sys.stderr)
-    try:
-        table, headline, left_out = load_source(out)
-    except ReportError as e:
-        print(f"eoslab demo: error: {e}", file=sys.stderr)
-        return 1
+    table, headline, left_out = load_source(out)
     print("\n  ".join([headline, *left_out]), flush=True)
     write_parquet(table, out / "report" / "collected.parquet")
     progress = figure_track(not args.no_progress)

@@ -6,9 +6,10 @@ unless ``--force``.
 from __future__ import annotations
 
 import argparse
-import sys
 import tomllib
 from pathlib import Path
+
+from ..errors import UsageError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -29,15 +30,13 @@ def run(args: argparse.Namespace) -> int:
             print(f"{name:<24} {summary(name)}")
         return 0 if args.list else 2
     if not is_preset(args.name):
-        print(f"eoslab init: error: no preset {args.name!r}; presets: {', '.join(available())}", file=sys.stderr)
-        return 2
+        raise UsageError(f"no preset {args.name!r}; presets: {', '.join(available())}")
     name = args.name.removesuffix(".toml")
     dest = Path(args.dest) if args.dest else Path(f"{name}.toml")
     if dest.is_dir():
         dest = dest / f"{name}.toml"
     if dest.exists() and not args.force:
-        print(f"eoslab init: error: {dest} exists; pass --force to overwrite it", file=sys.stderr)
-        return 2
+        raise UsageError(f"{dest} exists; pass --force to overwrite it")
     text = preset_text(name)
     write_text(text, dest)
     sweep = {"base", "grid"} & set(tomllib.loads(text))

@@ -29,6 +29,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from ..errors import ReportError, UsageError
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add this command's arguments to its sub-parser."""
@@ -119,10 +121,6 @@ def figure_track(enabled: bool):
 
     console = Console(stderr=True)
     return lambda jobs: track(jobs, description="drawing figures", console=console, transient=True)
-
-
-class ReportError(Exception):
-    """Why there is no report (a stale table, an empty sweep); the CLI prints it as one line."""
 
 
 def _sweep_of_table(path: Path, recorded: str) -> Path | None:
@@ -218,63 +216,57 @@ def run(args: argparse.Namespace) -> int:
     """Run the command; returns its exit code."""
     from eoslab.report import check_options, collected_frame, write_report
     from eoslab.report.run import is_run_dir, write_run_report
-    from eoslab.rundir import RunDirError
     from eoslab.store import write_parquet
 
     sources = [Path(s) for s in args.source]
     source = sources[0]
     if len(sources) > 1 and not args.out:
-        print("eoslab report: error: several SOURCEs (the parts of a sweep) need --out REPORT_DIR", file=sys.stderr)
-        return 1
+        raise UsageError("several SOURCEs (the parts of a sweep) need --out REPORT_DIR")
     out = Path(args.out) if args.out else (source if source.is_dir() else source.parent) / "report"
     progress = figure_track(not args.no_progress)
-    try:
-        if len(sources) > 1 and any(s.is_dir() and is_run_dir(s) for s in sources):
-            raise ReportError("a run directory is reported alone; several SOURCEs are the parts of a sweep")
-        if len(sources) == 1 and source.is_dir() and is_run_dir(source):
-            given = [flag for name, flag in SWEEP_ONLY if getattr(args, name) not in (None, False)]
-            if given:
-                raise ReportError(
-                    f"{', '.join(given)}: option(s) of a sweep's report; {source} is a single run "
-                    "(its report takes --out, --skip-before and --no-progress)"
-                )
-            print(f"report on run {source}", flush=True)
-            result = write_run_report(source, out, skip_before=args.skip_before, track=progress)
-            print(f"{len(result.figures)} figure(s)")
-            print(f"report: {result.index.resolve()}")
-            return 0
-        if len(sources) > 1:
-            table, headline, left_out = load_parts(sources, include_stopped=args.include_stopped)
-        else:
-            table, headline, left_out = load_source(source, include_stopped=args.include_stopped)
-        frame = collected_frame(table)
-        options = {k: DEFAULTS[k] if getattr(args, k) is None else getattr(args, k) for k in DEFAULTS}
-        layer = check_options(
-            frame,
-            metric=options["metric"],
-            layer="auto" if args.layer is None else None if args.layer == "none" else args.layer,
-            skip_before=options["skip_before"],
-        )
-        print("\n  ".join([headline, *left_out]), flush=True)
-        if len(sources) > 1 or source.is_dir():
-            write_parquet(table, out / "collected.parquet")
-        result = write_report(
-            frame,
-            out,
-            metric=options["metric"],
-            layer=layer,
-            skip_before=options["skip_before"],
-            per_size_means=args.per_size_means,
-            n_boot=options["bootstrap"],
-            seed=options["seed"],
-            source=", ".join(map(str, sources)),
-            headline=headline,
-            notes=left_out,
-            track=progress,
-        )
-    except (OSError, ValueError, RuntimeError, ReportError, RunDirError) as e:
-        print(f"eoslab report: error: {e}", file=sys.stderr)
-        return 1
+    if len(sources) > 1 and any(s.is_dir() and is_run_dir(s) for s in sources):
+        raise ReportError("a run directory is reported alone; several SOURCEs are the parts of a sweep")
+    if len(sources) == 1 and source.is_dir() and is_run_dir(source):
+        given = [flag for name, flag in SWEEP_ONLY if getattr(args, name) not in (None, False)]
+        if given:
+            raise ReportError(
+                f"{', '.join(given)}: option(s) of a sweep's report; {source} is a single run "
+                "(its report takes --out, --skip-before and --no-progress)"
+            )
+        print(f"report on run {source}", flush=True)
+        result = write_run_report(source, out, skip_before=args.skip_before, track=progress)
+        print(f"{len(result.figures)} figure(s)")
+        print(f"report: {result.index.resolve()}")
+        return 0
+    if len(sources) > 1:
+        table, headline, left_out = load_parts(sources, include_stopped=args.include_stopped)
+    else:
+        table, headline, left_out = load_source(source, include_stopped=args.include_stopped)
+    frame = collected_frame(table)
+    options = {k: DEFAULTS[k] if getattr(args, k) is None else getattr(args, k) for k in DEFAULTS}
+    layer = check_options(
+        frame,
+        metric=options["metric"],
+        layer="auto" if args.layer is None else None if args.layer == "none" else args.layer,
+        skip_before=options["skip_before"],
+    )
+    print("\n  ".join([headline, *left_out]), flush=True)
+    if len(sources) > 1 or source.is_dir():
+        write_parquet(table, out / "collected.parquet")
+    result = write_report(
+        frame,
+        out,
+        metric=options["metric"],
+        layer=layer,
+        skip_before=options["skip_before"],
+        per_size_means=args.per_size_means,
+        n_boot=options["bootstrap"],
+        seed=options["seed"],
+        source=", ".join(map(str, sources)),
+        headline=headline,
+        notes=left_out,
+        track=progress,
+    )
     for g in result.fits:
         if g.error:
             print(f"eoslab report: {g.group.name} not fitted: {g.error}", file=sys.stderr)

@@ -20,20 +20,14 @@ def run(args: argparse.Namespace) -> int:
     """Run the command; returns its exit code."""
     from pathlib import Path
 
-    from ..config import ConfigError
     from ..report.run import run_summary
-    from ..rundir import RunDirError
     from ..sweeps.grid import GRID_FILE
 
     path = Path(args.run_dir)
     if (path / GRID_FILE).is_file():
         print(f"eoslab show: {path} is a sweep folder; `eoslab status {path}` lists its runs", file=sys.stderr)
         return 2
-    try:
-        summary = run_summary(path)
-    except (OSError, ValueError, ConfigError, RunDirError) as e:
-        print(f"eoslab show: error: {e}", file=sys.stderr)
-        return 2
+    summary = run_summary(path)
     lines = summary.lines()
     width = max(len(k) for k, _ in lines)
     for key, text in lines:

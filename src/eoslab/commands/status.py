@@ -47,11 +47,7 @@ def run(args: argparse.Namespace) -> int:
 
     from ..sweeps import sweep_status, varying_axes
 
-    try:
-        rows = sweep_status(args.sweep_dir, analysis=not args.no_analysis)
-    except (OSError, ValueError) as e:
-        print(f"eoslab status: error: {e}", file=sys.stderr)
-        return 2
+    rows = sweep_status(args.sweep_dir, analysis=not args.no_analysis)
     grid_rows = [row for row, _ in rows]
     axes = varying_axes(grid_rows)
     fixed = [k for k in (grid_rows[0] if grid_rows else {}) if k != "run_id" and k not in axes]

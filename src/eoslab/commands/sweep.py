@@ -62,32 +62,22 @@ def _positive(text: str) -> int:
 
 def run(args: argparse.Namespace) -> int:
     """Run the command; returns its exit code."""
-    from ..config import ConfigError
     from ..sweeps import load_sweep, run_sweep
-    from ..sweeps.executors import SweepError
 
-    try:
-        sweep = load_sweep(args.config)
-    except ConfigError as e:
-        print(f"eoslab sweep: error: {e}", file=sys.stderr)
-        return 2
-    try:
-        result = run_sweep(
-            sweep,
-            args.out,
-            executor=args.executor,
-            workers=args.workers,
-            address=args.address,
-            cpus_per_run=args.cpus_per_run,
-            gpus_per_run=args.gpus_per_run,
-            threads_per_run=args.threads_per_run,
-            analysis=not args.no_analysis,
-            progress=not args.no_progress,
-            force=args.force,
-        )
-    except (ValueError, SweepError) as e:
-        print(f"eoslab sweep: error: {e}", file=sys.stderr)
-        return 2
+    sweep = load_sweep(args.config)
+    result = run_sweep(
+        sweep,
+        args.out,
+        executor=args.executor,
+        workers=args.workers,
+        address=args.address,
+        cpus_per_run=args.cpus_per_run,
+        gpus_per_run=args.gpus_per_run,
+        threads_per_run=args.threads_per_run,
+        analysis=not args.no_analysis,
+        progress=not args.no_progress,
+        force=args.force,
+    )
     total, failed = len(result.statuses), result.failed
     stopped = f", {result.count('stopped')} stopped above their target" if result.count("stopped") else ""
     print(

@@ -21,6 +21,8 @@ import argparse
 import os
 import sys
 
+from ..errors import UsageError
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add this command's arguments to its sub-parser."""
@@ -41,32 +43,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
-def _fail(message: str) -> None:
-    from ..distributed import is_main
-
-    if is_main():
-        print(f"eoslab train: error: {' '.join(message.split())}", file=sys.stderr)
-
-
 def train_command(config: str, out: str, progress: bool) -> int:
     """Load, train and report: the whole command in this process (one of the ranks, or the only one)."""
-    from ..config import ConfigError, load_config, torch_device
-    from ..data import DatasetError
+    from ..cli import error_exit
+    from ..config import load_config, torch_device
     from ..distributed import is_main, process_group_from_env
-    from ..rundir import CorruptFileError, RunDirError
-    from ..runs import RunConflictError, train
+    from ..runs import train
 
     try:
         cfg = load_config(config)
         with process_group_from_env(torch_device(cfg)):
             status = train(cfg, out, progress=progress)
             main = is_main()
-    except (CorruptFileError, DatasetError, OSError) as e:
-        _fail(str(e))
-        return 1
-    except (ConfigError, RunConflictError, RunDirError) as e:
-        _fail(str(e))
-        return 2
+    except Exception as e:  # each of --nproc processes ends with the exit status; the main one says why
+        code = error_exit("train", e, show=is_main())
+        if code is None:
+            raise
+        return code
     where = f"step {status['step']}, t = {status['t']:.6g}, loss = {status['loss']}"
     if status["state"] == "failed":
         if main:
@@ -80,19 +73,13 @@ def train_command(config: str, out: str, progress: bool) -> int:
 def run(args: argparse.Namespace) -> int:
     """Train in this process, or in ``--nproc`` spawned ones; the exit code."""
     if args.nproc < 1:
-        print(f"eoslab train: error: --nproc must be >= 1, got {args.nproc}", file=sys.stderr)
-        return 2
+        raise UsageError(f"--nproc must be >= 1, got {args.nproc}")
     if args.nproc == 1:
         return train_command(args.config, args.out, not args.no_progress)
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        print("eoslab train: error: --nproc starts its own processes; under torchrun leave it out", file=sys.stderr)
-        return 2
-    from ..config import ConfigError, load_config, torch_device
+        raise UsageError("--nproc starts its own processes; under torchrun leave it out")
+    from ..config import load_config, torch_device
     from ..distributed import launch
 
-    try:
-        device = torch_device(load_config(args.config))
-    except ConfigError as e:
-        print(f"eoslab train: error: {e}", file=sys.stderr)
-        return 2
+    device = torch_device(load_config(args.config))
     return launch(train_command, args.nproc, args.config, args.out, not args.no_progress, device=device)

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import torch
 
+from ..errors import DatasetError as DatasetError
+
 
 @dataclass
 class Dataset:
@@ -72,10 +74,6 @@ class Dataset:
         std = self.X.std(0, correction=0, keepdim=True)
         X = (self.X - mean) / torch.where(std > 0, std, torch.ones_like(std))
         return dataclasses.replace(self, X=X, meta={**self.meta, "standardized": "per feature, over the split"})
-
-
-class DatasetError(Exception):
-    """A dataset file is missing, malformed or fails its checksum; the message names the file."""
 
 
 _REGISTRY: dict[str, Callable[..., Dataset]] = {}

@@ -26,6 +26,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
+from ..errors import ModelError
 from .base import Model
 from .cnn import CNN
 from .mlp import MLP
@@ -47,14 +48,6 @@ CNN_OPTIONS: dict[str, tuple[Callable[[object], bool], str]] = {
 
 def _is_int(v: object) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
-
-
-class ModelError(ValueError):
-    """A model that cannot be built; ``field`` is the config field it concerns (e.g. ``model.kind``)."""
-
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(message)
-        self.field = field
 
 
 def check_kind(kind: str) -> None:

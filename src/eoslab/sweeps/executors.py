@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import from_dict, to_toml
+from ..errors import SweepError
 from ..provenance import record_code
 from ..rundir import TRAINED_STATES, folder_kind, folder_lock, warn
 from .grid import GRID_FILE, RUNS_DIR, SWEEP_FILE, GridPoint, Sweep, grid_table, load_sweep
@@ -43,12 +44,6 @@ from .point import PointStatus, after_worker, point_status, run_point
 LOG_FILE = "sweep.log"
 #: Seconds to wait for a Ray cluster given by ``address`` to answer before giving up.
 RAY_CONNECT_TIMEOUT_S = 30.0
-
-
-class SweepError(Exception):
-    """A sweep that cannot start: its folder holds another sweep or is in use, or its Ray cluster
-    does not answer; the one-line message says what to do.
-    """
 
 
 def _pin_threads(threads: int) -> None:
