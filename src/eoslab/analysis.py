@@ -42,17 +42,15 @@ import pyarrow.compute as pc
 import torch
 from torch.func import jvp, vjp, vmap
 
+from .constants import LAYER_RATIO_BOUND as LAYER_RATIO_BOUND
 from .criteria import Criterion
-from .curvature import DataLoop, FullBatchLoss, Reduction
+from .curvature import OPERATORS, DataLoop, FullBatchLoss, Reduction
 from .eigen import EigResult, make_eigensolver
 from .errors import MLPOnlyError
 from .models import MLP, Model, elu_derivative
 from .rundir import ANALYSIS_FILE, ANALYSIS_SCHEMA
 from .spectrum import spectrum_summary
 
-OPERATORS = ("H", "G", "R")
-#: §4: E‖J̃_i‖² ≤ 1.37 E‖J̃_1‖² for i > 1, so λ¹(G) ≤ (1 + 1.37 (L − 1)) E‖J̃_1‖².
-LAYER_RATIO_BOUND = 1.37
 DEFAULT_CHUNK_SIZE = 512
 #: Relative Lanczos residual at which ‖K_i‖² is accepted; the eigenvalue error is about its square.
 LANCZOS_TOL = 1e-6

@@ -23,6 +23,7 @@ from typing import Any
 
 import tomli_w
 
+from .constants import CRITERIA, INITS, SKIP_BEFORE
 from .errors import ConfigError
 
 
@@ -110,7 +111,7 @@ class TrainConfig:
 class AnalysisConfig:
     """The decomposition of every snapshot (docs/math.md §3–§6)."""
 
-    skip_before: int = 10  #: D13: steps < this are not analysed
+    skip_before: int = SKIP_BEFORE  #: D13: steps < this are not analysed
     every: int = 1  #: analyse every this-many-th snapshot
     eig_method: str = "lobpcg"  #: a registered eigensolver for the λ¹ solves: lobpcg | power
     eig_tol: float = 1e-4
@@ -131,9 +132,9 @@ class RunConfig:
 
 
 _CHOICES = {
-    "model.init": ("xavier_normal", "xavier_uniform"),
+    "model.init": INITS,
     "model.dtype": ("float64", "float32"),
-    "criterion.name": ("ce", "mse"),
+    "criterion.name": CRITERIA,
     "criterion.mse_reduction": ("mean", "sum"),
     "solver.method": ("exp_euler", "gd"),
     "data.split": ("train", "test"),

@@ -10,6 +10,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from .constants import CRITERIA, CRITERION_ALIASES
+
 
 class Criterion:
     """Base class. ``f``: (N, n_L) outputs; ``y``: (N,) class indices."""
@@ -103,11 +105,11 @@ class MSE(Criterion):
 
 def make_criterion(name: str, **options) -> Criterion:
     """``"ce"`` / ``"cross_entropy"`` or ``"mse"`` (options: ``reduction``)."""
-    key = name.lower()
-    if key in ("ce", "cross_entropy", "crossentropy"):
+    key = CRITERION_ALIASES.get(name.lower(), name.lower())
+    if key == "ce":
         if options:
             raise ValueError(f"cross-entropy takes no options, got {sorted(options)}")
         return CrossEntropy()
     if key == "mse":
         return MSE(**options)
-    raise ValueError(f"unknown criterion {name!r}; use 'ce' or 'mse'")
+    raise ValueError(f"unknown criterion {name!r}; use {' or '.join(map(repr, CRITERIA))}")

@@ -29,6 +29,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from ..constants import SKIP_BEFORE
 from ..errors import ReportError, UsageError
 
 
@@ -77,7 +78,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 #: The sweep report's defaults of the options a single run's report does not take.
-DEFAULTS = {"metric": "eq7_c5", "skip_before": 10, "bootstrap": 1000, "seed": 0}
+DEFAULTS = {"metric": "eq7_c5", "skip_before": SKIP_BEFORE, "bootstrap": 1000, "seed": 0}
 #: Options of the sweep report only: (attribute, flag).
 SWEEP_ONLY = (
     ("metric", "--metric"),

@@ -12,6 +12,7 @@ import hashlib
 import numpy as np
 import torch
 
+from ..constants import CRITERIA, CRITERION_ALIASES
 from . import Dataset
 
 __all__ = ["SUBSET_SIZES", "paper_subset_sizes", "subset_indices", "draw_subset"]
@@ -25,7 +26,7 @@ SUBSET_SIZES: dict[tuple[str, str], tuple[int, ...]] = {
     ("sst", "ce"): (461, 922, 1844, 3689),
 }
 
-_CRITERIA = {"ce": "ce", "cross_entropy": "ce", "cross-entropy": "ce", "crossentropy": "ce", "mse": "mse"}
+_CRITERIA = {**{c: c for c in CRITERIA}, **CRITERION_ALIASES}
 _DATASETS = {
     "cifar": "cifar10",
     "cifar-10": "cifar10",

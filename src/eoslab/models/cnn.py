@@ -21,9 +21,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from ..constants import INITS
 from .module import ModuleModel, seeded
-
-INITS = ("xavier_normal", "xavier_uniform")
 
 
 def cnn_module(

@@ -16,10 +16,10 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from ..constants import INITS
 from .base import Model
 
 ACTIVATIONS = ("elu",)
-INITS = ("xavier_normal", "xavier_uniform")
 
 
 def elu_derivative(z: torch.Tensor) -> torch.Tensor:

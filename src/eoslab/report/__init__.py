@@ -34,6 +34,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+import pyarrow as pa
+
+from eoslab.constants import SKIP_BEFORE as SKIP_BEFORE
+from eoslab.sweeps.grid import FIELD_OF_COLUMN
+from eoslab.sweeps.grid import RUN_COLUMNS as RUN_SCHEMA
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -43,27 +49,35 @@ if TYPE_CHECKING:
 
 #: Columns every collected table must have.
 REQUIRED_COLUMNS = ("run_id", "dataset", "n", "criterion", "step", "t", "metric", "layer", "value")
-#: Columns that describe a run (constant over its rows); the ones absent get these defaults.
-RUN_COLUMNS: dict[str, Any] = {
-    "run_id": None,
-    "dataset": None,
-    "n": None,
-    "criterion": None,
-    "solver": "exp_euler",
-    "eta": float("nan"),
-    "eta_max": float("nan"),
-    "target_loss": float("nan"),
-    "init_seed": -1,
-    "subset_seed": -1,
-    "width": -1,
-    "depth": -1,
-}
 #: Columns of the rows of ``analysis.parquet``; every other column describes the run.
 ANALYSIS_COLUMNS = ("step", "t", "metric", "layer", "value")
 #: The solver whose runs the analyses of the paper use (exponential Euler, docs/math.md §7).
 ANALYSIS_SOLVER = "exp_euler"
-#: Analyses ignore the initial transient, steps below this (docs/math.md §5, D13).
-SKIP_BEFORE = 10
+
+
+def _run_columns() -> dict[str, Any]:
+    """The run columns of ``grid.parquet`` (:data:`eoslab.sweeps.grid.RUN_COLUMNS`) with the
+    solver's settings (``solver.*`` and ``train.target_loss``) right after the problem
+    (``criterion``), the order groups are named in, each with the value a table that lacks it
+    gets: ``None`` for a string and ``n``, -1 for an integer, NaN for a float, and
+    :data:`ANALYSIS_SOLVER` for ``solver``.
+    """
+
+    def default(field: pa.Field) -> Any:
+        if field.name == "solver":
+            return ANALYSIS_SOLVER
+        if field.name == "n" or not (pa.types.is_integer(field.type) or pa.types.is_floating(field.type)):
+            return None
+        return -1 if pa.types.is_integer(field.type) else float("nan")
+
+    solver = [f for f in RUN_SCHEMA if FIELD_OF_COLUMN.get(f.name, "").startswith(("solver.", "train."))]
+    rest = [f for f in RUN_SCHEMA if f not in solver]
+    after = [f.name for f in rest].index("criterion") + 1
+    return {f.name: default(f) for f in [*rest[:after], *solver, *rest[after:]]}
+
+
+#: Columns that describe a run (constant over its rows), with the values the ones absent get.
+RUN_COLUMNS: dict[str, Any] = _run_columns()
 
 
 def collected_frame(table: Any) -> pd.DataFrame:

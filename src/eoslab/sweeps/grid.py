@@ -82,6 +82,7 @@ from ..config import (
     to_toml,
     unused_fields,
 )
+from ..constants import CRITERIA
 from ..rundir import GRID_FILE as GRID_FILE  # re-exported: the sweep folder's files
 from ..rundir import SWEEP_FILE as SWEEP_FILE
 
@@ -394,8 +395,8 @@ def expand_grid(base: RunConfig, grid: dict) -> list[GridPoint]:
 
     criteria = _as_list("grid.criteria", grid.get("criteria", [base.criterion.name]), str)
     for i, c in enumerate(criteria):
-        if c not in ("ce", "mse"):
-            raise ConfigError(f"grid.criteria[{i}]: must be one of ce, mse, got {c!r}")
+        if c not in CRITERIA:
+            raise ConfigError(f"grid.criteria[{i}]: must be one of {', '.join(CRITERIA)}, got {c!r}")
     init_seeds = _seeds("grid.init_seeds", grid.get("init_seeds", [base.model.init_seed]))
     subset_seeds = _seeds("grid.subset_seeds", grid.get("subset_seeds", [base.data.subset_seed]))
     default_n = _sizes("grid.n", grid["n"]) if "n" in grid else ([base.data.n] if base.data.n else None)
