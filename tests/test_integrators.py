@@ -274,3 +274,15 @@ def test_gd_edge_of_stability_vs_exponential_euler():
         flow_sharp.append((ee.t, ee.step().eigenvalues[0]))
     print(f"exponential Euler: λ¹ {flow_sharp[0][1]:.1f} → {flow_sharp[-1][1]:.1f} at t = {flow_sharp[-1][0]:.1f}")
     assert flow_sharp[0][1] < 2 / eta and flow_sharp[-1][1] > 1.25 * 2 / eta
+
+
+def test_loss_rises_beyond_round_off_are_departures_from_the_flow():
+    from eoslab.integrators import departure_note, loss_rises
+
+    assert loss_rises([3.0, 2.0, 2.0 * (1 + 1e-12), 1.0]) == []  # round-off is not a rise
+    assert departure_note([3.0, 2.0, 1.0]) is None
+    assert loss_rises([3.0, 4.5, 2.0, 2.2, 1.0]) == [0, 2]
+    assert departure_note([3.0, 4.5, 2.0, 2.2, 1.0]) == (
+        "the loss rose along exponential Euler at 2 of 4 steps (the largest ×1.5, step 0 → 1): the run left "
+        "the gradient flow there; lower solver.eta_max or solver.step_c"
+    )

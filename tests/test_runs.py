@@ -261,3 +261,25 @@ def test_standardize_uses_the_whole_split_and_keeps_the_default_hash():
     assert torch.equal(standard.dataset.X, scaled.X[rows])
     assert config_hash(small_config()) == config_hash(small_config(data={"standardize": False}))
     assert config_hash(small_config()) != config_hash(small_config(data={"standardize": True}))
+
+
+def test_a_flow_run_whose_loss_rises_says_it_left_the_gradient_flow(tmp_path, capsys):
+    """The gradient flow's loss never rises; an exponential Euler run whose loss does (here Δt =
+    10/|λ^{k+1}|: the bulk's Euler step is unstable) is flagged in its status notes and on stderr.
+    """
+    cfg = small_config(
+        data={"n": 20, "subset_seed": 5}, solver={"step_c": 10.0, "eta_max": 1.0}, train={"target_loss": 0.1}
+    )
+    status = train(cfg, tmp_path / "run", progress=False)
+    losses = [r["loss"] for r in read_parquet(tmp_path / "run" / "trajectory.parquet").to_pylist()]
+    rises = [u for u in range(len(losses) - 1) if losses[u + 1] > losses[u]]
+    worst = max(rises, key=lambda u: losses[u + 1] / losses[u])
+    assert rises and status["notes"] == [
+        f"the loss rose along exponential Euler at {len(rises)} of {len(losses) - 1} steps (the largest "
+        f"×{losses[worst + 1] / losses[worst]:.3g}, step {worst} → {worst + 1}): the run left the gradient flow "
+        "there; lower solver.eta_max or solver.step_c"
+    ]
+    err = capsys.readouterr().err
+    assert f"the loss rose at step {rises[0] + 1} (" in err and "left the gradient flow" in err
+    calm = train(small_config(data={"n": 20, "subset_seed": 5}), tmp_path / "calm", progress=False)
+    assert "notes" not in calm  # the default step never raised the loss here

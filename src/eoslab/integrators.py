@@ -256,6 +256,34 @@ class ExponentialEuler(Integrator):
         return min(self.eta_max, self.step_c / abs(lam_next))
 
 
+#: A rise of the loss between consecutive exponential Euler steps larger than this (relative) is a
+#: departure from the gradient flow, whose loss never rises (dL/dt = −‖∇L̃‖², docs/math.md §2);
+#: smaller ones are round-off.
+RISE_TOL = 1e-9
+
+
+def loss_rises(losses: list[float]) -> list[int]:
+    """The steps u with L̃(θ_{u+1}) > L̃(θ_u) (1 + :data:`RISE_TOL`) in a trajectory's losses."""
+    return [u for u in range(len(losses) - 1) if losses[u + 1] > losses[u] * (1 + RISE_TOL)]
+
+
+def departure_note(losses: list[float]) -> str | None:
+    """What a flow trajectory whose loss rose says about itself (None when it never rose): an
+    exponential Euler step that raises the loss has left the gradient flow it integrates (its top
+    directions are exact only for the flow linearised at θ_u; with Δt λ¹ ≫ 1 and curvature that
+    changes within a step, the step overshoots), so the run's quantities are not the flow's.
+    """
+    rises = loss_rises(losses)
+    if not rises:
+        return None
+    worst = max(rises, key=lambda u: losses[u + 1] / losses[u])
+    return (
+        f"the loss rose along exponential Euler at {len(rises)} of {len(losses) - 1} steps (the largest "
+        f"×{losses[worst + 1] / losses[worst]:.3g}, step {worst} → {worst + 1}): the run left the gradient flow "
+        "there; lower solver.eta_max or solver.step_c"
+    )
+
+
 def exp_factor(lam: torch.Tensor, dt: float) -> torch.Tensor:
     """R = min((1 − e^{−λ Δt}) / λ, Δt), and r = Δt where λ = 0 (docs/math.md §7 step 5).
 

@@ -69,7 +69,7 @@ from .data.stored import STORED, read_stored
 from .data.subsets import draw_subset
 from .distributed import broadcast_object, is_main, rank_device, shard_slice, world
 from .errors import RunConflictError
-from .integrators import ExponentialEuler, GradientDescent, Integrator, StepReport
+from .integrators import ExponentialEuler, GradientDescent, Integrator, StepReport, departure_note, loss_rises
 from .models import Model, ModelError, make_model
 from .rundir import (
     DATA_FILE,
@@ -635,6 +635,8 @@ def _train_loop(
 
     start = time.monotonic()
     limit = None
+    flow = isinstance(integ, ExponentialEuler)
+    warned = flow and bool(loss_rises([r.loss for r in rows]))
     with _Progress(progress, cfg.target_loss, integ.step_count) as bar:
         while True:
             elapsed = elapsed0 + time.monotonic() - start
@@ -647,12 +649,22 @@ def _train_loop(
             report = integ.step(stop_below=math.inf if limit else cfg.target_loss)
             rows.append(report)
             bar.update(report)
+            if flow and not warned and main and len(rows) > 1 and loss_rises([rows[-2].loss, report.loss]):
+                warned = True
+                warn(
+                    f"{run.path}: the loss rose at step {report.step} ({rows[-2].loss:.6g} → {report.loss:.6g}): "
+                    "exponential Euler left the gradient flow; lower solver.eta_max or solver.step_c"
+                )
             if report.final:
                 break
             if integ.step_count % cfg.snapshot_every == 0:
                 running = writer.running(integ.step_count, integ.t, report.loss)
                 writer.snapshot(integ, rows, elapsed0 + time.monotonic() - start, running)
 
+    departed = departure_note([r.loss for r in rows]) if flow and main else None
+    if departed:
+        notes.append(departed)
+        warn(f"{run.path}: {departed}")
     status = final_status(report, limit, cfg.target_loss, notes, rows[0].loss)
     if status["state"] == "failed":
         writer.finish(rows, status)
