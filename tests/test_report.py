@@ -526,3 +526,42 @@ def test_the_parts_of_a_sweep_are_reported_as_one_and_named(tmp_path, capsys):
     assert f"is in two parts: {small} and {small}" in capsys.readouterr().err
     assert main(["report", str(small), str(large)]) == 1
     assert "need --out" in capsys.readouterr().err
+
+
+def test_a_report_warns_when_flow_runs_raised_their_loss(tmp_path, capsys):
+    """Trajectory rows whose loss rises along exponential Euler (the flow's never does) get a
+    warning on stderr and on the page, naming how many runs and the worst step; GD's rises do not.
+    """
+    from eoslab.cli import main
+
+    frame = make_collected(groups=(("cifar10", "ce", (390, 781, 1562), 4e-4, 0.49),), gd=True)
+    frame = frame[~frame["metric"].str.startswith("trajectory_")]  # replaced by the losses below
+    runs = frame.drop_duplicates("run_id").set_index("run_id")
+    rows = []
+    for run_id, run in runs.iterrows():
+        losses = [2.0, 1.5, 1.0, 0.5] if run["solver"] == "exp_euler" else [2.0, 3.0, 1.0, 0.5]
+        if run_id == runs.index[1]:
+            losses = [2.0, 1.0, 1.8, 0.5]  # one flow run left the flow: ×1.8 at step 1 → 2
+        for step, loss in enumerate(losses):
+            rows.append(
+                {
+                    **run.to_dict(),
+                    "run_id": run_id,
+                    "step": step,
+                    "t": 0.1 * step,
+                    "metric": "trajectory_loss",
+                    "layer": None,
+                    "value": loss,
+                }
+            )
+    table = pd.concat([frame, pd.DataFrame(rows)], ignore_index=True)
+    path = tmp_path / "t.parquet"
+    pq.write_table(pa.Table.from_pandas(table, preserve_index=False), path)
+    assert main(["report", str(path), "--out", str(tmp_path / "r"), "--bootstrap", "20", "--no-progress"]) == 0
+    flows = int((runs["solver"] == "exp_euler").sum())
+    warning = (
+        f"WARNING: the loss rose along exponential Euler in 1 of {flows} runs (the largest step ×1.8, run "
+        f"{runs.index[1]}): those runs left the gradient flow"
+    )
+    assert warning in capsys.readouterr().err
+    assert warning in (tmp_path / "r" / "index.html").read_text()

@@ -271,6 +271,9 @@ def run(args: argparse.Namespace) -> int:
     for g in result.fits:
         if g.error:
             print(f"eoslab report: {g.group.name} not fitted: {g.error}", file=sys.stderr)
+    for note in result.notes:
+        if note.startswith("WARNING"):
+            print(f"eoslab report: {note}", file=sys.stderr)
     failed = [c.name for c in result.checks if not c.holds]
     print(
         f"{len(result.fits)} power-law fit(s), {len(result.checks) - len(failed)}/{len(result.checks)} "

@@ -149,6 +149,31 @@ def split_trajectory(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     return frame[~is_trajectory], frame[is_trajectory]
 
 
+def flow_departures(trajectory: pd.DataFrame) -> str | None:
+    """A warning when exponential Euler runs of a collected table's trajectory rows
+    (:func:`split_trajectory`) raised their loss — left the gradient flow
+    (:func:`eoslab.integrators.departure_note`), so their analysed quantities are not the flow's —
+    naming how many runs and the worst; None when none did (or the table has no trajectories).
+    """
+    from eoslab.integrators import loss_rises
+
+    rows = trajectory[(trajectory["metric"] == "trajectory_loss") & (trajectory["solver"] == ANALYSIS_SOLVER)]
+    worst: dict[str, float] = {}
+    for run_id, run in rows.groupby("run_id", sort=False):
+        losses = run.sort_values("step")["value"].tolist()
+        rises = loss_rises(losses)
+        if rises:
+            worst[run_id] = max(losses[u + 1] / losses[u] for u in rises)
+    if not worst:
+        return None
+    top = max(worst, key=worst.get)
+    return (
+        f"WARNING: the loss rose along exponential Euler in {len(worst)} of {rows['run_id'].nunique()} runs "
+        f"(the largest step ×{worst[top]:.3g}, run {top}): those runs left the gradient flow, and their quantities "
+        "are not the flow's; rerun them with a smaller solver.eta_max or solver.step_c"
+    )
+
+
 def metric_rows(frame: pd.DataFrame, metric: str, layer: int | None = None) -> pd.DataFrame:
     """The rows of one metric; of one ``layer``, or the whole-network rows when ``layer`` is None."""
     rows = frame[frame["metric"] == metric]
@@ -252,8 +277,11 @@ def write_report(
 
     out_dir = Path(out_dir)
     frame = collected_frame(table)
-    analysis = split_trajectory(frame)[0]
+    analysis, trajectory = split_trajectory(frame)
     notes = list(notes)
+    departed = flow_departures(trajectory)
+    if departed:
+        notes.append(departed)
     try:
         fits = powerlaw.fit_power_laws(
             analysis,
