@@ -16,7 +16,7 @@ from eoslab.report.powerlaw import fit_power_laws, fits_markdown
 from eoslab.store import read_parquet
 
 RESULTS = Path(__file__).resolve().parents[1] / "docs" / "results"
-PRESETS = ["repro_atrial_fibrillation", "repro_dice"]
+PRESETS = ["repro_atrial_fibrillation", "repro_dice", "repro_dice_paper"]
 
 
 @pytest.fixture(params=PRESETS)
@@ -76,3 +76,19 @@ def test_one_power_law_is_rejected_on_dice_and_its_peaks_are_the_last_snapshots(
     assert g.at_last == (8, 8)
     assert g.t_star == pytest.approx(27.82, abs=0.005)
     assert g.fixed_time.b == pytest.approx(-0.490, abs=5e-4) and not g.fixed_time.tests.rejected
+
+
+def test_dice_in_the_papers_regime_does_not_grow_with_n():
+    """32 × 32, n = 468 … 3750 (8×), width 128: b's interval includes 0 and the local exponent
+    falls from 0.10 to −0.32, where the paper found b = 0.23; at t* the alignment falls with n.
+    """
+    g = _fit("repro_dice_paper")
+    assert (g.fit.b, *g.fit.b_ci) == pytest.approx((-0.1177, -0.2559, 0.0124), abs=5e-4)
+    assert g.fit.r2 == pytest.approx(0.464, abs=5e-4)
+    t = g.fit.tests
+    assert t.lof_df == (2, 4) and t.lof_p == pytest.approx(0.1803, abs=5e-5) and not t.rejected
+    assert t.quad_p == pytest.approx(0.0485, abs=5e-5)
+    assert t.local_slopes == pytest.approx((0.104, -0.129, -0.317), abs=5e-4)
+    assert g.at_last == (8, 8)
+    assert g.t_star == pytest.approx(54.82, abs=0.005)  # where the n = 468 runs end
+    assert g.fixed_time.b == pytest.approx(-0.276, abs=5e-4) and g.fixed_time.tests.rejected
