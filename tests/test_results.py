@@ -16,7 +16,7 @@ from eoslab.report.powerlaw import fit_power_laws, fits_markdown
 from eoslab.store import read_parquet
 
 RESULTS = Path(__file__).resolve().parents[1] / "docs" / "results"
-PRESETS = ["repro_atrial_fibrillation", "repro_dice", "repro_dice_paper"]
+PRESETS = ["repro_atrial_fibrillation", "repro_dice", "repro_dice_paper", "repro_sst_ce"]
 
 
 @pytest.fixture(params=PRESETS)
