@@ -83,3 +83,9 @@ class SweepError(EoslabError):
 
 class ReportError(EoslabError):
     """Why there is no report (a stale table, an empty sweep); the CLI prints it as one line."""
+
+
+class RegistryError(EoslabError, ValueError):
+    """A name registered twice, or a name looked up that is not registered (:mod:`eoslab._registry`);
+    the message names the registered ones.
+    """
