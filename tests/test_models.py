@@ -5,6 +5,7 @@ registry of model kinds and its one-line errors.
 from __future__ import annotations
 
 import math
+import re
 import sys
 import textwrap
 
@@ -258,7 +259,7 @@ def test_registry_builds_each_kind(user_module):
         ("python:userpkg.nets:not_a_module", "model.kind", "returned int, expected a torch.nn.Module"),
         ("python:userpkg.nets:wrong_outputs", "model.kind", r"to \(1, 4\), expected \(1, 3\)"),
         ("python:nodots", "model.kind", "not of the form"),
-        ("resnet", "model.kind", "must be one of mlp, cnn"),
+        ("resnet", "model.kind", "must be one of cnn, mlp or 'python:package.module:factory', got 'resnet'"),
     ],
 )
 def test_registry_errors_are_one_line_and_name_the_field(user_module, kind, field, message):
@@ -270,8 +271,7 @@ def test_registry_errors_are_one_line_and_name_the_field(user_module, kind, fiel
 @pytest.mark.parametrize(
     ("model", "message"),
     [
-        ({"kind": "cnn", "options": {"channel": [2]}}, "model.options.channel: unknown cnn option"),
-        ({"kind": "cnn", "options": {"kernel_size": 4}}, "model.options.kernel_size: must be a positive odd integer"),
+        ({"kind": "cnn", "options": {"channel": [2]}}, "model.options: cnn: unknown option 'channel'"),
         ({"kind": "mlp", "options": {"channels": [2]}}, "model.options: the mlp takes no options"),
         ({"kind": "cnn", "groups": ["conv1"]}, "model.groups: parameter-group prefixes are only for python: models"),
         ({"kind": "python:a.b:c", "groups": [3]}, "model.groups: must be a list of parameter-name prefixes"),
@@ -281,3 +281,13 @@ def test_registry_errors_are_one_line_and_name_the_field(user_module, kind, fiel
 def test_config_validates_the_model_fields(model, message):
     with pytest.raises(ConfigError, match=message):
         from_dict({"model": model})
+
+
+@pytest.mark.parametrize(("key", "value"), [("kernel_size", 4), ("channels", []), ("pool", 0)])
+def test_a_cnn_option_has_one_rule_for_the_config_and_the_class(key, value):
+    with pytest.raises(ModelError) as from_class:
+        CNN((1, 8, 8), 2, **{key: value})
+    rule = str(from_class.value)
+    assert rule.startswith(f"cnn: {key} must be ") and rule.endswith(f", got {value!r}")
+    with pytest.raises(ConfigError, match=f"^model.options: {re.escape(rule)}$"):
+        from_dict({"model": {"kind": "cnn", "options": {key: value}}})

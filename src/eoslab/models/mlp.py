@@ -5,19 +5,23 @@
 with σ = ELU. All numerics work on the flat parameter vector θ ∈ R^P, ordered
 (W_1, b_1, ..., W_L, b_L) with each W_i row-major; :meth:`MLP.unflatten` gives per-layer views.
 Inputs of any shape are flattened (the only model that flattens): x = X[n].flatten(), n_0 = its size.
-The parameter groups are the layers, ``layer1 .. layerL`` = (W_i, b_i).
+The parameter groups are the layers, ``layer1 .. layerL`` = (W_i, b_i). It is the model kind
+``"mlp"`` (the default ``model.kind``, :mod:`eoslab.models.registry`).
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 
 from ..constants import INITS
+from ..errors import ModelError
 from .base import Model
+from .registry import MODELS
 
 ACTIVATIONS = ("elu",)
 
@@ -45,6 +49,7 @@ class Forward:
         return self.z[-1]
 
 
+@MODELS.register("mlp")
 class MLP(Model):
     """Layer sizes n_0 → width → … → width → n_L with ``depth`` Linear layers (D8 init).
 
@@ -90,6 +95,37 @@ class MLP(Model):
             shapes += [(self.sizes[i + 1], self.sizes[i]), (self.sizes[i + 1],)]
         names = [f"{kind}{i + 1}" for i in range(depth) for kind in ("W", "b")]
         self._set_layout(names, shapes, [(f"layer{i + 1}", names[2 * i : 2 * i + 2]) for i in range(depth)])
+
+    # -- the model kind "mlp" (eoslab.models.registry.ModelKind) --------------------------------
+    @classmethod
+    def check_options(cls, options: dict[str, Any]) -> None:
+        """The MLP takes no ``model.options``: its size is ``model.depth`` × ``model.width``."""
+        if options:
+            raise ModelError(
+                "model.options", f"the mlp takes no options (use model.depth, width, init, gain), got {sorted(options)}"
+            )
+
+    @classmethod
+    def build(
+        cls,
+        input_shape: tuple[int, ...],
+        num_classes: int,
+        *,
+        depth: int,
+        width: int,
+        init: str,
+        gain: float,
+        options: dict[str, Any],
+        dtype: torch.dtype,
+        device: torch.device | str | None,
+    ) -> MLP:
+        """The MLP on inputs of ``input_shape``, flattened (n_0 = their number of entries)."""
+        return cls(math.prod(input_shape), num_classes, depth, width, init=init, gain=gain, dtype=dtype, device=device)
+
+    @classmethod
+    def describe(cls, *, depth: int, width: int, options: dict[str, Any]) -> str:
+        """``mlp, depth L × width w``."""
+        return f"mlp, depth {depth} × width {width}"
 
     @property
     def depth(self) -> int:

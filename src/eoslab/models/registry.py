@@ -1,9 +1,14 @@
 """Model kinds by name, behind the config's ``model.kind`` (docs/rundir.md).
 
-* ``"mlp"`` (default): the paper's MLP (docs/math.md §1) from ``depth``, ``width``, ``init``,
-  ``gain``; it flattens its inputs; no ``options``.
-* ``"cnn"``: :class:`~eoslab.models.CNN`, options ``channels`` (list of ints, default [16, 32]),
-  ``kernel_size`` (odd, default 3), ``pool`` (default 2); ``init`` and ``gain`` as the MLP's.
+* a registered kind (:data:`MODELS`): a :class:`~eoslab.models.Model` class that registers itself
+  where it is defined (``@MODELS.register("name")``) and has the three class methods of
+  :class:`ModelKind`, so the config checks its options and the run builds it:
+
+  * ``"mlp"`` (default): the paper's MLP (docs/math.md §1) from ``depth``, ``width``, ``init``,
+    ``gain``; it flattens its inputs; no ``options``.
+  * ``"cnn"``: :class:`~eoslab.models.CNN`, options ``channels`` (list of ints, default [16, 32]),
+    ``kernel_size`` (odd, default 3), ``pool`` (default 2); ``init`` and ``gain`` as the MLP's.
+
 * ``"python:package.module:factory"``: **imports the user's code** ``package.module`` (it must be
   importable, e.g. on ``PYTHONPATH`` or installed) and calls
   ``factory(input_shape=(...), num_classes=n_L, **options)``, which must return a
@@ -18,69 +23,78 @@ Errors are :class:`ModelError` with a one-line message and the config field they
 from __future__ import annotations
 
 import importlib
-import inspect
 import math
 import re
 from collections.abc import Callable, Sequence
+from typing import Any, Protocol
 
 import torch
 from torch import nn
 
+from .._registry import Registry
 from ..errors import ModelError
 from .base import Model
-from .cnn import CNN
-from .mlp import MLP
 from .module import ModuleModel, seeded
 
-KINDS = ("mlp", "cnn")
 PYTHON_PREFIX = "python:"
 _PYTHON_SPEC = re.compile(r"python:([A-Za-z_][\w.]*):([A-Za-z_]\w*)")
-#: options of model kind "cnn": name → (check, description)
-CNN_OPTIONS: dict[str, tuple[Callable[[object], bool], str]] = {
-    "channels": (
-        lambda v: isinstance(v, list | tuple) and len(v) > 0 and all(_is_int(c) and c >= 1 for c in v),
-        "a non-empty list of positive integers",
-    ),
-    "kernel_size": (lambda v: _is_int(v) and v >= 1 and v % 2 == 1, "a positive odd integer"),
-    "pool": (lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
-}
 
 
-def _is_int(v: object) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
+class ModelKind(Protocol):
+    """What a registered model kind is: a model class with these class methods."""
+
+    def check_options(self, options: dict[str, Any]) -> None:
+        """Refuse ``model.options`` the kind does not take (:class:`ModelError`), before any data is loaded."""
+        ...
+
+    def build(
+        self,
+        input_shape: tuple[int, ...],
+        num_classes: int,
+        *,
+        depth: int,
+        width: int,
+        init: str,
+        gain: float,
+        options: dict[str, Any],
+        dtype: torch.dtype,
+        device: torch.device | str | None,
+    ) -> Model:
+        """The model for inputs of ``input_shape`` and ``num_classes`` outputs (ModelError if it cannot be built)."""
+        ...
+
+    def describe(self, *, depth: int, width: int, options: dict[str, Any]) -> str:
+        """What the model is, in a few words (``eoslab show``, a run's report)."""
+        ...
+
+
+#: The registered model kinds; every module of this package is imported before the first lookup,
+#: so a kind's module registers it.
+MODELS: Registry[ModelKind] = Registry("model kind", discover=__package__)
 
 
 def check_kind(kind: str) -> None:
     """Refuse a kind that is neither registered nor of the form ``python:package.module:factory``
     (without importing anything).
     """
-    if kind in KINDS:
-        return
     if kind.startswith(PYTHON_PREFIX):
         if not _PYTHON_SPEC.fullmatch(kind):
             raise ModelError("model.kind", f"{kind!r} is not of the form 'python:package.module:factory'")
         return
-    raise ModelError(
-        "model.kind", f"must be one of {', '.join(KINDS)} or 'python:package.module:factory', got {kind!r}"
-    )
+    if kind not in MODELS:
+        raise ModelError(
+            "model.kind", f"must be one of {', '.join(MODELS)} or 'python:package.module:factory', got {kind!r}"
+        )
 
 
 def check_options(kind: str, options: dict, groups: Sequence[str] | None = None) -> None:
-    """Refuse options the kind does not take (``python:`` kinds take any keyword options)."""
+    """Refuse options the kind does not take (``python:`` kinds take any keyword options and groups)."""
     check_kind(kind)
-    if groups is not None and not kind.startswith(PYTHON_PREFIX):
+    if kind.startswith(PYTHON_PREFIX):
+        return
+    if groups is not None:
         raise ModelError("model.groups", f"parameter-group prefixes are only for python: models, not {kind!r}")
-    if kind == "mlp" and options:
-        raise ModelError(
-            "model.options", f"the mlp takes no options (use model.depth, width, init, gain), got {sorted(options)}"
-        )
-    if kind == "cnn":
-        for key, value in options.items():
-            if key not in CNN_OPTIONS:
-                raise ModelError(f"model.options.{key}", f"unknown cnn option (allowed: {', '.join(CNN_OPTIONS)})")
-            ok, what = CNN_OPTIONS[key]
-            if not ok(value):
-                raise ModelError(f"model.options.{key}", f"must be {what}, got {value!r}")
+    MODELS[kind].check_options(options)
 
 
 def describe(kind: str, *, depth: int, width: int, options: dict | None = None) -> str:
@@ -89,12 +103,8 @@ def describe(kind: str, *, depth: int, width: int, options: dict | None = None) 
     python: kind with its options; ``depth`` and ``width`` only describe the MLP.
     """
     options = dict(options or {})
-    if kind == "mlp":
-        return f"mlp, depth {depth} × width {width}"
-    if kind == "cnn":
-        defaults = {name: p.default for name, p in inspect.signature(CNN).parameters.items() if name in CNN_OPTIONS}
-        c = {**defaults, **options}
-        return f"cnn, channels {list(c['channels'])}, kernel {c['kernel_size']}, pool {c['pool']}"
+    if kind in MODELS:
+        return MODELS[kind].describe(depth=depth, width=width, options=options)
     return kind + (f" ({', '.join(f'{k}={v!r}' for k, v in options.items())})" if options else "")
 
 
@@ -140,13 +150,18 @@ def make_model(
     options = dict(options or {})
     check_options(kind, options, groups)
     input_shape = tuple(int(d) for d in input_shape)
-    if kind == "mlp":
-        return MLP(math.prod(input_shape), num_classes, depth, width, init=init, gain=gain, dtype=dtype, device=device)
-    if kind == "cnn":
-        try:
-            return CNN(input_shape, num_classes, **options, init=init, gain=gain, dtype=dtype, device=device)
-        except ValueError as e:
-            raise ModelError("model.options", str(e)) from None
+    if kind in MODELS:
+        return MODELS[kind].build(
+            input_shape,
+            num_classes,
+            depth=depth,
+            width=width,
+            init=init,
+            gain=gain,
+            options=options,
+            dtype=dtype,
+            device=device,
+        )
     factory = load_factory(kind)
     call = f"{kind}(input_shape={input_shape}, num_classes={num_classes}" + "".join(
         f", {k}={v!r}" for k, v in options.items()
