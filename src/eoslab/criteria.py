@@ -3,20 +3,28 @@
 Each criterion gives per-sample losses whose mean over the data is the training loss
 L̃(θ) = E ℓ(f(x, θ), y), the per-sample criterion Hessian H_ℓ in closed form, its PSD square root
 S = H_ℓ^{1/2} (so that J̃ = S J and G = E[J̃ᵀ J̃], Eq. 3), and the product H_ℓ u.
+
+The criteria are registered by name in :data:`CRITERIA` (``criterion.name`` of a config; a name's
+aliases are other spellings a lookup accepts): ``"ce"`` and ``"mse"``.
 """
 
 from __future__ import annotations
 
+import inspect
+
 import torch
 import torch.nn.functional as F
 
-from .constants import CRITERIA, CRITERION_ALIASES
+from ._registry import Registry
 
 
 class Criterion:
     """Base class. ``f``: (N, n_L) outputs; ``y``: (N,) class indices."""
 
-    name: str = ""
+    @property
+    def name(self) -> str:
+        """The name the criterion is registered under in :data:`CRITERIA` (``"ce"``, ``"mse"``)."""
+        return CRITERIA.name_of(type(self))
 
     def losses(self, f: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Per-sample ℓ(f, y), shape (N,)."""
@@ -43,10 +51,13 @@ class Criterion:
         return f"{type(self).__name__}()"
 
 
+#: The criteria ℓ by name (``criterion.name``); each registers itself below, with its aliases.
+CRITERIA: Registry[type[Criterion]] = Registry("criterion")
+
+
+@CRITERIA.register("ce", aliases=("cross_entropy", "cross-entropy", "crossentropy"))
 class CrossEntropy(Criterion):
     """ℓ(f, y) = −f_y + log Σ_j e^{f_j};  H_ℓ = diag(p) − p pᵀ with p = softmax(f) (PSD, rank n_L − 1)."""
-
-    name = "ce"
 
     def losses(self, f, y):
         """Per-sample ℓ(f, y), shape (N,)."""
@@ -63,14 +74,13 @@ class CrossEntropy(Criterion):
         return p * u - p * (p * u).sum(-1, keepdim=True)
 
 
+@CRITERIA.register("mse")
 class MSE(Criterion):
     """Squared error against the one-hot vector e_y (D6).
 
     ``reduction="mean"`` (default, PyTorch's ``MSELoss``): ℓ = ‖f − e_y‖² / n_L, H_ℓ = (2/n_L) I.
     ``reduction="sum"`` (as in the authors' code): ℓ = ‖f − e_y‖², H_ℓ = 2 I.
     """
-
-    name = "mse"
 
     def __init__(self, reduction: str = "mean") -> None:
         if reduction not in ("mean", "sum"):
@@ -104,12 +114,16 @@ class MSE(Criterion):
 
 
 def make_criterion(name: str, **options) -> Criterion:
-    """``"ce"`` / ``"cross_entropy"`` or ``"mse"`` (options: ``reduction``)."""
-    key = CRITERION_ALIASES.get(name.lower(), name.lower())
-    if key == "ce":
-        if options:
-            raise ValueError(f"cross-entropy takes no options, got {sorted(options)}")
-        return CrossEntropy()
-    if key == "mse":
-        return MSE(**options)
-    raise ValueError(f"unknown criterion {name!r}; use {' or '.join(map(repr, CRITERIA))}")
+    """The criterion registered as ``name`` or as one of its aliases, in any case (``"ce"``,
+    ``"cross_entropy"``, …, ``"mse"``), made with ``options`` (``mse``: ``reduction``).
+
+    Raises:
+        RegistryError: an unknown name (the message lists the registered ones).
+        ValueError: an option the criterion does not take.
+    """
+    key = CRITERIA.canonical(name.lower())
+    takes = list(inspect.signature(CRITERIA[key]).parameters)
+    unknown = sorted(set(options) - set(takes))
+    if unknown:
+        raise ValueError(f"criterion {key!r} takes {', '.join(takes) or 'no options'}, got {unknown}")
+    return CRITERIA[key](**options)
