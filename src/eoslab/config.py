@@ -23,7 +23,8 @@ from typing import Any
 
 import tomli_w
 
-from .constants import CRITERIA, INITS, SKIP_BEFORE
+from .constants import INITS, SKIP_BEFORE
+from .criteria import CRITERIA
 from .errors import ConfigError
 
 

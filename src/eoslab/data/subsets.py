@@ -12,7 +12,7 @@ import hashlib
 import numpy as np
 import torch
 
-from ..constants import CRITERIA, CRITERION_ALIASES
+from ..criteria import CRITERIA
 from . import Dataset
 
 __all__ = ["SUBSET_SIZES", "paper_subset_sizes", "subset_indices", "draw_subset"]
@@ -26,7 +26,6 @@ SUBSET_SIZES: dict[tuple[str, str], tuple[int, ...]] = {
     ("sst", "ce"): (461, 922, 1844, 3689),
 }
 
-_CRITERIA = {**{c: c for c in CRITERIA}, **CRITERION_ALIASES}
 _DATASETS = {
     "cifar": "cifar10",
     "cifar-10": "cifar10",
@@ -42,9 +41,7 @@ def paper_subset_sizes(dataset: str, criterion: str = "ce") -> tuple[int, ...]:
     ``sst``) and criterion (``ce``/``cross_entropy`` or ``mse``).
     """
     d = _DATASETS.get(dataset.lower(), dataset.lower())
-    c = _CRITERIA.get(criterion.lower())
-    if c is None:
-        raise ValueError(f"unknown criterion {criterion!r}; expected 'ce' or 'mse'")
+    c = CRITERIA.canonical(criterion.lower())
     try:
         return SUBSET_SIZES[(d, c)]
     except KeyError:

@@ -82,7 +82,7 @@ from ..config import (
     to_toml,
     unused_fields,
 )
-from ..constants import CRITERIA
+from ..criteria import CRITERIA
 from ..rundir import GRID_FILE as GRID_FILE  # re-exported: the sweep folder's files
 from ..rundir import SWEEP_FILE as SWEEP_FILE
 
