@@ -25,9 +25,9 @@ import time
 
 import torch
 
-from eoslab.analysis import OPERATORS, layerwise_statistics, per_sample_statistics, top_eigenvalues
+from eoslab.analysis import layerwise_statistics, per_sample_statistics, top_eigenvalues
 from eoslab.criteria import CrossEntropy
-from eoslab.curvature import FullBatchLoss
+from eoslab.curvature import OPERATORS, FullBatchLoss
 from eoslab.models import MLP, elu_derivative
 
 

@@ -33,6 +33,7 @@ import torch
 
 from _common import emit, paper_problem, parser
 from eoslab.eigen import LOBPCG
+from eoslab.eigspec import EigSpec
 from eoslab.integrators import ExponentialEuler
 
 K = 10
@@ -49,7 +50,7 @@ def main() -> int:
 
     runs = {
         "default": ExponentialEuler(loss, theta0, k=K, eta_max=args.eta_max),
-        "reference": ExponentialEuler(loss, theta0, k=K, eta_max=args.eta_max, eig_tol=TIGHT_TOL),
+        "reference": ExponentialEuler(loss, theta0, k=K, eta_max=args.eta_max, eigensolver=EigSpec(tol=TIGHT_TOL)),
     }
     stats = {name: {"wall_s": 0.0, "steps": 0, "products": 0, "first_step_products": None} for name in runs}
     grad_times = []

@@ -8,7 +8,7 @@ and the first thing checked is that all three compute the same loss and gradient
 1. **Exponential Euler** (docs/math.md §7): ``eoslab.integrators.ExponentialEuler`` against
    ``stable_solvers.ExponentialEulerSolver`` (stable-solvers 0.1, the authors' package): k = 10
    (``stiff_dim`` 10), η_max = 0.01, eigen tolerance 1e-4. The peer takes the top k + 1 by
-   |λ| and Δt from the (k+1)-th by |λ|, so eoslab runs with ``eig_order="magnitude"`` here —
+   |λ| and Δt from the (k+1)-th by |λ|, so eoslab runs with ``EigSpec(order="magnitude")`` here —
    like with like (its default, D14, ranks by value). Both start warm at θ₀ from the same
    eigenvectors (a tight eoslab solve), then take ``--steps`` steps each, interleaved (same
    machine load); the H·v products of the peer are counted by wrapping its operator.
@@ -48,6 +48,7 @@ from _common import emit  # noqa: E402
 from eoslab.criteria import make_criterion  # noqa: E402
 from eoslab.curvature import FullBatchLoss  # noqa: E402
 from eoslab.eigen import LOBPCG  # noqa: E402
+from eoslab.eigspec import EigSpec  # noqa: E402
 from eoslab.integrators import ExponentialEuler  # noqa: E402
 from eoslab.models import MLP  # noqa: E402
 
@@ -134,7 +135,7 @@ def main() -> None:
     # ---- 1. exponential Euler, warm from the same eigenvectors at θ₀
     start = LOBPCG(K + 1, tol=1e-8, max_iters=1000, order="magnitude", generator=torch.Generator().manual_seed(1))
     warm = start.solve(loss.operator(theta0, "H"))
-    ours = ExponentialEuler(loss, theta0, k=K, eta_max=ETA_MAX, eig_tol=TOL, eig_order="magnitude")
+    ours = ExponentialEuler(loss, theta0, k=K, eta_max=ETA_MAX, eigensolver=EigSpec(tol=TOL, order="magnitude"))
     ours.load_state_dict({"step": 0, "t": 0.0, "theta": theta0, "eigenvectors": warm.warm_start()})
     peer = stable_solvers.ExponentialEulerSolver(theta0.clone(), peer_loss, max_step_size=ETA_MAX, stiff_dim=K)
     peer.eigvecs = warm.eigenvectors.clone()

@@ -34,6 +34,7 @@ import torch
 from eoslab.criteria import make_criterion
 from eoslab.curvature import FullBatchLoss
 from eoslab.eigen import LOBPCG
+from eoslab.eigspec import EigSpec
 from eoslab.integrators import ExponentialEuler
 from eoslab.models import MLP
 
@@ -70,7 +71,7 @@ def main() -> int:
     theta = model.init_params(0)
 
     loss.value_and_grad(theta)  # warm caches / allocator
-    ee = ExponentialEuler(loss, theta, k=CLASSES, eta_max=0.01, eig_tol=EIG_TOL)
+    ee = ExponentialEuler(loss, theta, k=CLASSES, eta_max=0.01, eigensolver=EigSpec(tol=EIG_TOL))
     grad_times, step_times, hvps, iters, errors, losses = [], [], [], [], [], []
     for u in range(size["steps"]):
         theta_u = ee.theta.clone()

@@ -45,12 +45,11 @@ import torch
 import torch.nn.functional as F
 
 import eoslab
-from eoslab.analysis import analyze_run
 from eoslab.data import load_dataset
 from eoslab.data.subsets import draw_subset
 from eoslab.models import MLP
 from eoslab.report.figures import EdgeBand
-from eoslab.runs import load_run
+from eoslab.runs import analyze_run, load_run
 from eoslab.spectrum import lanczos_quadrature
 from eoslab.store import to_frame
 

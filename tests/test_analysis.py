@@ -7,12 +7,15 @@ expectation and alignment ratio.
 """
 
 import math
+from dataclasses import replace
 
 import pytest
 import torch
 import torch.nn.functional as F
 
 from eoslab.analysis import (
+    SHARPNESS_SOLVER,
+    AnalysisSpec,
     LayerwiseStats,
     SnapshotAnalysis,
     analyze_snapshot,
@@ -29,7 +32,7 @@ from eoslab.models import MLP
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 CRITERIA = [CrossEntropy(), MSE()]
-TIGHT = dict(tol=1e-12, max_iters=500)
+TIGHT = AnalysisSpec(replace(SHARPNESS_SOLVER, tol=1e-12, max_iters=500))
 #: The residual and certified error bound of each λ¹ (docs/metrics.md), beside the glossary's metrics.
 CERTIFIED = {(f"sharpness_{w}_{what}", None) for w in "HGR" for what in ("residual", "error")}
 
@@ -206,7 +209,7 @@ def rel(a, b):
 def case(request):
     criterion, trained = request.param
     model, theta, X, y, loss = make_problem(criterion, trained)
-    result = analyze_snapshot(loss, theta, step=7, t=0.5, chunk_size=5, **TIGHT)
+    result = analyze_snapshot(loss, theta, replace(TIGHT, chunk_size=5), step=7, t=0.5)
     return model, criterion, theta, X, y, loss, result
 
 
@@ -226,7 +229,7 @@ def test_every_metric_matches_brute_force(case):
         bound = got[(f"sharpness_{w}_error", None)]
         # the bound is the operator's; the dense H of torch.func.hessian differs from it by round-off
         assert abs(lam - float(torch.linalg.eigvalsh(A)[-1])) <= bound + 1e-11 * abs(lam)
-        assert bound <= TIGHT["tol"] * abs(lam)
+        assert bound <= TIGHT.eigensolver.tol * abs(lam)
     bad = {k: (got[k], ref[k]) for k in ref if not rel(got[k], ref[k]) <= 1e-9}
     assert not bad, bad
     assert all(r["step"] == 7 and r["t"] == 0.5 for r in result.rows())
@@ -339,8 +342,9 @@ def test_per_sample_parts_are_consistent():
 
 def test_warm_start_and_c5_t0():
     model, theta, X, y, loss = make_problem(MSE(), trained=True)
-    cold = analyze_snapshot(loss, theta, tol=1e-8)
-    warm = analyze_snapshot(loss, theta, tol=1e-8, warm_start=cold.eigenvectors(), c5_t0=0.25)
+    spec = AnalysisSpec(replace(SHARPNESS_SOLVER, tol=1e-8))
+    cold = analyze_snapshot(loss, theta, spec)
+    warm = analyze_snapshot(loss, theta, spec, warm_start=cold.eigenvectors(), c5_t0=0.25)
     for k in "HGR":
         assert warm.eig[k].products < cold.eig[k].products
         assert rel(warm.raw_sharpness(k), cold.raw_sharpness(k)) < 1e-10
@@ -364,7 +368,7 @@ def test_negative_sharpness_is_nan_but_kept():
 
 def test_one_layer_network():
     model, theta, X, y, loss = make_problem(CrossEntropy(), trained=False, depth=1)
-    res = analyze_snapshot(loss, theta, **TIGHT)
+    res = analyze_snapshot(loss, theta, TIGHT)
     got = as_dict(res)
     ref = brute_force(model, CrossEntropy(), theta, X, y)
     assert set(got) == set(ref) | CERTIFIED

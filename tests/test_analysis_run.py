@@ -2,18 +2,21 @@
 metric names (docs/metrics.md), D13 skipping, D15's C5(t0), thinning, resume after an interruption.
 """
 
+import dataclasses
+import json
 import math
 import shutil
 
 import pytest
 
-import eoslab.analysis as analysis
+import eoslab.analysis.snapshot as snapshot
+import eoslab.runs.analyze as run_analysis
 from _train_helpers import ANY_NETWORK_METRICS, MLP_ONLY_METRICS
-from eoslab.analysis import analyze_run, analyze_snapshot
+from eoslab.analysis import SHARPNESS_SOLVER, AnalysisSpec, analyze_snapshot
 from eoslab.cli import main as cli_main
 from eoslab.config import from_dict
 from eoslab.rundir import ANALYSIS_FILE, ANALYSIS_SCHEMA
-from eoslab.runs import load_run, train
+from eoslab.runs import analyze_run, load_run, train
 from eoslab.store import read_parquet, to_frame
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -90,9 +93,10 @@ def test_analysis_parquet_layout(run_dir):
     run = load_run(run_dir)
     theta, t = run.load_snapshot(20)
     c5_t0 = float(df[(df.step == 10) & (df.metric == "eq7_c5") & (df.layer == 1)].value.iloc[0])
+    spec = AnalysisSpec(dataclasses.replace(SHARPNESS_SOLVER, tol=TOL))
     ref = {
         (r["metric"], r["layer"]): r["value"]
-        for r in analyze_snapshot(run.loss, theta, step=20, t=t, tol=TOL, c5_t0=c5_t0).rows()
+        for r in analyze_snapshot(run.loss, theta, spec, step=20, t=t, c5_t0=c5_t0).rows()
     }
     got = df[df.step == 20]
     assert got.t.unique().tolist() == [t]
@@ -110,7 +114,7 @@ def test_analysis_parquet_layout(run_dir):
 
 def test_resume_after_interruption(run_dir, monkeypatch):
     calls, interrupt_at = [], [2]
-    real = analysis.analyze_snapshot
+    real = run_analysis.analyze_snapshot
 
     def counting(*args, **kwargs):
         if len(calls) in interrupt_at:
@@ -118,7 +122,7 @@ def test_resume_after_interruption(run_dir, monkeypatch):
         calls.append(kwargs["step"])
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(analysis, "analyze_snapshot", counting)
+    monkeypatch.setattr(run_analysis, "analyze_snapshot", counting)
     with pytest.raises(KeyboardInterrupt):
         analyze_run(run_dir, skip_before=5, tol=TOL, progress=False)
     assert sorted(table_of(run_dir).step.unique()) == [5, 10]  # written after each
@@ -156,16 +160,13 @@ def test_empty_selection_writes_an_empty_table(run_dir):
 
 def test_an_unconverged_eigensolve_is_named_in_a_warning_and_the_notes(run_dir, monkeypatch, capsys):
     """A λ¹ solve that runs out of iterations keeps its estimate, and says so (never silently)."""
-    import dataclasses
-    import json
-
-    solve = analysis.top_eigenvalues
+    solve = snapshot.top_eigenvalues
 
     def g_never_converges(*args, **kwargs):
         eig = solve(*args, **kwargs)
         return {**eig, "G": dataclasses.replace(eig["G"], converged=False)}
 
-    monkeypatch.setattr(analysis, "top_eigenvalues", g_never_converges)
+    monkeypatch.setattr(snapshot, "top_eigenvalues", g_never_converges)
     analyze_run(run_dir, tol=TOL, every=2, progress=False)
     said = "λ¹ not certified to tol 1e-10, values are estimates: λ¹(G) at steps 10, 20, 30"
     assert said in capsys.readouterr().err

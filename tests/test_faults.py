@@ -39,13 +39,12 @@ from _train_helpers import (
     toy_uea,
     write_config,
 )
-from eoslab.analysis import analyze_run
 from eoslab.cli import main
 from eoslab.data import DatasetError
 from eoslab.data.cifar10 import read_py_batch, restricted_loads
 from eoslab.integrators import Integrator
 from eoslab.rundir import RunDir, folder_lock
-from eoslab.runs import train
+from eoslab.runs import analyze_run, train
 from eoslab.store import read_json, read_parquet
 from eoslab.sweeps import collect, grid_table, load_sweep, parse_sweep, point_status, run_sweep, sweep_status
 from eoslab.sweeps.point import exclusion_reason, include_in_collect

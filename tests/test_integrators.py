@@ -13,7 +13,8 @@ from scipy.integrate import solve_ivp
 
 from _train_helpers import synthetic_loss
 from eoslab.curvature import LinearOperator, LossValue
-from eoslab.integrators import ExponentialEuler, GradientDescent, exp_factor
+from eoslab.eigspec import EigSpec
+from eoslab.integrators import ExponentialEuler, GradientDescent, departure_note, exp_factor, loss_rises
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -82,7 +83,7 @@ def test_exponential_euler_step_on_quadratic(eig_method):
     lam = [9.0, 5.0, 3.0, 0.8, 0.5, 0.3, 0.2, 0.1, 0.05, 0.02]
     loss, k = Quadratic(lam), 3
     theta0 = torch.linspace(-1, 1, len(lam), dtype=F64)
-    ee = ExponentialEuler(loss, theta0, k=k, eta_max=2.0, eig_method=eig_method, eig_tol=1e-12)
+    ee = ExponentialEuler(loss, theta0, k=k, eta_max=2.0, eigensolver=EigSpec(eig_method, tol=1e-12))
     dt = 1 / 0.8  # 1/λ^{k+1} < η_max = 2
     # block power stops on eigenvalue changes, whose error is the square of its vectors' error
     atol = 1e-9 if eig_method == "lobpcg" else 1e-5
@@ -104,7 +105,7 @@ def test_exponential_euler_clamps_nonpositive_eigenvalues():
     lam = [3.0, -0.5, -1.0, -2.0, -3.0, -4.0]
     loss, k = Quadratic(lam, seed=1), 2
     theta0 = torch.linspace(1, 2, len(lam), dtype=F64)
-    ee = ExponentialEuler(loss, theta0, k=k, eta_max=0.5, eig_tol=1e-12)
+    ee = ExponentialEuler(loss, theta0, k=k, eta_max=0.5, eigensolver=EigSpec(tol=1e-12))
     report = ee.step()
     dt = 0.5  # min(η = 0.5, 1/|−1|)
     assert report.dt == dt and report.eigenvalues == pytest.approx(lam[: k + 1], rel=1e-8)
@@ -125,9 +126,8 @@ def test_eig_order_sets_the_exact_directions_and_dt(eig_method, order, exact, la
     lam = [5.0, 3.0, -20.0, 1.0, 0.5, 0.2]
     loss, k = Quadratic(lam, seed=2), 2
     theta0 = torch.linspace(-1, 1, len(lam), dtype=F64)
-    ee = ExponentialEuler(
-        loss, theta0, k=k, eta_max=2.0, eig_method=eig_method, eig_order=order, eig_tol=1e-13, eig_max_iters=100000
-    )
+    eigensolver = EigSpec(eig_method, tol=1e-13, max_iters=100000, order=order)
+    ee = ExponentialEuler(loss, theta0, k=k, eta_max=2.0, eigensolver=eigensolver)
     report = ee.step()
     dt = 1 / lam_next  # < η_max
     assert report.converged and report.dt == pytest.approx(dt, rel=1e-9)
@@ -142,14 +142,16 @@ def test_eig_order_sets_the_exact_directions_and_dt(eig_method, order, exact, la
 @pytest.mark.parametrize(("order", "sharpness"), [("algebraic", 5.0), ("magnitude", -20.0)])
 def test_gradient_descent_measures_sharpness_by_the_order(order, sharpness):
     loss = Quadratic([5.0, 3.0, -20.0, 1.0, 0.5, 0.2], seed=2)
-    gd = GradientDescent(loss, torch.ones(6, dtype=F64), eta=0.01, measure_sharpness_every=1, eig_order=order)
+    gd = GradientDescent(
+        loss, torch.ones(6, dtype=F64), eta=0.01, measure_sharpness_every=1, eigensolver=EigSpec(order=order)
+    )
     assert gd.step().eigenvalues == pytest.approx([sharpness], rel=1e-4)
 
 
 def test_gradient_descent_step_and_sharpness_measurement():
     loss, model = synthetic_loss("ce", 3)
     theta0 = model.init_params(0)
-    gd = GradientDescent(loss, theta0, eta=0.05, measure_sharpness_every=3, eig_tol=1e-10)
+    gd = GradientDescent(loss, theta0, eta=0.05, measure_sharpness_every=3, eigensolver=EigSpec(tol=1e-10))
     theta = theta0.clone()
     for u in range(7):
         value = loss.value_and_grad(theta)
@@ -187,7 +189,8 @@ def test_state_dict_continues_bit_identically(method):
     def make():
         if method == "gd_measured":
             return GradientDescent(loss, model.init_params(1), eta=0.1, seed=7, measure_sharpness_every=2)
-        return ExponentialEuler(loss, model.init_params(1), k=3, eta_max=0.1, seed=7, eig_method=method.split("_")[-1])
+        eigensolver = EigSpec(method.split("_")[-1])
+        return ExponentialEuler(loss, model.init_params(1), k=3, eta_max=0.1, seed=7, eigensolver=eigensolver)
 
     reference = make()
     ref_reports = [reference.step() for _ in range(8)]
@@ -219,7 +222,7 @@ def test_exponential_euler_follows_gradient_flow():
         theta0 = theta0 - 0.002 * loss.value_and_grad(theta0).grad
     eta, T = 0.0136, 0.5
 
-    ee = ExponentialEuler(loss, theta0, k=10, eta_max=eta, eig_tol=1e-10)
+    ee = ExponentialEuler(loss, theta0, k=10, eta_max=eta, eigensolver=EigSpec(tol=1e-10))
     times, path = [0.0], [theta0]
     while ee.t < T - 1e-12:
         report = ee.step()
@@ -260,7 +263,7 @@ def test_gd_edge_of_stability_vs_exponential_euler():
     """
     loss, model = synthetic_loss("mse", 2, input_dim=4, width=32, gain=1.0, noise=3.0)
     eta, steps = 0.04, 1000
-    gd = GradientDescent(loss, model.init_params(0), eta=eta, measure_sharpness_every=5, eig_tol=1e-6)
+    gd = GradientDescent(loss, model.init_params(0), eta=eta, measure_sharpness_every=5, eigensolver=EigSpec(tol=1e-6))
     sharp = [(r.step, r.eigenvalues[0]) for r in (gd.step() for _ in range(steps)) if r.eigenvalues]
     last = torch.tensor([s for u, s in sharp if u >= 2 * steps // 3])
     assert sharp[0][1] < 0.8 * 2 / eta  # it starts well below 2/η …
@@ -277,8 +280,6 @@ def test_gd_edge_of_stability_vs_exponential_euler():
 
 
 def test_loss_rises_beyond_round_off_are_departures_from_the_flow():
-    from eoslab.integrators import departure_note, loss_rises
-
     assert loss_rises([3.0, 2.0, 2.0 * (1 + 1e-12), 1.0]) == []  # round-off is not a rise
     assert departure_note([3.0, 2.0, 1.0]) is None
     assert loss_rises([3.0, 4.5, 2.0, 2.2, 1.0]) == [0, 2]

@@ -11,11 +11,10 @@ import pytest
 import torch
 
 from _train_helpers import ANY_NETWORK_METRICS, config_dict, write_config
-from eoslab.analysis import analyze_run
 from eoslab.cli import main
 from eoslab.config import ConfigError, from_dict, load_config
 from eoslab.models import CNN, ModuleModel
-from eoslab.runs import build_problem, load_run, train
+from eoslab.runs import analyze_run, build_problem, load_run, train
 from eoslab.store import read_parquet, to_frame
 from eoslab.sweeps.grid import run_columns
 

@@ -6,6 +6,7 @@ a CNN and a module with LayerNorm and multi-head attention against dense referen
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -17,6 +18,8 @@ from torch.func import jacrev
 from _curvature_helpers import dense_G, dense_H, rel
 from _train_helpers import ANY_NETWORK_METRICS
 from eoslab.analysis import (
+    SHARPNESS_SOLVER,
+    AnalysisSpec,
     GroupStats,
     MLPOnlyError,
     analyze_snapshot,
@@ -28,6 +31,7 @@ from eoslab.analysis import (
 from eoslab.criteria import MSE, CrossEntropy
 from eoslab.curvature import FullBatchLoss, LinearOperator
 from eoslab.eigen import LOBPCG
+from eoslab.eigspec import EigSpec
 from eoslab.integrators import ExponentialEuler
 from eoslab.models import CNN, MLP, ModuleModel
 
@@ -110,7 +114,7 @@ def test_exponential_euler_step_matches_a_dense_eigh_step(dense):
     model, criterion, theta, X, y, H, _ = dense
     L = FullBatchLoss(model, criterion, X, y)
     k, eta_max = 3, 10.0
-    ee = ExponentialEuler(L, theta, k=k, eta_max=eta_max, eig_tol=1e-14, eig_max_iters=2000)
+    ee = ExponentialEuler(L, theta, k=k, eta_max=eta_max, eigensolver=EigSpec(tol=1e-14, max_iters=2000))
     report = ee.step()
     lam, U = torch.linalg.eigh((H + H.T) / 2)
     lam, U = lam.flip(0), U.flip(1)
@@ -151,7 +155,7 @@ def test_per_group_statistics_match_per_sample_jacobians(dense):
 def test_analysis_of_a_network_has_the_whole_network_metrics_only(dense):
     model, criterion, theta, X, y, H, G = dense
     L = FullBatchLoss(model, criterion, X, y)
-    res = analyze_snapshot(L, theta, tol=1e-10, max_iters=500, chunk_size=4)
+    res = analyze_snapshot(L, theta, AnalysisSpec(replace(SHARPNESS_SOLVER, tol=1e-10, max_iters=500), chunk_size=4))
     assert isinstance(res.stats, GroupStats) and res.c5_t0 is None
     for which, A in (("H", H), ("G", G), ("R", H - G)):
         assert res.raw_sharpness(which) == pytest.approx(float(torch.linalg.eigvalsh(A)[-1]), rel=1e-8)

@@ -300,9 +300,8 @@ def test_a_gd_runs_own_report_opens_with_its_edge_figure_and_names_no_other_run(
     notes name no run.
     """
     from _train_helpers import small_config
-    from eoslab.analysis import analyze_run
     from eoslab.report.run import write_run_report
-    from eoslab.runs import train
+    from eoslab.runs import analyze_run, train
 
     run = tmp_path / "gd"
     solver = {"method": "gd", "eta": 0.5, "measure_sharpness_every": 3}

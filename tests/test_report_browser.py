@@ -160,9 +160,8 @@ def test_the_sweep_report_in_chromium(browser, serve, tmp_path):
 
 def test_a_run_report_in_chromium(browser, serve, tmp_path, one_thread):
     from _train_helpers import small_config
-    from eoslab.analysis import analyze_run
     from eoslab.report.run import write_run_report
-    from eoslab.runs import train
+    from eoslab.runs import analyze_run, train
 
     run = tmp_path / "run"
     train(small_config(train={"max_steps": 30, "snapshot_every": 10}), run, progress=False)

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import signal
@@ -18,8 +19,9 @@ import torch
 from _train_helpers import assert_same_run, config_dict, interrupt_at, small_config, write_config
 from eoslab.cli import main
 from eoslab.config import config_hash, load_config
+from eoslab.data import load_dataset
 from eoslab.rundir import TRAJECTORY_SCHEMA
-from eoslab.runs import RunConflictError, load_run, train
+from eoslab.runs import RunConflictError, analyze_run, build_problem, load_run, train
 from eoslab.store import read_json, read_parquet
 
 CONTRACT_COLUMNS = ["step", "t", "loss", "accuracy", "dt", "grad_norm", "eig_iters", "hvps", "eigenvalues"]
@@ -215,10 +217,6 @@ def test_a_run_created_before_later_config_keys_is_accepted(tmp_path, capsys):
     """A run directory written by an eoslab without model.kind / model.options / data.standardize
     (its manifest lacks them) is the same run for this one: train, analyze and status accept it.
     """
-    import json
-
-    from eoslab.analysis import analyze_run
-
     config = write_config(tmp_path / "c.toml", config_dict(train={"max_steps": 12}))
     run_dir = tmp_path / "run"
     assert main(["train", str(config), "--out", str(run_dir), "--no-progress"]) == 0
@@ -244,9 +242,6 @@ def test_standardize_uses_the_whole_split_and_keeps_the_default_hash():
     """data.standardize (D9's alternative): per-feature mean 0 / std 1 over the whole split, the
     subset drawn after it; off by default, and then absent from the config hash.
     """
-    from eoslab.data import load_dataset
-    from eoslab.runs import build_problem
-
     options = {"n": 40, "input_dim": 5, "num_classes": 3, "seed": 4, "noise": 1.0}
     full = load_dataset("synthetic", "train", **options)
     scaled = full.standardized()

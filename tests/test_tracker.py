@@ -5,18 +5,18 @@ PyTorch's own updates and dense float64 references, and a tracker's run director
 
 import math
 
+import pandas as pd
 import pytest
 import torch
 import torch.nn.functional as F
 from torch.func import hessian
 
 import eoslab
-from eoslab.analysis import analyze_run
 from eoslab.criteria import CrossEntropy
 from eoslab.models import MLP
-from eoslab.report.run import run_summary, write_run_report
+from eoslab.report.run import run_summary, tracker_edge, write_run_report
 from eoslab.rundir import RunDirError
-from eoslab.runs import load_run
+from eoslab.runs import analyze_run, load_run
 from eoslab.store import to_frame
 from eoslab.tracker import optimizer_stability
 
@@ -186,10 +186,6 @@ def test_tracker_edge_from_a_recorded_threshold_that_a_schedule_moves():
     """The edge line against a per-step threshold: first step at or above it, then the share of
     measured steps within 10 % of it (here 3 of 4: ratios 1.0, 0.95, 1.08, 0.5).
     """
-    import pandas as pd
-
-    from eoslab.report.run import tracker_edge
-
     traj = pd.DataFrame(
         {
             "step": [0, 5, 10, 15, 20, 25],

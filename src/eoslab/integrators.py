@@ -24,7 +24,8 @@ from typing import Any
 import torch
 
 from .curvature import FullBatchLoss
-from .eigen import EigResult, make_eigensolver
+from .eigen import Eigensolver, EigResult
+from .eigspec import EigSpec
 
 
 @dataclass
@@ -81,7 +82,6 @@ class Integrator:
         self.step_count = 0
         self.seed = seed
         self.generator = torch.Generator(device="cpu")
-        self._solve = None  # op, V0 → EigResult; set by subclasses
         self._warm_start: torch.Tensor | None = None  # last eigenvectors, (P, j)
 
     def step(self, stop_below: float = -math.inf) -> StepReport:
@@ -131,9 +131,9 @@ class Integrator:
         V = state.get("eigenvectors")
         self._warm_start = None if V is None else V.to(dtype=self.theta.dtype, device=self.theta.device).clone()
 
-    def _eigs(self) -> EigResult:
-        """Top eigenpairs of H(θ_u), warm-started from the previous ones, which they replace."""
-        result = self._solve(self.loss.operator(self.theta, "H"), self._warm_start)
+    def _eigs(self, solver: Eigensolver) -> EigResult:
+        """Top eigenpairs of H(θ_u) by ``solver``, warm-started from the previous ones, which they replace."""
+        result = solver.solve(self.loss.operator(self.theta, "H"), self._warm_start)
         self._warm_start = result.warm_start()
         return result
 
@@ -146,9 +146,8 @@ class GradientDescent(Integrator):
         eta: η, the step size.
         measure_sharpness_every: if > 0, compute λ¹(H(θ_u)) (warm-started) at every step u
             divisible by it and report it in ``eigenvalues``; 0 = never.
-        eig_method, eig_tol, eig_max_iters: the eigensolver of the measurement, by its registry
-            name (:func:`~eoslab.eigen.make_eigensolver`), and its stopping (D4).
-        eig_order: ``"algebraic"`` (λ¹ is the largest eigenvalue, D14) or ``"magnitude"`` (the
+        eigensolver: the eigensolver of the measurement: its registry name, stopping (D4) and
+            order (``"algebraic"``: λ¹ is the largest eigenvalue, D14; ``"magnitude"``: the
             eigenvalue of largest |λ|, sign kept).
     """
 
@@ -160,10 +159,7 @@ class GradientDescent(Integrator):
         eta: float,
         seed: int = 0,
         measure_sharpness_every: int = 0,
-        eig_method: str = "lobpcg",
-        eig_tol: float = 1e-4,
-        eig_max_iters: int = 1000,
-        eig_order: str = "algebraic",
+        eigensolver: EigSpec = EigSpec(),
     ) -> None:
         super().__init__(loss, theta, seed=seed)
         if not eta > 0:
@@ -172,15 +168,11 @@ class GradientDescent(Integrator):
             raise ValueError(f"measure_sharpness_every must be >= 0, got {measure_sharpness_every}")
         self.eta = eta
         self.measure_every = measure_sharpness_every
-        if measure_sharpness_every:
-            solver = make_eigensolver(
-                eig_method, 1, tol=eig_tol, max_iters=eig_max_iters, order=eig_order, generator=self.generator
-            )
-            self._solve = solver.solve
+        self._solver = eigensolver.make(1, self.generator) if measure_sharpness_every else None
 
     def _move(self, grad: torch.Tensor, report: StepReport) -> None:
-        if self.measure_every and self.step_count % self.measure_every == 0:
-            _record(report, self._eigs())
+        if self._solver is not None and self.step_count % self.measure_every == 0:
+            _record(report, self._eigs(self._solver))
         self.theta.sub_(grad, alpha=self.eta)
         report.dt = self.eta
 
@@ -188,7 +180,7 @@ class GradientDescent(Integrator):
 class ExponentialEuler(Integrator):
     """The exponential Euler step of docs/math.md §7 (D3, D4, D14).
 
-    With (λ^m, v^m), m = 1..k+1, the top eigenpairs of H(θ_u) by ``eig_order`` (warm-started
+    With (λ^m, v^m), m = 1..k+1, the top eigenpairs of H(θ_u) by the eigensolver's order (warm-started
     from the previous step's eigenvectors) and g_u = Σ_{m≤k} c^m v^m + w_u, c^m = g_u·v^m:
 
         Δt_u = min(η_max, c / |λ^{k+1}|)                                   (D3)
@@ -203,12 +195,11 @@ class ExponentialEuler(Integrator):
         k: directions integrated exactly (the paper: n_L, the number of outputs).
         eta_max: η_max, the largest step (D3; 0.01 by default, as in the authors' examples).
         step_c: c in Δt = min(η_max, c/|λ^{k+1}|) (D3).
-        eig_method: the eigensolver's registry name (:func:`~eoslab.eigen.make_eigensolver`):
-            ``"lobpcg"`` (default) or ``"power"`` (the paper's block power iteration, §6).
-        eig_tol, eig_max_iters: eigensolver stopping (D4).
-        eig_order: which k+1 eigenpairs (D14): ``"algebraic"`` (default: the largest values,
-            λ^{k+1} the (k+1)-th largest) or ``"magnitude"`` (the authors' code: the k+1 largest
-            |λ|, λ^{k+1} the (k+1)-th by |λ|). Both solvers and Δt follow it.
+        eigensolver: the eigensolver of the k+1 eigenpairs: its method (``"lobpcg"``, the
+            default, or ``"power"``, the paper's block power iteration, §6), stopping (D4) and
+            order (D14): ``"algebraic"`` (default: the largest values, λ^{k+1} the (k+1)-th
+            largest) or ``"magnitude"`` (the authors' code: the k+1 largest |λ|, λ^{k+1} the
+            (k+1)-th by |λ|). Both solvers and Δt follow the order.
     """
 
     def __init__(
@@ -220,10 +211,7 @@ class ExponentialEuler(Integrator):
         eta_max: float = 0.01,
         step_c: float = 1.0,
         seed: int = 0,
-        eig_method: str = "lobpcg",
-        eig_tol: float = 1e-4,
-        eig_max_iters: int = 1000,
-        eig_order: str = "algebraic",
+        eigensolver: EigSpec = EigSpec(),
     ) -> None:
         super().__init__(loss, theta, seed=seed)
         if not eta_max > 0:
@@ -233,13 +221,10 @@ class ExponentialEuler(Integrator):
         if not step_c > 0:
             raise ValueError(f"step_c must be > 0, got {step_c}")
         self.eta_max, self.k, self.step_c = eta_max, k, step_c
-        solver = make_eigensolver(
-            eig_method, k + 1, tol=eig_tol, max_iters=eig_max_iters, order=eig_order, generator=self.generator
-        )
-        self._solve = solver.solve
+        self._solver = eigensolver.make(k + 1, self.generator)
 
     def _move(self, grad: torch.Tensor, report: StepReport) -> None:
-        result = self._eigs()
+        result = self._eigs(self._solver)
         _record(report, result)
         lam, V = result.eigenvalues[: self.k], result.eigenvectors[:, : self.k]  # (k,), (P, k)
         dt = self.step_size(float(result.eigenvalues[self.k]))

@@ -50,6 +50,7 @@ import pyarrow as pa
 import torch
 from torch import nn
 
+from .analysis import SHARPNESS_SOLVER
 from .config import (
     AnalysisConfig,
     CriterionConfig,
@@ -65,7 +66,7 @@ from .config import (
 )
 from .data import Dataset
 from .data.stored import STORED, stored_bytes
-from .eigen import EigResult, make_eigensolver
+from .eigen import EigResult
 from .integrators import StepReport
 from .rundir import (
     DATA_FILE,
@@ -274,9 +275,8 @@ class Tracker:
         )
         self._check_module(X)
         self.measured_on = f"{BATCHES[batch]} ({len(self.problem.dataset)} samples)"
-        self.solver = make_eigensolver(
-            "lobpcg", 1, tol=eig_tol, max_iters=eig_max_iters, guard=1, generator=torch.Generator().manual_seed(seed)
-        )
+        eigensolver = dataclasses.replace(SHARPNESS_SOLVER, tol=eig_tol, max_iters=eig_max_iters)
+        self.solver = eigensolver.make(1, torch.Generator().manual_seed(seed))
         self.warm: dict[str, torch.Tensor] = {}
         self.rows: list[tuple[StepReport, dict[str, Any]]] = []
         self.steps, self.t = 0, 0.0

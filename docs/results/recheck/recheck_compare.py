@@ -11,11 +11,12 @@ the fix (their trajectories agree with the committed runs to 2e-11); runs are ma
 import json
 import math
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import torch
 
-from eoslab.analysis import top_eigenvalues
+from eoslab.analysis import SHARPNESS_SOLVER, top_eigenvalues
 from eoslab.runs import load_run
 from eoslab.store import read_parquet, to_frame
 
@@ -36,7 +37,9 @@ def main(collected: str, runs_dir: str, out_file: str) -> None:
             theta, _ = run.load_snapshot(int(step))
             default = top_eigenvalues(run.loss, theta, warm_start=warm)
             warm = {w: r.warm_start() for w, r in default.items()}
-            tight = top_eigenvalues(run.loss, theta, tol=1e-10, max_iters=2000, warm_start=warm)
+            tight = top_eigenvalues(
+                run.loss, theta, replace(SHARPNESS_SOLVER, tol=1e-10, max_iters=2000), warm_start=warm
+            )
             for w in "HGR":
                 old = float(sharp[(sharp.step == step) & (sharp.metric == f"sharpness_{w}")].value.iloc[0])
                 ref, new = float(tight[w].eigenvalues[0]), float(default[w].eigenvalues[0])

@@ -1,5 +1,5 @@
 """``eoslab analyze RUN_DIR``: the decomposition of docs/math.md §3–§6 for every snapshot of a run,
-written to ``RUN_DIR/analysis.parquet`` (resumable; :func:`eoslab.analysis.analyze_run`).
+written to ``RUN_DIR/analysis.parquet`` (resumable; :func:`eoslab.runs.analyze_run`).
 
 The run is checked first: its ``config.toml`` and data must be those it was created with, and
 every snapshot must match its checksum (:mod:`eoslab.rundir`); a corrupt ``analysis.parquet`` is
@@ -70,7 +70,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the command; returns its exit code."""
-    from ..analysis import analyze_run
+    from ..runs import analyze_run
 
     path = analyze_run(
         args.run_dir,

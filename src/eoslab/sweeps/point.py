@@ -135,7 +135,7 @@ def trajectory_rows(run_dir: str | Path) -> pa.Table:
 
 def _analysis_complete(run: RunDir, manifest: dict) -> bool | None:
     """Whether the verified ``analysis.parquet`` holds every snapshot step that
-    :func:`eoslab.analysis.analyze_run` analyses with the run's ``analysis`` settings; None when
+    :func:`eoslab.runs.analyze_run` analyses with the run's ``analysis`` settings; None when
     the file does not verify.
     """
     if not run.analysis_file.exists():
@@ -237,7 +237,7 @@ def _clear_retryable_failure(run: RunDir) -> None:
 
 
 def run_point(config: RunConfig, run_dir: str | Path, *, analysis: bool = True) -> PointStatus:
-    """Train (:func:`eoslab.runs.train`) and analyse (:func:`eoslab.analysis.analyze_run`) one grid
+    """Train (:func:`eoslab.runs.train`) and analyse (:func:`eoslab.runs.analyze_run`) one grid
     point in ``run_dir``, resuming what a previous attempt left (and rebuilding what does not verify).
 
     Never raises for a failing point: a diverging run is failed by train; an exception (a missing
@@ -261,7 +261,7 @@ def run_point(config: RunConfig, run_dir: str | Path, *, analysis: bool = True) 
         else:
             if status.get("state") in TRAINED_STATES and analysis:
                 try:
-                    from ..analysis import analyze_run
+                    from ..runs import analyze_run
 
                     analyze_run(run.path, progress=False)
                 except Exception as e:
