@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..progress import ProgressBar
 from . import Dataset, DatasetError, default_data_root, register
 
 __all__ = [
@@ -436,12 +437,13 @@ def fetch_cifar10(
         try:
             with urllib.request.urlopen(url, timeout=timeout) as resp, open(tmp, "wb") as f:
                 total = int(resp.headers.get("Content-Length") or 0)
-                bar = _progress(total, enabled=progress)
-                while block := resp.read(1 << 20):
-                    f.write(block)
-                    h.update(block)
-                    bar(len(block))
-                bar(None)
+                with ProgressBar(
+                    "cifar-10", total=total or None, enabled=progress, unit="bytes", clock=None, transient=True
+                ) as bar:
+                    while block := resp.read(1 << 20):
+                        f.write(block)
+                        h.update(block)
+                        bar.advance(len(block))
         except (urllib.error.URLError, OSError, TimeoutError) as e:
             raise DatasetError(
                 f"cannot download {url} ({getattr(e, 'reason', e)}). Without network access, download "
@@ -455,33 +457,3 @@ def fetch_cifar10(
         if tmp.exists():
             tmp.unlink()
     return dest
-
-
-def _progress(total: int, *, enabled: bool):
-    """A tiny byte-count progress callback on stderr (rich when available)."""
-    if not enabled:
-        return lambda n: None
-    try:
-        from rich.console import Console
-        from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
-
-        prog = Progress(
-            "[progress.description]{task.description}",
-            BarColumn(),
-            DownloadColumn(),
-            TransferSpeedColumn(),
-            transient=True,
-            console=Console(stderr=True),
-        )
-        prog.start()
-        task = prog.add_task("cifar-10", total=total or None)
-
-        def step(n):
-            if n is None:
-                prog.stop()
-            else:
-                prog.advance(task, n)
-
-        return step
-    except Exception:  # pragma: no cover - rich missing or no terminal
-        return lambda n: None

@@ -46,6 +46,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..progress import ProgressBar
 from ..store import write_npz
 from . import Dataset, DatasetError, default_data_root, register
 
@@ -402,8 +403,7 @@ def embed_sentences(
     n_words = np.array([min(len(w), max_tokens) for w in words], dtype=np.int64)
     max_len = int(min(getattr(tokenizer, "model_max_length", 512) or 512, 512))
     order = sorted(range(n), key=lambda i: -len(words[i]))  # similar lengths share a batch
-    bar = _bar(n, description, enabled=progress)
-    try:
+    with ProgressBar(description, total=n, enabled=progress, transient=True) as bar:
         with torch.no_grad():
             for start in range(0, n, batch_size):
                 idx = order[start : start + batch_size]
@@ -431,39 +431,8 @@ def embed_sentences(
                     if pool == "mean":
                         nz = counts > 0
                         emb[i, nz] /= counts[nz, None]
-                bar(len(idx))
-    finally:
-        bar(None)
+                bar.advance(len(idx))
     return emb, n_words
-
-
-def _bar(total: int, description: str, *, enabled: bool):
-    if not enabled:
-        return lambda k: None
-    try:
-        from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
-
-        prog = Progress(
-            "[progress.description]{task.description}",
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeRemainingColumn(),
-            console=Console(stderr=True),
-            transient=True,
-        )
-        prog.start()
-        task = prog.add_task(description, total=total)
-
-        def step(k):
-            if k is None:
-                prog.stop()
-            else:
-                prog.advance(task, k)
-
-        return step
-    except Exception:  # pragma: no cover
-        return lambda k: None
 
 
 def _sha256_file(path: Path) -> str:
