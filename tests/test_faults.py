@@ -693,7 +693,7 @@ def test_an_unanswering_ray_address_fails_fast(tmp_path):
         server.listen()
         port = server.getsockname()[1]
         code = (
-            "import sys; import eoslab.sweeps.executors as ex; ex.RAY_CONNECT_TIMEOUT_S = 3; "
+            "import sys; import eoslab.sweeps.ray_executor as ex; ex.RAY_CONNECT_TIMEOUT_S = 3; "
             "from eoslab.cli import main; sys.exit(main(sys.argv[1:]))"
         )
         args = [
@@ -745,7 +745,7 @@ def _descendants(pid: int) -> dict[int, str]:
 
 
 #: How often the watchdog of a Ray sweep records the sweep's descendants (once a second; see
-#: eoslab.sweeps.executors).
+#: eoslab.janitor).
 WATCHDOG_SCAN_S = 1.0
 
 

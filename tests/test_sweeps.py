@@ -170,7 +170,7 @@ def test_bad_base_and_file_errors(tmp_path):
 
 
 def test_run_point_records_an_analysis_failure_and_retries_without_retraining(tmp_path, monkeypatch, one_thread):
-    import eoslab.analysis
+    import eoslab.sweeps.point
 
     point = parse_sweep({"base": tiny_base(), "grid": {"n": [12]}}).points[0]
     run_dir = tmp_path / point.run_id
@@ -178,7 +178,7 @@ def test_run_point_records_an_analysis_failure_and_retries_without_retraining(tm
     def broken(*args, **kwargs):
         raise RuntimeError("boom [x]")
 
-    monkeypatch.setattr(eoslab.analysis, "analyze_run", broken)
+    monkeypatch.setattr(eoslab.sweeps.point, "analyze_run", broken)
     s = run_point(point.config, run_dir)
     assert (s.state, s.retry, s.reason) == ("failed", True, "analysis: RuntimeError: boom [x]")
     assert point_status(run_dir).state == "failed"

@@ -8,7 +8,7 @@ import pytest
 
 from _sweep_helpers import sweep_cli, tiny_base, write_sweep
 from eoslab.sweeps import parse_sweep
-from eoslab.sweeps.executors import LocalPlan, plan_local
+from eoslab.sweeps.local_executor import LocalPlan, plan_local
 
 
 def _points(device: str = "cpu", n: int = 3):
@@ -49,14 +49,14 @@ def test_one_gpu_per_worker(monkeypatch):
 
 
 def test_one_worker_one_thread_plan_progress_lines_and_sweep_log(tmp_path, monkeypatch):
-    import eoslab.sweeps.executors as executors
+    import eoslab.sweeps.local_executor as local_executor
 
     base = tiny_base(target_loss=0.3, max_steps=200)
     base["model"]["device"] = "auto"  # a GPU run where there is one: the worker gets its slot's GPU
     cfg = write_sweep(tmp_path / "s.toml", base, {"n": [8, 12]})
     out = tmp_path / "out"
     # below, this process believes there is one GPU, "5" (the runs still find no CUDA and use the CPU)
-    monkeypatch.setattr(executors, "_visible_gpus", lambda: ["5"])
+    monkeypatch.setattr(local_executor, "_visible_gpus", lambda: ["5"])
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     r = sweep_cli("sweep", str(cfg), "--out", str(out), "--workers", "1")  # stderr is a pipe, not a terminal
     assert r.returncode == 0, r.stderr

@@ -8,8 +8,10 @@ one concept each:
   resolved run configs, one :class:`GridPoint` each, keyed by the config's hash;
 * :mod:`eoslab.sweeps.point` -- one point: its :class:`PointStatus` read from its run directory,
   and :func:`run_point`, which trains and analyses it (a failure never stops the others);
-* :mod:`eoslab.sweeps.executors` -- :func:`run_sweep` on local worker processes or on Ray; a rerun
-  skips finished points and resumes the others from their snapshots;
+* :mod:`eoslab.sweeps.executors` -- :func:`run_sweep`, on local worker processes
+  (:mod:`~eoslab.sweeps.local_executor`) or on Ray (:mod:`~eoslab.sweeps.ray_executor`), each
+  point's job in :mod:`~eoslab.sweeps.worker`; a rerun skips finished points and resumes the
+  others from their snapshots;
 * :mod:`eoslab.sweeps.collect` -- :func:`sweep_status` and :func:`collect`, the tidy table of the
   finished points that the report reads, with every axis of the grid as a column and a record of
   what it holds (:class:`CollectInfo`), so a stale table is recognised (:func:`stale_reason`).

@@ -23,6 +23,7 @@ import pyarrow as pa
 from ..config import flatten_config, from_dict
 from ..provenance import recorded_codes
 from ..rundir import ANALYSIS_SCHEMA, RunDir
+from ..store import read_parquet
 from .grid import GRID_FILE, RUN_COLUMNS, axis_columns, run_columns
 from .point import PointStatus, analysis_table, exclusion_reason, point_dir, point_status, trajectory_rows
 
@@ -38,8 +39,6 @@ INFO_KEY = b"eoslab.collect"
 
 
 def _grid(sweep_dir: Path) -> pa.Table:
-    from ..store import read_parquet
-
     if not (sweep_dir / GRID_FILE).exists():
         raise FileNotFoundError(f"{sweep_dir} is not a sweep folder (no {GRID_FILE}); run `eoslab sweep` first")
     return read_parquet(sweep_dir / GRID_FILE)

@@ -83,6 +83,9 @@ from ..config import (
     unused_fields,
 )
 from ..criteria import CRITERIA
+from ..data import available, check_options
+from ..data.subsets import paper_subset_sizes
+from ..presets import read_config_toml
 from ..rundir import GRID_FILE as GRID_FILE  # re-exported: the sweep folder's files
 from ..rundir import SWEEP_FILE as SWEEP_FILE
 
@@ -196,8 +199,6 @@ def load_sweep(path: str | Path) -> Sweep:
     """Load, validate and expand a sweep config file, or the preset of that name
     (:mod:`eoslab.presets`); ConfigError names the file and the field.
     """
-    from ..presets import read_config_toml
-
     source, data = read_config_toml(path, "sweep config")
     if "base" not in data and "grid" not in data and data:
         raise ConfigError(
@@ -269,8 +270,6 @@ def _datasets(grid: dict, base: RunConfig) -> list[dict]:
     """The dataset entries as ``{"data": {DataConfig overrides}, "n": sizes | "paper" | None, "where":
     the entry's field name}``; names and loader options are checked against the dataset registry.
     """
-    from ..data import available, check_options
-
     entries = grid.get("datasets", [base.data.name])
     if not isinstance(entries, list) or not entries:
         raise ConfigError("grid.datasets: expected a non-empty list of dataset names or tables")
@@ -391,8 +390,6 @@ def expand_grid(base: RunConfig, grid: dict) -> list[GridPoint]:
     Raises ConfigError naming the field for a bad entry, a point without a subset size, a size the
     paper does not have, or two points that are the same config.
     """
-    from ..data.subsets import paper_subset_sizes
-
     criteria = _as_list("grid.criteria", grid.get("criteria", [base.criterion.name]), str)
     for i, c in enumerate(criteria):
         if c not in CRITERIA:

@@ -24,6 +24,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ..analysis import analyze_run
 from ..config import ConfigError, RunConfig, load_config, to_dict
 from ..rundir import (
     ANALYSIS_FILE,
@@ -36,6 +37,7 @@ from ..rundir import (
     RunDir,
     RunDirError,
 )
+from ..runs import train
 from .grid import GRID_FILE, RUNS_DIR
 
 #: A run id: :func:`eoslab.config.config_hash` of the point's config (12 hex digits).
@@ -94,6 +96,13 @@ def exclusion_reason(status: PointStatus, include_stopped: bool = False) -> str 
     return status.state + (f" ({status.detail})" if status.detail else "")
 
 
+def final_without_work(status: PointStatus) -> bool:
+    """Done or stopped, or failed for good (a diverged run, files that do not verify), which a
+    rerun would not change.
+    """
+    return status.state in TRAINED_STATES or (status.state == "failed" and not status.retry)
+
+
 def include_in_collect(status: PointStatus, include_stopped: bool = False) -> bool:
     """Whether :func:`eoslab.sweeps.collect` includes the point (:func:`exclusion_reason`)."""
     return exclusion_reason(status, include_stopped) is None
@@ -135,7 +144,7 @@ def trajectory_rows(run_dir: str | Path) -> pa.Table:
 
 def _analysis_complete(run: RunDir, manifest: dict) -> bool | None:
     """Whether the verified ``analysis.parquet`` holds every snapshot step that
-    :func:`eoslab.runs.analyze_run` analyses with the run's ``analysis`` settings; None when
+    :func:`eoslab.analysis.analyze_run` analyses with the run's ``analysis`` settings; None when
     the file does not verify.
     """
     if not run.analysis_file.exists():
@@ -237,7 +246,7 @@ def _clear_retryable_failure(run: RunDir) -> None:
 
 
 def run_point(config: RunConfig, run_dir: str | Path, *, analysis: bool = True) -> PointStatus:
-    """Train (:func:`eoslab.runs.train`) and analyse (:func:`eoslab.runs.analyze_run`) one grid
+    """Train (:func:`eoslab.runs.train`) and analyse (:func:`eoslab.analysis.analyze_run`) one grid
     point in ``run_dir``, resuming what a previous attempt left (and rebuilding what does not verify).
 
     Never raises for a failing point: a diverging run is failed by train; an exception (a missing
@@ -252,8 +261,6 @@ def run_point(config: RunConfig, run_dir: str | Path, *, analysis: bool = True) 
             return status
         _clear_retryable_failure(run)
         try:
-            from ..runs import train
-
             status = train(config, run.path, progress=False)
         except Exception as e:
             traceback.print_exc()
@@ -261,8 +268,6 @@ def run_point(config: RunConfig, run_dir: str | Path, *, analysis: bool = True) 
         else:
             if status.get("state") in TRAINED_STATES and analysis:
                 try:
-                    from ..runs import analyze_run
-
                     analyze_run(run.path, progress=False)
                 except Exception as e:
                     traceback.print_exc()
