@@ -24,7 +24,6 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ..analysis import analyze_run
 from ..config import ConfigError, RunConfig, load_config, to_dict
 from ..rundir import (
     ANALYSIS_FILE,
@@ -37,7 +36,7 @@ from ..rundir import (
     RunDir,
     RunDirError,
 )
-from ..runs import train
+from ..runs import analyze_run, train
 from .grid import GRID_FILE, RUNS_DIR
 
 #: A run id: :func:`eoslab.config.config_hash` of the point's config (12 hex digits).
@@ -144,7 +143,7 @@ def trajectory_rows(run_dir: str | Path) -> pa.Table:
 
 def _analysis_complete(run: RunDir, manifest: dict) -> bool | None:
     """Whether the verified ``analysis.parquet`` holds every snapshot step that
-    :func:`eoslab.analysis.analyze_run` analyses with the run's ``analysis`` settings; None when
+    :func:`eoslab.runs.analyze_run` analyses with the run's ``analysis`` settings; None when
     the file does not verify.
     """
     if not run.analysis_file.exists():
@@ -246,7 +245,7 @@ def _clear_retryable_failure(run: RunDir) -> None:
 
 
 def run_point(config: RunConfig, run_dir: str | Path, *, analysis: bool = True) -> PointStatus:
-    """Train (:func:`eoslab.runs.train`) and analyse (:func:`eoslab.analysis.analyze_run`) one grid
+    """Train (:func:`eoslab.runs.train`) and analyse (:func:`eoslab.runs.analyze_run`) one grid
     point in ``run_dir``, resuming what a previous attempt left (and rebuilding what does not verify).
 
     Never raises for a failing point: a diverging run is failed by train; an exception (a missing
