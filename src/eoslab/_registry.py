@@ -23,11 +23,12 @@ from __future__ import annotations
 import importlib
 import pkgutil
 from collections.abc import Callable, Iterable, Iterator
-from typing import Generic, TypeVar
+from typing import Generic, TypeVar, cast
 
 from .errors import RegistryError
 
 T = TypeVar("T")
+S = TypeVar("S")  # what a decorator registers: a T, and it keeps its own type (a subclass, a function)
 
 
 class Registry(Generic[T]):
@@ -49,7 +50,7 @@ class Registry(Generic[T]):
         self._entries: dict[str, T] = {}
         self._aliases: dict[str, str] = {}
 
-    def register(self, name: str, *, aliases: Iterable[str] = ()) -> Callable[[T], T]:
+    def register(self, name: str, *, aliases: Iterable[str] = ()) -> Callable[[S], S]:
         """Decorator: make the decorated object this registry's ``name`` (and ``aliases``, other
         spellings a lookup accepts); it returns the object unchanged.
 
@@ -58,12 +59,12 @@ class Registry(Generic[T]):
         """
         keys = (name, *aliases)
 
-        def decorate(obj: T) -> T:
+        def decorate(obj: S) -> S:
             for key in keys:
                 if key in self._entries or key in self._aliases:
                     taken = self._entries[self._aliases.get(key, key)]
                     raise RegistryError(f"{self.what} {key!r} is already registered (by {_origin(taken)})")
-            self._entries[name] = obj
+            self._entries[name] = cast(T, obj)
             self._aliases.update(dict.fromkeys(keys[1:], name))
             return obj
 
