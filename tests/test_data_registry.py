@@ -1,7 +1,6 @@
 import pytest
 
-from eoslab import data
-from eoslab.data import Dataset, available, load_dataset, register
+from eoslab.data import Dataset, available, load_dataset, register, registry
 
 
 def test_every_loader_module_registers_itself():
@@ -14,7 +13,7 @@ def test_a_name_registered_twice_is_refused():
 
     with pytest.raises(ValueError, match="dataset 'dice' is already registered"):
         register("dice")(other_loader)
-    assert data._REGISTRY["dice"].__module__ == "eoslab.data.dice"  # the registry is untouched
+    assert registry._REGISTRY["dice"].__module__ == "eoslab.data.dice"  # the registry is untouched
 
 
 def test_an_unknown_name_lists_the_registered_ones():

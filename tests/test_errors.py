@@ -8,7 +8,7 @@ import inspect
 import pytest
 
 import eoslab.errors
-from eoslab.cli import error_exit, exit_code
+from eoslab.commands.exit_codes import error_exit, exit_code
 from eoslab.errors import EoslabError
 from eoslab.store import WriteError
 

@@ -1,7 +1,9 @@
 """The ``eoslab`` command: train along the gradient flow or by GD, analyse, sweep and report.
 
 Each subcommand lives in ``eoslab.commands.<name>`` and defines ``add_arguments(parser)`` and
-``run(args) -> int``; it is imported only when used.
+``run(args) -> int``; it is imported only when used (``eoslab --help`` imports none, so it is
+fast; ``eoslab train ...`` imports ``eoslab.commands.train`` alone). An error that ends a command
+becomes one line and an exit status in one place, :mod:`eoslab.commands.exit_codes`.
 """
 
 from __future__ import annotations
@@ -10,18 +12,10 @@ import argparse
 import importlib
 import os
 import sys
+from collections.abc import Collection
 
-from .errors import (
-    ConfigError,
-    CorruptFileError,
-    DatasetError,
-    EoslabError,
-    ReportError,
-    RunConflictError,
-    RunDirError,
-    SweepError,
-    UsageError,
-)
+from . import __version__
+from .commands.exit_codes import error_exit
 
 # name -> one-line help; each lives in eoslab.commands.<name>.
 COMMANDS: dict[str, str] = {
@@ -42,71 +36,15 @@ COMMANDS: dict[str, str] = {
 DATA_COMMANDS = ("demo", "train", "analyze", "sweep", "report")
 
 
-#: Exit status of an error that ends a command: the first row of the command's list (then of
-#: ``DEFAULT_EXIT_CODES``) whose classes the error is an instance of gives it; the error's message
-#: is printed as one line, ``eoslab <command>: error: <message>``. 2 mostly means the request
-#: cannot be served as given (a bad argument or config, a folder of the wrong kind), 1 that the
-#: work failed (a file that cannot be read or written, a corrupt snapshot, a report that cannot
-#: be made). An error no row matches, other than running out of memory (exit 1), is a bug: its
-#: traceback is shown.
-_RUN_EXIT_CODES: tuple[tuple[tuple[type[BaseException], ...], int], ...] = (
-    ((CorruptFileError, DatasetError, OSError), 1),
-    ((ConfigError, RunConflictError, RunDirError), 2),
-)
-EXIT_CODES: dict[str, tuple[tuple[tuple[type[BaseException], ...], int], ...]] = {
-    "analyze": _RUN_EXIT_CODES,
-    "train": _RUN_EXIT_CODES,
-    "collect": (((OSError, ValueError), 2),),
-    "data": (((DatasetError, ValueError, TypeError), 2),),
-    "demo": (((ValueError, SweepError), 2), ((ReportError,), 1)),
-    "report": (((OSError, ValueError, RuntimeError, EoslabError), 1),),
-    "show": (((OSError, ValueError, RunDirError), 2),),
-    "status": (((OSError, ValueError), 2),),
-    "sweep": (((ValueError, SweepError), 2),),
-}
-DEFAULT_EXIT_CODES: tuple[tuple[tuple[type[BaseException], ...], int], ...] = (
-    ((UsageError,), 2),
-    ((RunDirError, OSError), 1),
-    ((EoslabError,), 1),
-)
-
-
-def exit_code(command: str, error: BaseException) -> int | None:
-    """The exit status of ``error`` ending ``command`` (``EXIT_CODES``), or None for a bug."""
-    for classes, code in (*EXIT_CODES.get(command, ()), *DEFAULT_EXIT_CODES):
-        if isinstance(error, classes):
-            return code
-    return None
-
-
-def error_exit(command: str, error: BaseException, *, show: bool = True) -> int | None:
-    """Report ``error``, which ended ``command``, as one line on stderr (when ``show``) and return
-    the exit status; None (nothing printed) for an error that is a bug, which the caller re-raises.
-    """
-    code = exit_code(command, error)
-    if code is not None:
-        message = " ".join(str(error).split())
-    elif isinstance(error, MemoryError | RuntimeError):  # out of memory mid-way: a problem too large for this machine
-        from .runs import memory_message, out_of_memory  # torch, loaded only here
-
-        if not out_of_memory(error):
-            return None
-        code, message = 1, f"out of memory ({memory_message(error)})"
-    else:
-        return None
-    if show:
-        print(f"eoslab {command}: error: {message}", file=sys.stderr)
-    return code
-
-
 def _module_name(name: str) -> str:
     return f"eoslab.commands.{name}"
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The ``eoslab`` argument parser with one sub-parser per command."""
-    from . import __version__
-
+def build_parser(commands: Collection[str] = tuple(COMMANDS)) -> argparse.ArgumentParser:
+    """The ``eoslab`` argument parser with one sub-parser per command, and the arguments of those
+    in ``commands`` (each imports its module, with what it needs: torch, pandas, ...); the others'
+    sub-parsers are there for ``eoslab --help``.
+    """
     parser = argparse.ArgumentParser(prog="eoslab", description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--version", action="version", version=f"eoslab {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -114,6 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_text, description=help_text)
         p.set_defaults(_command=name)
         p.set_defaults(_parser=p)
+        if name not in commands:
+            continue
         importlib.import_module(_module_name(name)).add_arguments(p)
         if name in DATA_COMMANDS:
             p.add_argument(
@@ -127,7 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``eoslab`` command; returns the exit code."""
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    command = next((a for a in argv if not a.startswith("-")), None)  # the only options before it: --help, --version
+    parser = build_parser([command] if command in COMMANDS else [])
     args = parser.parse_args(argv)
     if getattr(args, "_command", None) is None:
         parser.print_help()
@@ -140,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except Exception as e:  # an error that ends the command: one line and an exit status (EXIT_CODES)
+    except Exception as e:  # an error that ends the command: one line and an exit status (exit_codes)
         code = error_exit(args._command, e)
         if code is None:
             raise

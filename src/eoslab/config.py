@@ -22,10 +22,14 @@ from pathlib import Path
 from typing import Any
 
 import tomli_w
+import torch
 
 from .constants import INITS, SKIP_BEFORE
 from .criteria import CRITERIA
-from .errors import ConfigError
+from .eigen import EIG_ORDERS, available_eigensolvers
+from .errors import ConfigError, ModelError
+from .models.registry import check_options
+from .presets import read_config_toml
 
 
 class ConfigDeprecationWarning(UserWarning):
@@ -165,9 +169,7 @@ _NONNEGATIVE = {"analysis.skip_before", "solver.measure_sharpness_every", "model
 
 
 def _eigen_choices() -> dict[str, tuple[str, ...]]:
-    """The eigensolver fields' choices, from the solver registry (imported here: it needs torch)."""
-    from .eigen import EIG_ORDERS, available_eigensolvers
-
+    """The eigensolver fields' choices, from the solver registry."""
     solvers = available_eigensolvers()
     return {"solver.eig_method": solvers, "analysis.eig_method": solvers, "solver.eig_order": EIG_ORDERS}
 
@@ -243,8 +245,6 @@ def validate(cfg: RunConfig) -> RunConfig:
 
 def _check_model(cfg: RunConfig) -> None:
     """model.kind, model.options and model.groups (without importing a user's module)."""
-    from .models.registry import ModelError, check_options
-
     m = cfg.model
     if m.groups is not None and not all(isinstance(g, str) and g for g in m.groups):
         raise ConfigError(f"model.groups: must be a list of parameter-name prefixes (strings), got {m.groups!r}")
@@ -297,8 +297,6 @@ def torch_device(cfg: RunConfig) -> str:
             GPU visible, or ``cuda:N`` past the last GPU). Checked here, not when the config is
             loaded, so that a config written for a GPU machine stays valid on a laptop.
     """
-    import torch
-
     device = cfg.model.device
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
@@ -316,8 +314,6 @@ def load_config(path: str | Path) -> RunConfig:
     """Load and validate a TOML run config (a file, or a preset's name, :mod:`eoslab.presets`);
     errors name the file and the field. A sweep config is refused with the command that runs it.
     """
-    from .presets import read_config_toml
-
     source, data = read_config_toml(path, "run config")
     if "grid" in data or "base" in data:
         raise ConfigError(

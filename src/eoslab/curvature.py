@@ -28,7 +28,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import NamedTuple, TypeVar
 
+import numpy as np
 import torch
+import torch.distributed as dist
+from scipy.sparse.linalg import LinearOperator as ScipyOperator
 from torch.func import jvp, vjp, vmap
 
 from .criteria import Criterion
@@ -108,9 +111,6 @@ class LinearOperator:
         (``OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1`` before Python starts, or
         ``threadpoolctl.threadpool_limits(1)`` with ``torch.set_num_threads(1)``).
         """
-        import numpy as np
-        from scipy.sparse.linalg import LinearOperator as ScipyOperator
-
         np_dtype = torch.empty(0, dtype=self.dtype).numpy().dtype
 
         def matmat(X):
@@ -184,8 +184,6 @@ class Reduction:
         """All-reduce over the default process group when ``torch.distributed`` is initialised with
         more than one rank, else the one-process reduction.
         """
-        import torch.distributed as dist
-
         if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
             return cls(dist.group.WORLD)
         return cls(None)
@@ -195,7 +193,6 @@ class Reduction:
         """The number of ranks the hook sums over."""
         if self.group is None:
             return 1
-        import torch.distributed as dist
 
         return dist.get_world_size(self.group)
 
@@ -205,7 +202,6 @@ class Reduction:
         """
         if self.group is None:
             return tensors
-        import torch.distributed as dist
 
         flat = torch.cat([t.reshape(-1) for t in tensors])
         dist.all_reduce(flat, op=dist.ReduceOp.SUM, group=self.group)

@@ -26,6 +26,7 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
+import torch.multiprocessing as mp
 
 
 def world() -> tuple[int, int]:
@@ -118,8 +119,6 @@ def launch(fn: Callable[..., int], nproc: int, *args: Any, device: str = "cpu") 
     0, else the first non-zero exit code (the other processes are then stopped). ``fn`` must be
     importable (a module-level function): the processes are started with ``spawn``.
     """
-    import torch.multiprocessing as mp
-
     if nproc < 1:
         raise ValueError(f"nproc must be >= 1, got {nproc}")
     context = mp.start_processes(

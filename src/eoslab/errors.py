@@ -4,8 +4,9 @@ Each class also keeps the built-in base its callers catch (a :class:`ConfigError
 ``ValueError``, a :class:`eoslab.store.WriteError` an ``OSError``) and is importable from the module
 that raises it (``eoslab.config.ConfigError``, ``eoslab.rundir.CorruptFileError``, ...). The
 ``eoslab`` command turns an error that ends a command into one line on stderr,
-``eoslab <command>: error: <message>``, and an exit status (``eoslab.cli.EXIT_CODES``); an
-exception outside the family and the built-ins listed there is a bug and shows its traceback.
+``eoslab <command>: error: <message>``, and an exit status
+(``eoslab.commands.exit_codes.EXIT_CODES``); an exception outside the family and the built-ins
+listed there is a bug and shows its traceback.
 
 This module imports nothing from eoslab, so every module can import it.
 """

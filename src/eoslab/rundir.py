@@ -68,6 +68,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from .config import comparable
 from .errors import CorruptFileError, MismatchError, RunBusyError, RunDirError
 from .store import (
     WriteError,
@@ -269,8 +270,6 @@ def config_differences(current: dict, created: dict, where: str) -> list[str]:
     (:func:`eoslab.config.to_dict`) that differs, in field order; keys added by a later eoslab
     count as absent while at their defaults (:func:`eoslab.config.comparable`).
     """
-    from .config import comparable
-
     a, b = _flatten(comparable(current)), _flatten(comparable(created))
     return [
         f"{key}: {where} says {_show(a.get(key))}, the run was created with {_show(b.get(key))}"

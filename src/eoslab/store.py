@@ -30,8 +30,11 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+from safetensors import SafetensorError
+from safetensors.torch import load, save
 
 from .errors import EoslabError
 
@@ -146,8 +149,6 @@ def json_bytes(obj: Any) -> bytes:
 
 def safetensors_bytes(tensors: dict, metadata: dict[str, str] | None = None) -> bytes:
     """A safetensors file's bytes (metadata values must be strings)."""
-    from safetensors.torch import save
-
     return save(tensors, metadata=metadata)
 
 
@@ -169,9 +170,6 @@ def parse_json(data: bytes, source: str | Path = "<bytes>") -> Any:
 
 def parse_safetensors(data: bytes, source: str | Path = "<bytes>") -> tuple[dict, dict[str, str]]:
     """(tensors, metadata) of a safetensors file's bytes (ValueError naming ``source`` if malformed)."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load
-
     try:
         (n,) = struct.unpack("<Q", data[:8])
         header = json.loads(data[8 : 8 + n])
@@ -205,8 +203,6 @@ def to_frame(table: pa.Table):
 
 def write_npz(path: str | Path, *, compressed: bool = False, **arrays) -> None:
     """Write a NumPy ``.npz`` archive atomically."""
-    import numpy as np
-
     buf = io.BytesIO()
     (np.savez_compressed if compressed else np.savez)(buf, **arrays)
     write_bytes(buf.getvalue(), path)

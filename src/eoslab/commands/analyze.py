@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import argparse
 
+from ..runs import analyze_run
+
 
 def _positive(text: str) -> int:
     value = int(text)
@@ -70,8 +72,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the command; returns its exit code."""
-    from ..runs import analyze_run
-
     path = analyze_run(
         args.run_dir,
         every=args.every,

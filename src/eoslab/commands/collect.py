@@ -13,6 +13,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..store import write_parquet
+from ..sweeps import collect, collect_info
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add this command's arguments to its sub-parser."""
@@ -27,9 +30,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the command; returns its exit code."""
-    from ..store import write_parquet
-    from ..sweeps import collect, collect_info
-
     out = Path(args.out) if args.out else Path(args.sweep_dir) / "collected.parquet"
     table = collect(args.sweep_dir, include_stopped=args.include_stopped)
     write_parquet(table, out)

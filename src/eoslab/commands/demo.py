@@ -17,6 +17,11 @@ import sys
 import time
 from pathlib import Path
 
+from ..report import write_report
+from ..store import write_parquet
+from ..sweeps import load_sweep, run_sweep
+from .report import figure_track, load_source
+
 #: The demo preset's name (:mod:`eoslab.presets`).
 DEMO_PRESET = "demo"
 
@@ -42,11 +47,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the command; returns its exit code."""
-    from ..report import write_report
-    from ..store import write_parquet
-    from ..sweeps import load_sweep, run_sweep
-    from .report import figure_track, load_source
-
     out = Path(args.out)
     start = time.monotonic()
     sweep = load_sweep(args.config)

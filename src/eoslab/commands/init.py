@@ -10,6 +10,8 @@ import tomllib
 from pathlib import Path
 
 from ..errors import UsageError
+from ..presets import available, is_preset, preset_text, summary
+from ..store import write_text
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -22,9 +24,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the command; returns its exit code."""
-    from ..presets import available, is_preset, preset_text, summary
-    from ..store import write_text
-
     if args.list or args.name is None:
         for name in available():
             print(f"{name:<24} {summary(name)}")

@@ -29,6 +29,16 @@ import argparse
 import sys
 from pathlib import Path
 
+import pyarrow as pa
+from rich.console import Console
+from rich.progress import track
+
+from eoslab.report import check_options, collected_frame, write_report
+from eoslab.report.run import is_run_dir, write_run_report
+from eoslab.store import read_parquet, write_parquet
+from eoslab.sweeps import collect, collect_info, stale_reason
+from eoslab.sweeps.grid import GRID_FILE
+
 from ..constants import SKIP_BEFORE
 from ..errors import ReportError, UsageError
 
@@ -117,8 +127,6 @@ def figure_track(enabled: bool):
     """A progress bar over the figures to draw (on stderr, cleared when done), or none."""
     if not enabled:
         return lambda jobs: jobs
-    from rich.console import Console
-    from rich.progress import track
 
     console = Console(stderr=True)
     return lambda jobs: track(jobs, description="drawing figures", console=console, transient=True)
@@ -128,8 +136,6 @@ def _sweep_of_table(path: Path, recorded: str) -> Path | None:
     """The sweep folder of a collected table: the folder it lies in when that is a sweep (a
     moved or copied sweep), else the one recorded at collect time, if it is still there.
     """
-    from eoslab.sweeps.grid import GRID_FILE
-
     for candidate in (path.parent, Path(recorded)):
         if (candidate / GRID_FILE).is_file():
             return candidate
@@ -145,10 +151,6 @@ def load_source(source: Path, *, include_stopped: bool = False):
             or no run to report.
         FileNotFoundError: neither a sweep folder nor a table.
     """
-    from eoslab.store import read_parquet
-    from eoslab.sweeps import collect, collect_info, stale_reason
-    from eoslab.sweeps.grid import GRID_FILE
-
     if source.is_dir() and (source / GRID_FILE).is_file():
         table = collect(source, include_stopped=include_stopped)
         info = collect_info(table)
@@ -193,10 +195,6 @@ def load_parts(sources: list[Path], *, include_stopped: bool = False):
     Raises:
         ReportError: a run in two parts, or what :func:`load_source` raises for a part.
     """
-    import pyarrow as pa
-
-    from eoslab.sweeps import collect_info
-
     tables, lines, seen = [], [], {}
     for i, source in enumerate(sources, 1):
         table, headline, left_out = load_source(source, include_stopped=include_stopped)
@@ -215,10 +213,6 @@ def load_parts(sources: list[Path], *, include_stopped: bool = False):
 
 def run(args: argparse.Namespace) -> int:
     """Run the command; returns its exit code."""
-    from eoslab.report import check_options, collected_frame, write_report
-    from eoslab.report.run import is_run_dir, write_run_report
-    from eoslab.store import write_parquet
-
     sources = [Path(s) for s in args.source]
     source = sources[0]
     if len(sources) > 1 and not args.out:

@@ -9,6 +9,10 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
+
+from ..report.run import run_summary
+from ..sweeps.grid import GRID_FILE
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -18,11 +22,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the command; returns its exit code."""
-    from pathlib import Path
-
-    from ..report.run import run_summary
-    from ..sweeps.grid import GRID_FILE
-
     path = Path(args.run_dir)
     if (path / GRID_FILE).is_file():
         print(f"eoslab show: {path} is a sweep folder; `eoslab status {path}` lists its runs", file=sys.stderr)

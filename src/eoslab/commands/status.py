@@ -9,6 +9,13 @@ from __future__ import annotations
 import argparse
 import sys
 
+from rich import box
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from ..sweeps import sweep_status, varying_axes
+
 STYLES = {
     "done": "green",
     "stopped": "magenta",
@@ -40,13 +47,6 @@ def cell(value: object) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Run the command; returns its exit code."""
-    from rich import box
-    from rich.console import Console
-    from rich.markup import escape
-    from rich.table import Table
-
-    from ..sweeps import sweep_status, varying_axes
-
     rows = sweep_status(args.sweep_dir, analysis=not args.no_analysis)
     grid_rows = [row for row, _ in rows]
     axes = varying_axes(grid_rows)

@@ -18,6 +18,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ..sweeps import load_sweep, run_sweep
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add this command's arguments to its sub-parser."""
@@ -62,8 +64,6 @@ def _positive(text: str) -> int:
 
 def run(args: argparse.Namespace) -> int:
     """Run the command; returns its exit code."""
-    from ..sweeps import load_sweep, run_sweep
-
     sweep = load_sweep(args.config)
     result = run_sweep(
         sweep,

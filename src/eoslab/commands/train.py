@@ -21,7 +21,11 @@ import argparse
 import os
 import sys
 
+from ..config import load_config, torch_device
+from ..distributed import is_main, launch, process_group_from_env
 from ..errors import UsageError
+from ..runs import train
+from .exit_codes import error_exit
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -45,11 +49,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def train_command(config: str, out: str, progress: bool) -> int:
     """Load, train and report: the whole command in this process (one of the ranks, or the only one)."""
-    from ..cli import error_exit
-    from ..config import load_config, torch_device
-    from ..distributed import is_main, process_group_from_env
-    from ..runs import train
-
     try:
         cfg = load_config(config)
         with process_group_from_env(torch_device(cfg)):
@@ -78,8 +77,6 @@ def run(args: argparse.Namespace) -> int:
         return train_command(args.config, args.out, not args.no_progress)
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise UsageError("--nproc starts its own processes; under torchrun leave it out")
-    from ..config import load_config, torch_device
-    from ..distributed import launch
 
     device = torch_device(load_config(args.config))
     return launch(train_command, args.nproc, args.config, args.out, not args.no_progress, device=device)

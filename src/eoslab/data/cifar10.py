@@ -35,8 +35,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..errors import DatasetError
 from ..progress import ProgressBar
-from . import Dataset, DatasetError, default_data_root, register
+from .dataset import Dataset
+from .registry import default_data_root, register
 
 __all__ = [
     "CIFAR10_CLASSES",

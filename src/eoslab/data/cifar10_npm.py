@@ -35,8 +35,9 @@ from pathlib import Path
 
 import numpy as np
 
-from . import DatasetError, default_data_root
+from ..errors import DatasetError
 from .cifar10 import BIN_DIR, CIFAR10_CLASSES
+from .registry import default_data_root
 
 __all__ = ["NPM_PACKAGE", "NPM_SHA256", "NpmImport", "import_cifar10_npm"]
 

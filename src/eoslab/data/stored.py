@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from ..store import parse_safetensors, safetensors_bytes
-from . import Dataset
+from .dataset import Dataset
 
 #: ``data.name`` of a run whose data live in its run directory.
 STORED = "stored"

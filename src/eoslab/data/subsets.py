@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from ..criteria import CRITERIA
-from . import Dataset
+from .dataset import Dataset
 
 __all__ = ["SUBSET_SIZES", "paper_subset_sizes", "subset_indices", "draw_subset"]
 

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import torch
 
-from . import Dataset, register
+from .dataset import Dataset
+from .registry import register
 
 
 @register("synthetic")

@@ -40,7 +40,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import Dataset, DatasetError, default_data_root, register
+from ..errors import DatasetError
+from .dataset import Dataset
+from .registry import default_data_root, register
 
 __all__ = [
     "TsData",

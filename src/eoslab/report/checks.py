@@ -20,8 +20,8 @@ from dataclasses import asdict, dataclass, replace
 import numpy as np
 import pandas as pd
 
-from eoslab.constants import LAYER_RATIO_BOUND
-from eoslab.report import ANALYSIS_SOLVER, SKIP_BEFORE, runs_of
+from eoslab.constants import LAYER_RATIO_BOUND, SKIP_BEFORE
+from eoslab.report.collected import ANALYSIS_SOLVER, runs_of
 
 
 @dataclass(frozen=True)

@@ -40,7 +40,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from eoslab.report import ANALYSIS_SOLVER, SKIP_BEFORE, metric_rows, runs_of, split_trajectory
+from eoslab.constants import SKIP_BEFORE
+from eoslab.report.collected import ANALYSIS_SOLVER, metric_rows, runs_of, split_trajectory
 from eoslab.report.groups import Group, groups, is_solver_column
 from eoslab.report.powerlaw import GroupFit, criterion_name, dataset_name
 from eoslab.sweeps.point import TRAJECTORY_METRICS
@@ -188,6 +189,7 @@ class FigureFile:
 
 def _size_colours(sizes: pd.Series):
     """Log colour scale over the dataset sizes, and its colour map."""
+    # matplotlib (a second to import) loads only when a figure is drawn, not for `eoslab show`
     from matplotlib import colormaps
     from matplotlib.colors import LogNorm
 
@@ -205,6 +207,7 @@ def _one_size(sizes) -> str:
 
 def _size_bar(fig, cax, norm, cmap, sizes) -> None:
     """The colour bar of dataset sizes, ticked at the sizes themselves when there are few."""
+    # matplotlib (a second to import) loads only when a figure is drawn, not for `eoslab show`
     from matplotlib.cm import ScalarMappable
 
     bar = fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), cax=cax, label=N_LABEL)
@@ -216,13 +219,14 @@ def _size_bar(fig, cax, norm, cmap, sizes) -> None:
         tidy_log_axis(cax, "y")
 
 
-def _grid(n_panels: int, width: float = 3.0, height: float = 2.3, colorbar: bool = True):
+def panel_grid(n_panels: int, width: float = 3.0, height: float = 2.3, colorbar: bool = True):
     """A Figure with ``n_panels`` axes of ``width`` x ``height`` inches in at most three columns,
     and an axis for a colour bar on the right (None without ``colorbar``).
 
     Margins are fixed in inches rather than found by a layout engine, which would cost most of
     the drawing time; they leave room for mathtext labels, panel titles and the suptitle.
     """
+    # matplotlib (a second to import) loads only when a figure is drawn, not for `eoslab show`
     from matplotlib.figure import Figure
 
     left, right, bottom, top, gap_w, gap_h, bar = 0.95, 1.3 if colorbar else 0.3, 0.55, 0.8, 1.05, 1.0, 0.15
@@ -269,6 +273,7 @@ def tidy_log_axis(ax, which: str = "y") -> None:
     crowded minor ticks), with as many significant digits as tell them apart (``1.005, 1.01,
     1.015``, not three ``1.01``).
     """
+    # matplotlib (a second to import) loads only when a figure is drawn, not for `eoslab show`
     from matplotlib.ticker import (
         FixedLocator,
         FuncFormatter,
@@ -322,7 +327,7 @@ def _draw_curves(family: CurveFamily, rows: pd.DataFrame, panels: list[tuple[str
     size_of = runs_of(rows).set_index("run_id")["n"]
     norm, cmap = _size_colours(size_of)
     single = _one_size(size_of)
-    fig, axes, cax = _grid(len(panels), colorbar=not single)
+    fig, axes, cax = panel_grid(len(panels), colorbar=not single)
     for ax, (metric, layer) in zip(axes, panels):
         for run_id, curve in metric_rows(rows, metric, layer).sort_values("t").groupby("run_id"):
             ax.plot(curve["t"], curve["value"], color=cmap(norm(size_of[run_id])), lw=0.9, alpha=0.85)
@@ -347,12 +352,13 @@ def _draw_peaks(group: GroupFit):
     set the y range (the paper's line is drawn within it, and its label says where it runs when
     it is off the axes); a colour bar of n, or with a single n the title names it.
     """
+    # matplotlib (a second to import) loads only when a figure is drawn, not for `eoslab show`
     from matplotlib.ticker import NullLocator
 
     peaks = group.peaks[np.isfinite(group.peaks["peak"]) & (group.peaks["peak"] > 0)]
     norm, cmap = _size_colours(peaks["n"])
     single = _one_size(peaks["n"])
-    fig, (ax,), cax = _grid(1, width=4.5, height=3.4, colorbar=not single)
+    fig, (ax,), cax = panel_grid(1, width=4.5, height=3.4, colorbar=not single)
     ax.scatter(peaks["n"], peaks["peak"], c=cmap(norm(peaks["n"].to_numpy())), s=22, zorder=3, label="runs")
     grid = np.geomspace(peaks["n"].min() / 1.2, peaks["n"].max() * 1.2, 50)
     ours = peaks["peak"].to_numpy()
@@ -394,7 +400,7 @@ def _draw_peaks(group: GroupFit):
 EDGE_BAND = 0.1
 
 
-def _percent(share: float) -> str:
+def percent(share: float) -> str:
     """``88 %``."""
     return f"{100 * share:.0f} %"
 
@@ -447,12 +453,12 @@ class EdgeBand:
         edge = f"2/η = {self.edge:.3g}"
         if self.crossing is None:
             return (
-                f"λ¹(H) stays below {edge}: at most {self.peak:.3g} ({_percent(self.peak / self.edge)} of it) "
+                f"λ¹(H) stays below {edge}: at most {self.peak:.3g} ({percent(self.peak / self.edge)} of it) "
                 f"over {self.measured} measured steps"
             )
         return (
-            f"λ¹(H) first reaches {edge} at step {self.crossing}; from there on {_percent(self.within)} of "
-            f"{self.after} measured steps are within {_percent(EDGE_BAND)} of 2/η (λ¹ {self.low:.3g}–{self.high:.3g})"
+            f"λ¹(H) first reaches {edge} at step {self.crossing}; from there on {percent(self.within)} of "
+            f"{self.after} measured steps are within {percent(EDGE_BAND)} of 2/η (λ¹ {self.low:.3g}–{self.high:.3g})"
         )
 
 
@@ -502,7 +508,7 @@ def draw_gradient_descent(
     (Eq. 1; one run: its ±:data:`EDGE_BAND` band shaded), beside exponential Euler flows (dashed),
     against ``x`` (``t`` or ``step``).
     """
-    fig, (ax_loss, ax_sharp), _ = _grid(2, width=4.6, height=3.2, colorbar=False)
+    fig, (ax_loss, ax_sharp), _ = panel_grid(2, width=4.6, height=3.2, colorbar=False)
     for run in flows:
         style = dict(color="0.35", ls="--", lw=1.0, label=f"exponential Euler (flow), {run.label}")
         ax_loss.plot(run.loss[x], run.loss["value"], **style)
@@ -535,7 +541,7 @@ def gd_caption(run: RunCurves) -> str:
     """The caption of one GD run's figure, its :class:`EdgeBand` computed from the data."""
     return (
         f"Gradient descent, η = {run.eta:g}, {run.label}: the loss and λ¹(H) at every measured step, 2/η dotted "
-        f"and ±{_percent(EDGE_BAND)} shaded (the edge of stability, Eq. 1). {run.band_text()}."
+        f"and ±{percent(EDGE_BAND)} shaded (the edge of stability, Eq. 1). {run.band_text()}."
     )
 
 

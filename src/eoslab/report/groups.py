@@ -19,7 +19,7 @@ from typing import Any
 
 import pandas as pd
 
-from eoslab.report import runs_of
+from eoslab.report.collected import runs_of
 
 #: Columns that vary within a group: the dataset size and the seeds.
 WITHIN_GROUP = ("run_id", "n", "init_seed", "subset_seed")

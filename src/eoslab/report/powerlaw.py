@@ -27,7 +27,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from eoslab.report import ANALYSIS_SOLVER, SKIP_BEFORE, metric_rows, runs_of
+from eoslab.constants import SKIP_BEFORE
+from eoslab.report.collected import ANALYSIS_SOLVER, metric_rows, runs_of
 from eoslab.report.groups import Group, groups
 
 #: Table 2 of the paper: (dataset, criterion) -> (a, b, R^2) of Eq. 9.

@@ -10,15 +10,37 @@ import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
-if TYPE_CHECKING:
-    from eoslab.config import RunConfig
-    from eoslab.report import ReportResult
-    from eoslab.report.figures import FigureJob
+from eoslab.config import RunConfig, config_hash, load_config
+from eoslab.data import load_dataset
+from eoslab.models.registry import describe
+from eoslab.rundir import ANALYSIS_FILE, TRAJECTORY_FILE, RunDir
+from eoslab.store import to_frame, write_text
+from eoslab.sweeps.grid import GRID_FILE, run_columns
+from eoslab.sweeps.point import trajectory_rows
+
+from . import html as html_mod
+from .collected import collected_frame
+from .figures import (
+    EDGE_BAND,
+    T_LABEL,
+    FigureJob,
+    RunCurves,
+    draw_gradient_descent,
+    edge_text,
+    gd_caption,
+    panel_grid,
+    percent,
+    plan_curves,
+    render,
+    symbol,
+    tidy_log_axis,
+)
+from .groups import Group, groups
+from .sweep import ReportResult
 
 #: Whole-network λ¹ of the analysis, by operator (Eq. 2).
 SHARPNESS = {"H": "sharpness_H", "G": "sharpness_G", "R": "sharpness_R"}
@@ -83,8 +105,6 @@ class RunSummary:
 
     def lines(self) -> list[tuple[str, str]]:
         """``(label, text)`` pairs, in the order shown."""
-        from eoslab.models.registry import describe
-
         c, s = self.config, self.status
         model = describe(c.model.kind, depth=c.model.depth, width=c.model.width, options=c.model.options)
         step_size = f"η = {c.solver.eta:g}" if c.solver.method == "gd" else f"η_max = {c.solver.eta_max:g}"
@@ -123,9 +143,6 @@ class RunSummary:
 
 def is_run_dir(path: str | Path) -> bool:
     """Whether ``path`` is a run directory (it holds ``config.toml``) and not a sweep folder."""
-    from eoslab.rundir import RunDir
-    from eoslab.sweeps.grid import GRID_FILE
-
     path = Path(path)
     return RunDir(path).config_file.is_file() and not (path / GRID_FILE).exists()
 
@@ -139,10 +156,6 @@ def _read(run_dir: Path) -> tuple[RunConfig, dict, pd.DataFrame, pd.DataFrame | 
         eoslab.rundir.RunDirError: a table that does not match its checksum (the message says how to
             rebuild it).
     """
-    from eoslab.config import load_config
-    from eoslab.rundir import ANALYSIS_FILE, TRAJECTORY_FILE, RunDir
-    from eoslab.store import to_frame
-
     run = RunDir(run_dir)
     if not run.config_file.is_file():
         raise FileNotFoundError(f"{run_dir} is not a run directory (no config.toml)")
@@ -164,8 +177,6 @@ def _read(run_dir: Path) -> tuple[RunConfig, dict, pd.DataFrame, pd.DataFrame | 
 
 def run_summary(run_dir: str | Path) -> RunSummary:
     """The :class:`RunSummary` of a run directory."""
-    from eoslab.rundir import RunDir
-
     run_dir = Path(run_dir)
     config, status, traj, analysis = _read(run_dir)
     steps = traj["step"].to_numpy()
@@ -192,8 +203,6 @@ def run_summary(run_dir: str | Path) -> RunSummary:
     if is_tracker_trajectory(traj):
         threshold, edge = tracker_edge(traj)
     elif config.solver.method == "gd":
-        from eoslab.report.figures import edge_text
-
         top = trajectory_eigenvalues(traj)
         measured = pd.DataFrame({"step": top["step"], "value": top.get("eig_1", pd.Series(dtype=float))})
         edge = edge_text(measured, config.solver.eta)
@@ -233,8 +242,6 @@ def tracker_edge(traj: pd.DataFrame) -> tuple[str, str]:
     preconditioning) meets it: the first measured step at or above it and the share of measured
     steps from there within 10 % of it — never GD's 2/η of the config's first η.
     """
-    from eoslab.report.figures import EDGE_BAND, _percent
-
     rows = _tracker_measured(traj)
     optimizer = next((o for o in traj.get("optimizer", pd.Series(dtype=str)) if o), "the optimizer")
     if rows.empty:
@@ -246,12 +253,12 @@ def tracker_edge(traj: pd.DataFrame) -> tuple[str, str]:
     steps = rows["step"].to_numpy()
     above = (ratio >= 1).nonzero()[0]
     if not above.size:
-        return threshold, f"stays below its threshold: at most {_percent(float(ratio.max()))} of it"
+        return threshold, f"stays below its threshold: at most {percent(float(ratio.max()))} of it"
     after = ratio[above[0] :]
     within = float((abs(after - 1) <= EDGE_BAND).mean())
     edge = (
-        f"first reaches its threshold at step {int(steps[above[0]])}; from there on {_percent(within)} of "
-        f"{after.size} measured steps are within {_percent(EDGE_BAND)} of it "
+        f"first reaches its threshold at step {int(steps[above[0]])}; from there on {percent(within)} of "
+        f"{after.size} measured steps are within {percent(EDGE_BAND)} of it "
         f"(ratio {after.min():.3g}–{after.max():.3g})"
     )
     return threshold, edge
@@ -275,9 +282,7 @@ def trajectory_eigenvalues(traj: pd.DataFrame) -> pd.DataFrame:
 
 def _draw_tracker(traj: pd.DataFrame, title: str):
     """A tracker's run: its loss, and its (preconditioned) sharpness with the threshold, per step."""
-    from eoslab.report.figures import _grid, tidy_log_axis
-
-    fig, (ax_loss, ax_sharp), _ = _grid(2, colorbar=False)
+    fig, (ax_loss, ax_sharp), _ = panel_grid(2, colorbar=False)
     ax_loss.plot(traj["step"], traj["loss"], color="C0", lw=1.0)
     ax_loss.set_yscale("log", nonpositive="mask")
     tidy_log_axis(ax_loss)
@@ -296,9 +301,7 @@ def _draw_tracker(traj: pd.DataFrame, title: str):
 
 def _draw_trajectory(config: RunConfig, traj: pd.DataFrame, title: str):
     """Loss, Δt and the trajectory's top eigenvalues of H against t (a flow run's trajectory figure)."""
-    from eoslab.report.figures import T_LABEL, _grid, symbol, tidy_log_axis
-
-    fig, (ax_loss, ax_dt, ax_eig), _ = _grid(3, colorbar=False)
+    fig, (ax_loss, ax_dt, ax_eig), _ = panel_grid(3, colorbar=False)
     moving = traj[traj["dt"] > 0]
     ax_loss.plot(traj["t"], traj["loss"], color="C0", lw=1.0)
     ax_loss.axhline(config.train.target_loss, color="0.4", ls=":", lw=1.0, label="target loss")
@@ -330,8 +333,6 @@ def run_frame(run_dir: str | Path) -> pd.DataFrame | None:
     """The run's analysis as a one-run collected frame (:func:`eoslab.report.collected_frame`), or
     None when it has no analysis rows.
     """
-    from eoslab.report import collected_frame
-
     config, _, _, analysis = _read(Path(run_dir))
     if analysis is None or analysis.empty:
         return None
@@ -342,13 +343,8 @@ def _run_columns(config: RunConfig) -> dict:
     """The run's columns of a collected table (:func:`eoslab.sweeps.grid.run_columns`), ``n`` the
     split's size for a run trained on a whole split.
     """
-    from eoslab.config import config_hash
-    from eoslab.sweeps.grid import run_columns
-
     columns = run_columns(config_hash(config), config)
     if columns["n"] is None:
-        from eoslab.data import load_dataset
-
         d = config.data
         columns["n"] = len(load_dataset(d.name, d.split, data_root=d.data_root, **d.options))
     return columns
@@ -359,10 +355,6 @@ def _trajectory_job(run_dir: Path, config: RunConfig, traj: pd.DataFrame, group)
     with 2/η (:func:`eoslab.report.figures.draw_gradient_descent`, the sweep report's ``gd_run``
     figure, caption from the data); for the flow its loss, Δt and top eigenvalues of H.
     """
-    from eoslab.report.figures import FigureJob, RunCurves, draw_gradient_descent, gd_caption
-    from eoslab.store import to_frame
-    from eoslab.sweeps.point import trajectory_rows
-
     title = f"{run_dir.name}: {config.solver.method}, {config.data.name} n={config.data.n} — trajectory"
     if is_tracker_trajectory(traj):
         caption = "Loss, and the optimizer's (preconditioned) sharpness against its threshold at every measured step: "
@@ -387,12 +379,6 @@ def write_run_report(
     figure and the figure families of its analysis, steps >= ``skip_before``, default the run's
     ``analysis.skip_before``) and ``index.html``.
     """
-    from eoslab.report import ReportResult
-    from eoslab.report import html as html_mod
-    from eoslab.report.figures import plan_curves, render
-    from eoslab.report.groups import Group, groups
-    from eoslab.store import write_text
-
     run_dir, out_dir = Path(run_dir), Path(out_dir)
     summary = run_summary(run_dir)
     config, _, traj, _ = _read(run_dir)
