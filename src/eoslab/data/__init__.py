@@ -6,16 +6,25 @@ Every loader returns a :class:`Dataset` whose inputs keep their natural shape (`
 (``y``: (N,), int64). Only the MLP flattens (n_0 = ``input_dim`` = the product of the shape).
 
 
-:class:`Dataset` is in :mod:`eoslab.data.dataset`, the registry (:func:`register`,
-:func:`load_dataset`) in :mod:`eoslab.data.registry`; each loader is a module of this package
-that registers itself when imported.
+:class:`Dataset` is in :mod:`eoslab.data.dataset`, the registry (:data:`DATASETS`,
+:func:`register`, :func:`load_dataset`) in :mod:`eoslab.data.registry`; each loader is a module of
+this package that registers itself when imported.
 """
 
 from ..errors import DatasetError
 from .dataset import Dataset
-from .registry import available, check_options, dataset_options, default_data_root, load_dataset, register
+from .registry import (
+    DATASETS,
+    available,
+    check_options,
+    dataset_options,
+    default_data_root,
+    load_dataset,
+    register,
+)
 
 __all__ = [
+    "DATASETS",
     "Dataset",
     "DatasetError",
     "available",
