@@ -52,7 +52,7 @@ compare ``config.toml`` and the data they load with the manifest and refuse a di
 ``config.toml`` with it. A run directory written before manifests existed (``config.toml`` but no
 ``manifest.json``) is adopted by the next ``train`` or ``analyze``, loudly.
 
-Writers and readers of those files (:mod:`eoslab.runs`, :mod:`eoslab.analysis`,
+Writers and readers of those files (:mod:`eoslab.runs`, :mod:`eoslab.tracker`,
 :mod:`eoslab.sweeps`) take the paths from :class:`RunDir`.
 """
 
