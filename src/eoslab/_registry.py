@@ -1,19 +1,26 @@
 """One way to extend eoslab: named things that register themselves where they are defined.
 
-Datasets (:mod:`eoslab.data.registry`), model kinds (:mod:`eoslab.models.registry`), criteria
-(:mod:`eoslab.criteria`) and eigensolvers (:mod:`eoslab.eigen`) are each a :class:`Registry`. A new
-loader, model, criterion or solver is one decorated definition in its own module::
+Datasets, model kinds, criteria and eigensolvers are each a :class:`Registry`. A new one is one
+decorated definition (and its test), and nothing else changes: the config, the CLI and the sweeps
+read the names from the registry.
 
-    @DATASETS.register("dice")
-    def load_dice(*, split, data_root, **options) -> Dataset: ...
+* a dataset: ``@register("name")`` (:data:`eoslab.data.registry.DATASETS`) on a loader
+  ``fn(split="train", data_root=None, *, option=default, ...) -> Dataset`` in a module of
+  :mod:`eoslab.data`;
+* a model kind: ``@MODELS.register("name")`` (:data:`eoslab.models.registry.MODELS`) on a
+  :class:`~eoslab.models.Model` class with the class methods of
+  :class:`~eoslab.models.registry.ModelKind`, in a module of :mod:`eoslab.models`;
+* a criterion: ``@CRITERIA.register("name", aliases=(...))`` (:data:`eoslab.criteria.CRITERIA`) on
+  a :class:`~eoslab.criteria.Criterion` in :mod:`eoslab.criteria`;
+* an eigensolver: ``@register_eigensolver("name")`` on a solver class in a module of
+  :mod:`eoslab.eigen`.
 
-and nothing else changes: the config, the CLI and the sweeps read the names from the registry.
 A name (or alias) registered twice is refused; a lookup of a name that is not registered names
 the ones that are. Both are a :class:`~eoslab.errors.RegistryError` (a ``ValueError``).
 
 A registry made with ``discover="package"`` imports every module of that package before its
-first read, so a module that registers itself needs no one to import it (the dataset loaders,
-whose modules import the registry and therefore cannot be imported by it).
+first read, so a module that registers itself needs no one to import it (the dataset loaders and
+the model kinds: their modules import the registry, which therefore cannot import them).
 
 This module imports nothing from eoslab but its errors, so every module can use it.
 """
