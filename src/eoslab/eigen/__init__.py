@@ -31,6 +31,8 @@ from typing import Any, Protocol
 
 import torch
 
+from .._registry import Registry
+
 #: The two orderings of "top k" (D14).
 EIG_ORDERS = ("algebraic", "magnitude")
 
@@ -83,25 +85,8 @@ class Eigensolver(Protocol):
         ...
 
 
-_REGISTRY: dict[str, Callable[..., Eigensolver]] = {}
-
-
-def register_eigensolver(name: str) -> Callable:
-    """Class decorator: make the solver available to :func:`make_eigensolver` as ``name``.
-
-    The class is called as ``cls(k, *, tol, max_iters, order, generator, **options)``.
-
-    Raises:
-        ValueError: ``name`` is already taken.
-    """
-
-    def decorate(cls):
-        if name in _REGISTRY:
-            raise ValueError(f"eigensolver {name!r} is already registered (by {_REGISTRY[name].__qualname__})")
-        _REGISTRY[name] = cls
-        return cls
-
-    return decorate
+_REGISTRY: Registry[Callable[..., Eigensolver]] = Registry("eigensolver")
+register_eigensolver = _REGISTRY.register
 
 
 def available_eigensolvers() -> tuple[str, ...]:
