@@ -6,7 +6,6 @@ and the drift of the stored A·X over many iterations.
 import pytest
 import torch
 
-from _curvature_helpers import dense_G, dense_H, make_problem
 from eoslab.criteria import MSE, CrossEntropy
 from eoslab.curvature import FullBatchLoss, LinearOperator
 from eoslab.eigen import (
@@ -18,6 +17,8 @@ from eoslab.eigen import (
     make_eigensolver,
     register_eigensolver,
 )
+
+from ._curvature_helpers import dense_G, dense_H, make_problem
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -104,7 +105,7 @@ def test_registering_a_solver_makes_it_available():
     finally:
         from eoslab import eigen
 
-        del eigen._REGISTRY["dense-test"]
+        del eigen.EIGENSOLVERS["dense-test"]
 
 
 # --------------------------------------------------------------------------- accuracy

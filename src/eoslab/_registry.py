@@ -12,15 +12,16 @@ read the names from the registry.
   :class:`~eoslab.models.registry.ModelKind`, in a module of :mod:`eoslab.models`;
 * a criterion: ``@CRITERIA.register("name", aliases=(...))`` (:data:`eoslab.criteria.CRITERIA`) on
   a :class:`~eoslab.criteria.Criterion` in :mod:`eoslab.criteria`;
-* an eigensolver: ``@register_eigensolver("name")`` on a solver class in a module of
-  :mod:`eoslab.eigen`.
+* an eigensolver: ``@register_eigensolver("name")`` (:data:`eoslab.eigen.registry.EIGENSOLVERS`) on
+  a solver class in a module of :mod:`eoslab.eigen`.
 
 A name (or alias) registered twice is refused; a lookup of a name that is not registered names
 the ones that are. Both are a :class:`~eoslab.errors.RegistryError` (a ``ValueError``).
 
 A registry made with ``discover="package"`` imports every module of that package before its
-first read, so a module that registers itself needs no one to import it (the dataset loaders and
-the model kinds: their modules import the registry, which therefore cannot import them).
+first read, so a module that registers itself needs no one to import it (the dataset loaders,
+the model kinds and the eigensolvers: their modules import the registry, which therefore cannot
+import them).
 
 This module imports nothing from eoslab but its errors, so every module can use it.
 """

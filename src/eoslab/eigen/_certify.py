@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import torch
 
-from . import order_key, random_rows
+from ._start import random_rows
+from .order import order_key
 
 #: Absolute floor of the stopping tests, relative to the largest Ritz value.
 FLOOR = 1e-8

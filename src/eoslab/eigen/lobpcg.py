@@ -55,8 +55,11 @@ from __future__ import annotations
 
 import torch
 
-from . import EigResult, check_order, order_key, random_rows, register_eigensolver, top_indices
 from ._certify import FLOOR, MAX_CONFIRMS, NOISE, error_bounds, missed_eigenvector
+from ._start import random_rows
+from .base import EigResult
+from .order import check_order, order_key, top_indices
+from .registry import register_eigensolver
 
 #: Blocks of m rows the basis may hold before it restarts to [X; P].
 BASIS_BLOCKS = 3

@@ -26,8 +26,11 @@ from __future__ import annotations
 
 import torch
 
-from . import EigResult, check_order, order_key, random_rows, register_eigensolver
 from ._certify import FLOOR, MAX_CONFIRMS, NOISE, error_bounds, missed_eigenvector
+from ._start import random_rows
+from .base import EigResult
+from .order import check_order, order_key
+from .registry import register_eigensolver
 
 
 def _orthonormal_rows(V: torch.Tensor) -> torch.Tensor:
