@@ -1,12 +1,5 @@
-import sys
-from pathlib import Path
-
 import pytest
 import torch
-
-# the shared helper modules (tests/_*_helpers.py: `from _curvature_helpers import dense_H`) are
-# imported by name; no test module imports another
-sys.path.insert(0, str(Path(__file__).parent))
 
 
 @pytest.fixture

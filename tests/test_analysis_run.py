@@ -11,13 +11,14 @@ import pytest
 
 import eoslab.analysis.snapshot as snapshot
 import eoslab.runs.analyze as run_analysis
-from _train_helpers import ANY_NETWORK_METRICS, MLP_ONLY_METRICS
 from eoslab.analysis import SHARPNESS_SOLVER, AnalysisSpec, analyze_snapshot
 from eoslab.cli import main as cli_main
 from eoslab.config import from_dict
 from eoslab.rundir import ANALYSIS_FILE, ANALYSIS_SCHEMA
 from eoslab.runs import analyze_run, load_run, train
 from eoslab.store import read_parquet, to_frame
+
+from ._train_helpers import ANY_NETWORK_METRICS, MLP_ONLY_METRICS
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

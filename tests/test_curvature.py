@@ -4,10 +4,11 @@ import pytest
 import torch
 from torch.func import hessian
 
-from _curvature_helpers import dense_G, dense_H, make_problem, rel
 from eoslab.criteria import MSE, CrossEntropy
 from eoslab.curvature import FullBatchLoss
 from eoslab.models import MLP
+
+from ._curvature_helpers import dense_G, dense_H, make_problem, rel
 
 CRITERIA = [CrossEntropy(), MSE("mean"), MSE("sum")]
 

@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 import torch
 
-from _cifar10_helpers import all_batches, bin_bytes, official_files, tiny_batch, write_cifar10
 from eoslab.data import DatasetError, load_dataset
 from eoslab.data.cifar10 import (
     BIN_DIR,
@@ -25,6 +24,8 @@ from eoslab.data.cifar10 import (
     read_bin_batch,
     restricted_loads,
 )
+
+from ._cifar10_helpers import all_batches, bin_bytes, official_files, tiny_batch, write_cifar10
 
 
 def _expected(split: str):

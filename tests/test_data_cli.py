@@ -5,10 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from _cifar10_helpers import write_cifar10
-from _data_helpers import require_shared
-from _train_helpers import toy_uea, write_config
 from eoslab.cli import main
+
+from ._cifar10_helpers import write_cifar10
+from ._data_helpers import require_shared
+from ._train_helpers import toy_uea, write_config
 
 
 def test_help_lists_actions(capsys):

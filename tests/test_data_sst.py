@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from _data_helpers import minilm_folder, require_shared
 from eoslab.data import DatasetError, load_dataset
 from eoslab.data import sst as sst_mod
 from eoslab.data.sst import encoder_identity, parse_tree, read_trees, resolve_encoder
+
+from ._data_helpers import minilm_folder, require_shared
 
 TRAIN = "sst/trees/train.txt"
 N_EMB = 80  # sentences embedded in the encoder tests (keeps them to seconds on 2 cores)

@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from _data_helpers import require_shared
 from eoslab.data import DatasetError, load_dataset
 from eoslab.data.uea import make_windows, parse_ts, read_ts, window_offsets
+
+from ._data_helpers import require_shared
 
 AF = "AtrialFibrillation/AtrialFibrillation_TRAIN.ts"
 AF_TEST = "AtrialFibrillation/AtrialFibrillation_TEST.ts"

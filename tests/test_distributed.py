@@ -12,13 +12,14 @@ import sys
 import pytest
 import torch
 
-import _distributed_helpers as helpers
-from _train_helpers import config_dict, write_config
 from eoslab.cli import main
 from eoslab.config import load_config
 from eoslab.distributed import launch, shard_slice
 from eoslab.runs import load_run, train
 from eoslab.store import read_json, read_parquet, to_frame, write_json
+
+from . import _distributed_helpers as helpers
+from ._train_helpers import config_dict, write_config
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

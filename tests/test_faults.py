@@ -28,17 +28,6 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from _sweep_helpers import tiny_base, write_sweep
-from _train_helpers import (
-    SMALL,
-    TOY_TS,
-    assert_same_run,
-    config_dict,
-    interrupt_at,
-    small_config,
-    toy_uea,
-    write_config,
-)
 from eoslab.cli import main
 from eoslab.data import DatasetError
 from eoslab.data.cifar10 import read_py_batch, restricted_loads
@@ -48,6 +37,18 @@ from eoslab.runs import analyze_run, train
 from eoslab.store import read_json, read_parquet
 from eoslab.sweeps import collect, grid_table, load_sweep, parse_sweep, point_status, run_sweep, sweep_status
 from eoslab.sweeps.point import exclusion_reason, include_in_collect
+
+from ._sweep_helpers import tiny_base, write_sweep
+from ._train_helpers import (
+    SMALL,
+    TOY_TS,
+    assert_same_run,
+    config_dict,
+    interrupt_at,
+    small_config,
+    toy_uea,
+    write_config,
+)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

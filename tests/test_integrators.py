@@ -11,10 +11,11 @@ import pytest
 import torch
 from scipy.integrate import solve_ivp
 
-from _train_helpers import synthetic_loss
 from eoslab.curvature import LinearOperator, LossValue
 from eoslab.eigspec import EigSpec
 from eoslab.integrators import ExponentialEuler, GradientDescent, departure_note, exp_factor, loss_rises
+
+from ._train_helpers import synthetic_loss
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

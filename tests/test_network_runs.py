@@ -10,13 +10,14 @@ import textwrap
 import pytest
 import torch
 
-from _train_helpers import ANY_NETWORK_METRICS, config_dict, write_config
 from eoslab.cli import main
 from eoslab.config import ConfigError, from_dict, load_config
 from eoslab.models import CNN, ModuleModel
 from eoslab.runs import analyze_run, build_problem, load_run, train
 from eoslab.store import read_parquet, to_frame
 from eoslab.sweeps.grid import run_columns
+
+from ._train_helpers import ANY_NETWORK_METRICS, config_dict, write_config
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -15,8 +15,6 @@ import torch
 from torch import nn
 from torch.func import jacrev
 
-from _curvature_helpers import dense_G, dense_H, rel
-from _train_helpers import ANY_NETWORK_METRICS
 from eoslab.analysis import (
     SHARPNESS_SOLVER,
     AnalysisSpec,
@@ -34,6 +32,9 @@ from eoslab.eigen import LOBPCG
 from eoslab.eigspec import EigSpec
 from eoslab.integrators import ExponentialEuler
 from eoslab.models import CNN, MLP, ModuleModel
+
+from ._curvature_helpers import dense_G, dense_H, rel
+from ._train_helpers import ANY_NETWORK_METRICS
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 F64 = torch.float64

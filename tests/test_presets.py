@@ -8,11 +8,13 @@ from importlib import resources
 
 import pytest
 
-from _sweep_helpers import tiny_base, write_sweep
 from eoslab.cli import main
 from eoslab.config import ConfigError, flatten_config, load_config
 from eoslab.presets import available, preset_text, read_config_source
 from eoslab.sweeps import load_sweep
+
+from ._sweep_helpers import tiny_base, write_sweep
+from ._train_helpers import config_dict, write_config
 
 PRESETS = [
     "atrial_fibrillation_ce",
@@ -184,8 +186,6 @@ def test_flatten_config_names_every_leaf():
 
 
 def test_a_resume_conflict_names_the_fields_that_differ(tmp_path, capsys, one_thread):
-    from _train_helpers import config_dict, write_config
-
     first = write_config(tmp_path / "a.toml", config_dict(train={"max_steps": 3}))
     second = write_config(tmp_path / "b.toml", config_dict(train={"max_steps": 3}, solver={"eta_max": 0.1}))
     run = tmp_path / "run"

@@ -11,11 +11,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from _report_helpers import STEPS, make_collected
 from eoslab.report import collected_frame, runs_of
 from eoslab.report.checks import checks_frame, section5_checks
 from eoslab.report.figures import CURVE_FAMILIES, plan_figures
 from eoslab.report.powerlaw import fit_power_laws, fits_frame, fits_markdown, peak_per_run
+
+from ._report_helpers import STEPS, make_collected
+from ._train_helpers import small_config
 
 
 def test_collected_frame_normalises_and_validates():
@@ -299,7 +301,6 @@ def test_a_gd_runs_own_report_opens_with_its_edge_figure_and_names_no_other_run(
     the edge-of-stability figure"). Its own figure is now the edge-of-stability view, and its
     notes name no run.
     """
-    from _train_helpers import small_config
     from eoslab.report.run import write_run_report
     from eoslab.runs import analyze_run, train
 

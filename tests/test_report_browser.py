@@ -18,7 +18,8 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 import pyarrow as pa
 import pytest
 
-from _report_helpers import make_collected
+from ._report_helpers import make_collected
+from ._train_helpers import small_config
 
 #: Where a CI run insists on the browser test running.
 REQUIRED = os.environ.get("EOSLAB_REQUIRE_BROWSER") == "1"
@@ -159,7 +160,6 @@ def test_the_sweep_report_in_chromium(browser, serve, tmp_path):
 
 
 def test_a_run_report_in_chromium(browser, serve, tmp_path, one_thread):
-    from _train_helpers import small_config
     from eoslab.report.run import write_run_report
     from eoslab.runs import analyze_run, train
 
@@ -173,7 +173,6 @@ def test_a_run_report_in_chromium(browser, serve, tmp_path, one_thread):
 
 def test_a_gradient_descent_runs_report_in_chromium(browser, serve, tmp_path, one_thread):
     """A single GD run's report opens with its edge-of-stability figure, captioned from the data."""
-    from _train_helpers import small_config
     from eoslab.report.run import write_run_report
     from eoslab.runs import train
 

@@ -16,13 +16,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from _train_helpers import assert_same_run, config_dict, interrupt_at, small_config, write_config
 from eoslab.cli import main
 from eoslab.config import config_hash, load_config
 from eoslab.data import load_dataset
 from eoslab.rundir import TRAJECTORY_SCHEMA
 from eoslab.runs import RunConflictError, analyze_run, build_problem, load_run, train
 from eoslab.store import read_json, read_parquet
+
+from ._train_helpers import assert_same_run, config_dict, interrupt_at, small_config, write_config
 
 CONTRACT_COLUMNS = ["step", "t", "loss", "accuracy", "dt", "grad_norm", "eig_iters", "hvps", "eigenvalues"]
 

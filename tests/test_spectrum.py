@@ -8,7 +8,6 @@ import math
 import pytest
 import torch
 
-from _curvature_helpers import dense_H, make_problem
 from eoslab.criteria import MSE, CrossEntropy
 from eoslab.curvature import LinearOperator
 from eoslab.spectrum import (
@@ -18,6 +17,8 @@ from eoslab.spectrum import (
     lanczos_quadrature,
     spectrum_summary,
 )
+
+from ._curvature_helpers import dense_H, make_problem
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,6 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
-from _sweep_helpers import sweep_cli, tiny_base, write_sweep
 from eoslab.config import ConfigError, config_hash, resolve
 from eoslab.provenance import code_identity
 from eoslab.store import read_parquet, to_frame
@@ -28,6 +27,8 @@ from eoslab.sweeps import (
     run_sweep,
     sweep_status,
 )
+
+from ._sweep_helpers import sweep_cli, tiny_base, write_sweep
 
 
 # ----------------------------------------------------------------------------- grid expansion

@@ -13,9 +13,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from _sweep_helpers import sweep_cli, tiny_base, write_sweep
 from eoslab.store import read_parquet
 from eoslab.sweeps import collect, point_status, sweep_status
+
+from ._sweep_helpers import sweep_cli, tiny_base, write_sweep
 
 
 def _sorted(table):

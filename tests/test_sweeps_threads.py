@@ -6,9 +6,10 @@ each worker ran with.
 
 import pytest
 
-from _sweep_helpers import sweep_cli, tiny_base, write_sweep
 from eoslab.sweeps import parse_sweep
 from eoslab.sweeps.local_executor import LocalPlan, plan_local
+
+from ._sweep_helpers import sweep_cli, tiny_base, write_sweep
 
 
 def _points(device: str = "cpu", n: int = 3):

@@ -19,11 +19,12 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from _sweep_helpers import sweep_cli, tiny_base
 from eoslab.cli import main
 from eoslab.store import read_parquet, to_frame, write_parquet, write_text
 from eoslab.sweeps import collect, collect_info, grid_table, parse_sweep, run_point, stale_reason
 from eoslab.sweeps.grid import GRID_FILE, RUNS_DIR, SWEEP_FILE
+
+from ._sweep_helpers import sweep_cli, tiny_base
 
 
 def workflow_base() -> dict:
