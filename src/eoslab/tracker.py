@@ -78,7 +78,7 @@ from .rundir import (
     RunDirError,
     folder_kind,
 )
-from .runs import final_status, problem_from_dataset, status_dict, trajectory_table
+from .runs import Problem, final_status, problem_from_dataset, status_dict, trajectory_table
 from .store import json_bytes, parquet_bytes, safetensors_bytes
 
 OPERATOR_CHOICES = ("H", "G", "R")
@@ -270,9 +270,14 @@ class Tracker:
         self.module, self.every, self.snapshot_every = model, every, snapshot_every
         self.operators = tuple(operators)
         self.params = [p for p in model.parameters() if p.requires_grad]
-        self.problem = self._problem(
-            X, y, criterion, kind, options, groups, target_loss, mse_reduction, eig_tol, chunk_size, spectrum
+        asked = RunConfig(
+            model=ModelConfig(kind=kind, options=dict(options or {}), groups=groups),
+            criterion=CriterionConfig(name=criterion, mse_reduction=mse_reduction),
+            solver=SolverConfig(method="gd"),
+            train=TrainConfig(target_loss=target_loss, snapshot_every=snapshot_every, chunk_size=chunk_size),
+            analysis=AnalysisConfig(eig_tol=eig_tol, chunk_size=chunk_size, spectrum=spectrum),
         )
+        self.problem = self._problem(X, y, asked)
         self._check_module(X)
         self.measured_on = f"{BATCHES[batch]} ({len(self.problem.dataset)} samples)"
         eigensolver = dataclasses.replace(SHARPNESS_SOLVER, tol=eig_tol, max_iters=eig_max_iters)
@@ -288,28 +293,24 @@ class Tracker:
         self._measure(None)
 
     # -------------------------------------------------------------- setting up
-    def _problem(self, X, y, criterion, kind, options, groups, target_loss, mse_reduction, eig_tol, chunk, spectrum):
-        """The run's config and :class:`~eoslab.runs.Problem` (what ``eoslab analyze`` rebuilds)."""
+    def _problem(self, X: torch.Tensor, y: torch.Tensor, asked: RunConfig) -> Problem:
+        """The run's :class:`~eoslab.runs.Problem` (what ``eoslab analyze`` rebuilds): the config
+        ``asked`` (the tracker's arguments), with what the batch and the module say: the data (X, y),
+        the device, and for kind ``"mlp"`` its depth and width.
+        """
         params = self.params
         dtype = torch.float64
         device = params[0].device
         with torch.no_grad():
             n_out = copy.deepcopy(self.module).to(dtype).eval()(X[:1].to(device, dtype)).shape[-1]
-        depth, width = _mlp_size([tuple(p.shape) for p in params]) if kind == "mlp" else (6, 512)
-        cfg = RunConfig(
+        model = asked.model
+        depth, width = (
+            _mlp_size([tuple(p.shape) for p in params]) if model.kind == "mlp" else (model.depth, model.width)
+        )
+        cfg = dataclasses.replace(
+            asked,
             data=DataConfig(name=STORED, n=int(X.shape[0])),
-            model=ModelConfig(
-                kind=kind,
-                depth=depth,
-                width=width,
-                options=dict(options or {}),
-                groups=groups,
-                device=_device_name(device),
-            ),
-            criterion=CriterionConfig(name=criterion, mse_reduction=mse_reduction),
-            solver=SolverConfig(method="gd"),
-            train=TrainConfig(target_loss=target_loss, snapshot_every=self.snapshot_every, chunk_size=chunk),
-            analysis=AnalysisConfig(eig_tol=eig_tol, chunk_size=chunk, spectrum=spectrum),
+            model=dataclasses.replace(model, depth=depth, width=width, device=_device_name(device)),
         )
         self.data = Dataset(
             X=X.detach().to("cpu", dtype),

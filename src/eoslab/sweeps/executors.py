@@ -65,6 +65,35 @@ class SweepResult:
         return [s for s in self.statuses if s.state == "failed"]
 
 
+@dataclass(frozen=True)
+class _Executor:
+    """Where a sweep's points run: :func:`run_sweep`'s ``executor`` (as ``kind``) and its settings,
+    checked when made.
+
+    Raises:
+        ValueError: an executor other than ``local`` or ``ray``, workers or threads_per_run < 1,
+            cpus_per_run <= 0 or gpus_per_run < 0.
+    """
+
+    kind: str
+    workers: int | None
+    address: str | None
+    cpus_per_run: float
+    gpus_per_run: float
+    threads_per_run: int | None
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("local", "ray"):
+            raise ValueError(f"executor must be 'local' or 'ray', got {self.kind!r}")
+        if (
+            self.cpus_per_run <= 0
+            or self.gpus_per_run < 0
+            or (self.workers is not None and self.workers < 1)
+            or (self.threads_per_run is not None and self.threads_per_run < 1)
+        ):
+            raise ValueError("need workers >= 1, threads_per_run >= 1, cpus_per_run > 0 and gpus_per_run >= 0")
+
+
 def run_sweep(
     sweep: Sweep,
     out_dir: str | Path,
@@ -101,15 +130,7 @@ def run_sweep(
             another process is sweeping into it, or the Ray cluster at ``address`` does not
             answer (nothing is written into a run directory).
     """
-    if executor not in ("local", "ray"):
-        raise ValueError(f"executor must be 'local' or 'ray', got {executor!r}")
-    if (
-        cpus_per_run <= 0
-        or gpus_per_run < 0
-        or (workers is not None and workers < 1)
-        or (threads_per_run is not None and threads_per_run < 1)
-    ):
-        raise ValueError("need workers >= 1, threads_per_run >= 1, cpus_per_run > 0 and gpus_per_run >= 0")
+    how = _Executor(executor, workers, address, cpus_per_run, gpus_per_run, threads_per_run)
     out_dir = Path(out_dir)
     found = folder_kind(out_dir)
     if found and found[0] == "run directory":
@@ -119,19 +140,7 @@ def run_sweep(
         )
     try:
         with folder_lock(out_dir, what="sweep folder"), terminate_as_interrupt():
-            return _run_bound_sweep(
-                sweep,
-                out_dir,
-                executor,
-                workers,
-                address,
-                cpus_per_run,
-                gpus_per_run,
-                threads_per_run,
-                analysis,
-                progress,
-                force,
-            )
+            return _run_bound_sweep(sweep, out_dir, how, analysis=analysis, progress=progress, force=force)
     except RunBusyError as e:
         raise SweepError(str(e)) from None
 
@@ -166,17 +175,7 @@ def _bind_folder(sweep: Sweep, out_dir: Path, force: bool) -> str | None:
 
 
 def _run_bound_sweep(
-    sweep: Sweep,
-    out_dir: Path,
-    executor: str,
-    workers: int | None,
-    address: str | None,
-    cpus_per_run: float,
-    gpus_per_run: float,
-    threads_per_run: int | None,
-    analysis: bool,
-    progress: bool,
-    force: bool,
+    sweep: Sweep, out_dir: Path, how: _Executor, *, analysis: bool, progress: bool, force: bool
 ) -> SweepResult:
     """:func:`run_sweep` holding the folder's lock."""
     remove_leftovers(out_dir, {SWEEP_FILE, GRID_FILE})
@@ -197,12 +196,15 @@ def _run_bound_sweep(
         (p for p in sweep.points if not final_without_work(statuses[p.run_id])), key=lambda p: -(p.config.data.n or 0)
     )
     skipped = len(sweep.points) - len(todo)
-    if executor == "local":
-        local = plan_local(sweep.points, workers=workers, threads_per_run=threads_per_run, cpus_per_run=cpus_per_run)
+    if how.kind == "local":
+        local = plan_local(
+            sweep.points, workers=how.workers, threads_per_run=how.threads_per_run, cpus_per_run=how.cpus_per_run
+        )
         plan = local.describe()
     else:
-        threads = threads_per_run or max(1, int(cpus_per_run))
-        plan = f"Ray tasks of {cpus_per_run:g} CPU, {gpus_per_run:g} GPU, {threads} thread{'s' * (threads != 1)} each"
+        threads = how.threads_per_run or max(1, int(how.cpus_per_run))
+        each = f"{how.cpus_per_run:g} CPU, {how.gpus_per_run:g} GPU, {threads} thread{'s' * (threads != 1)} each"
+        plan = f"Ray tasks of {each}"
     if progress:
         print(
             f"sweep {out_dir}: {len(todo)} of {len(sweep.points)} runs to do ({skipped} finished before) on {plan}",
@@ -215,8 +217,10 @@ def _run_bound_sweep(
             statuses[point.run_id] = status
             bar.finished(point, status)
 
-        if executor == "local":
+        if how.kind == "local":
             run_local(todo, runs, analysis, local, finished)
         else:
-            run_ray(todo, runs, analysis, address, workers, cpus_per_run, gpus_per_run, threads, finished)
+            run_ray(
+                todo, runs, analysis, how.address, how.workers, how.cpus_per_run, how.gpus_per_run, threads, finished
+            )
     return SweepResult(out_dir, [statuses[p.run_id] for p in sweep.points], skipped, plan=plan, replaced=replaced)
