@@ -8,15 +8,14 @@ from eoslab.criteria import MSE, CrossEntropy
 from eoslab.curvature import FullBatchLoss
 from eoslab.models import MLP
 
-from ._curvature_helpers import dense_G, dense_H, make_problem, rel
-
-CRITERIA = [CrossEntropy(), MSE("mean"), MSE("sum")]
+from ._cases import CRITERIA, MLP_CASES, dense_G, dense_H, rel
 
 
-@pytest.mark.parametrize("criterion", CRITERIA, ids=repr)
+@pytest.mark.parametrize("case", MLP_CASES, ids=lambda case: case.id)
 @pytest.mark.parametrize("method", ["auto", "fwd_rev", "rev_rev", "loop"])
-def test_block_products_match_dense(criterion, method):
-    model, theta, X, y, L = make_problem(criterion)
+def test_block_products_match_dense(case, method):
+    model, theta, X, y, L = case.build()
+    criterion = case.criterion
     L.hvp_method = method
     H = dense_H(model, criterion, theta, X, y)
     G = dense_G(model, criterion, theta, X, y)
@@ -44,9 +43,10 @@ def test_criterion_hessian_and_root(criterion):
     assert torch.allclose(criterion.hessian_vp(f, y, u), (Hl @ u.unsqueeze(-1)).squeeze(-1), atol=1e-14)
 
 
-@pytest.mark.parametrize("criterion", CRITERIA, ids=repr)
-def test_loss_and_gradient_match_autograd(criterion):
-    model, theta, X, y, L = make_problem(criterion)
+@pytest.mark.parametrize("case", MLP_CASES, ids=lambda case: case.id)
+def test_loss_and_gradient_match_autograd(case):
+    model, theta, X, y, L = case.build()
+    criterion = case.criterion
     th = theta.clone().requires_grad_(True)
     loss = criterion.losses(model(th, X), y).mean()
     (g,) = torch.autograd.grad(loss, th)
@@ -65,11 +65,11 @@ def test_mse_default_is_pytorch_mean():
     assert torch.allclose(MSE().hessian(f, y)[0], 2 / 3 * torch.eye(3, dtype=torch.float64))
 
 
-@pytest.mark.parametrize("criterion", CRITERIA[:2], ids=repr)
+@pytest.mark.parametrize("case", MLP_CASES[:2], ids=lambda case: case.id)
 @pytest.mark.parametrize("chunk", [1, 7, 20])
-def test_chunked_equals_unchunked(criterion, chunk):
-    model, theta, X, y, L = make_problem(criterion)
-    C = FullBatchLoss(model, criterion, X, y, chunk_size=chunk)
+def test_chunked_equals_unchunked(case, chunk):
+    model, theta, X, y, L = case.build()
+    C = FullBatchLoss(model, case.criterion, X, y, chunk_size=chunk)
     V = torch.randn(4, model.num_params, dtype=torch.float64)
     assert abs(C.loss(theta) - L.loss(theta)) < 1e-14
     assert rel(C.value_and_grad(theta).grad, L.value_and_grad(theta).grad) < 1e-13

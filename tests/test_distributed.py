@@ -19,13 +19,10 @@ from eoslab.runs import load_run, train
 from eoslab.store import read_json, read_parquet, to_frame, write_json
 
 from . import _distributed_helpers as helpers
+from ._cases import rel
 from ._train_helpers import config_dict, write_config
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-def rel(a: torch.Tensor, b: torch.Tensor) -> float:
-    return float((a - b).norm() / b.norm())
 
 
 def test_shard_slices_cover_the_data_in_near_equal_blocks():

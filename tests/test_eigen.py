@@ -3,11 +3,13 @@
 and the drift of the stored A·X over many iterations.
 """
 
+from dataclasses import replace
+
 import pytest
 import torch
 
-from eoslab.criteria import MSE, CrossEntropy
-from eoslab.curvature import FullBatchLoss, LinearOperator
+from eoslab.criteria import CrossEntropy
+from eoslab.curvature import LinearOperator
 from eoslab.eigen import (
     LOBPCG,
     EigResult,
@@ -18,7 +20,7 @@ from eoslab.eigen import (
     register_eigensolver,
 )
 
-from ._curvature_helpers import dense_G, dense_H, make_problem
+from ._cases import MLP_CASES, MLP_CE, MLP_MSE, dense_G, dense_H
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -27,10 +29,10 @@ F64 = torch.float64
 SOLVERS = available_eigensolvers()
 
 
-def dense_ops(criterion):
-    model, theta, X, y, L = make_problem(criterion)
-    H = dense_H(model, criterion, theta, X, y)
-    G = dense_G(model, criterion, theta, X, y)
+def dense_ops(case):
+    model, theta, X, y, L = case.build()
+    H = dense_H(model, case.criterion, theta, X, y)
+    G = dense_G(model, case.criterion, theta, X, y)
     return model, theta, L, {"H": H, "G": G, "R": H - G}
 
 
@@ -109,10 +111,10 @@ def test_registering_a_solver_makes_it_available():
 
 
 # --------------------------------------------------------------------------- accuracy
-@pytest.mark.parametrize("criterion", [CrossEntropy(), MSE()], ids=repr)
+@pytest.mark.parametrize("case", MLP_CASES[:2], ids=lambda case: case.id)
 @pytest.mark.parametrize("which", ["H", "G", "R"])
-def test_lobpcg_top_k_matches_eigvalsh(criterion, which):
-    model, theta, L, dense = dense_ops(criterion)
+def test_lobpcg_top_k_matches_eigvalsh(case, which):
+    model, theta, L, dense = dense_ops(case)
     k = 4
     ref = torch.linalg.eigvalsh(dense[which]).flip(0)[:k]
     op = L.operator(theta, which)
@@ -130,7 +132,7 @@ def test_indefinite_operator_ranked_by_value(name):
     """R = H − G has eigenvalues of both signs; with order="algebraic" every solver returns the
     algebraically largest (D14), even where a negative eigenvalue is the largest in magnitude.
     """
-    _, _, _, dense = dense_ops(CrossEntropy())
+    _, _, _, dense = dense_ops(MLP_CE)
     ev = torch.linalg.eigvalsh(dense["R"])
     assert ev[0] < 0 < ev[-1]
     A = dense["R"] - 2 * abs(float(ev[0])) * torch.outer(*(2 * [torch.linalg.eigh(dense["R"])[1][:, 0]]))
@@ -144,7 +146,7 @@ def test_indefinite_operator_ranked_by_value(name):
 
 @pytest.mark.parametrize("which", ["H", "G"])
 def test_block_power_matches_eigvalsh(which):
-    model, theta, L, dense = dense_ops(MSE())
+    model, theta, L, dense = dense_ops(MLP_MSE)
     k = 3
     ref = torch.linalg.eigvalsh(dense[which]).flip(0)[:k]
     res = block_power(
@@ -155,7 +157,7 @@ def test_block_power_matches_eigvalsh(which):
 
 
 def test_block_power_explicit_shift_finds_algebraically_largest_of_R():
-    _, _, _, dense = dense_ops(CrossEntropy())
+    _, _, _, dense = dense_ops(MLP_CE)
     R = dense["R"]
     ev = torch.linalg.eigvalsh(R)
     res = block_power(
@@ -205,13 +207,13 @@ def test_rank_two_matrix_with_k_three(name, tol):
 
 
 @pytest.mark.parametrize("name", SOLVERS)
-@pytest.mark.parametrize("criterion", [CrossEntropy(), MSE()], ids=repr)
-def test_gauss_newton_of_one_sample_with_k_five(name, criterion):
+@pytest.mark.parametrize("case", MLP_CASES[:2], ids=lambda case: case.id)
+def test_gauss_newton_of_one_sample_with_k_five(name, case):
     """G of one sample has rank n_L − 1 (CE) or n_L (MSE) = 2 or 3 < k = 5: the top eigenvalues
     and zeros for the rest, converged.
     """
-    model, theta, X, y, _ = make_problem(criterion, n=1)
-    L = FullBatchLoss(model, criterion, X, y)
+    model, theta, X, y, L = replace(case, n=1).build()
+    criterion = case.criterion
     G = dense_G(model, criterion, theta, X, y)
     ref = torch.linalg.eigvalsh(G).flip(0)[:5]
     rank = 2 if isinstance(criterion, CrossEntropy) else 3
@@ -260,7 +262,7 @@ def test_warm_start_needs_fewer_products(name):
     """A warm start from the eigenvectors at slightly perturbed parameters converges in fewer
     products than a cold start (the exponential Euler solver relies on this).
     """
-    model, theta, L, _ = dense_ops(CrossEntropy())
+    model, theta, L, _ = dense_ops(MLP_CE)
     k, g = 3, torch.Generator().manual_seed(3)
     prev = solver(name, k, tol=1e-10, max_iters=20000, generator=g).solve(L.operator(theta, "H"))
     theta2 = theta + 1e-4 * torch.randn(theta.shape, generator=g, dtype=theta.dtype)
@@ -295,6 +297,6 @@ def test_residual_norms_of_unconverged_pairs_are_the_true_ones(iters):
 
 @pytest.mark.parametrize("name", SOLVERS)
 def test_non_convergence_is_reported_not_raised(name):
-    _, theta, L, _ = dense_ops(CrossEntropy())
+    _, theta, L, _ = dense_ops(MLP_CE)
     res = solver(name, 4, tol=1e-15, max_iters=2).solve(L.operator(theta, "H"))
     assert not res.converged and res.iterations == 2

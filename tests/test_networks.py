@@ -13,7 +13,6 @@ import pytest
 import scipy.sparse.linalg
 import torch
 from torch import nn
-from torch.func import jacrev
 
 from eoslab.analysis import (
     SHARPNESS_SOLVER,
@@ -26,14 +25,14 @@ from eoslab.analysis import (
     layerwise_statistics,
     per_sample_statistics,
 )
-from eoslab.criteria import MSE, CrossEntropy
+from eoslab.criteria import CrossEntropy
 from eoslab.curvature import FullBatchLoss, LinearOperator
 from eoslab.eigen import LOBPCG
 from eoslab.eigspec import EigSpec
 from eoslab.integrators import ExponentialEuler
-from eoslab.models import CNN, MLP, ModuleModel
+from eoslab.models import CNN, ModuleModel
 
-from ._curvature_helpers import dense_G, dense_H, rel
+from ._cases import CRITERIA, Case, dense_G, dense_H, mlp_case, per_sample_jacobians, rel
 from ._train_helpers import ANY_NETWORK_METRICS
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -55,34 +54,25 @@ class Attention(nn.Module):
         return self.head(torch.tanh(h).flatten(1))
 
 
-def network(name: str):
-    """(model, X, y) of a small float64 problem with 3 classes and 10 samples."""
-    g = torch.Generator().manual_seed(0)
-    if name == "cnn":
-        model, X = CNN((1, 6, 6), 3, [2, 3]), torch.randn(10, 1, 6, 6, generator=g, dtype=F64)
-    else:
-        model, X = (
-            ModuleModel(Attention(), input_shape=(3, 4), output_dim=3),
-            torch.randn(10, 3, 4, generator=g, dtype=F64),
-        )
-    return model, X, torch.randint(0, 3, (10,), generator=g)
-
-
-NETWORKS = ["cnn", "attention"]
-CRITERIA = [CrossEntropy(), MSE()]
-
-
-@pytest.fixture(
-    scope="module", params=[(n, c) for n in NETWORKS for c in CRITERIA], ids=lambda p: f"{p[0]}-{p[1].name}"
+#: A small CNN on 10 single-channel 6 × 6 images, at θ_0, with cross-entropy.
+CNN_CASE = Case("cnn", lambda: CNN((1, 6, 6), 3, [2, 3]), (1, 6, 6), CrossEntropy(), n=10)
+#: :class:`Attention` on 10 sequences of 3 tokens of width 4, at θ_0, with cross-entropy.
+ATTENTION_CASE = Case(
+    "attention", lambda: ModuleModel(Attention(), input_shape=(3, 4), output_dim=3), (3, 4), CrossEntropy(), n=10
 )
+#: Both networks at a non-initial θ (5 GD steps of 0.1), with cross-entropy and with MSE.
+NETWORK_CASES = [
+    replace(case, criterion=criterion, gd_steps=5, lr=0.1)
+    for case in (CNN_CASE, ATTENTION_CASE)
+    for criterion in CRITERIA[:2]
+]
+
+
+@pytest.fixture(scope="module", params=NETWORK_CASES, ids=lambda case: case.id)
 def dense(request):
-    """The network at a non-initial θ (a few GD steps), with its dense H and G."""
-    name, criterion = request.param
-    model, X, y = network(name)
-    loss = FullBatchLoss(model, criterion, X, y)
-    theta = model.init_params(0)
-    for _ in range(5):
-        theta = theta - 0.1 * loss.value_and_grad(theta).grad
+    """The network case with its dense H and G."""
+    model, theta, X, y, _ = request.param.build()
+    criterion = request.param.criterion
     return model, criterion, theta, X, y, dense_H(model, criterion, theta, X, y), dense_G(model, criterion, theta, X, y)
 
 
@@ -136,10 +126,7 @@ def test_per_group_statistics_match_per_sample_jacobians(dense):
     """E‖J̃‖², E‖J̃_i‖² per parameter group (Eq. 4) and E‖H_ℓ‖ from per-sample jacrev Jacobians."""
     model, criterion, theta, X, y, *_ = dense
     Jt, Ji, hn = [], [[] for _ in model.groups()], []
-    for x, t in zip(X, y):
-        J = jacrev(lambda th: model(th, x[None])[0])(theta)  # (n_L, P)
-        f = model(theta, x[None])
-        Hl = torch.func.hessian(lambda out: criterion.losses(out[None], t[None])[0])(f[0])
+    for J, Hl in per_sample_jacobians(model, criterion, theta, X, y):
         mu, U = torch.linalg.eigh(Hl)
         S = U @ torch.diag(mu.clamp(min=0).sqrt()) @ U.T
         Jt.append(float(torch.linalg.eigvalsh(S @ J @ J.T @ S)[-1]))
@@ -170,8 +157,7 @@ def test_analysis_of_a_network_has_the_whole_network_metrics_only(dense):
 
 
 def test_mlp_only_factors_are_refused_with_the_reason():
-    model, X, y = network("cnn")
-    theta = model.init_params(0)
+    model, theta, X, y, _ = CNN_CASE.build()
     for fn in (layerwise_statistics, per_sample_statistics):
         with pytest.raises(MLPOnlyError, match=r"need the paper's MLP.*a CNN has no such layers"):
             fn(model, CrossEntropy(), theta, X, y)
@@ -179,10 +165,7 @@ def test_mlp_only_factors_are_refused_with_the_reason():
 
 def test_group_path_on_the_mlp_equals_its_structured_path():
     """The Jacobian-free products of group_grams against the MLP's back-propagated P̃_i (§4)."""
-    g = torch.Generator().manual_seed(4)
-    model = MLP(5, 3, depth=4, width=6)
-    theta = model.init_params(1)
-    X, y = torch.randn(9, 5, generator=g, dtype=F64), torch.randint(0, 3, (9,), generator=g)
+    model, theta, X, y, _ = mlp_case(CrossEntropy(), depth=4, width=6, n=9, data_seed=4, init_seed=1).build()
     grams, hn = group_grams(model, CrossEntropy(), theta, X, y)
     ps = per_sample_statistics(model, CrossEntropy(), theta, X, y)
     assert torch.allclose(torch.linalg.eigvalsh(grams)[..., -1], ps.layer_sqnorm, rtol=1e-12, atol=0)
@@ -192,9 +175,8 @@ def test_group_path_on_the_mlp_equals_its_structured_path():
 
 # ----------------------------------------------------------------------------- interop
 def test_operator_shape_matmul_and_scipy_eigsh():
-    model, X, y = network("cnn")
-    theta = model.init_params(0)
-    op = FullBatchLoss(model, CrossEntropy(), X, y).operator(theta, "H")
+    model, theta, X, y, loss = CNN_CASE.build()
+    op = loss.operator(theta, "H")
     P = model.num_params
     assert op.shape == (P, P)
     H = dense_H(model, CrossEntropy(), theta, X, y)

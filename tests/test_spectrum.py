@@ -4,11 +4,11 @@ mass, the per-group Hessian blocks; and the operators they are built on (−A, A
 """
 
 import math
+from dataclasses import replace
 
 import pytest
 import torch
 
-from eoslab.criteria import MSE, CrossEntropy
 from eoslab.curvature import LinearOperator
 from eoslab.spectrum import (
     block_sharpness,
@@ -18,7 +18,7 @@ from eoslab.spectrum import (
     spectrum_summary,
 )
 
-from ._curvature_helpers import dense_H, make_problem
+from ._cases import MLP_CE, MLP_MSE, dense_H
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +26,7 @@ def problem():
     """A 3-layer MLP (P = 139) on 20 samples, with MSE, and its dense float64 H: indefinite
     (the residual R is not negligible at init with MSE), so the bottom and the negative mass are real.
     """
-    model, theta, X, y, loss = make_problem(MSE("mean"))
+    model, theta, X, y, loss = MLP_MSE.build()
     H = dense_H(model, loss.criterion, theta, X, y)
     return model, theta, loss, H
 
@@ -117,7 +117,7 @@ def test_block_sharpness_vs_dense_blocks(problem):
 
 
 def test_spectrum_summary_rows():
-    model, theta, X, y, loss = make_problem(CrossEntropy(), n=12)
+    model, theta, X, y, loss = replace(MLP_CE, n=12).build()
     H = dense_H(model, loss.criterion, theta, X, y)
     summary = spectrum_summary(loss, theta, trace_samples=40, probes=2, steps=10, tol=1e-8)
     rows = {(r["metric"], r["layer"]): r["value"] for r in summary.rows(5, 0.5)}

@@ -9,24 +9,22 @@ import pandas as pd
 import pytest
 import torch
 import torch.nn.functional as F
-from torch.func import hessian
 
 import eoslab
 from eoslab.criteria import CrossEntropy
-from eoslab.models import MLP
 from eoslab.report.run import run_summary, tracker_edge, write_run_report
 from eoslab.rundir import RunDirError
 from eoslab.runs import analyze_run, load_run
 from eoslab.store import to_frame
 from eoslab.tracker import optimizer_stability
 
+from ._cases import dense_H, mlp_case
+
 
 def problem(n=40, seed=0, width=6):
-    g = torch.Generator().manual_seed(seed)
-    X = torch.randn(n, 5, generator=g, dtype=torch.float64)
-    y = torch.randint(0, 3, (n,), generator=g)
-    model = MLP(5, 3, depth=3, width=width)
-    return model, model.as_module(model.init_params(seed)), X, y
+    """(model, its nn.Module at θ_0, X, y) of a depth-3 MLP on ``n`` samples, all from ``seed``."""
+    model, theta, X, y, _ = mlp_case(CrossEntropy(), width=width, n=n, data_seed=seed, init_seed=seed).build()
+    return model, model.as_module(theta), X, y
 
 
 def train(net, opt, X, y, steps, tracker=None):
@@ -68,7 +66,7 @@ def test_adam_preconditioned_sharpness_vs_dense(tmp_path):
     train(net, opt, X, y, 3, tracker)
     report, extra = tracker.rows[-1]
     theta = flat(net)
-    H = hessian(lambda th: CrossEntropy().losses(model(th, X), y).mean())(theta)
+    H = dense_H(model, CrossEntropy(), theta, X, y)
     s = optimizer_stability(opt, list(net.parameters())).scale
     dense = torch.linalg.eigvalsh(s[:, None] * H * s[None, :])[-1]
     assert extra["preconditioned_sharpness"] == pytest.approx(float(dense), rel=1e-6)
