@@ -1,8 +1,9 @@
 """The small float64 problems the curvature, eigensolver, spectrum, network, analysis and tracker
 tests check against dense references, defined once (as curvlinops' ``test/cases.py``): a
 :class:`Case` is a network on random data with a criterion, named for ``pytest.mark.parametrize``
-ids; :data:`MLP_CASES` are the curvature core's MLP problems; :func:`dense_H` and :func:`dense_G`
-are the dense references by torch.func (not a test module).
+ids; :data:`MLP_CASES` are the curvature core's MLP problems; :func:`with_spectrum` is a dense
+symmetric matrix of a chosen spectrum; :func:`dense_H` and :func:`dense_G` are the dense
+references by torch.func (not a test module).
 """
 
 from __future__ import annotations
@@ -83,6 +84,13 @@ CRITERIA = [CrossEntropy(), MSE("mean"), MSE("sum")]
 #: The curvature core's problem, one per criterion: a depth-3, width-8 MLP (P = 139) on 20 samples
 #: at θ_0, where the residual R is not negligible.
 MLP_CE, MLP_MSE, MLP_MSE_SUM = MLP_CASES = [mlp_case(c) for c in CRITERIA]
+
+
+def with_spectrum(eigenvalues, seed=0) -> torch.Tensor:
+    """Q diag(λ) Qᵀ with a random orthogonal Q (QR of a Gaussian matrix drawn from ``seed``)."""
+    lam = torch.as_tensor(eigenvalues, dtype=F64)
+    Q, _ = torch.linalg.qr(torch.randn(len(lam), len(lam), generator=torch.Generator().manual_seed(seed), dtype=F64))
+    return (Q * lam) @ Q.T
 
 
 def dense_H(model, criterion, theta, X, y):

@@ -20,7 +20,7 @@ from eoslab.eigen import (
     register_eigensolver,
 )
 
-from ._cases import MLP_CASES, MLP_CE, MLP_MSE, dense_G, dense_H
+from ._cases import MLP_CASES, MLP_CE, MLP_MSE, dense_G, dense_H, with_spectrum
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -34,13 +34,6 @@ def dense_ops(case):
     H = dense_H(model, case.criterion, theta, X, y)
     G = dense_G(model, case.criterion, theta, X, y)
     return model, theta, L, {"H": H, "G": G, "R": H - G}
-
-
-def with_spectrum(eigenvalues, seed=0) -> torch.Tensor:
-    """Q diag(λ) Qᵀ with a random orthogonal Q."""
-    lam = torch.as_tensor(eigenvalues, dtype=F64)
-    Q, _ = torch.linalg.qr(torch.randn(len(lam), len(lam), generator=torch.Generator().manual_seed(seed), dtype=F64))
-    return (Q * lam) @ Q.T
 
 
 def solver(name, k, **kw):

@@ -16,6 +16,8 @@ import torch
 from eoslab.curvature import LinearOperator
 from eoslab.eigen import EIG_ORDERS, available_eigensolvers, make_eigensolver
 
+from ._cases import with_spectrum
+
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 F64 = torch.float64
@@ -55,9 +57,7 @@ SPECTRA = _spectra()
 
 
 def _operator(lam: torch.Tensor) -> LinearOperator:
-    P = lam.numel()
-    Q, _ = torch.linalg.qr(torch.randn(P, P, generator=torch.Generator().manual_seed(7), dtype=F64))
-    return LinearOperator.from_dense((Q * lam) @ Q.T)
+    return LinearOperator.from_dense(with_spectrum(lam, seed=7))
 
 
 def _truth(lam: torch.Tensor, k: int, order: str) -> torch.Tensor:
