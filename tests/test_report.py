@@ -147,8 +147,8 @@ def test_plan_covers_every_family_and_notes_what_is_skipped():
 
 
 def test_the_edge_of_stability_figure_is_drawn_from_every_measured_step_with_a_caption_from_the_data():
-    """Issue 24 item 1: λ¹ of the trajectory at every measured step (not the analysed snapshots),
-    a loss panel, 2/η, and a caption that says what the data show.
+    """λ¹ of the trajectory at every measured step (not the analysed snapshots), a loss panel, 2/η,
+    and a caption that says what the data show.
     """
     from eoslab.report.figures import EdgeBand, RunCurves
 
@@ -297,9 +297,8 @@ def test_log_axes_carry_a_few_readable_labels(low, high):
 
 
 def test_a_gd_runs_own_report_opens_with_its_edge_figure_and_names_no_other_run(tmp_path, one_thread):
-    """Issue 24 item 9: a single GD run's report noted another run's id ("GD run <hash> left out of
-    the edge-of-stability figure"). Its own figure is now the edge-of-stability view, and its
-    notes name no run.
+    """A single GD run's report opens with its edge-of-stability figure, and its notes name no run
+    (nothing such as "GD run <hash> left out of the edge-of-stability figure").
     """
     from eoslab.report.run import write_run_report
     from eoslab.runs import analyze_run, train
@@ -315,7 +314,9 @@ def test_a_gd_runs_own_report_opens_with_its_edge_figure_and_names_no_other_run(
 
 
 def test_an_interval_from_one_run_per_size_says_so_in_its_cell(tmp_path):
-    """Issue 24 item 9: a "95 % CI" from one run per size stood without a word in the table."""
+    """A "95 % CI" from one run per size says so in its cell of table2.md and index.html ("sizes
+    resampled, 1 run each"); an interval from replicated sizes does not.
+    """
     from eoslab.report import write_report
 
     one = make_collected(seeds=((0, 0),), gd=False)
@@ -328,7 +329,9 @@ def test_an_interval_from_one_run_per_size_says_so_in_its_cell(tmp_path):
 
 
 def test_tick_labels_within_a_few_percent_are_told_apart():
-    """Issue 24 item 9: three C1 ticks were all labelled 1.01."""
+    """Log-axis ticks within a few percent of each other (C1 from 1.003 to 1.017) get distinct
+    labels.
+    """
     from matplotlib.figure import Figure
 
     from eoslab.report.figures import tidy_log_axis
@@ -345,7 +348,9 @@ def test_tick_labels_within_a_few_percent_are_told_apart():
 
 
 def test_the_papers_line_does_not_set_the_range_and_a_single_size_gets_no_colour_bar():
-    """Issue 24 item 9: the paper's line (a = 0.0017) squashed our points; a colour bar for one n."""
+    """The paper's line (a = 0.0017) does not set the axis range: our points fill the axes and the
+    line's legend entry says "(below the axes)"; a single size n gets no colour bar.
+    """
     far = make_collected(groups=(("dice", "ce", (128, 256, 512), 0.05, 0.2),), gd=False)
     frame = collected_frame(far)
     (fit,) = fit_power_laws(frame, n_boot=10)

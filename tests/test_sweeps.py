@@ -287,9 +287,9 @@ def test_collect_schema_and_readers(tmp_path):
 
 
 def test_status_through_a_pipe_keeps_whole_lines_and_leaves_unused_axes_blank(tmp_path):
-    """Issue 24: `eoslab status` into a pipe cut its table at 80 columns ("stat", "pend"), and an
-    axis a run does not use (GD's sharpness measurements on an exponential Euler run) showed 0.
-    Now every line is whole, and such a cell is blank.
+    """`eoslab status` into a pipe keeps every line of its table whole (none cut at 80 columns),
+    and a cell of an axis the run does not use (GD's sharpness measurements on an exponential
+    Euler run) is blank, not 0.
     """
     grid = {
         "n": [12],

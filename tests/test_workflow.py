@@ -202,7 +202,8 @@ def test_gd_and_the_flow_in_one_sweep(tmp_path, capsys, one_thread):
     gd = sweep.points[3].config.solver
     assert (gd.eta, gd.eta_max, gd.measure_sharpness_every) == (0.5, None, 1)  # base's eta_max dropped
     table = collect(out)
-    # The GD entry's own setting: the flow does not use it (issue 24 item 8), one GD run: no axis.
+    # measure_sharpness_every is the GD entry's own setting, which the flow does not use; with one
+    # GD run it is no axis of the table.
     assert "solver.measure_sharpness_every" not in table.column_names
     assert quick_report(out, tmp_path / "r") == 0
     capsys.readouterr()
