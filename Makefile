@@ -21,11 +21,13 @@ venv: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/eoslab demo
 
-# lint-imports: the layers of docs/architecture.md and no import cycles ([tool.importlinter] in pyproject.toml)
+# lint-imports: the layers of docs/architecture.md and no import cycles ([tool.importlinter] in pyproject.toml);
+# mypy: the types of src/eoslab ([tool.mypy] in pyproject.toml)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/lint-imports
+	$(VENV)/bin/mypy
 
 test: lint
 	OMP_NUM_THREADS=2 $(PY) -m pytest -q --timeout=900 tests

@@ -17,6 +17,7 @@ import re
 import types
 import typing
 import warnings
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -136,7 +137,7 @@ class RunConfig:
     analysis: AnalysisConfig = field(default_factory=AnalysisConfig)
 
 
-_CHOICES = {
+_CHOICES: dict[str, Collection[str]] = {
     "model.init": INITS,
     "model.dtype": ("float64", "float32"),
     "criterion.name": CRITERIA,
@@ -207,7 +208,7 @@ def _build(cls: type, data: Any, prefix: str) -> Any:
     for key, value in data.items():
         name = f"{prefix}.{key}" if prefix else key
         tp = hints[key]
-        if dataclasses.is_dataclass(tp):
+        if isinstance(tp, type) and dataclasses.is_dataclass(tp):
             kwargs[key] = _build(tp, value, name)
         else:
             kwargs[key] = _check_type(name, value, tp)

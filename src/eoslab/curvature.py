@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import NamedTuple, TypeVar
+from typing import NamedTuple, TypeVar, cast
 
 import numpy as np
 import torch
@@ -280,6 +280,7 @@ class DataLoop:
                 tree, sums = part, _leaves(part)
             else:
                 sums = [(t if _writable(t) else t.clone()).add_(p) for t, p in zip(sums, _leaves(part))]
+        assert sums is not None  # a DataLoop holds at least one sample, so one chunk
         return _rebuild(tree, self.reduction(sums))
 
 
@@ -412,7 +413,8 @@ class FullBatchLoss:
 
     def _ggnvp_chunk(self, theta: torch.Tensor, V: torch.Tensor, c: Chunk) -> torch.Tensor:
         f_fn = lambda th: self.model(th, c.X)
-        f, vjp_fn = vjp(f_fn, theta)
+        # without has_aux, vjp returns (f, vjp_fn); torch annotates both of its forms as one union
+        f, vjp_fn = cast("tuple[torch.Tensor, Callable[..., tuple[torch.Tensor]]]", vjp(f_fn, theta))
         JV = vmap(lambda v: jvp(f_fn, (theta,), (v,))[1])(V)  # (k, n_c, n_L)
         HJV = self.criterion.hessian_vp(f.detach(), c.y, JV) * (c.weight / c.X.shape[0])
         return vmap(lambda u: vjp_fn(u)[0])(HJV)  # (k, P)

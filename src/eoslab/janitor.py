@@ -48,7 +48,8 @@ def _record(parent: int, me: int, seen: dict[int, str]) -> None:
 
 def main(parent: int) -> None:
     """Watch the sweep process ``parent`` until stdin closes, then kill what it left behind."""
-    me, seen = os.getpid(), {}
+    me = os.getpid()
+    seen: dict[int, str] = {}  # {pid: start time} of every descendant seen
     while True:
         _record(parent, me, seen)
         if select.select([sys.stdin], [], [], SCAN_S)[0] and not os.read(sys.stdin.fileno(), 1):
@@ -73,7 +74,7 @@ class RayJanitor:
     """
 
     def __init__(self) -> None:
-        self.proc = None
+        self.proc: subprocess.Popen[bytes] | None = None
         if sys.platform.startswith("linux"):
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "eoslab.janitor", str(os.getpid())],
@@ -84,6 +85,7 @@ class RayJanitor:
     def close(self) -> None:
         """Let it clean up now (after ``ray.shutdown()``) and wait for it."""
         if self.proc is not None:
+            assert self.proc.stdin is not None  # made with stdin=PIPE
             self.proc.stdin.close()
             self.proc.wait()
 

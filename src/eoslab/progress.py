@@ -66,7 +66,7 @@ class ProgressBar:
         label: str | None = None,
         unit: Literal["items", "bytes"] | None = "items",
         clock: Literal["elapsed", "remaining"] | None = "remaining",
-        completed: float = 0,
+        completed: int = 0,
         transient: bool = False,
     ) -> None:
         self.enabled = enabled

@@ -45,7 +45,7 @@ _TMP = re.compile(r"^\.(?P<name>.+)\.[a-z0-9_]{8}\.tmp$")
 _UMASK = os.umask(0o022)
 os.umask(_UMASK)
 
-_FIXES = {
+_FIXES: dict[int | None, str] = {
     errno.ENOSPC: "the disk is full: free some space and rerun (an interrupted run resumes)",
     errno.EDQUOT: "the disk quota is used up: free some space and rerun (an interrupted run resumes)",
     errno.EFBIG: "the file-size limit was hit (ulimit -f): raise it and rerun (an interrupted run resumes)",
@@ -71,7 +71,7 @@ class WriteError(EoslabError, OSError):
         self.path = Path(path)
 
     def __str__(self) -> str:
-        return self.strerror
+        return str(self.strerror)  # the message given to OSError.__init__
 
 
 def tmp_target(path: str | Path) -> str | None:
@@ -85,7 +85,7 @@ def remove_leftovers(folder: str | Path, names: set[str] | None = None) -> list[
     to replace one of ``names``, when given). Call it only while holding the folder's lock, so no
     write in progress loses its file. Returns the removed paths.
     """
-    removed = []
+    removed: list[Path] = []
     folder = Path(folder)
     if not folder.is_dir():
         return removed

@@ -370,14 +370,16 @@ class Tracker:
         release the run directory. Returns the status.
         """
         if not self.created:
-            self._create(self.config.solver.eta)
+            eta = self.config.solver.eta
+            assert eta is not None  # resolve() fills GD's step size
+            self._create(eta)
         if self.rows[-1][0].step != self.steps:
             self._measure(self.stability)
         report, extra = self.rows[-1]
         report = dataclasses.replace(report, dt=0.0, final=True)
         self.rows[-1] = (report, extra)
         limit = f"the tracker closed at step {self.steps}"
-        status = final_status(report, limit, self.config.train.target_loss, [], self.rows[0][0].loss)
+        status = final_status(report, limit, self.problem.target_loss, [], self.rows[0][0].loss)
         self._write(status, snapshot=True)
         self._held.close()
         return status
@@ -393,7 +395,7 @@ class Tracker:
             last = self.rows[-1][0]
             reason = f"the training loop raised {kind.__name__}: {error}"
             self._write(
-                status_dict("failed", reason, self.steps, self.t, last.loss, self.config.train.target_loss, []),
+                status_dict("failed", reason, self.steps, self.t, last.loss, self.problem.target_loss, []),
                 snapshot=False,
             )
         self._held.close()
@@ -447,7 +449,7 @@ class Tracker:
 
     def _running(self) -> dict[str, Any]:
         last = self.rows[-1][0]
-        return status_dict("running", None, self.steps, self.t, last.loss, self.config.train.target_loss, [])
+        return status_dict("running", None, self.steps, self.t, last.loss, self.problem.target_loss, [])
 
     def _table(self) -> pa.Table:
         """``trajectory.parquet``: :data:`~eoslab.rundir.TRAJECTORY_SCHEMA`, then :data:`TRACKER_COLUMNS`."""

@@ -164,6 +164,7 @@ class SnapshotAnalysis:
             raise MLPOnlyError(
                 "the stability bound needs the MLP's Eq. 7 factors (docs/math.md §4); this snapshot is of another model"
             )
+        assert self.c5_t0 is not None  # set for the MLP (see the attribute)
         c = self.stats.layer1_factors()
         prefactor = 1 + LAYER_RATIO_BOUND * (self.stats.depth - 1)
         return prefactor * float(c[:4].prod()) * self.c5_t0

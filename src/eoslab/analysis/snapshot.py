@@ -89,10 +89,12 @@ def analyze_snapshot(
             other than the MLP.
     """
     eig = top_eigenvalues(loss, theta, spec.eigensolver, warm_start=warm_start, seed=spec.seed)
-    args = (loss.model, loss.criterion, theta, loss.X, loss.y)
-    if not isinstance(loss.model, MLP):
-        stats = group_statistics(*args, chunk_size=spec.chunk_size, reduction=loss.data.reduction)
+    model, data = loss.model, (loss.criterion, theta, loss.X, loss.y)
+    if not isinstance(model, MLP):
+        stats = group_statistics(model, *data, chunk_size=spec.chunk_size, reduction=loss.data.reduction)
         return SnapshotAnalysis(step=int(step), t=float(t), eig=eig, stats=stats, c5_t0=None)
-    stats = layerwise_statistics(*args, chunk_size=spec.chunk_size, seed=spec.seed, reduction=loss.data.reduction)
+    stats = layerwise_statistics(
+        model, *data, chunk_size=spec.chunk_size, seed=spec.seed, reduction=loss.data.reduction
+    )
     c5 = float(stats.layer1_factors()[4]) if c5_t0 is None else float(c5_t0)
     return SnapshotAnalysis(step=int(step), t=float(t), eig=eig, stats=stats, c5_t0=c5)

@@ -34,5 +34,6 @@ def run(args: argparse.Namespace) -> int:
     table = collect(args.sweep_dir, include_stopped=args.include_stopped)
     write_parquet(table, out)
     info = collect_info(table)
+    assert info is not None  # collect() records it
     print("\n  left out ".join([f"{out}: {table.num_rows} rows from {info.headline()}", *info.left_out_lines()]))
     return 0

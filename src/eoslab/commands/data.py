@@ -20,6 +20,7 @@ import ast
 import json
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -91,8 +92,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     common(p)
 
 
-def _parse_options(items: list[str]) -> dict:
-    out = {}
+def _parse_options(items: list[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
     for item in items:
         key, sep, value = item.partition("=")
         key = key.strip()

@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 from rich.console import Console
@@ -88,7 +89,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 #: The sweep report's defaults of the options a single run's report does not take.
-DEFAULTS = {"metric": "eq7_c5", "skip_before": SKIP_BEFORE, "bootstrap": 1000, "seed": 0}
+DEFAULTS: dict[str, Any] = {"metric": "eq7_c5", "skip_before": SKIP_BEFORE, "bootstrap": 1000, "seed": 0}
 #: Options of the sweep report only: (attribute, flag).
 SWEEP_ONLY = (
     ("metric", "--metric"),
@@ -154,6 +155,7 @@ def load_source(source: Path, *, include_stopped: bool = False):
     if source.is_dir() and (source / GRID_FILE).is_file():
         table = collect(source, include_stopped=include_stopped)
         info = collect_info(table)
+        assert info is not None  # collect() records it
         headline = f"report on {info.headline()} of sweep {source}"
     elif source.is_file():
         table = read_parquet(source)
@@ -195,7 +197,9 @@ def load_parts(sources: list[Path], *, include_stopped: bool = False):
     Raises:
         ReportError: a run in two parts, or what :func:`load_source` raises for a part.
     """
-    tables, lines, seen = [], [], {}
+    tables: list[pa.Table] = []
+    lines: list[str] = []
+    seen: dict[str, Path] = {}  # {run id: the part that holds it}
     for i, source in enumerate(sources, 1):
         table, headline, left_out = load_source(source, include_stopped=include_stopped)
         info = collect_info(table)

@@ -68,13 +68,10 @@ BIN_TAR = "cifar-10-binary.tar.gz"
 PY_TAR = "cifar-10-python.tar.gz"
 
 _SPLIT_FILES = {
-    "bin": {
-        "train": [f"data_batch_{i}.bin" for i in range(1, 6)],
-        "test": ["test_batch.bin"],
-        "meta": "batches.meta.txt",
-    },
-    "py": {"train": [f"data_batch_{i}" for i in range(1, 6)], "test": ["test_batch"], "meta": "batches.meta"},
+    "bin": {"train": [f"data_batch_{i}.bin" for i in range(1, 6)], "test": ["test_batch.bin"]},
+    "py": {"train": [f"data_batch_{i}" for i in range(1, 6)], "test": ["test_batch"]},
 }
+_META_FILE = {"bin": "batches.meta.txt", "py": "batches.meta"}
 
 
 # --------------------------------------------------------------------------------------------
@@ -371,8 +368,7 @@ def load_cifar10(
         raise ValueError(f"cifar10: split must be 'train' or 'test', got {split!r}")
     root = Path(data_root) if data_root is not None else default_data_root()
     fmt, kind, path = find_cifar10(root, format)
-    spec = _SPLIT_FILES[fmt]
-    batches, meta = _read_members(fmt, kind, path, spec[split], spec["meta"], verify=verify)
+    batches, meta = _read_members(fmt, kind, path, _SPLIT_FILES[fmt][split], _META_FILE[fmt], verify=verify)
     reader = read_bin_batch if fmt == "bin" else read_py_batch
     pix, labels = [], []
     for source, data in batches:

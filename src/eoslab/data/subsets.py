@@ -8,6 +8,7 @@ class-stratified is unknown; like the authors' reimplementation we draw a plain 
 from __future__ import annotations
 
 import hashlib
+from typing import Any
 
 import numpy as np
 import torch
@@ -80,7 +81,8 @@ def draw_subset(dataset: Dataset, n: int, seed: int, nested: bool = True) -> Dat
     N = len(dataset)
     idx = subset_indices(N, int(n), int(seed), nested=nested)
     digest = hashlib.sha256(idx.numpy().astype("<i8").tobytes()).hexdigest()
-    meta, row_keys = {}, []
+    meta: dict[str, Any] = {}
+    row_keys: list[str] = []
     for k, v in dataset.meta.items():
         if isinstance(v, torch.Tensor) and v.ndim >= 1 and v.shape[0] == N:
             meta[k] = v[idx]

@@ -210,6 +210,7 @@ def parse_ts(text: str, *, source: str = "<string>") -> TsData:
         raise DatasetError(f"{source}: no '@data' line; expected a .ts header ending in @data")
     if not cases:
         raise DatasetError(f"{source}: no cases after '@data'")
+    assert n_dims is not None  # set by the first case
     if not has_labels:
         raise DatasetError(f"{source}: @classLabel false: unlabelled files cannot make a classification dataset")
     classes = class_labels if class_labels is not None else list(dict.fromkeys(case_labels))

@@ -95,6 +95,7 @@ def missed_eigenvector(
     q0 -= X.T @ (X @ q0)
     q0 -= X.T @ (X @ q0)
     q0 /= torch.linalg.vector_norm(q0)
+    betas: list[float]
     alphas, betas, rises, top = [], [], [], -torch.inf
     q_prev, q, beta = torch.zeros_like(q0), q0, 0.0
     found = None

@@ -198,7 +198,7 @@ class LOBPCG:
             torch.mm(T.T, W, out=S[n : n + nw])
             if T.abs().max() > 3.0:  # an ill-conditioned block (μ < 0.1) amplified round-off:
                 new = S[n : n + nw]  # orthonormalise it once more and measure W·(A S)ᵀ afresh
-                new.copy_(_svqb(new @ new.T).T @ new)
+                new.copy_(_svqb(new @ new.T).T @ new)  # type: ignore[union-attr]  # unit rows: SVQB keeps some
                 Z_a = new @ AS[:n].T
             AS[n : n + nw] = op(S[n : n + nw])
             M = self._extend(M, Z_a, S[n : n + nw] @ AS[n : n + nw].T)
@@ -228,7 +228,7 @@ class LOBPCG:
             self._AS = torch.empty(cap, op.dim, **like)
             self._R = torch.empty(m + 1, op.dim, **like)
             self._tmp = torch.empty(cap, min(CHUNK, op.dim), **like)
-        return self._S, self._AS, self._R
+        return self._S, self._AS, self._R  # type: ignore[return-value]  # all allocated just above
 
     def _start_block(self, X: torch.Tensor, op, V0: torch.Tensor | None) -> bool:
         """Fill X (m rows) with orthonormal start rows: V0's columns (the eigenvectors and guard
@@ -239,7 +239,7 @@ class LOBPCG:
         m = X.shape[0]
         j = 0 if V0 is None else min(V0.shape[1], m)
         if j:
-            X[:j] = V0[:, :j].T
+            X[:j] = V0[:, :j].T  # type: ignore[index]  # j > 0 only when V0 is given
         if j == m:
             eye = torch.eye(m, dtype=X.dtype, device=X.device)
             if float((X @ X.T - eye).abs().max()) < 1e-10:
@@ -388,7 +388,7 @@ class LOBPCG:
 
     def _rotate(self, buffers: tuple[torch.Tensor, ...], Q: torch.Tensor, n: int) -> None:
         """B[:n'] ← Qᵀ B[:n] for each buffer B, in place, in column chunks."""
-        tmp = self._tmp[: Q.shape[1]]
+        tmp = self._tmp[: Q.shape[1]]  # type: ignore[index]  # allocated by _buffers before any rotation
         for B in buffers:
             for c in range(0, B.shape[1], tmp.shape[1]):
                 block = B[:n, c : c + tmp.shape[1]]

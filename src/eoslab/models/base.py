@@ -56,7 +56,9 @@ class Model:
 
     dtype: torch.dtype
     device: torch.device
-    output_dim: int
+    #: n_L; None: not known (a :class:`~eoslab.models.ModuleModel` given neither an input shape
+    #: nor n_L).
+    output_dim: int | None
     #: the shape of one input (without the batch dimension); None: any.
     input_shape: tuple[int, ...] | None = None
 

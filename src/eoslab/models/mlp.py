@@ -88,6 +88,7 @@ class MLP(Model):
         if init not in INITS:
             raise ValueError(f"init must be one of {INITS}, got {init!r}")
         self.sizes = [input_dim] + [width] * (depth - 1) + [output_dim]
+        self.output_dim: int = output_dim  # n_L
         self.init, self.gain, self.dtype = init, gain, dtype
         self.device = torch.device(device) if device is not None else torch.device("cpu")
         shapes: list[tuple[int, ...]] = []
@@ -136,11 +137,6 @@ class MLP(Model):
     def input_dim(self) -> int:
         """n_0."""
         return self.sizes[0]
-
-    @property
-    def output_dim(self) -> int:
-        """n_L."""
-        return self.sizes[-1]
 
     def check_inputs(self, X: torch.Tensor) -> None:
         """Raise ValueError unless each sample has n_0 entries (any shape; it is flattened)."""

@@ -141,10 +141,10 @@ class ModuleModel(Model):
         self.input_shape = None if input_shape is None else tuple(int(d) for d in input_shape)
         self.output_dim = output_dim
         if self.input_shape is not None:
-            self._probe_output(output_dim)
+            self._probe_output(self.input_shape, output_dim)
 
-    def _probe_output(self, expected: int | None) -> None:
-        x = torch.zeros((1, *self.input_shape), dtype=self.dtype, device=self.device)
+    def _probe_output(self, input_shape: tuple[int, ...], expected: int | None) -> None:
+        x = torch.zeros((1, *input_shape), dtype=self.dtype, device=self.device)
         with torch.no_grad():
             out = self(self.module_params(), x)
         if out.ndim != 2 or out.shape[0] != 1 or (expected is not None and out.shape[1] != expected):

@@ -139,7 +139,7 @@ def flow_departures(trajectory: pd.DataFrame) -> str | None:
             worst[run_id] = max(losses[u + 1] / losses[u] for u in rises)
     if not worst:
         return None
-    top = max(worst, key=worst.get)
+    top = max(worst, key=worst.__getitem__)
     return (
         f"WARNING: the loss rose along exponential Euler in {len(worst)} of {rows['run_id'].nunique()} runs "
         f"(the largest step ×{worst[top]:.3g}, run {top}): those runs left the gradient flow, and their quantities "

@@ -35,7 +35,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final, Literal
 
 import numpy as np
 import pandas as pd
@@ -50,10 +50,18 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 #: Marks a panel list that expands to every layer the metric has in the group.
-ALL_LAYERS = "all"
+ALL_LAYERS: Final = "all"
 
 #: J-check of Eq. 7 in mathtext (its ``\\check`` accent is misplaced on an italic J).
 CHECK_J = r"\overset{\vee}{J}"
+
+
+def _next(layer: int | None) -> int:
+    """The layer after ``layer`` (a layer-wise symbol's, which always has one)."""
+    assert layer is not None
+    return layer + 1
+
+
 #: Axis label (mathtext, without the dollars) of each metric; layer-wise ones take the layer.
 SYMBOLS: dict[str, Callable[[int | None], str]] = {
     "sharpness_H": lambda i: r"\lambda^1(\mathbf{H})",
@@ -64,7 +72,7 @@ SYMBOLS: dict[str, Callable[[int | None], str]] = {
     "layer_sqnorm": lambda i: rf"\mathbb{{E}}\|\tilde J_{{{i}}}\|^2",
     "act_ratio": lambda i: rf"\mathbb{{E}}[r_{{{i}}}]",
     "layerjac_sqnorm": lambda i: rf"\mathbb{{E}}\|K_{{{i}}}\|^2",
-    "align_ratio": lambda i: rf"\kappa({CHECK_J}_{{{i + 1}}}, K_{{{i}}})",
+    "align_ratio": lambda i: rf"\kappa({CHECK_J}_{{{_next(i)}}}, K_{{{i}}})",
     "eq7_c1": lambda i: r"C_1",
     "eq7_c2": lambda i: r"C_2",
     "eq7_c3": lambda i: r"C_3",
@@ -98,7 +106,7 @@ class CurveFamily:
     key: str
     title: str
     caption: str
-    panels: tuple[tuple[str, int | str | None], ...]
+    panels: tuple[tuple[str, int | Literal["all"] | None], ...]
     log_y: bool = False
 
 
@@ -300,7 +308,7 @@ def tidy_log_axis(ax, which: str = "y") -> None:
 
 def _expand(family: CurveFamily, rows: pd.DataFrame) -> list[tuple[str, int | None]]:
     """The family's (metric, layer) panels that have data in ``rows``."""
-    panels = []
+    panels: list[tuple[str, int | None]] = []
     for metric, layer in family.panels:
         present = rows[rows["metric"] == metric]
         if layer == ALL_LAYERS:
@@ -336,10 +344,8 @@ def _draw_curves(family: CurveFamily, rows: pd.DataFrame, panels: list[tuple[str
             tidy_log_axis(ax)
         ax.set_xlabel(T_LABEL)
         ax.set_ylabel(symbol(metric, layer))
-        if metric in EQ7_TITLES:
-            ax.set_title(EQ7_TITLES[metric](int(layer)), fontsize=10)
-        elif layer is not None:
-            ax.set_title(f"layer {layer}", fontsize=10)
+        if layer is not None:
+            ax.set_title(EQ7_TITLES[metric](layer) if metric in EQ7_TITLES else f"layer {layer}", fontsize=10)
         ax.grid(alpha=0.3)
     if cax is not None:
         _size_bar(fig, cax, norm, cmap, size_of)
@@ -489,7 +495,8 @@ class RunCurves:
         return cls(str(run["run_id"]), label, loss, sharpness, eta)
 
     def band_text(self) -> str:
-        """The run's :func:`edge_text`."""
+        """The run's :func:`edge_text` (a GD run's)."""
+        assert self.eta is not None  # a GD run
         return edge_text(self.sharpness, self.eta)
 
 
@@ -514,6 +521,7 @@ def draw_gradient_descent(
         ax_loss.plot(run.loss[x], run.loss["value"], **style)
         ax_sharp.plot(run.sharpness[x], run.sharpness["value"], **style)
     for k, run in enumerate(gd):
+        assert run.eta is not None  # a GD run
         colour = f"C{k % 10}"
         label = rf"GD $\eta={run.eta:g}$, {run.label}"
         ax_loss.plot(run.loss[x], run.loss["value"], color=colour, lw=0.9, label=label)
@@ -567,7 +575,8 @@ def plan_edge_of_stability(frame: pd.DataFrame, trajectory: pd.DataFrame) -> tup
         runs = runs_of(rows)
         problem = [c for c in runs.columns if c != "run_id" and not is_solver_column(c)]
         euler = runs[runs["solver"] == ANALYSIS_SOLVER]
-        gd, flows = [], {}
+        gd: list[RunCurves] = []
+        flows: dict[str, RunCurves] = {}  # {run id: the flow beside a GD run}
         for _, run in runs[runs["solver"] == "gd"].iterrows():
             if not run["eta"] > 0:
                 notes.append(f"{group.name}: GD run {run['run_id']} left out: its eta is not positive")

@@ -19,9 +19,10 @@ peak is their last analysed snapshot (then the "peak" is where training stopped)
 
 from __future__ import annotations
 
+import functools
 import warnings
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, TypedDict
 
 import numpy as np
 import pandas as pd
@@ -533,6 +534,16 @@ class GroupFit:
         return [("peak", self.fit, self.error), (f"at t* = {self.t_star:.3g}", self.fixed_time, self.fixed_time_error)]
 
 
+class _Y(TypedDict):
+    """What ``y`` is: the arguments :func:`peak_per_run`, :func:`fixed_time_per_run` and
+    :class:`GroupFit` share.
+    """
+
+    metric: str
+    layer: int | None
+    skip_before: int
+
+
 def _fit_or_error(
     n: np.ndarray, y: np.ndarray, on_error: Literal["raise", "record"], **options
 ) -> tuple[PowerLawFit | None, str | None]:
@@ -577,16 +588,18 @@ def fit_power_laws(
             f"no {where} values for {solver or 'any'} runs in the collected table; cannot fit the power law of Eq. 9"
         )
     fits = []
+    y_of = _Y(metric=metric, layer=layer, skip_before=skip_before)
+    fit_or_error = functools.partial(
+        _fit_or_error, per_size_means=per_size_means, n_boot=n_boot, seed=seed, on_error=on_error
+    )
     for key, rows in groups(frame):
-        y_of = dict(metric=metric, layer=layer, skip_before=skip_before)
         t_star, at_t_star = fixed_time_per_run(rows, **y_of)
         peaks = peak_per_run(rows, **y_of)
         peaks = peaks.assign(y_at_t_star=peaks["run_id"].map(at_t_star).astype(float), **key.extra)
-        options = dict(per_size_means=per_size_means, n_boot=n_boot, seed=seed, on_error=on_error)
         n = peaks["n"].to_numpy()
-        fit, error = _fit_or_error(n, peaks["peak"].to_numpy(), label=key.name, **options)
-        fixed_time, fixed_time_error = _fit_or_error(
-            n, peaks["y_at_t_star"].to_numpy(), label=f"{key.name} at t* = {t_star:.3g}", **options
+        fit, error = fit_or_error(n, peaks["peak"].to_numpy(), label=key.name)
+        fixed_time, fixed_time_error = fit_or_error(
+            n, peaks["y_at_t_star"].to_numpy(), label=f"{key.name} at t* = {t_star:.3g}"
         )
         fits.append(
             GroupFit(

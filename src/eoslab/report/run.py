@@ -131,6 +131,7 @@ class RunSummary:
             out.append(("threshold", self.threshold))
             out.append(("edge", self.edge))
         elif c.solver.method == "gd":
+            assert c.solver.eta is not None  # a run's config is resolved
             out.append(("2/η", f"{2 / c.solver.eta:.4g} (the edge of stability, Eq. 1)"))
             out.append(("edge", self.edge))
         for name, trend in self.sharpness.items():
@@ -203,6 +204,7 @@ def run_summary(run_dir: str | Path) -> RunSummary:
     if is_tracker_trajectory(traj):
         threshold, edge = tracker_edge(traj)
     elif config.solver.method == "gd":
+        assert config.solver.eta is not None  # a run's config is resolved
         top = trajectory_eigenvalues(traj)
         measured = pd.DataFrame({"step": top["step"], "value": top.get("eig_1", pd.Series(dtype=float))})
         edge = edge_text(measured, config.solver.eta)

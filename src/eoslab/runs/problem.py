@@ -49,6 +49,13 @@ class Problem:
     model: Model
     loss: FullBatchLoss
 
+    @property
+    def target_loss(self) -> float:
+        """The loss at which training is done (``train.target_loss`` of the resolved config)."""
+        target = self.config.train.target_loss
+        assert target is not None  # resolve() fills it
+        return target
+
     def fingerprint(self) -> dict[str, Any]:
         """The data fingerprint recorded in the run's manifest (:mod:`eoslab.rundir`): dataset,
         sizes, the SHA-256 of the subset's indices (None for a whole split) and the SHA-256 of the
@@ -136,8 +143,11 @@ def _model_and_loss(cfg: RunConfig, dataset: Dataset) -> Problem:
         )
     except ModelError as e:
         raise ConfigError(f"{e.field}: {e}") from None
-    if cfg.solver.method == "exp_euler" and cfg.solver.k + 1 > model.num_params:
-        raise ConfigError(f"solver.k: must be < the number of parameters {model.num_params}, got {cfg.solver.k}")
+    if cfg.solver.method == "exp_euler":
+        k = cfg.solver.k
+        assert k is not None  # resolve() sets it to n_L
+        if k + 1 > model.num_params:
+            raise ConfigError(f"solver.k: must be < the number of parameters {model.num_params}, got {k}")
     criterion_options = {"reduction": cfg.criterion.mse_reduction} if cfg.criterion.name == "mse" else {}
     criterion = make_criterion(cfg.criterion.name, **criterion_options)
     rank, size = world()
@@ -198,6 +208,7 @@ def _integrator(problem: Problem) -> Integrator:
     theta = problem.model.init_params(seed)
     eigensolver = EigSpec(s.eig_method, s.eig_tol, s.eig_max_iters, s.eig_order)
     if s.method == "gd":
+        assert s.eta is not None  # resolve() fills the step size of the config's method
         return GradientDescent(
             problem.loss,
             theta,
@@ -206,6 +217,7 @@ def _integrator(problem: Problem) -> Integrator:
             measure_sharpness_every=s.measure_sharpness_every,
             eigensolver=eigensolver,
         )
+    assert s.k is not None and s.eta_max is not None  # resolve() fills them
     return ExponentialEuler(
         problem.loss, theta, k=s.k, eta_max=s.eta_max, step_c=s.step_c, seed=seed, eigensolver=eigensolver
     )

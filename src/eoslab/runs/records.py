@@ -48,7 +48,14 @@ def status_dict(
     state: str, reason: str | None, step: int, t: float, loss: float | None, target: float, notes: list[str]
 ) -> dict[str, Any]:
     """The ``status.json`` object (docs/rundir.md): state, reason, step, t, loss, target loss (+ notes)."""
-    status = {"state": state, "reason": reason, "step": step, "t": t, "loss": loss, "target_loss": target}
+    status: dict[str, Any] = {
+        "state": state,
+        "reason": reason,
+        "step": step,
+        "t": t,
+        "loss": loss,
+        "target_loss": target,
+    }
     if notes:
         status["notes"] = list(notes)
     return status

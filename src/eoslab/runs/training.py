@@ -119,18 +119,25 @@ def _bind(run: RunDir, problem: Problem) -> dict[str, Any]:
     manifest = run.manifest()
     if manifest is None and not run.config_file.exists():
         run.create(config, digest, problem.fingerprint(), to_toml(cfg))
-        return run.manifest()
+        return _written_manifest(run)
     if manifest is None:  # written by an eoslab without manifests
         _check_same_config(run, config, to_dict(load_config(run.config_file)))
         run.adopt(config, digest, problem.fingerprint())
         _upgrade_legacy_status(run)
-        return run.manifest()
+        return _written_manifest(run)
     _check_same_config(run, config, manifest["config"])
     if run.config_file.exists():
         run.check_config(to_dict(load_config(run.config_file)), manifest)
     else:  # killed between the manifest and config.toml when it was created: cfg is the manifest's
         run.write_config_text(to_toml(cfg))
     run.check_data(problem.fingerprint(), manifest)
+    return manifest
+
+
+def _written_manifest(run: RunDir) -> dict[str, Any]:
+    """The manifest :meth:`~eoslab.rundir.RunDir.create` or :meth:`~eoslab.rundir.RunDir.adopt` just wrote."""
+    manifest = run.manifest()
+    assert manifest is not None  # just written, under the run's lock
     return manifest
 
 
@@ -174,10 +181,10 @@ def _finished_status(run: RunDir, manifest: dict[str, Any]) -> tuple[dict[str, A
 def _train_loop(
     problem: Problem, integ: Integrator, run: RunDir, manifest: dict[str, Any], progress: bool, broken: str | None
 ) -> dict[str, Any]:
-    cfg = problem.config.train
+    cfg, target = problem.config.train, problem.target_loss
     main = is_main()
     notes = list((run.read_status(manifest) or {}).get("notes", [])) if main else []
-    writer = (Writer if main else NullWriter)(run, problem.model, cfg.target_loss, notes)
+    writer = (Writer if main else NullWriter)(run, problem.model, target, notes)
     resume, skipped = broadcast_object(resume_point(run, manifest, problem.model) if main else None)
     step0 = resume.state["step"] if resume else -1
     if main and (broken or skipped):
@@ -206,7 +213,7 @@ def _train_loop(
     limit = None
     flow = isinstance(integ, ExponentialEuler)
     warned = flow and bool(loss_rises([r.loss for r in rows]))
-    with _TrainProgress(progress, cfg.target_loss) as bar:
+    with _TrainProgress(progress, target) as bar:
         while True:
             elapsed = elapsed0 + time.monotonic() - start
             if integ.step_count >= cfg.max_steps:
@@ -215,7 +222,7 @@ def _train_loop(
                 limit = f"max_time_s {cfg.max_time_s:g} reached"
             if cfg.max_time_s is not None:  # rank 0's clock decides for all ranks
                 limit = broadcast_object(limit)
-            report = integ.step(stop_below=math.inf if limit else cfg.target_loss)
+            report = integ.step(stop_below=math.inf if limit else target)
             rows.append(report)
             bar.update(report)
             if flow and not warned and main and len(rows) > 1 and loss_rises([rows[-2].loss, report.loss]):
@@ -234,7 +241,7 @@ def _train_loop(
     if departed:
         notes.append(departed)
         warn(f"{run.path}: {departed}")
-    status = final_status(report, limit, cfg.target_loss, notes, rows[0].loss)
+    status = final_status(report, limit, target, notes, rows[0].loss)
     if status["state"] == "failed":
         writer.finish(rows, status)
     else:

@@ -64,6 +64,7 @@ import copy
 import dataclasses
 import itertools
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -473,7 +474,7 @@ def _cell(value: Any, kind: pa.DataType) -> Any:
     return value
 
 
-def axis_columns(configs: list[RunConfig], declared: list[str] = ()) -> dict[str, pa.Array]:
+def axis_columns(configs: list[RunConfig], declared: Sequence[str] = ()) -> dict[str, pa.Array]:
     """One typed column per axis of a set of runs beyond :data:`RUN_COLUMNS`, named by its dotted
     field: the ``declared`` dotted-field axes of the grid, then every other config value that
     differs between the runs that use it (sorted; :func:`eoslab.config.unused_fields` are null);

@@ -155,6 +155,7 @@ def run_local(
                         stderr=log,
                         env=env,
                     )
+                assert proc.stdin is not None  # made with stdin=PIPE
                 proc.stdin.write(to_toml(point.config).encode())
                 proc.stdin.close()
                 running[proc] = (point, slot)

@@ -260,17 +260,17 @@ def run_point(config: RunConfig, run_dir: str | Path, *, analysis: bool = True) 
             return status
         _clear_retryable_failure(run)
         try:
-            status = train(config, run.path, progress=False)
+            trained = train(config, run.path, progress=False)
         except Exception as e:
             traceback.print_exc()
             _record_failure(run, "train", f"{type(e).__name__}: {e}", run.read_status())
         else:
-            if status.get("state") in TRAINED_STATES and analysis:
+            if trained.get("state") in TRAINED_STATES and analysis:
                 try:
                     analyze_run(run.path, progress=False)
                 except Exception as e:
                     traceback.print_exc()
-                    _record_failure(run, "analysis", f"analysis: {type(e).__name__}: {e}", status)
+                    _record_failure(run, "analysis", f"analysis: {type(e).__name__}: {e}", trained)
         return _files_status(run, analysis)
 
 
