@@ -32,6 +32,7 @@ from eoslab.cli import main
 from eoslab.data import DatasetError
 from eoslab.data.cifar10 import read_py_batch, restricted_loads
 from eoslab.integrators import Integrator
+from eoslab.janitor import SCAN_S
 from eoslab.rundir import RunDir, folder_lock
 from eoslab.runs import analyze_run, train
 from eoslab.store import read_json, read_parquet
@@ -745,11 +746,6 @@ def _descendants(pid: int) -> dict[int, str]:
     return out
 
 
-#: How often the watchdog of a Ray sweep records the sweep's descendants (once a second; see
-#: eoslab.janitor).
-WATCHDOG_SCAN_S = 1.0
-
-
 def _age_s(start: str) -> float:
     """Seconds since a process started, from its start time in /proc (clock ticks since boot)."""
     uptime = float(Path("/proc/uptime").read_text().split()[0])
@@ -792,7 +788,7 @@ def test_killing_a_ray_sweep_stops_its_ray_processes(tmp_path, sig):
         # room for a slow scan on a loaded machine)
         while True:
             procs = _descendants(proc.pid)
-            if len(procs) >= 3 and min(_age_s(start) for start in procs.values()) > 3 * WATCHDOG_SCAN_S:
+            if len(procs) >= 3 and min(_age_s(start) for start in procs.values()) > 3 * SCAN_S:
                 break  # the watchdog, Ray's GCS and raylet, its workers
             assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read().decode()
             time.sleep(0.1)
