@@ -122,10 +122,9 @@ class LOBPCG:
         self.tol, self.max_iters, self.generator = tol, max_iters, generator
         self._orth_tol = min(ORTH_LOOSE, max(ORTH_TOL, ORTH_PER_TOL * tol))
         self.order = check_order(order)
-        self._S: torch.Tensor | None = None  # basis rows
-        self._AS: torch.Tensor | None = None  # A times the basis rows
-        self._R: torch.Tensor | None = None  # residual rows of the Ritz block
-        self._tmp: torch.Tensor | None = None  # chunk of the in-place rotation
+        # kept between solves: the basis rows S, A·S, the residual rows of the Ritz block, and a
+        # chunk for the in-place rotation
+        self._space: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor] | None = None
 
     # ------------------------------------------------------------------------------- solve
     def solve(self, op, V0: torch.Tensor | None = None) -> EigResult:
@@ -135,7 +134,7 @@ class LOBPCG:
         m = min(self.k + self.guard, op.dim)
         k = min(self.k, m)
         cap = min(BASIS_BLOCKS * m, op.dim)
-        S, AS, R = self._buffers(cap, m, op)
+        S, AS, R, tmp = self._buffers(cap, m, op)
         start = op.products
         cold = self._start_block(S[:m], op, V0)
         AS[:m] = op(S[:m])
@@ -181,13 +180,13 @@ class LOBPCG:
             nw = T.shape[1]
             if n + nw > cap:
                 Q = self._restart_coefficients(C, prev)[:, : max(m, cap - nw)]
-                self._rotate((S, AS), Q, n)
+                _rotate((S, AS), Q, n, tmp)
                 n, restarts = Q.shape[1], restarts + 1
                 M, K, Z_a, C = Q.T @ M @ Q, Q.T @ K @ Q, Z_a @ Q, Q.T @ C
                 if restarts % REFRESH_RESTARTS == 0:  # bound the drift of the rotated basis and A·S
                     L = torch.linalg.cholesky(S[:n] @ S[:n].T)
                     L_inv = torch.linalg.inv(L)
-                    self._rotate((S,), L_inv.T, n)  # S ← L⁻¹ S, orthonormal again
+                    _rotate((S,), L_inv.T, n, tmp)  # S ← L⁻¹ S, orthonormal again
                     C, Z_a = L.T @ C, Z_a @ L_inv.T
                     AS[:n] = op(S[:n])
                     M, K = S[:n] @ AS[:n].T, AS[:n] @ AS[:n].T
@@ -198,7 +197,9 @@ class LOBPCG:
             torch.mm(T.T, W, out=S[n : n + nw])
             if T.abs().max() > 3.0:  # an ill-conditioned block (μ < 0.1) amplified round-off:
                 new = S[n : n + nw]  # orthonormalise it once more and measure W·(A S)ᵀ afresh
-                new.copy_(_svqb(new @ new.T).T @ new)  # type: ignore[union-attr]  # unit rows: SVQB keeps some
+                T_new = _svqb(new @ new.T)
+                if T_new is not None and T_new.shape[1] == nw:  # rows of Tᵀ W are unit-norm: none is dropped
+                    new.copy_(T_new.T @ new)
                 Z_a = new @ AS[:n].T
             AS[n : n + nw] = op(S[n : n + nw])
             M = self._extend(M, Z_a, S[n : n + nw] @ AS[n : n + nw].T)
@@ -220,15 +221,22 @@ class LOBPCG:
         )
 
     # ----------------------------------------------------------------------------- pieces
-    def _buffers(self, cap: int, m: int, op) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _buffers(self, cap: int, m: int, op) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         like = dict(dtype=op.dtype, device=op.device)
-        S = self._S
-        if S is None or S.shape != (cap, op.dim) or S.dtype != op.dtype or S.device != torch.device(op.device):
-            self._S = torch.empty(cap, op.dim, **like)
-            self._AS = torch.empty(cap, op.dim, **like)
-            self._R = torch.empty(m + 1, op.dim, **like)
-            self._tmp = torch.empty(cap, min(CHUNK, op.dim), **like)
-        return self._S, self._AS, self._R  # type: ignore[return-value]  # all allocated just above
+        space = self._space
+        if (
+            space is None
+            or (S := space[0]).shape != (cap, op.dim)
+            or S.dtype != op.dtype
+            or S.device != torch.device(op.device)
+        ):
+            space = self._space = (
+                torch.empty(cap, op.dim, **like),
+                torch.empty(cap, op.dim, **like),
+                torch.empty(m + 1, op.dim, **like),
+                torch.empty(cap, min(CHUNK, op.dim), **like),
+            )
+        return space
 
     def _start_block(self, X: torch.Tensor, op, V0: torch.Tensor | None) -> bool:
         """Fill X (m rows) with orthonormal start rows: V0's columns (the eigenvectors and guard
@@ -238,8 +246,8 @@ class LOBPCG:
         """
         m = X.shape[0]
         j = 0 if V0 is None else min(V0.shape[1], m)
-        if j:
-            X[:j] = V0[:, :j].T  # type: ignore[index]  # j > 0 only when V0 is given
+        if V0 is not None and j:
+            X[:j] = V0[:, :j].T
         if j == m:
             eye = torch.eye(m, dtype=X.dtype, device=X.device)
             if float((X @ X.T - eye).abs().max()) < 1e-10:
@@ -386,15 +394,16 @@ class LOBPCG:
         P, _ = torch.linalg.qr(P - C @ (C.T @ P))  # orthonormal to C to round-off
         return torch.cat([C, P], 1)
 
-    def _rotate(self, buffers: tuple[torch.Tensor, ...], Q: torch.Tensor, n: int) -> None:
-        """B[:n'] ← Qᵀ B[:n] for each buffer B, in place, in column chunks."""
-        tmp = self._tmp[: Q.shape[1]]  # type: ignore[index]  # allocated by _buffers before any rotation
-        for B in buffers:
-            for c in range(0, B.shape[1], tmp.shape[1]):
-                block = B[:n, c : c + tmp.shape[1]]
-                out = tmp[:, : block.shape[1]]
-                torch.mm(Q.T, block, out=out)
-                B[: Q.shape[1], c : c + block.shape[1]] = out
+
+def _rotate(buffers: tuple[torch.Tensor, ...], Q: torch.Tensor, n: int, chunk: torch.Tensor) -> None:
+    """B[:n'] ← Qᵀ B[:n] for each buffer B, in place, in column chunks."""
+    tmp = chunk[: Q.shape[1]]
+    for B in buffers:
+        for c in range(0, B.shape[1], tmp.shape[1]):
+            block = B[:n, c : c + tmp.shape[1]]
+            out = tmp[:, : block.shape[1]]
+            torch.mm(Q.T, block, out=out)
+            B[: Q.shape[1], c : c + block.shape[1]] = out
 
 
 def _svqb(gram: torch.Tensor) -> torch.Tensor | None:
