@@ -10,10 +10,12 @@ import textwrap
 import pytest
 
 from eoslab._registry import Registry
-from eoslab.criteria import CRITERIA
+from eoslab.config import default_target_loss, from_dict, unused_fields
+from eoslab.criteria import CRITERIA, Criterion
 from eoslab.data import available
 from eoslab.data.subsets import SUBSET_SIZES
 from eoslab.errors import EoslabError, RegistryError
+from eoslab.models.registry import MODELS
 from eoslab.report.powerlaw import CRITERION_NAMES, DATASET_NAMES, PAPER_TABLE2
 
 
@@ -116,3 +118,30 @@ def test_the_paper_tables_name_registered_criteria_and_datasets():
     tables = [*SUBSET_SIZES, *PAPER_TABLE2]
     assert {c for _, c in tables} | set(CRITERION_NAMES) <= set(CRITERIA)
     assert {d for d, _ in tables} | set(DATASET_NAMES) <= set(available())
+
+
+def test_what_a_criterion_or_model_kind_declares_is_what_the_config_reads():
+    """A criterion's ``target_loss`` is the config's default target and a kind's ``config_fields``
+    decide which ``model.*`` fields are unused, so a new one needs no edit of eoslab.config.
+    """
+    assert default_target_loss("ce") == default_target_loss("cross-entropy") == 0.01
+    assert default_target_loss("mse") == 0.02
+
+    @CRITERIA.register("huberish-test")
+    class Huberish(Criterion):
+        target_loss = 0.05
+
+    try:
+        assert default_target_loss("huberish-test") == 0.05
+    finally:
+        del CRITERIA["huberish-test"]
+
+    model_fields = {
+        kind: [f for f in unused_fields(from_dict({"model": {"kind": kind}})) if f.startswith("model.")]
+        for kind in (*MODELS, "python:pkg.mod:factory")
+    }
+    assert model_fields == {
+        "mlp": [],
+        "cnn": ["model.depth", "model.width"],
+        "python:pkg.mod:factory": ["model.depth", "model.width", "model.init", "model.gain"],
+    }

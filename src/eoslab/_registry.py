@@ -8,10 +8,10 @@ read the names from the registry.
   ``fn(split="train", data_root=None, *, option=default, ...) -> Dataset`` in a module of
   :mod:`eoslab.data`;
 * a model kind: ``@MODELS.register("name")`` (:data:`eoslab.models.registry.MODELS`) on a
-  :class:`~eoslab.models.Model` class with the class methods of
+  :class:`~eoslab.models.Model` class with the class methods and ``config_fields`` of
   :class:`~eoslab.models.registry.ModelKind`, in a module of :mod:`eoslab.models`;
 * a criterion: ``@CRITERIA.register("name", aliases=(...))`` (:data:`eoslab.criteria.CRITERIA`) on
-  a :class:`~eoslab.criteria.Criterion` in :mod:`eoslab.criteria`;
+  a :class:`~eoslab.criteria.Criterion` with its ``target_loss`` in :mod:`eoslab.criteria`;
 * an eigensolver: ``@register_eigensolver("name")`` (:data:`eoslab.eigen.registry.EIGENSOLVERS`) on
   a solver class in a module of :mod:`eoslab.eigen`.
 

@@ -29,7 +29,7 @@ from .constants import INITS, SKIP_BEFORE
 from .criteria import CRITERIA
 from .eigen import EIG_ORDERS, available_eigensolvers
 from .errors import ConfigError, ModelError
-from .models.registry import check_options
+from .models.registry import check_options, unused_model_fields
 from .presets import read_config_toml
 
 
@@ -328,8 +328,8 @@ def load_config(path: str | Path) -> RunConfig:
 
 
 def default_target_loss(criterion: str) -> float:
-    """0.01 for cross-entropy, 0.02 for MSE (docs/math.md §8)."""
-    return 0.01 if criterion == "ce" else 0.02
+    """The registered criterion's target: 0.01 for cross-entropy, 0.02 for MSE (docs/math.md §8)."""
+    return CRITERIA[criterion].target_loss
 
 
 def resolve(cfg: RunConfig, num_outputs: int | None = None) -> RunConfig:
@@ -357,11 +357,7 @@ def unused_fields(cfg: RunConfig) -> list[str]:
         unused = ["solver.eta_max", "solver.step_c", "solver.k"]
     else:
         unused = ["solver.eta", "solver.measure_sharpness_every"]
-    if cfg.model.kind != "mlp":
-        unused += ["model.depth", "model.width"]
-    if cfg.model.kind not in ("mlp", "cnn"):
-        unused += ["model.init", "model.gain"]
-    return unused
+    return unused + unused_model_fields(cfg.model.kind)
 
 
 def to_dict(cfg: RunConfig) -> dict:

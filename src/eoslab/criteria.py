@@ -19,7 +19,14 @@ from ._registry import Registry
 
 
 class Criterion:
-    """Base class. ``f``: (N, n_L) outputs; ``y``: (N,) class indices."""
+    """Base class. ``f``: (N, n_L) outputs; ``y``: (N,) class indices.
+
+    Attributes:
+        target_loss: the training loss a run stops at unless its config says otherwise (the
+            paper's targets, docs/math.md §8).
+    """
+
+    target_loss: float
 
     @property
     def name(self) -> str:
@@ -59,6 +66,8 @@ CRITERIA: Registry[type[Criterion]] = Registry("criterion")
 class CrossEntropy(Criterion):
     """ℓ(f, y) = −f_y + log Σ_j e^{f_j};  H_ℓ = diag(p) − p pᵀ with p = softmax(f) (PSD, rank n_L − 1)."""
 
+    target_loss = 0.01
+
     def losses(self, f, y):
         """Per-sample ℓ(f, y), shape (N,)."""
         return F.cross_entropy(f, y, reduction="none")
@@ -81,6 +90,8 @@ class MSE(Criterion):
     ``reduction="mean"`` (default, PyTorch's ``MSELoss``): ℓ = ‖f − e_y‖² / n_L, H_ℓ = (2/n_L) I.
     ``reduction="sum"`` (as in the authors' code): ℓ = ‖f − e_y‖², H_ℓ = 2 I.
     """
+
+    target_loss = 0.02
 
     def __init__(self, reduction: str = "mean") -> None:
         if reduction not in ("mean", "sum"):

@@ -91,6 +91,8 @@ class CNN(ModuleModel):
         dtype, device: of the parameters (float64 by default).
     """
 
+    config_fields = ("init", "gain")
+
     def __init__(
         self,
         input_shape: Sequence[int],

@@ -66,6 +66,8 @@ class MLP(Model):
         dtype, device: of the parameters (float64 by default).
     """
 
+    config_fields = ("depth", "width", "init", "gain")
+
     def __init__(
         self,
         input_dim: int,

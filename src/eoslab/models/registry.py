@@ -40,8 +40,16 @@ PYTHON_PREFIX = "python:"
 _PYTHON_SPEC = re.compile(r"python:([A-Za-z_][\w.]*):([A-Za-z_]\w*)")
 
 
+#: The ``model.*`` fields a kind may read from a config; each kind names those it uses.
+MODEL_FIELDS = ("depth", "width", "init", "gain")
+
+
 class ModelKind(Protocol):
-    """What a registered model kind is: a model class with these class methods."""
+    """What a registered model kind is: a model class with these class methods, and
+    ``config_fields``, the :data:`MODEL_FIELDS` it builds from (the others are unused).
+    """
+
+    config_fields: tuple[str, ...]
 
     def check_options(self, options: dict[str, Any]) -> None:
         """Refuse ``model.options`` the kind does not take (:class:`ModelError`), before any data is loaded."""
@@ -95,6 +103,12 @@ def check_options(kind: str, options: dict, groups: Sequence[str] | None = None)
     if groups is not None:
         raise ModelError("model.groups", f"parameter-group prefixes are only for python: models, not {kind!r}")
     MODELS[kind].check_options(options)
+
+
+def unused_model_fields(kind: str) -> list[str]:
+    """The :data:`MODEL_FIELDS` a kind does not build from, as ``model.<field>`` (a python: kind uses none)."""
+    used = MODELS[kind].config_fields if kind in MODELS else ()
+    return [f"model.{f}" for f in MODEL_FIELDS if f not in used]
 
 
 def describe(kind: str, *, depth: int, width: int, options: dict | None = None) -> str:
