@@ -243,7 +243,9 @@ def test_show_and_report_of_one_finished_run(gain_sweep, tmp_path, capsys):
         "(its report takes --out, --skip-before and --no-progress)\n"
     )
     assert main(["show", str(gain_sweep)]) == 2
-    assert "is a sweep folder" in capsys.readouterr().err
+    assert capsys.readouterr().err == (
+        f"eoslab show: error: {gain_sweep} is a sweep folder; `eoslab status {gain_sweep}` lists its runs\n"
+    )
 
 
 def test_written_files_are_0644_under_umask_022(gain_sweep, tmp_path):

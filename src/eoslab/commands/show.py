@@ -8,9 +8,9 @@ the same run.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
+from ..errors import UsageError
 from ..report.run import run_summary
 from ..sweeps.grid import GRID_FILE
 
@@ -24,8 +24,7 @@ def run(args: argparse.Namespace) -> int:
     """Run the command; returns its exit code."""
     path = Path(args.run_dir)
     if (path / GRID_FILE).is_file():
-        print(f"eoslab show: {path} is a sweep folder; `eoslab status {path}` lists its runs", file=sys.stderr)
-        return 2
+        raise UsageError(f"{path} is a sweep folder; `eoslab status {path}` lists its runs")
     summary = run_summary(path)
     lines = summary.lines()
     width = max(len(k) for k, _ in lines)
