@@ -29,9 +29,7 @@ from eoslab.data import DatasetError, available, check_options, default_data_roo
 from eoslab.data.cifar10 import CIFAR10_CLASSES, fetch_cifar10
 from eoslab.data.cifar10_npm import NPM_PACKAGE, NPM_SHA256, import_cifar10_npm
 from eoslab.data.dice import DICE_CLASSES, DICE_PARAM_NAMES, generate_dice
-from eoslab.data.sst import SST_BINARY_CLASSES, SST_CLASSES, _tree_file, resolve_encoder, sst_sentences
-
-DATASETS = ["dice", "cifar10", "atrial_fibrillation", "uea", "sst", "synthetic"]
+from eoslab.data.sst import SST_BINARY_CLASSES, SST_CLASSES, resolve_encoder, sst_sentences, tree_file
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -56,7 +54,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="write a labelled grid of examples per class to a PNG",
         description="write a labelled grid of examples per class to a PNG",
     )
-    p.add_argument("dataset", metavar="DATASET", help=f"one of {', '.join(DATASETS)}")
+    p.add_argument("dataset", metavar="DATASET", help=f"one of {', '.join(available())}")
     p.add_argument("--out", required=True, metavar="PNG", help="output image")
     p.add_argument("--per-class", type=int, default=8, metavar="N", help="examples per class (default 8)")
     p.add_argument("--split", default="train", help="split to show (default train)")
@@ -87,7 +85,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="print N, input dimension, classes and per-class counts",
         description="print N, input dimension, classes and per-class counts",
     )
-    p.add_argument("dataset", metavar="DATASET", help=f"one of {', '.join(DATASETS)}")
+    p.add_argument("dataset", metavar="DATASET", help=f"one of {', '.join(available())}")
     p.add_argument("--split", default="train", help="split (default train)")
     common(p)
 
@@ -211,7 +209,7 @@ def _info_sst(split, root, options) -> int:
     counts = np.bincount(labels, minlength=len(classes)).tolist()
     n_long = sum(len(w) > max_tokens for w in words)
     print(f"dataset:    sst ({split})")
-    print(f"source:     {_tree_file(root, split)}")
+    print(f"source:     {tree_file(root, split)}")
     print(f"N:          {len(labels)}")
     print(f"input dim:  {dim}")
     print(f"classes:    {len(classes)} ({', '.join(classes)})")

@@ -220,7 +220,7 @@ def sst_tree_path(data_root: str | Path, split: str) -> Path:
     return Path(data_root) / "sst" / "trees" / _SPLIT_FILES[split]
 
 
-def _tree_file(data_root: str | Path | None, split: str) -> Path:
+def tree_file(data_root: str | Path | None, split: str) -> Path:
     root = Path(data_root) if data_root is not None else default_data_root()
     path = sst_tree_path(root, split)
     if not path.is_file():
@@ -234,7 +234,7 @@ def _tree_file(data_root: str | Path | None, split: str) -> Path:
 
 def load_sst_trees(split: str = "train", data_root: str | Path | None = None) -> list[Tree]:
     """The PTB trees of one SST split, read from ``DATA_ROOT/sst/trees/<split>.txt``."""
-    return read_trees(_tree_file(data_root, split))
+    return read_trees(tree_file(data_root, split))
 
 
 def _unescape(word: str) -> str:
@@ -483,7 +483,7 @@ def load_sst(
     if max_tokens < 1:
         raise ValueError(f"sst: max_tokens must be >= 1, got {max_tokens}")
     root = Path(data_root) if data_root is not None else default_data_root()
-    path = _tree_file(root, split)
+    path = tree_file(root, split)
     folder = resolve_encoder(encoder)
     ident = encoder_identity(folder)
     split_name = _SPLIT_FILES[split].removesuffix(".txt")
