@@ -21,17 +21,20 @@ def parser(description: str) -> argparse.ArgumentParser:
     p.add_argument("--n", type=int, default=None, help="samples (default 390; quick: 64)")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     p.add_argument("--criterion", default="ce", choices=["ce", "mse"])
+    p.add_argument("--width", type=int, default=None, help="hidden width (default 512; quick: 64)")
     return p
 
 
 def paper_problem(args) -> tuple[MLP, torch.Tensor, FullBatchLoss, dict]:
-    """6 × 512 ELU MLP, 3072 inputs, 10 classes, N = 390 random inputs (quick: 3 × 64, 256 inputs)."""
+    """6 × 512 ELU MLP, 3072 inputs, 10 classes, N = 390 random inputs (quick: 3 × 64, 256 inputs);
+    ``--width`` and ``--n`` change the width and N.
+    """
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.quick:
-        input_dim, depth, width, n = 256, 3, 64, args.n or 64
+        input_dim, depth, width, n = 256, 3, args.width or 64, args.n or 64
     else:
-        input_dim, depth, width, n = 3072, 6, 512, args.n or 390
+        input_dim, depth, width, n = 3072, 6, args.width or 512, args.n or 390
     g = torch.Generator().manual_seed(0)
     model = MLP(input_dim, 10, depth=depth, width=width)
     theta = model.init_params(0)

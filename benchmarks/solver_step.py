@@ -12,7 +12,8 @@ Prints, as its last line, a JSON object:
 * ``step_s``: median seconds of one exponential Euler step after the first 10 steps;
 * ``step_over_grad``: their ratio (the number we track);
 * ``hvps_per_step``: mean single-vector H·v products per step after the first 10 steps
-  (``blocks_per_step`` divides it by the block width k + 1 + guard vectors);
+  (``blocks_per_step`` divides it by the block width k + 1 + guard vectors), of which
+  ``float32_hvps_per_step`` in float32 (``--precision mixed``);
 * ``max_rel_eig_error``: every ``--check-every`` steps, the k + 1 eigenvalues the step used are
   compared with a tight solve (LOBPCG, tol 1e-10) at the same θ: max |λ − λ*| / |λ*| (D4 asks
   for 1e-4);
@@ -33,7 +34,7 @@ import torch
 
 from eoslab.criteria import make_criterion
 from eoslab.curvature import FullBatchLoss
-from eoslab.eigen import LOBPCG
+from eoslab.eigen import LOBPCG, PRECISIONS
 from eoslab.eigspec import EigSpec
 from eoslab.integrators import ExponentialEuler
 from eoslab.models import MLP
@@ -54,8 +55,19 @@ def main() -> int:
     parser.add_argument(
         "--threads", type=int, help="torch threads (default: as is; 1 with --quick, where more only add overhead)"
     )
+    parser.add_argument("--width", type=int, help="hidden width (default 512, quick 32)")
+    parser.add_argument(
+        "--eta-max", type=float, default=0.01, help="η_max (D3; default 0.01; 1: the curvature sets Δt, as the presets)"
+    )
+    parser.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default="float64",
+        help="LOBPCG's products: float64, or mixed (float32, certified in float64)",
+    )
     args = parser.parse_args()
     size = dict(QUICK if args.quick else FULL)
+    size["width"] = args.width or size["width"]
     size["steps"] = args.steps or size["steps"]
     size["check_every"] = args.check_every or size["check_every"]
     threads = args.threads or (1 if args.quick else None)
@@ -71,8 +83,9 @@ def main() -> int:
     theta = model.init_params(0)
 
     loss.value_and_grad(theta)  # warm caches / allocator
-    ee = ExponentialEuler(loss, theta, k=CLASSES, eta_max=0.01, eigensolver=EigSpec(tol=EIG_TOL))
-    grad_times, step_times, hvps, iters, errors, losses = [], [], [], [], [], []
+    spec = EigSpec(tol=EIG_TOL, precision=args.precision)
+    ee = ExponentialEuler(loss, theta, k=CLASSES, eta_max=args.eta_max, eigensolver=spec)
+    grad_times, step_times, hvps, low_hvps, iters, errors, losses = [], [], [], [], [], [], []
     for u in range(size["steps"]):
         theta_u = ee.theta.clone()
         start = time.perf_counter()  # a gradient timed beside each step: same load
@@ -93,6 +106,7 @@ def main() -> int:
             grad_times.append(grad_time)
             step_times.append(elapsed)
             hvps.append(report.hvps)
+            low_hvps.append(report.low_hvps)
             iters.append(report.eig_iters)
         print(
             f"step {u:3d}  loss {report.loss:.5f}  λ¹ {report.eigenvalues[0]:9.3f}  dt {report.dt:.4g}  "
@@ -112,6 +126,9 @@ def main() -> int:
                 "step_s": step_s,
                 "step_over_grad": step_s / grad_s,
                 "hvps_per_step": hvps_per_step,
+                "float32_hvps_per_step": sum(low_hvps) / len(low_hvps),
+                "precision": args.precision,
+                "eta_max": args.eta_max,
                 "blocks_per_step": hvps_per_step / block,
                 "eig_iters_per_step": sum(iters) / len(iters),
                 "max_rel_eig_error": max(errors),

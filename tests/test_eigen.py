@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from eoslab.criteria import CrossEntropy
-from eoslab.curvature import LinearOperator
+from eoslab.curvature import FullBatchLoss, LinearOperator
 from eoslab.eigen import (
     LOBPCG,
     EigResult,
@@ -19,6 +19,7 @@ from eoslab.eigen import (
     make_eigensolver,
     register_eigensolver,
 )
+from eoslab.models import ModuleModel
 
 from ._cases import MLP_CASES, MLP_CE, MLP_MSE, dense_G, dense_H, with_spectrum
 
@@ -293,3 +294,69 @@ def test_non_convergence_is_reported_not_raised(name):
     _, theta, L, _ = dense_ops(MLP_CE)
     res = solver(name, 4, tol=1e-15, max_iters=2).solve(L.operator(theta, "H"))
     assert not res.converged and res.iterations == 2
+
+
+# --------------------------------------------------------------------------- mixed precision
+def test_mixed_precision_is_certified_in_float64():
+    """Float32 products are off by ≈ 1e-7 of the largest eigenvalue (here 1e4: ≈ 1e-3 absolute,
+    5e-4 of the wanted 2.0 … 1.8); a tolerance of 1e-10 is met all the same, by the float64 phase,
+    and the result is that of an all-float64 solve.
+    """
+    lam = torch.cat([torch.tensor([1e4, 5e3, 2.0, 1.9, 1.8], dtype=F64), torch.linspace(1.5, -1, 195, dtype=F64)])
+    A = with_spectrum(lam, seed=5)
+    mixed = solver("lobpcg", 5, tol=1e-10, max_iters=500, precision="mixed").solve(LinearOperator.from_dense(A))
+    plain = solver("lobpcg", 5, tol=1e-10, max_iters=500).solve(LinearOperator.from_dense(A))
+    assert 0 < mixed.low_products < mixed.products and plain.low_products == 0
+    check_bounds(mixed, lam[:5], 1e-10)
+    check_pairs(A, mixed, atol=1e-9)
+    assert torch.allclose(mixed.eigenvalues, plain.eigenvalues, rtol=1e-10, atol=0)
+
+
+def test_mixed_precision_on_the_hessian_of_an_mlp():
+    """The float32 form of H (the loss's data and θ cast, products cast back) is H to float32
+    round-off, and a mixed solve, cold and then warm after a small move, meets D4's tolerance
+    against the dense Hessian.
+    """
+    model, theta, L, dense = dense_ops(MLP_CE)
+    op = L.operator(theta, "H")
+    V = torch.randn(4, op.dim, generator=torch.Generator().manual_seed(1), dtype=F64)
+    low = op.lowered()
+    assert low is op.lowered() and low.dtype == F64  # made once; blocks in and out in float64
+    HV, HV32 = op(V), low(V)
+    assert HV32.dtype == F64 and 1e-12 < float((HV32 - HV).abs().max() / HV.abs().max()) < 1e-5
+    s = solver("lobpcg", 3, tol=1e-6, max_iters=300, precision="mixed")
+    cold = s.solve(op)
+    check_bounds(cold, torch.linalg.eigvalsh(dense["H"]).flip(0)[:3], 1e-6)
+    theta2 = theta + 1e-4 * torch.randn(theta.shape, generator=torch.Generator().manual_seed(2), dtype=F64)
+    H2 = dense_H(model, MLP_CE.criterion, theta2, L.X, L.y)
+    warm = s.solve(L.operator(theta2, "H"), cold.warm_start())
+    check_bounds(warm, torch.linalg.eigvalsh(H2).flip(0)[:3], 1e-6)
+    assert warm.low_products > 0
+
+
+def test_mixed_precision_needs_a_float32_form():
+    """An operator without one (derived, or a model that computes in float64 from float32
+    inputs) is refused with a message, not solved in float64 behind the user's back.
+    """
+    A = LinearOperator.from_dense(with_spectrum(torch.linspace(1, 0, 20, dtype=F64)))
+    with pytest.raises(ValueError, match="no float32 form"):
+        solver("lobpcg", 2, precision="mixed").solve(A.shifted(1.0))
+    with pytest.raises(ValueError, match="precision must be one of"):
+        LOBPCG(2, precision="float16")
+    with pytest.raises(TypeError):
+        solver("power", 2, precision="mixed")
+
+    class Scaled(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = torch.nn.Linear(3, 2)
+            self.register_buffer("scale", torch.ones(2, dtype=F64))
+
+        def forward(self, x):
+            return self.lin(x) * self.scale
+
+    model = ModuleModel(Scaled(), input_shape=(3,))  # θ becomes the parameters, the buffer stays float64
+    X, y = torch.randn(5, 3, dtype=F64), torch.tensor([0, 1, 0, 1, 1])
+    L = FullBatchLoss(model, CrossEntropy(), X, y)
+    with pytest.raises(ValueError, match="computes in torch.float64"):
+        L.operator(model.init_params(0), "H").lowered()

@@ -19,6 +19,7 @@ import torch
 from eoslab.cli import main
 from eoslab.config import config_hash, load_config
 from eoslab.data import load_dataset
+from eoslab.errors import ConfigError
 from eoslab.rundir import TRAJECTORY_SCHEMA
 from eoslab.runs import RunConflictError, analyze_run, build_problem, load_run, train
 from eoslab.store import read_json, read_parquet
@@ -257,6 +258,35 @@ def test_standardize_uses_the_whole_split_and_keeps_the_default_hash():
     assert torch.equal(standard.dataset.X, scaled.X[rows])
     assert config_hash(small_config()) == config_hash(small_config(data={"standardize": False}))
     assert config_hash(small_config()) != config_hash(small_config(data={"standardize": True}))
+
+
+def test_mixed_precision_runs_follow_the_float64_run(tmp_path):
+    """solver.eig_precision = "mixed" (LOBPCG's float32 products, certified in float64): a run
+    follows the float64 run's trajectory to well within D4's tolerance (its eigenvalues are
+    certified the same way), uses float32 products for most of them, and is a different config
+    (hash); at its default the field leaves existing run ids alone, and only LOBPCG takes it.
+    """
+    base = dict(data={"n": 20, "subset_seed": 5}, train={"target_loss": 0.1, "max_steps": 60})
+    runs = {}
+    for precision in ("float64", "mixed"):
+        cfg = small_config(solver={"eig_precision": precision}, **base)
+        status = train(cfg, tmp_path / precision, progress=False)
+        assert status["state"] == "done"
+        runs[precision] = read_parquet(tmp_path / precision / "trajectory.parquet").to_pylist()
+    plain, mixed = runs["float64"], runs["mixed"]
+    assert len(plain) == len(mixed) > 5
+    for a, b in zip(plain, mixed):
+        assert b["eig_converged"] and math.isclose(a["t"], b["t"], rel_tol=1e-6)
+        assert math.isclose(a["loss"], b["loss"], rel_tol=1e-6)
+        assert all(math.isclose(x, y, rel_tol=1e-4) for x, y in zip(a["eigenvalues"], b["eigenvalues"]))
+    assert sum(r["hvps"] for r in mixed) > sum(r["hvps"] for r in plain)  # one float64 block more per step
+    default = config_hash(small_config(**base))
+    assert default == config_hash(small_config(solver={"eig_precision": "float64"}, **base))
+    assert default != config_hash(small_config(solver={"eig_precision": "mixed"}, **base))
+    with pytest.raises(ConfigError, match="solver.eig_precision"):
+        small_config(solver={"eig_precision": "mixed", "eig_method": "power"})
+    with pytest.raises(ConfigError, match="solver.eig_precision: must be one of float64, mixed"):
+        small_config(solver={"eig_precision": "half"})
 
 
 def test_a_flow_run_whose_loss_rises_says_it_left_the_gradient_flow(tmp_path, capsys):

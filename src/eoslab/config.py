@@ -27,7 +27,7 @@ import torch
 
 from .constants import INITS, SKIP_BEFORE
 from .criteria import CRITERIA
-from .eigen import EIG_ORDERS, available_eigensolvers
+from .eigen import EIG_ORDERS, PRECISIONS, available_eigensolvers
 from .errors import ConfigError, ModelError
 from .models.registry import check_options, unused_model_fields
 from .presets import read_config_toml
@@ -98,6 +98,7 @@ class SolverConfig:
     eig_order: str = "algebraic"  #: which top k+1: algebraic (D14) | magnitude (the authors' code)
     eig_tol: float = 1e-4  #: D4
     eig_max_iters: int = 1000
+    eig_precision: str = "float64"  #: lobpcg's products: float64 | mixed (float32, certified in float64)
     measure_sharpness_every: int = 0  #: GD: also record λ¹(H) every this many steps (0 = never)
 
 
@@ -143,6 +144,7 @@ _CHOICES: dict[str, Collection[str]] = {
     "criterion.name": CRITERIA,
     "criterion.mse_reduction": ("mean", "sum"),
     "solver.method": ("exp_euler", "gd"),
+    "solver.eig_precision": PRECISIONS,
     "data.split": ("train", "test"),
 }
 _POSITIVE = {
@@ -283,6 +285,10 @@ def _check_solver(cfg: RunConfig) -> None:
         raise ConfigError("solver.eta_max: only exponential Euler has η_max; gradient descent's step is solver.eta")
     if s.method == "exp_euler" and s.eta is not None:
         raise ConfigError("solver.eta: gradient descent's step; exponential Euler's largest step is solver.eta_max")
+    if s.eig_precision != "float64" and s.eig_method != "lobpcg":
+        raise ConfigError(
+            f"solver.eig_precision: {s.eig_precision!r} is lobpcg's option; solver.eig_method is {s.eig_method!r}"
+        )
 
 
 def from_dict(data: dict) -> RunConfig:
@@ -383,14 +389,14 @@ def to_toml(cfg: RunConfig) -> str:
     return tomli_w.dumps(data)
 
 
-#: Keys added after the first version, left out of :func:`config_hash` while at these defaults
-#: (which reproduce the first version's behaviour), so existing run ids and sweeps keep their hashes.
-#: Keys added after configs were first hashed, with the default that means "as before".
+#: Keys added after configs were first hashed, with the default that means "as before": left out
+#: of :func:`config_hash` while at it, so existing run ids and sweeps keep their hashes.
 _HASH_NEUTRAL = {
     ("model", "kind"): "mlp",
     ("model", "options"): {},
     ("data", "standardize"): False,
     ("analysis", "spectrum"): False,
+    ("solver", "eig_precision"): "float64",
 }
 
 

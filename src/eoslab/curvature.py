@@ -24,6 +24,7 @@ to ``scipy.sparse.linalg.LinearOperator`` (:meth:`LinearOperator.to_scipy`).
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import NamedTuple, TypeVar, cast
@@ -62,6 +63,8 @@ class LinearOperator:
         dim: P.
         name: ``"H"``, ``"G"`` or ``"R"`` (or anything, for tests).
         products: number of single-vector products performed so far (a block of k counts k).
+        lower: builds the same operator with its products computed in float32, or None (see
+            :meth:`lowered`).
     """
 
     matmat: Callable[[torch.Tensor], torch.Tensor]
@@ -70,6 +73,8 @@ class LinearOperator:
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     name: str = ""
     products: int = 0
+    lower: Callable[[], LinearOperator] | None = field(default=None, repr=False)
+    _lowered: LinearOperator | None = field(default=None, init=False, repr=False)
 
     def __call__(self, V: torch.Tensor) -> torch.Tensor:
         """A V for a block of rows V (k, P), counted in :attr:`products`."""
@@ -82,6 +87,21 @@ class LinearOperator:
     def shape(self) -> tuple[int, int]:
         """(P, P)."""
         return (self.dim, self.dim)
+
+    def lowered(self) -> LinearOperator:
+        """This operator with its products computed in float32 (blocks in and out stay in
+        ``dtype``, its own :attr:`products` count): the cheap products of a mixed-precision
+        solve, which certifies its result with products of this operator (docs/math.md §6).
+        Built on first use, then kept.
+
+        Raises:
+            ValueError: the operator has no float32 form (a derived or hand-made operator).
+        """
+        if self._lowered is None:
+            if self.lower is None:
+                raise ValueError(f"operator {self.name or 'A'} has no float32 form for mixed-precision products")
+            self._lowered = self.lower()
+        return self._lowered
 
     def __matmul__(self, x: torch.Tensor) -> torch.Tensor:
         """A x for a vector (P,) or a matrix of columns (P, k)."""
@@ -164,8 +184,15 @@ class LinearOperator:
 
     @classmethod
     def from_dense(cls, A: torch.Tensor, name: str = "dense") -> LinearOperator:
-        """Wrap a dense symmetric matrix (tests and references)."""
-        return cls(matmat=lambda V: V @ A, dim=A.shape[0], dtype=A.dtype, device=A.device, name=name)
+        """Wrap a dense symmetric matrix (tests and references); its float32 form multiplies by A
+        rounded to float32.
+        """
+
+        def lower() -> LinearOperator:
+            A32 = A.to(torch.float32)
+            return cls(lambda V: (V.to(A32.dtype) @ A32).to(A.dtype), A.shape[0], A.dtype, A.device, f"{name}/f32")
+
+        return cls(matmat=lambda V: V @ A, dim=A.shape[0], dtype=A.dtype, device=A.device, name=name, lower=lower)
 
 
 # ----------------------------------------------------------------------------- the data loop
@@ -331,6 +358,32 @@ class FullBatchLoss:
         X, y = X.to(dtype=model.dtype, device=model.device), y.to(model.device)
         self.data = DataLoop(X, y, chunk_size, reduction=reduction)
         self.hvp_method = hvp_method
+        self._float32: FullBatchLoss | None = None
+
+    def float32(self) -> FullBatchLoss:
+        """This loss on its data cast to float32, for products at a float32 θ (the cheap products
+        of mixed-precision eigensolves, :meth:`LinearOperator.lowered`). Made once, then kept.
+
+        Raises:
+            ValueError: the model does not compute in float32 when θ and the inputs are float32
+                (a module with float64 buffers, say).
+        """
+        if self.data.X.dtype == torch.float32:
+            return self
+        if self._float32 is None:
+            twin = copy.copy(self)
+            data = self.data
+            twin.data = DataLoop(data.X.to(torch.float32), data.y, data.chunk_size, reduction=data.reduction)
+            theta = torch.zeros(self.num_params, dtype=torch.float32, device=data.X.device)
+            with torch.no_grad():
+                out = self.model(theta, twin.data.X[:1])
+            if out.dtype != torch.float32:
+                raise ValueError(
+                    f"{type(self.model).__name__} computes in {out.dtype} from float32 parameters and inputs, "
+                    "so its products cannot be lowered to float32"
+                )
+            self._float32 = twin
+        return self._float32
 
     @property
     def X(self) -> torch.Tensor:
@@ -438,6 +491,22 @@ class FullBatchLoss:
             raise ValueError(f"operator must be one of {OPERATORS}, got {which!r}")
         theta = theta.detach()
         fn = {"H": self.hvp, "G": self.ggnvp, "R": self.residual_vp}[which]
+
+        def lower() -> LinearOperator:
+            low = self.float32().operator(theta.to(torch.float32), which)
+            return LinearOperator(
+                matmat=lambda V: low(V.to(torch.float32)).to(theta.dtype),
+                dim=self.num_params,
+                dtype=theta.dtype,
+                device=theta.device,
+                name=f"{which}/f32",
+            )
+
         return LinearOperator(
-            matmat=lambda V: fn(theta, V), dim=self.num_params, dtype=theta.dtype, device=theta.device, name=which
+            matmat=lambda V: fn(theta, V),
+            dim=self.num_params,
+            dtype=theta.dtype,
+            device=theta.device,
+            name=which,
+            lower=None if theta.dtype == torch.float32 else lower,
         )

@@ -26,6 +26,8 @@ class EigSpec:
         max_iters: block iterations before a solve gives up (``converged=False``).
         order: ``"algebraic"`` (the largest values, D14) or ``"magnitude"`` (the largest |λ|).
         guard: extra vectors iterated alongside the wanted ones; None takes the solver's default.
+        precision: ``"float64"``, or ``"mixed"``: LOBPCG's float32 products certified in float64
+            (:class:`~eoslab.eigen.LOBPCG`).
     """
 
     method: str = "lobpcg"
@@ -33,14 +35,18 @@ class EigSpec:
     max_iters: int = 1000
     order: str = "algebraic"
     guard: int | None = None
+    precision: str = "float64"
 
     def make(self, k: int, generator: torch.Generator | None = None) -> Eigensolver:
         """The solver for the top ``k`` eigenpairs, its random starts drawn from ``generator``.
 
         Raises:
-            ValueError: an unknown method or order, or k < 1.
+            ValueError: an unknown method, order or precision, or k < 1.
+            TypeError: a precision other than float64 for a solver without that option.
         """
-        options = {} if self.guard is None else {"guard": self.guard}
+        options: dict[str, object] = {} if self.guard is None else {"guard": self.guard}
+        if self.precision != "float64":  # only LOBPCG has the option: another solver refuses it
+            options["precision"] = self.precision
         return make_eigensolver(
             self.method, k, tol=self.tol, max_iters=self.max_iters, order=self.order, generator=generator, **options
         )

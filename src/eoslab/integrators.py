@@ -42,7 +42,9 @@ class StepReport:
         eigenvalues: eigenvalues of H(θ_u) the step computed, descending (exponential Euler: the
             top k+1; GD: λ¹ on measuring steps, else empty). Negative values are kept (D12).
         eig_iters: block iterations of the eigensolver at this step.
-        hvps: H·v products (single vectors) used at this step.
+        hvps: H·v products (single vectors) used at this step, in either precision.
+        low_hvps: of ``hvps``, those computed in float32 (``EigSpec.precision = "mixed"``); not a
+            trajectory column (the run's config says which precision it used).
         converged: whether the eigensolver met its tolerance (True when none ran).
         final: the step stopped at θ_u without moving (target reached, non-finite loss or
             gradient, or a stop requested by the caller).
@@ -57,6 +59,7 @@ class StepReport:
     eigenvalues: list[float] = field(default_factory=list)
     eig_iters: int = 0
     hvps: int = 0
+    low_hvps: int = 0
     converged: bool = True
     final: bool = False
 
@@ -284,4 +287,5 @@ def _record(report: StepReport, result: EigResult) -> None:
     report.eigenvalues = [float(v) for v in result.eigenvalues]
     report.eig_iters = result.iterations
     report.hvps = result.products
+    report.low_hvps = result.low_products
     report.converged = bool(result.converged)

@@ -9,7 +9,8 @@ adding one module (and its test) and nothing else:
 
 * ``"power"`` — the paper's block power iteration (§6 steps 1–5), :mod:`.power`;
 * ``"lobpcg"`` — a block Krylov–Rayleigh–Ritz solver in the LOBPCG family with soft locking and
-  an error-bound stopping test, :mod:`.lobpcg` (the default everywhere).
+  an error-bound stopping test, :mod:`.lobpcg` (the default everywhere); its products may be
+  float32 until a float64 certificate (``precision="mixed"``, :data:`PRECISIONS`).
 
 Which eigenvalues ("order", D14): ``"algebraic"`` (the default) wants the k algebraically
 largest, returned in descending order of value; ``"magnitude"`` wants the k largest in absolute
@@ -26,7 +27,7 @@ share are private modules (``_start``, ``_certify``).
 """
 
 from .base import Eigensolver, EigResult
-from .lobpcg import LOBPCG
+from .lobpcg import LOBPCG, PRECISIONS
 from .order import EIG_ORDERS, check_order
 from .power import BlockPower, block_power
 from .registry import EIGENSOLVERS, available_eigensolvers, make_eigensolver, register_eigensolver
@@ -35,6 +36,7 @@ __all__ = [
     "EIGENSOLVERS",
     "EIG_ORDERS",
     "LOBPCG",
+    "PRECISIONS",
     "BlockPower",
     "EigResult",
     "Eigensolver",

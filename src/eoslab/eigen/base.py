@@ -27,6 +27,8 @@ class EigResult:
         guard_vectors: (P, g), extra vectors iterated alongside (empty or None when there are
             none); pass :meth:`warm_start` as the next solve's ``V0`` to reuse them.
         order: ``"algebraic"`` or ``"magnitude"``, the order of ``eigenvalues``.
+        error_bounds: (k,), the certified error bound of each eigenvalue, where the solver gives one.
+        low_products: how many of ``products`` were computed in float32 (a mixed-precision solve).
     """
 
     eigenvalues: torch.Tensor
@@ -38,6 +40,7 @@ class EigResult:
     guard_vectors: torch.Tensor | None = None
     order: str = "algebraic"
     error_bounds: torch.Tensor | None = None
+    low_products: int = 0
 
     def warm_start(self) -> torch.Tensor:
         """Start vectors for the next solve, (P, k + g): the eigenvectors, then the guard vectors

@@ -46,6 +46,15 @@ except the first, expanded beside the k-th pair to give it its gap (:meth:`LOBPC
 returned eigenvalues are the Rayleigh quotients of the returned vectors, and ``residual_norms``
 are their true residuals as computed from the stored A·S.
 
+``precision="mixed"`` computes the products of the iteration in float32
+(:meth:`~eoslab.curvature.LinearOperator.lowered`; 2–6× cheaper on a CPU, docs/performance.md)
+and certifies in float64: once the float32 products say every wanted pair has converged (or sits
+at their round-off, :data:`LOW_NOISE`), the basis restarts to the Ritz block and the guards, A·S
+is formed again by float64 products, and the iteration goes on in float64 until the stopping test
+holds there — the same test, on float64 residuals, as ``precision="float64"``. So ``converged``
+means what it means at float64; only the path there is cheaper (one more block of float64
+products than a warm step needs at float64 when the float32 phase was enough).
+
 ``order="magnitude"`` selects the Ritz pairs of largest |r| instead of largest r, measures gaps
 in |r|, and keeps a sentinel at the other end of the spectrum while the wanted pairs all have one
 sign (see :meth:`LOBPCG._rayleigh_ritz`).
@@ -79,6 +88,11 @@ GRAM_TRUST = 1e-5
 REFRESH_RESTARTS = 20
 #: Columns per chunk of the in-place basis rotation (its temporary is rows × this).
 CHUNK = 1 << 15
+#: Mixed precision: residuals at or below LOW_NOISE × the largest Ritz value are at the round-off
+#: of float32 products (measured ≈ 2e-7 of λ¹ on the paper's MLP): the float32 phase ends there.
+LOW_NOISE = 1e-5
+#: The precisions of the products: all float64, or float32 until the float64 certificate.
+PRECISIONS = ("float64", "mixed")
 
 
 @register_eigensolver("lobpcg")
@@ -96,6 +110,8 @@ class LOBPCG:
         guard: extra vectors iterated alongside (they give the gap of the stopping test and
             absorb the near-degenerate neighbours of the k-th pair; not tested). Default
             max(2, k // 4); magnitude order needs at least 2 (they explore both ends).
+        precision: ``"float64"`` (every product in the operator's dtype) or ``"mixed"`` (float32
+            products until the float64 certificate; the operator must have a float32 form).
 
     The buffers (2 × 3 (k + guard) vectors, ≈ 1.6 GB at the paper's size) are kept between
     calls; one instance serves a whole run.
@@ -110,9 +126,12 @@ class LOBPCG:
         order: str = "algebraic",
         generator: torch.Generator | None = None,
         guard: int | None = None,
+        precision: str = "float64",
     ) -> None:
         if k < 1:
             raise ValueError(f"k must be >= 1, got {k}")
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
         if guard is not None and guard < 0:
             raise ValueError(f"guard must be >= 0, got {guard}")
         self.k = k
@@ -122,6 +141,7 @@ class LOBPCG:
         self.tol, self.max_iters, self.generator = tol, max_iters, generator
         self._orth_tol = min(ORTH_LOOSE, max(ORTH_TOL, ORTH_PER_TOL * tol))
         self.order = check_order(order)
+        self.precision = precision
         # kept between solves: the basis rows S, A·S, the residual rows of the Ritz block, and a
         # chunk for the in-place rotation
         self._space: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor] | None = None
@@ -135,9 +155,11 @@ class LOBPCG:
         k = min(self.k, m)
         cap = min(BASIS_BLOCKS * m, op.dim)
         S, AS, R, tmp = self._buffers(cap, m, op)
-        start = op.products
+        low = op.lowered() if self.precision == "mixed" else None
+        prod = op if low is None else low  # the operator of the products, until the certificate
+        start, start_low = op.products, 0 if low is None else low.products
         cold = self._start_block(S[:m], op, V0)
-        AS[:m] = op(S[:m])
+        AS[:m] = prod(S[:m])
         M = S[:m] @ AS[:m].T  # projected matrix S A Sᵀ of the basis
         K = AS[:m] @ AS[:m].T  # Gram matrix of A·S: residual norms without forming residuals
         n, restarts, prev = m, 0, None
@@ -147,6 +169,9 @@ class LOBPCG:
             ritz, C, sentinel = self._rayleigh_ritz(M, m, k)
             rnorm = self._residual_norms(C, ritz, K, S[:n], AS[:n], R)
             ok, noise, bound, expand, depth, edge = self._converged(ritz[:m], rnorm[:m], k)
+            if prod is not op:
+                floor = rnorm[:m] <= LOW_NOISE * ritz.abs().max()
+                ok, expand = ok | floor, expand & ~floor
             if self.order == "magnitude":  # the guards explore the two ends of the spectrum, where
                 expand = ~ok & ~noise  # the next |λ| may be at either: iterated to tol
             expand = torch.cat([expand, expand.new_zeros(C.shape[1] - m)])
@@ -156,6 +181,12 @@ class LOBPCG:
                 settled = bool(r_s + rho_s < ritz[k - 1].abs()) or bool(rho_s <= NOISE * ritz.abs().max())
                 expand[sentinel] = not settled
             W = None
+            if bool(ok[:k].all()) and settled and prod is not op:  # certify: float64 from here on
+                n, prod, prev = C.shape[1], op, None
+                _rotate((S,), C, C.shape[0], tmp)
+                AS[:n] = op(S[:n])
+                M, K = S[:n] @ AS[:n].T, AS[:n] @ AS[:n].T
+                continue
             if bool(ok[:k].all()) and settled:
                 if confirms == 0 or n >= op.dim:
                     converged = True
@@ -188,7 +219,7 @@ class LOBPCG:
                     L_inv = torch.linalg.inv(L)
                     _rotate((S,), L_inv.T, n, tmp)  # S ← L⁻¹ S, orthonormal again
                     C, Z_a = L.T @ C, Z_a @ L_inv.T
-                    AS[:n] = op(S[:n])
+                    AS[:n] = prod(S[:n])
                     M, K = S[:n] @ AS[:n].T, AS[:n] @ AS[:n].T
             if n + nw > cap:  # a basis as large as the space (tiny operators): keep what fits
                 T, Z_a, nw = T[:, : cap - n], Z_a[: cap - n], cap - n
@@ -201,7 +232,7 @@ class LOBPCG:
                 if T_new is not None and T_new.shape[1] == nw:  # rows of Tᵀ W are unit-norm: none is dropped
                     new.copy_(T_new.T @ new)
                 Z_a = new @ AS[:n].T
-            AS[n : n + nw] = op(S[n : n + nw])
+            AS[n : n + nw] = prod(S[n : n + nw])
             M = self._extend(M, Z_a, S[n : n + nw] @ AS[n : n + nw].T)
             K_new = AS[n : n + nw] @ AS[: n + nw].T
             K = self._extend(K, K_new[:, :n], K_new[:, n:])
@@ -212,9 +243,10 @@ class LOBPCG:
             ritz[:k].clone(),
             X[:k].T,
             it,
-            op.products - start,
+            op.products - start + (0 if low is None else low.products - start_low),
             rnorm[:k].clone(),
             converged,
+            low_products=0 if low is None else low.products - start_low,
             error_bounds=bound[:k].clone(),
             guard_vectors=X[k:m].T,
             order=self.order,

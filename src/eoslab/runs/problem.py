@@ -206,7 +206,7 @@ def make_integrator(problem: Problem) -> Integrator:
 def _integrator(problem: Problem) -> Integrator:
     s, seed = problem.config.solver, problem.config.model.init_seed
     theta = problem.model.init_params(seed)
-    eigensolver = EigSpec(s.eig_method, s.eig_tol, s.eig_max_iters, s.eig_order)
+    eigensolver = EigSpec(s.eig_method, s.eig_tol, s.eig_max_iters, s.eig_order, precision=s.eig_precision)
     if s.method == "gd":
         assert s.eta is not None  # resolve() fills the step size of the config's method
         return GradientDescent(
