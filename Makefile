@@ -33,8 +33,12 @@ test: lint
 	OMP_NUM_THREADS=2 $(PY) -m pytest -q --timeout=900 tests
 
 # The peers of benchmarks/peers.py (the bench extra, with their own dependencies), under the torch pin.
+# backpack-for-pytorch (curvlinops') pulls torchvision, whose PyPI build is made for a CUDA torch:
+# beside the CPU torch its operators fail to load and take transformers' model imports (the SST
+# encoder) down with them. No peer needs it, so it is removed again.
 peers: $(STAMP)
 	$(PY) -m pip install --quiet -c constraints.txt -e ".[bench]"
+	$(PY) -m pip uninstall --quiet --yes torchvision
 
 bench: $(STAMP)
 	for b in benchmarks/*.py; do $(PY) $$b --quick || exit 1; done
