@@ -47,8 +47,8 @@ returned eigenvalues are the Rayleigh quotients of the returned vectors, and ``r
 are their true residuals as computed from the stored A·S.
 
 ``precision="mixed"`` computes the products of the iteration in float32
-(:meth:`~eoslab.curvature.LinearOperator.lowered`; 2–6× cheaper on a CPU, docs/performance.md)
-and certifies in float64: once the float32 products say every wanted pair has converged (or sits
+(:meth:`~eoslab.curvature.LinearOperator.lowered`; 2.2–2.5× cheaper per product on a 2-core CPU,
+docs/performance.md) and certifies in float64: once the float32 products say every wanted pair has converged (or sits
 at their round-off, :data:`LOW_NOISE`), the basis restarts to the Ritz block and the guards, A·S
 is formed again by float64 products, and the iteration goes on in float64 until the stopping test
 holds there — the same test, on float64 residuals, as ``precision="float64"``. So ``converged``
@@ -95,8 +95,9 @@ LOW_NOISE = 1e-5
 PRECISIONS = ("float64", "mixed")
 #: A cold start of at least this many vectors starts from Lanczos Ritz vectors (ARPACK, to a loose
 #: tolerance), not random rows: measured on the paper's MLP, a cold top-11 (13 vectors) in 86
-#: instead of 133 products and 0.7× the time (docs/performance.md). Smaller blocks (the analysis's
-#: λ¹ solves: 2 vectors, 14–44 products cold) would pay ARPACK's 20 Lanczos vectors up front.
+#: instead of 133 products at width 128 and 106 instead of 166 at width 512 (docs/performance.md).
+#: Smaller blocks (the analysis's λ¹ solves: 2 vectors, 14–44 products cold) would pay ARPACK's 20
+#: Lanczos vectors up front.
 KRYLOV_MIN_BLOCK = 8
 
 
