@@ -12,6 +12,7 @@ concept each:
 * :mod:`eoslab.report.collected` -- the collected table as a frame, and its slices;
 * :mod:`eoslab.report.groups` -- which runs belong together;
 * :mod:`eoslab.report.powerlaw` -- the power law of peak alignment against ``n`` (Eq. 9, Table 2);
+* :mod:`eoslab.report.study` -- its exponent against a setting that varies (the width, say);
 * :mod:`eoslab.report.checks` -- the numbers of the paper's Section 5 on our runs;
 * :mod:`eoslab.report.figures` -- the paper's figure families (Figs. 1-4 and the supplement);
 * :mod:`eoslab.report.html` -- one static ``index.html`` that shows them together;

@@ -1,6 +1,7 @@
 """One static ``index.html`` that shows the report together: what it was made from (``N of M
-runs``, and why the others were left out), the Eq. 9 fits beside the paper's Table 2, the
-Section-5 checks, notes on skipped figures, and every figure (PNG, linked to its PDF), grouped
+runs``, and why the others were left out), the Eq. 9 fits beside the paper's Table 2, the fits
+against a setting (when the groups differ in one numeric setting), the Section-5 checks, notes
+on skipped figures, and every figure (PNG, linked to its PDF), grouped
 like the fits. All links are relative to the report folder, so the folder can be moved or served
 as is; the page loads nothing from elsewhere.
 """
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import html
 import os
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -25,6 +27,7 @@ from eoslab.report.powerlaw import (
     tests_cells,
     verdict_lines,
 )
+from eoslab.report.study import Study
 
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; color: #222; }
@@ -110,6 +113,47 @@ def _table2(fits: list[GroupFit]) -> str:
     )
 
 
+def _studies(studies: Sequence[Study]) -> str:
+    """The section of the studies (``study.md``), empty without any: for each, b, its interval,
+    R², the tests per value of the setting, then the verdicts and, when the fits span different
+    sizes, a note.
+    """
+    if not studies:
+        return ""
+    parts = [
+        '<h2>Eq. 9 against a setting</h2><p>Files: <a href="study.csv">study.csv</a>, '
+        '<a href="study.md">study.md</a></p>'
+    ]
+    for s in studies:
+        head = (
+            f"<tr><th>{_e(s.axis)}</th><th class=l>y</th><th class=l>sizes n</th><th>runs</th><th>a</th><th>b</th>"
+            "<th>b 95% CI</th><th>R²</th><th>lack-of-fit p</th><th>quadratic p</th><th>local slopes</th></tr>"
+        )
+        rows, verdicts = [], []
+        for value, g, label, f, error in s.rows():
+            sizes = ", ".join(str(n) for n in sorted(g.peaks["n"].unique()))
+            cells = f"<td>{value:g}</td><td class=l>{_e(label)}</td><td class=l>{_e(sizes)}</td>"
+            if f is None:
+                rows.append(f"<tr>{cells}<td class=l colspan=8>not fitted: {_e(error)}</td></tr>")
+                continue
+            tests = tests_cells(f)
+            rows.append(
+                f"<tr>{cells}<td>{f.n_runs}</td><td>{_num(f.a, '.2g')}</td><td>{_num(f.b, '.2f')}</td>"
+                f"<td>{_e(ci_text(f))}</td><td>{_num(f.r2, '.2f')}</td><td>{_e(tests[1])}</td><td>{_e(tests[2])}</td>"
+                f"<td>{_e(tests[3])}</td></tr>"
+            )
+            verdicts.append(f"<li>{_e(s.axis)} {value:g}, y {_e(label)}: {_e(f.tests.verdict())}</li>")
+        note = s.size_note()
+        if note:
+            verdicts.append(f"<li class=warn>{_e(note)}</li>")
+        paper = f" The paper's b: {s.paper_b:.2f}." if s.paper_b is not None else ""
+        parts.append(
+            f"<h3>{_e(s.title)}</h3><p>Eq. 9 fitted per {_e(s.axis)}.{paper}</p>"
+            f"<table>{head}{''.join(rows)}</table><ul>{''.join(verdicts)}</ul>"
+        )
+    return "\n".join(parts)
+
+
 def _checks(checks: list[Check]) -> str:
     head = "<tr><th class=l>check</th><th>ours</th><th>paper</th><th>holds</th><th class=l>where</th></tr>"
     rows = [
@@ -142,11 +186,13 @@ def index_html(
     figures: list[FigureFile],
     notes: list[str],
     out_dir: str | Path,
+    studies: Sequence[Study] = (),
     source: str = "",
     headline: str = "",
 ) -> str:
     """The report page. Image and PDF links are relative to ``out_dir``, where the page goes;
-    ``headline`` (``8 of 9 runs (left out: ...)``) opens it.
+    ``headline`` (``8 of 9 runs (left out: ...)``) opens it; ``studies`` (the fits against a
+    setting) follow Table 2.
     """
     out_dir = Path(out_dir)
     fitted = "" if not fits else _e(describe_y(fits[0]).replace("`", ""))
@@ -163,6 +209,7 @@ files: <a href="table2.csv">table2.csv</a>, <a href="table2.md">table2.md</a>, <
 <h2>Power law of peak alignment (Eq. 9, Table 2)</h2>
 <p>y = a·n<sup>b</sup>. {fitted}</p>
 {_table2(fits)}
+{_studies(studies)}
 <h2>Section 5 checks</h2>
 <p>Maxima over exponential Euler runs after the transient; a check holds when ours ≤ the paper's.</p>
 {_checks(checks)}

@@ -400,4 +400,4 @@ def write_run_report(
     write_text("\n".join(f"- **{k}**: {v}" for k, v in lines) + "\n", out_dir / "summary.md")
     index = out_dir / "index.html"
     write_text(html_mod.run_index_html(lines=lines, figures=figures, notes=notes, out_dir=out_dir), index)
-    return ReportResult(out_dir=out_dir, index=index, fits=[], checks=[], figures=figures, notes=notes)
+    return ReportResult(out_dir=out_dir, index=index, fits=[], studies=[], checks=[], figures=figures, notes=notes)

@@ -1,5 +1,6 @@
-"""The report of a sweep as a whole (:func:`write_report`): the Eq. 9 fits, the Section-5 checks,
-the figures and the ``index.html`` that shows them, from one collected table.
+"""The report of a sweep as a whole (:func:`write_report`): the Eq. 9 fits, the fits against a
+setting (:mod:`eoslab.report.study`), the Section-5 checks, the figures and the ``index.html`` that
+shows them, from one collected table.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from eoslab.store import write_text
 from . import checks as checks_mod
 from . import figures as figures_mod
 from . import html as html_mod
-from . import powerlaw
+from . import powerlaw, study
 from .checks import Check
 from .collected import collected_frame, flow_departures, split_trajectory
 from .figures import FigureFile, FigureJob
@@ -31,6 +32,7 @@ class ReportResult:
     out_dir: Path
     index: Path
     fits: list[GroupFit]
+    studies: list[study.Study]
     checks: list[Check]
     figures: list[FigureFile]
     notes: list[str]
@@ -54,7 +56,9 @@ def write_report(
     """Write the whole report of a collected table into ``out_dir``.
 
     Writes ``table2.csv`` / ``table2.md`` (Eq. 9 fits per group, :mod:`eoslab.report.groups`,
-    beside the paper's Table 2), ``peaks.csv`` (the per-run ``y`` of Eq. 9), ``checks.csv`` /
+    beside the paper's Table 2), ``peaks.csv`` (the per-run ``y`` of Eq. 9), ``study.csv`` /
+    ``study.md`` when groups differ in one numeric setting only (:mod:`eoslab.report.study`; a
+    stale pair is removed when there is none), ``checks.csv`` /
     ``checks.md`` (Section 5), ``figures/*.png`` and ``figures/*.pdf`` (the edge-of-stability
     figures from the trajectory rows, the curves from the analysis rows), and ``index.html``
     (opened by ``headline``, e.g. ``8 of 9 runs (left out: ...)``). A group that cannot be fitted
@@ -86,20 +90,36 @@ def write_report(
     write_text(powerlaw.fits_frame(fits).to_csv(index=False), out_dir / "table2.csv")
     write_text(powerlaw.fits_markdown(fits), out_dir / "table2.md")
     write_text(powerlaw.peaks_frame(fits).to_csv(index=False), out_dir / "peaks.csv")
+    studies = study.studies(fits)
+    for name in ("study.csv", "study.md"):
+        (out_dir / name).unlink(missing_ok=True)
+    if studies:
+        write_text(study.study_frame(studies).to_csv(index=False), out_dir / "study.csv")
+        write_text(study.study_markdown(studies), out_dir / "study.md")
 
     checks = checks_mod.section5_checks(analysis, skip_before=skip_before)
     write_text(checks_mod.checks_frame(checks).to_csv(index=False), out_dir / "checks.csv")
     write_text(checks_mod.checks_markdown(checks), out_dir / "checks.md")
 
     jobs, figure_notes = figures_mod.plan_figures(frame, fits=fits, skip_before=skip_before)
+    jobs += study.plan_studies(studies)
     notes += figure_notes
     figures = [figures_mod.render(job, out_dir / "figures") for job in track(jobs)]
 
     index = out_dir / "index.html"
     write_text(
         html_mod.index_html(
-            fits=fits, checks=checks, figures=figures, notes=notes, out_dir=out_dir, source=source, headline=headline
+            fits=fits,
+            studies=studies,
+            checks=checks,
+            figures=figures,
+            notes=notes,
+            out_dir=out_dir,
+            source=source,
+            headline=headline,
         ),
         index,
     )
-    return ReportResult(out_dir=out_dir, index=index, fits=fits, checks=checks, figures=figures, notes=notes)
+    return ReportResult(
+        out_dir=out_dir, index=index, fits=fits, studies=studies, checks=checks, figures=figures, notes=notes
+    )
