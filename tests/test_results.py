@@ -13,6 +13,7 @@ import pytest
 from eoslab.report import collected_frame
 from eoslab.report.checks import checks_markdown, section5_checks
 from eoslab.report.powerlaw import fit_power_laws, fits_markdown
+from eoslab.report.study import studies, study_markdown
 from eoslab.store import read_parquet
 
 RESULTS = Path(__file__).resolve().parents[1] / "docs" / "results"
@@ -31,6 +32,11 @@ def test_table2_refits_from_the_committed_table(results):
     fits = fit_power_laws(frame, on_error="record")
     assert fits, f"{folder}: no group to fit"
     assert fits_markdown(fits) == (folder / "table2.md").read_text()
+    # the fits against a setting (the width study) are committed exactly when the table has one
+    found = studies(fits)
+    assert (folder / "study.md").is_file() == bool(found), f"{folder}: study.md out of step with the table"
+    if found:
+        assert study_markdown(found) == (folder / "study.md").read_text()
 
 
 def test_checks_rerun_from_the_committed_table(results):
