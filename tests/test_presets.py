@@ -24,6 +24,7 @@ PRESETS = [
     "dice_ce",
     "quick",
     "repro_atrial_fibrillation",
+    "repro_atrial_fibrillation_width",
     "repro_cifar10_ce",
     "repro_cifar10_mse",
     "repro_dice",
