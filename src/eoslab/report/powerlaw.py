@@ -618,7 +618,7 @@ def fit_power_laws(
     return fits
 
 
-def _fit_columns(f: PowerLawFit | None, peaks: pd.Series, n: pd.Series, prefix: str = "") -> dict:
+def fit_columns(f: PowerLawFit | None, peaks: pd.Series, n: pd.Series, prefix: str = "") -> dict:
     """One fit's columns of ``table2.csv`` (NaN when not fitted; then the counts of ``peaks``, ``n``)."""
     t = f.tests if f else None
     columns = {
@@ -660,7 +660,7 @@ def fits_frame(fits: list[GroupFit]) -> pd.DataFrame:
                 "layer": g.layer,
                 "skip_before": g.skip_before,
                 "per_size_means": g.per_size_means,
-                **_fit_columns(g.fit, g.peaks["peak"], g.peaks["n"]),
+                **fit_columns(g.fit, g.peaks["peak"], g.peaks["n"]),
                 "paper_a": paper[0],
                 "paper_b": paper[1],
                 "paper_r2": paper[2],
@@ -668,7 +668,7 @@ def fits_frame(fits: list[GroupFit]) -> pd.DataFrame:
                 "peak_at_last_snapshot": last,
                 "runs_with_peak": total,
                 "t_star": g.t_star,
-                **_fit_columns(g.fixed_time, g.peaks["y_at_t_star"], g.peaks["n"], "t_star_"),
+                **fit_columns(g.fixed_time, g.peaks["y_at_t_star"], g.peaks["n"], "t_star_"),
                 "t_star_error": g.fixed_time_error or "",
             }
         )

@@ -25,7 +25,15 @@ import pandas as pd
 
 from eoslab.report.figures import FigureJob, panel_grid
 from eoslab.report.groups import Group
-from eoslab.report.powerlaw import GroupFit, PowerLawFit, ci_text, criterion_name, dataset_name, format_p
+from eoslab.report.powerlaw import (
+    GroupFit,
+    PowerLawFit,
+    ci_text,
+    criterion_name,
+    dataset_name,
+    fit_columns,
+    format_p,
+)
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -113,7 +121,7 @@ def study_frame(found: list[Study]) -> pd.DataFrame:
     rows = []
     for s in found:
         for value, g, label, f, error in s.rows():
-            t = f.tests if f else None
+            column = g.peaks["peak" if label == "peak" else "y_at_t_star"]
             rows.append(
                 {
                     "dataset": s.family.dataset,
@@ -123,16 +131,8 @@ def study_frame(found: list[Study]) -> pd.DataFrame:
                     "value": value,
                     "y": label,
                     "sizes": _sizes(g),
-                    "n_runs": f.n_runs if f else np.nan,
-                    "a": f.a if f else np.nan,
-                    "b": f.b if f else np.nan,
-                    "b_ci_low": f.b_ci[0] if f else np.nan,
-                    "b_ci_high": f.b_ci[1] if f else np.nan,
-                    "r2": f.r2 if f else np.nan,
-                    "lof_p": t.lof_p if t else np.nan,
-                    "quad_p": t.quad_p if t else np.nan,
-                    "local_slopes": " ".join(f"{x:.6g}" for x in t.local_slopes) if t else "",
-                    "verdict": t.verdict() if t else f"not fitted: {error}",
+                    **fit_columns(f, column, g.peaks["n"]),
+                    "error": error or "",
                     "paper_b": s.paper_b if s.paper_b is not None else np.nan,
                 }
             )
