@@ -1,12 +1,15 @@
 """Eq. 9 against a setting (eoslab.report.study): the exponent per width, against independent fits."""
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 import pytest
 
 from eoslab.report import collected_frame, write_report
+from eoslab.report.figures import render
 from eoslab.report.powerlaw import fit_power_laws
-from eoslab.report.study import studies, study_frame, study_markdown
+from eoslab.report.study import Study, plan_studies, studies, study_frame, study_markdown
 
 from ._report_helpers import make_collected
 
@@ -71,6 +74,11 @@ def test_no_study_without_a_numeric_setting_that_varies():
     # two datasets at one width: groups differ in the dataset, which is no setting
     two = collected_frame(make_collected(noise=0.05, gd=False))
     assert studies(fit_power_laws(two, on_error="record", n_boot=100)) == []
+    # a second width with one run only (a run stopped early, say): one fitted value, no study
+    lone = _widths({32: 0.3, 64: 0.45})
+    lone = lone[(lone["width"] == 32) | (lone["run_id"] == lone.loc[lone["width"] == 64, "run_id"].iloc[0])]
+    fits = fit_power_laws(lone, on_error="record", n_boot=100)
+    assert [g.fit is not None for g in fits] == [True, False] and studies(fits) == []
 
 
 def test_the_report_writes_the_study_and_its_figure_and_removes_a_stale_one(tmp_path):
@@ -87,3 +95,17 @@ def test_the_report_writes_the_study_and_its_figure_and_removes_a_stale_one(tmp_
     write_report(_widths({32: 0.3}), tmp_path, n_boot=100)  # the same folder, now one width
     assert not (tmp_path / "study.md").exists() and not (tmp_path / "study.csv").exists()
     assert "against a setting" not in (tmp_path / "index.html").read_text()
+
+
+def test_the_figure_draws_intervals_that_miss_b_or_are_nan(tmp_path):
+    """A percentile bootstrap of few resamples can give an interval on one side of b (and a
+    degenerate one NaN): the figure then draws no bar on that side instead of failing.
+    """
+    (study,) = studies(fit_power_laws(_widths({32: 0.3, 64: 0.45}), on_error="record", n_boot=100))
+    (v1, g1), (v2, g2) = study.fits
+    above = dataclasses.replace(g1.fit, b_ci=(g1.fit.b + 0.1, g1.fit.b + 0.2))
+    nan = dataclasses.replace(g2.fit, b_ci=(float("nan"), float("nan")))
+    fits = ((v1, dataclasses.replace(g1, fit=above)), (v2, dataclasses.replace(g2, fit=nan)))
+    (job,) = plan_studies([Study(study.axis, study.family, fits)])
+    figure = render(job, tmp_path)
+    assert figure.png.stat().st_size > 0 and figure.pdf.is_file()

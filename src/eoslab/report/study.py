@@ -96,8 +96,8 @@ def _numeric(value: Any) -> bool:
 
 def studies(fits: list[GroupFit]) -> list[Study]:
     """The studies among ``fits``: for every numeric key column of the groups, the families of
-    groups that share every other key and take at least two values of it (with at least one
-    fitted ``y``), ordered by family and axis.
+    groups that share every other key and whose peak is fitted at two values of it or more (a
+    setting with one fitted value has nothing to compare), ordered by family and axis.
     """
     found = []
     axes = dict.fromkeys(k for g in fits for k, v in g.group.extra.items() if _numeric(v))
@@ -110,8 +110,7 @@ def studies(fits: list[GroupFit]) -> list[Study]:
                 families.setdefault(family, []).append((float(value), g))
         for family, members in families.items():
             members.sort(key=lambda item: item[0])
-            fitted = any(f is not None for _, g in members for _, f, _ in g.fits())
-            if len({v for v, _ in members}) > 1 and fitted:
+            if len({v for v, g in members if g.fit is not None}) > 1:
                 found.append(Study(axis, family, tuple(members)))
     return sorted(found, key=lambda s: (s.family.sort_key(), s.axis))
 
@@ -173,6 +172,11 @@ def study_markdown(found: list[Study]) -> str:
     return "\n".join(lines)
 
 
+def _bar(length: float) -> float:
+    """An error bar's length: ``length`` where it is finite and positive, else 0."""
+    return length if np.isfinite(length) and length > 0 else 0.0
+
+
 def _draw(s: Study) -> Figure:
     """``b`` with its 95% interval against the setting, for the peak and for ``y`` at t*, the paper's
     ``b`` as a dashed line; a log-2 axis when the setting spans a factor 4 or more.
@@ -189,8 +193,10 @@ def _draw(s: Study) -> Figure:
                 continue
             xs.append(value * shift**k if spread >= 4 else value + k * shift)
             bs.append(fit.b)
-            low.append(fit.b - fit.b_ci[0])
-            high.append(fit.b_ci[1] - fit.b)
+            # a bar from b to each end of the interval; none where the interval is NaN or, as a
+            # percentile bootstrap of few resamples can give, lies on one side of b
+            low.append(_bar(fit.b - fit.b_ci[0]))
+            high.append(_bar(fit.b_ci[1] - fit.b))
         if xs:
             name = "y = peak" if label == "peak" else "y at t* (common flow time)"
             ax.errorbar(xs, bs, yerr=[low, high], fmt=marker, color=colour, capsize=3, label=name)
