@@ -18,7 +18,7 @@ import math
 import numbers
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeGuard
 
 import numpy as np
 import pandas as pd
@@ -89,7 +89,7 @@ def _sizes(g: GroupFit) -> str:
     return ", ".join(str(n) for n in sorted(g.peaks["n"].unique()))
 
 
-def _numeric(value: Any) -> bool:
+def _numeric(value: Any) -> TypeGuard[numbers.Real]:
     """Whether a key value is a finite number (not a bool)."""
     return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
 
@@ -105,7 +105,7 @@ def studies(fits: list[GroupFit]) -> list[Study]:
         families: dict[Group, list[tuple[float, GroupFit]]] = {}
         for g in fits:
             value = g.group.extra.get(axis)
-            if isinstance(value, numbers.Real) and _numeric(value):
+            if _numeric(value):
                 family = Group(tuple((k, v) for k, v in g.group.keys if k != axis))
                 families.setdefault(family, []).append((float(value), g))
         for family, members in families.items():
