@@ -27,7 +27,7 @@ from eoslab.report.powerlaw import (
     tests_cells,
     verdict_lines,
 )
-from eoslab.report.study import Study
+from eoslab.report.study import Study, sizes_text
 
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; color: #222; }
@@ -131,8 +131,7 @@ def _studies(studies: Sequence[Study]) -> str:
         )
         rows, verdicts = [], []
         for value, g, label, f, error in s.rows():
-            sizes = ", ".join(str(n) for n in sorted(g.peaks["n"].unique()))
-            cells = f"<td>{value:g}</td><td class=l>{_e(label)}</td><td class=l>{_e(sizes)}</td>"
+            cells = f"<td>{value:g}</td><td class=l>{_e(label)}</td><td class=l>{_e(sizes_text(g))}</td>"
             if f is None:
                 rows.append(f"<tr>{cells}<td class=l colspan=8>not fitted: {_e(error)}</td></tr>")
                 continue

@@ -77,14 +77,14 @@ class Study:
 
     def size_note(self) -> str:
         """Empty when every value's runs span the same sizes; else which sizes each has."""
-        spans = {value: _sizes(g) for value, g in self.fits}
+        spans = {value: sizes_text(g) for value, g in self.fits}
         if len(set(spans.values())) == 1:
             return ""
         listed = "; ".join(f"{self.axis} {value:g}: n = {span}" for value, span in spans.items())
         return f"the fits span different sizes ({listed}): their b are not over one n range"
 
 
-def _sizes(g: GroupFit) -> str:
+def sizes_text(g: GroupFit) -> str:
     """The sizes of a group's runs, ``60, 120, 240``."""
     return ", ".join(str(n) for n in sorted(g.peaks["n"].unique()))
 
@@ -129,7 +129,7 @@ def study_frame(found: list[Study]) -> pd.DataFrame:
                     "axis": s.axis,
                     "value": value,
                     "y": label,
-                    "sizes": _sizes(g),
+                    "sizes": sizes_text(g),
                     **fit_columns(f, column, g.peaks["n"]),
                     "error": error or "",
                     "paper_b": s.paper_b if s.paper_b is not None else np.nan,
@@ -156,7 +156,7 @@ def study_markdown(found: list[Study]) -> str:
         ]
         verdicts = []
         for value, g, label, f, error in s.rows():
-            head = f"| {value:g} | {label} | {_sizes(g)} |"
+            head = f"| {value:g} | {label} | {sizes_text(g)} |"
             if f is None:
                 lines.append(f"{head} – | – | – | not fitted: {error} | | | | |".replace("\n", " "))
                 continue
@@ -224,4 +224,4 @@ def plan_studies(found: list[Study]) -> list[FigureJob]:
     ]
 
 
-__all__ = ["Study", "plan_studies", "studies", "study_frame", "study_markdown"]
+__all__ = ["Study", "plan_studies", "sizes_text", "studies", "study_frame", "study_markdown"]
