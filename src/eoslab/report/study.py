@@ -32,7 +32,7 @@ from eoslab.report.powerlaw import (
     criterion_name,
     dataset_name,
     fit_columns,
-    format_p,
+    tests_cells,
 )
 
 if TYPE_CHECKING:
@@ -138,10 +138,6 @@ def study_frame(found: list[Study]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _cell(x: float, fmt: str) -> str:
-    return "–" if not np.isfinite(x) else format(x, fmt)
-
-
 def study_markdown(found: list[Study]) -> str:
     """The studies in Markdown: per study a table (value | y | sizes | runs | a | b | b 95% CI | R²
     | lack-of-fit p | quadratic p | local slopes), the paper's ``b``, then the verdicts.
@@ -160,13 +156,9 @@ def study_markdown(found: list[Study]) -> str:
             if f is None:
                 lines.append(f"{head} – | – | – | not fitted: {error} | | | | |".replace("\n", " "))
                 continue
-            t = f.tests
-            slopes = ", ".join(f"{x:.2f}" for x in t.local_slopes)
-            lines.append(
-                f"{head} {f.n_runs} | {f.a:.2g} | {f.b:.2f} | {ci_text(f)} | {f.r2:.2f} | {format_p(t.lof_p)} "
-                f"| {format_p(t.quad_p)} | {slopes} |"
-            )
-            verdicts.append(f"- {s.axis} {value:g}, y {label}: {t.verdict()}")
+            tests = " | ".join(tests_cells(f)[1:])  # lack-of-fit p, quadratic p, local slopes, as in table2.md
+            lines.append(f"{head} {f.n_runs} | {f.a:.2g} | {f.b:.2f} | {ci_text(f)} | {f.r2:.2f} | {tests} |")
+            verdicts.append(f"- {s.axis} {value:g}, y {label}: {f.tests.verdict()}")
         note = s.size_note()
         lines += ["", *verdicts, *([f"- Note: {note}"] if note else []), ""]
     return "\n".join(lines)
