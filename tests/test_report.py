@@ -570,3 +570,27 @@ def test_a_report_warns_when_flow_runs_raised_their_loss(tmp_path, capsys):
     )
     assert warning in capsys.readouterr().err
     assert warning in (tmp_path / "r" / "index.html").read_text()
+
+
+def test_a_report_into_a_folder_of_an_earlier_one_removes_the_figures_it_no_longer_draws(tmp_path):
+    """Reporting a table with one group into the folder of a two-group report leaves no figure
+    of the dropped group (PNG or PDF) and says which it removed; every figure it draws is there.
+    """
+    from eoslab.report import write_report
+
+    both = make_collected(gd=False)
+    first = write_report(both, tmp_path, n_boot=10)
+    before = {p.name for p in (tmp_path / "figures").iterdir()}
+    assert any("synthetic" in name for name in before) and not any("Removed" in n for n in first.notes)
+    cifar = both[both["dataset"] == "cifar10"]
+    second = write_report(cifar, tmp_path, n_boot=10)
+    after = {p.name for p in (tmp_path / "figures").iterdir()}
+    drawn = {p.name for f in second.figures for p in (f.png, f.pdf)}
+    assert after == drawn and not any("synthetic" in name for name in after)
+    removed = sorted({name.rsplit(".", 1)[0] for name in before - after})
+    assert removed and all("synthetic" in stem for stem in removed)
+    [note] = [n for n in second.notes if n.startswith("Removed")]
+    stems = ", ".join(removed)
+    n = len(removed)
+    assert note == f"Removed {n} figure(s) of an earlier report in this folder, not drawn this time: {stems}."
+    assert note in (tmp_path / "index.html").read_text().replace("&#x27;", "'")

@@ -35,7 +35,8 @@ from .figures import (
     panel_grid,
     percent,
     plan_curves,
-    render,
+    render_all,
+    stale_note,
     symbol,
     tidy_log_axis,
 )
@@ -395,7 +396,8 @@ def write_run_report(
         jobs, notes = plan_curves(frame, skip_before=skip, solver=config.solver.method)
         group = groups(frame)[0][0]
     trajectory = _trajectory_job(run_dir, config, traj, group)
-    figures = [render(job, out_dir / "figures") for job in track([trajectory, *jobs])]
+    figures, stale = render_all(track([trajectory, *jobs]), out_dir / "figures")
+    notes += stale_note(stale)
     lines = summary.lines()
     write_text("\n".join(f"- **{k}**: {v}" for k, v in lines) + "\n", out_dir / "summary.md")
     index = out_dir / "index.html"

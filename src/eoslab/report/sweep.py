@@ -104,7 +104,8 @@ def write_report(
     jobs, figure_notes = figures_mod.plan_figures(frame, fits=fits, skip_before=skip_before)
     jobs += study.plan_studies(studies)
     notes += figure_notes
-    figures = [figures_mod.render(job, out_dir / "figures") for job in track(jobs)]
+    figures, stale = figures_mod.render_all(track(jobs), out_dir / "figures")
+    notes += figures_mod.stale_note(stale)
 
     index = out_dir / "index.html"
     write_text(
