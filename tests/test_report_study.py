@@ -109,3 +109,19 @@ def test_the_figure_draws_intervals_that_miss_b_or_are_nan(tmp_path):
     (job,) = plan_studies([Study(study.axis, study.family, fits)])
     figure = render(job, tmp_path)
     assert figure.png.stat().st_size > 0 and figure.pdf.is_file()
+
+
+def test_groups_that_differ_in_a_number_are_ordered_by_its_value_in_table2():
+    """Widths 512, 64, 256, 128 give table2's groups in the order 64, 128, 256, 512 (not the
+    text order 128, 256, 512, 64); a text setting beside them still orders as text.
+    """
+    from eoslab.report.groups import groups
+    from eoslab.report.powerlaw import fits_markdown
+
+    frame = _widths({512: 0.5, 64: 0.2, 256: 0.4, 128: 0.3})
+    assert [g.extra["width"] for g, _ in groups(frame)] == [64, 128, 256, 512]
+    table = fits_markdown(fit_power_laws(frame, on_error="record", n_boot=20))
+    rows = [line for line in table.splitlines() if line.startswith("| CIFAR-10")]
+    assert [row.split("|")[3].strip() for row in rows[::2]] == [f"width = {w}" for w in (64, 128, 256, 512)]
+    mixed = collected_frame(frame.assign(tag=np.where(frame["width"] > 128, "b", "a")).drop(columns="width"))
+    assert [g.extra["tag"] for g, _ in groups(mixed)] == ["a", "b"]

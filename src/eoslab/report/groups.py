@@ -13,9 +13,10 @@ edge-of-stability figure).
 from __future__ import annotations
 
 import math
+import numbers
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeGuard
 
 import pandas as pd
 
@@ -88,9 +89,11 @@ class Group:
         text = f"{self.dataset}_{self.criterion}" + "".join(f"__{k}={_text(v)}" for k, v in self.extra.items())
         return re.sub(r"[^A-Za-z0-9._=+-]", "_", text)
 
-    def sort_key(self) -> tuple[str, ...]:
-        """Order groups by their key values as text."""
-        return tuple(_text(v) for _, v in self.keys)
+    def sort_key(self) -> tuple[tuple[int, float, str], ...]:
+        """Order groups by their key values: finite numbers by value (width 64 before 128), the
+        rest as text, after the numbers.
+        """
+        return tuple(_order(v) for _, v in self.keys)
 
 
 def key_columns(runs: pd.DataFrame, *, solver: bool = True) -> list[str]:
@@ -120,9 +123,19 @@ def groups(frame: pd.DataFrame, *, solver: bool = True) -> list[tuple[Group, pd.
     return sorted(out, key=lambda item: item[0].sort_key())
 
 
+def finite_number(value: Any) -> TypeGuard[numbers.Real]:
+    """Whether a key value is a finite number (not a bool): a setting a study can put on an axis."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _order(value: Any) -> tuple[int, float, str]:
+    """A key value's place in :meth:`Group.sort_key`."""
+    return (0, float(value), "") if finite_number(value) else (1, 0.0, _text(value))
+
+
 def _plain(value: Any) -> Any:
     """A numpy scalar as a plain Python value."""
     return value.item() if hasattr(value, "item") else value
 
 
-__all__ = ["Group", "groups", "is_solver_column", "key_columns"]
+__all__ = ["Group", "finite_number", "groups", "is_solver_column", "key_columns"]

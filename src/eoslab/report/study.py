@@ -14,17 +14,15 @@ quantity (the report says so when the groups' sizes differ).
 from __future__ import annotations
 
 import functools
-import math
-import numbers
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeGuard
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from eoslab.report.figures import FigureJob, panel_grid
-from eoslab.report.groups import Group
+from eoslab.report.groups import Group, finite_number
 from eoslab.report.powerlaw import (
     GroupFit,
     PowerLawFit,
@@ -89,23 +87,18 @@ def sizes_text(g: GroupFit) -> str:
     return ", ".join(str(n) for n in sorted(g.peaks["n"].unique()))
 
 
-def _numeric(value: Any) -> TypeGuard[numbers.Real]:
-    """Whether a key value is a finite number (not a bool)."""
-    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
-
-
 def studies(fits: list[GroupFit]) -> list[Study]:
     """The studies among ``fits``: for every numeric key column of the groups, the families of
     groups that share every other key and whose peak is fitted at two values of it or more (a
     setting with one fitted value has nothing to compare), ordered by family and axis.
     """
     found = []
-    axes = dict.fromkeys(k for g in fits for k, v in g.group.extra.items() if _numeric(v))
+    axes = dict.fromkeys(k for g in fits for k, v in g.group.extra.items() if finite_number(v))
     for axis in axes:
         families: dict[Group, list[tuple[float, GroupFit]]] = {}
         for g in fits:
             value = g.group.extra.get(axis)
-            if _numeric(value):
+            if finite_number(value):
                 family = Group(tuple((k, v) for k, v in g.group.keys if k != axis))
                 families.setdefault(family, []).append((float(value), g))
         for family, members in families.items():
