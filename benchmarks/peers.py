@@ -22,7 +22,7 @@ which pins torch (a peer that wants another torch then fails to install instead 
 it). ARPACK runs on SciPy's BLAS threads beside torch's; both fighting over 2 cores made one
 ``eigsh`` take 107 s instead of 1.2 s, so this benchmark gives BLAS one thread (set before NumPy
 loads) and torch ``--threads``. Prints, as its last line, a JSON object with
-``ours_step_s``, ``peer_step_s`` (medians over the steps), ``step_speedup`` (their ratio),
+``ours_step_s``, ``peer_step_s`` (medians over the steps; null with ``--steps 0``), ``step_speedup`` (their ratio),
 ``ours_hvps_per_step``, ``peer_hvps_per_step``, ``step0_max_rel_eig_diff`` (the k + 1 eigenvalues
 both used at θ₀), ``ours_eig_s``, ``curvlinops_eig_s``, ``eig_speedup_vs_curvlinops``,
 ``ours_eig_products``, ``curvlinops_eig_products``, ``max_rel_eig_diff`` (eoslab vs eigsh, top 11),
@@ -95,7 +95,9 @@ def by_magnitude(values) -> torch.Tensor:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="a small problem (about a minute)")
-    p.add_argument("--steps", type=int, help="exponential Euler steps of each (default 2; quick 3)")
+    p.add_argument(
+        "--steps", type=int, help="exponential Euler steps of each (default 2; quick 3; 0: only the cold top-11)"
+    )
     p.add_argument("--threads", type=int, help="torch threads (default: as is)")
     args = p.parse_args()
     try:
@@ -112,7 +114,7 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     size = dict(QUICK if args.quick else FULL)
-    steps = args.steps or size["steps"]
+    steps = size["steps"] if args.steps is None else args.steps
     g = torch.Generator().manual_seed(0)
     images = torch.rand(size["n"], 3, 32, 32, generator=g, dtype=torch.float64)
     labels = torch.randint(0, 10, (size["n"],), generator=g)
@@ -135,45 +137,47 @@ def main() -> None:
     assert abs(float(peer_value) - ours_value.loss) < 1e-12 * ours_value.loss and grad_diff < 1e-10, grad_diff
 
     # ---- 1. exponential Euler, warm from the same eigenvectors at θ₀
-    start = LOBPCG(K + 1, tol=1e-8, max_iters=1000, order="magnitude", generator=torch.Generator().manual_seed(1))
-    warm = start.solve(loss.operator(theta0, "H"))
-    ours = ExponentialEuler(loss, theta0, k=K, eta_max=ETA_MAX, eigensolver=EigSpec(tol=TOL, order="magnitude"))
-    ours.load_state_dict({"step": 0, "t": 0.0, "theta": theta0, "eigenvectors": warm.warm_start()})
-    peer = stable_solvers.ExponentialEulerSolver(theta0.clone(), peer_loss, max_step_size=ETA_MAX, stiff_dim=K)
-    peer.eigvecs = warm.eigenvectors.clone()
-
-    peer_products = [0]
-    forward = stable_solvers.operators.LossHessian.forward
-
-    def counted(self, m):
-        peer_products[0] += m.shape[-1]
-        return forward(self, m)
-
-    stable_solvers.operators.LossHessian.forward = counted
     ours_s, peer_s, ours_hvps, peer_hvps, lam1 = [], [], [], [], []
     step0_diff = None
-    for u in range(steps):
-        t0 = time.perf_counter()
-        report = ours.step()
-        ours_s.append(time.perf_counter() - t0)
-        ours_hvps.append(report.hvps)
-        peer_products[0] = 0
-        t0 = time.perf_counter()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # the peer warns when the loss rises
-            peer_report = peer.step()
-        peer_s.append(time.perf_counter() - t0)
-        peer_hvps.append(peer_products[0])
-        a, b = by_magnitude(report.eigenvalues), by_magnitude(peer_report.eigvals)
-        if u == 0:
-            step0_diff = rel_diff(a, b)
-        lam1.append((float(a[0]), float(b[0])))
-        print(
-            f"step {u}: eoslab {ours_s[-1]:.2f} s, {report.hvps} H·v, λ¹ {float(a[0]):.6g}, Δt {report.dt:.4g};  "
-            f"stable-solvers {peer_s[-1]:.2f} s, {peer_hvps[-1]} H·v, λ¹ {float(b[0]):.6g}, Δt {peer_report.dt:.4g}",
-            flush=True,
-        )
-    stable_solvers.operators.LossHessian.forward = forward
+    if steps:  # --steps 0: the cold top-11 alone (the peer's first step takes ≈ 14 min at full size, 1 thread)
+        start = LOBPCG(K + 1, tol=1e-8, max_iters=1000, order="magnitude", generator=torch.Generator().manual_seed(1))
+        warm = start.solve(loss.operator(theta0, "H"))
+        ours = ExponentialEuler(loss, theta0, k=K, eta_max=ETA_MAX, eigensolver=EigSpec(tol=TOL, order="magnitude"))
+        ours.load_state_dict({"step": 0, "t": 0.0, "theta": theta0, "eigenvectors": warm.warm_start()})
+        peer = stable_solvers.ExponentialEulerSolver(theta0.clone(), peer_loss, max_step_size=ETA_MAX, stiff_dim=K)
+        peer.eigvecs = warm.eigenvectors.clone()
+
+        peer_products = [0]
+        forward = stable_solvers.operators.LossHessian.forward
+
+        def counted(self, m):
+            peer_products[0] += m.shape[-1]
+            return forward(self, m)
+
+        stable_solvers.operators.LossHessian.forward = counted
+        for u in range(steps):
+            t0 = time.perf_counter()
+            report = ours.step()
+            ours_s.append(time.perf_counter() - t0)
+            ours_hvps.append(report.hvps)
+            peer_products[0] = 0
+            t0 = time.perf_counter()
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # the peer warns when the loss rises
+                peer_report = peer.step()
+            peer_s.append(time.perf_counter() - t0)
+            peer_hvps.append(peer_products[0])
+            a, b = by_magnitude(report.eigenvalues), by_magnitude(peer_report.eigvals)
+            if u == 0:
+                step0_diff = rel_diff(a, b)
+            lam1.append((float(a[0]), float(b[0])))
+            print(
+                f"step {u}: eoslab {ours_s[-1]:.2f} s, {report.hvps} H·v, λ¹ {float(a[0]):.6g}, Δt {report.dt:.4g};  "
+                f"stable-solvers {peer_s[-1]:.2f} s, {peer_hvps[-1]} H·v, λ¹ {float(b[0]):.6g}, "
+                f"Δt {peer_report.dt:.4g}",
+                flush=True,
+            )
+        stable_solvers.operators.LossHessian.forward = forward
 
     # ---- 2. top 11 of H at θ₀, cold
     op = loss.operator(theta0, "H")
@@ -210,17 +214,18 @@ def main() -> None:
         f"mixed precision {mixed_eig_s:.2f} s, {mixed_eig.products} products ({mixed_eig.low_products} float32); "
         f"curvlinops + eigsh {peer_eig_s:.2f} s, {products[0]} products; max rel. difference {eig_diff:.2e}"
     )
-    ours_step, peer_step = statistics.median(ours_s), statistics.median(peer_s)
+    ours_step = statistics.median(ours_s) if steps else None
+    peer_step = statistics.median(peer_s) if steps else None
     emit(
         {
             "ours_step_s": ours_step,
             "peer_step_s": peer_step,
-            "step_speedup": peer_step / ours_step,
-            "ours_hvps_per_step": statistics.mean(ours_hvps),
-            "peer_hvps_per_step": statistics.mean(peer_hvps),
+            "step_speedup": peer_step / ours_step if steps else None,
+            "ours_hvps_per_step": statistics.mean(ours_hvps) if steps else None,
+            "peer_hvps_per_step": statistics.mean(peer_hvps) if steps else None,
             "step0_max_rel_eig_diff": step0_diff,
-            "lambda1_last_ours": lam1[-1][0],
-            "lambda1_last_peer": lam1[-1][1],
+            "lambda1_last_ours": lam1[-1][0] if steps else None,
+            "lambda1_last_peer": lam1[-1][1] if steps else None,
             "ours_eig_s": ours_eig_s,
             "curvlinops_eig_s": peer_eig_s,
             "eig_speedup_vs_curvlinops": peer_eig_s / ours_eig_s,
