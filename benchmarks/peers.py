@@ -92,6 +92,67 @@ def by_magnitude(values) -> torch.Tensor:
     return v[torch.argsort(v.abs(), descending=True)]
 
 
+STEP_FIELDS = (
+    "ours_step_s",
+    "peer_step_s",
+    "step_speedup",
+    "ours_hvps_per_step",
+    "peer_hvps_per_step",
+    "step0_max_rel_eig_diff",
+    "lambda1_last_ours",
+    "lambda1_last_peer",
+)
+
+
+def compare_steps(loss, theta0, peer_loss, stable_solvers, steps: int) -> dict:
+    """``steps`` exponential Euler steps of eoslab and of ``stable-solvers``, interleaved, both warm
+    from the same tight eigenvectors at θ₀: the :data:`STEP_FIELDS` of the JSON line.
+    """
+    ours_s, peer_s, ours_hvps, peer_hvps, lam1 = [], [], [], [], []
+    step0_diff = None
+    start = LOBPCG(K + 1, tol=1e-8, max_iters=1000, order="magnitude", generator=torch.Generator().manual_seed(1))
+    warm = start.solve(loss.operator(theta0, "H"))
+    ours = ExponentialEuler(loss, theta0, k=K, eta_max=ETA_MAX, eigensolver=EigSpec(tol=TOL, order="magnitude"))
+    ours.load_state_dict({"step": 0, "t": 0.0, "theta": theta0, "eigenvectors": warm.warm_start()})
+    peer = stable_solvers.ExponentialEulerSolver(theta0.clone(), peer_loss, max_step_size=ETA_MAX, stiff_dim=K)
+    peer.eigvecs = warm.eigenvectors.clone()
+
+    peer_products = [0]
+    forward = stable_solvers.operators.LossHessian.forward
+
+    def counted(self, m):
+        peer_products[0] += m.shape[-1]
+        return forward(self, m)
+
+    stable_solvers.operators.LossHessian.forward = counted
+    for u in range(steps):
+        t0 = time.perf_counter()
+        report = ours.step()
+        ours_s.append(time.perf_counter() - t0)
+        ours_hvps.append(report.hvps)
+        peer_products[0] = 0
+        t0 = time.perf_counter()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the peer warns when the loss rises
+            peer_report = peer.step()
+        peer_s.append(time.perf_counter() - t0)
+        peer_hvps.append(peer_products[0])
+        a, b = by_magnitude(report.eigenvalues), by_magnitude(peer_report.eigvals)
+        if u == 0:
+            step0_diff = rel_diff(a, b)
+        lam1.append((float(a[0]), float(b[0])))
+        print(
+            f"step {u}: eoslab {ours_s[-1]:.2f} s, {report.hvps} H·v, λ¹ {float(a[0]):.6g}, Δt {report.dt:.4g};  "
+            f"stable-solvers {peer_s[-1]:.2f} s, {peer_hvps[-1]} H·v, λ¹ {float(b[0]):.6g}, "
+            f"Δt {peer_report.dt:.4g}",
+            flush=True,
+        )
+    stable_solvers.operators.LossHessian.forward = forward
+    ours_step, peer_step = statistics.median(ours_s), statistics.median(peer_s)
+    values = (ours_step, peer_step, peer_step / ours_step, statistics.mean(ours_hvps), statistics.mean(peer_hvps))
+    return dict(zip(STEP_FIELDS, (*values, step0_diff, *lam1[-1]), strict=True))
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="a small problem (about a minute)")
@@ -136,48 +197,9 @@ def main() -> None:
     grad_diff = float((peer_grad - ours_value.grad).norm() / ours_value.grad.norm())
     assert abs(float(peer_value) - ours_value.loss) < 1e-12 * ours_value.loss and grad_diff < 1e-10, grad_diff
 
-    # ---- 1. exponential Euler, warm from the same eigenvectors at θ₀
-    ours_s, peer_s, ours_hvps, peer_hvps, lam1 = [], [], [], [], []
-    step0_diff = None
-    if steps:  # --steps 0: the cold top-11 alone (the peer's first step takes ≈ 14 min at full size, 1 thread)
-        start = LOBPCG(K + 1, tol=1e-8, max_iters=1000, order="magnitude", generator=torch.Generator().manual_seed(1))
-        warm = start.solve(loss.operator(theta0, "H"))
-        ours = ExponentialEuler(loss, theta0, k=K, eta_max=ETA_MAX, eigensolver=EigSpec(tol=TOL, order="magnitude"))
-        ours.load_state_dict({"step": 0, "t": 0.0, "theta": theta0, "eigenvectors": warm.warm_start()})
-        peer = stable_solvers.ExponentialEulerSolver(theta0.clone(), peer_loss, max_step_size=ETA_MAX, stiff_dim=K)
-        peer.eigvecs = warm.eigenvectors.clone()
-
-        peer_products = [0]
-        forward = stable_solvers.operators.LossHessian.forward
-
-        def counted(self, m):
-            peer_products[0] += m.shape[-1]
-            return forward(self, m)
-
-        stable_solvers.operators.LossHessian.forward = counted
-        for u in range(steps):
-            t0 = time.perf_counter()
-            report = ours.step()
-            ours_s.append(time.perf_counter() - t0)
-            ours_hvps.append(report.hvps)
-            peer_products[0] = 0
-            t0 = time.perf_counter()
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # the peer warns when the loss rises
-                peer_report = peer.step()
-            peer_s.append(time.perf_counter() - t0)
-            peer_hvps.append(peer_products[0])
-            a, b = by_magnitude(report.eigenvalues), by_magnitude(peer_report.eigvals)
-            if u == 0:
-                step0_diff = rel_diff(a, b)
-            lam1.append((float(a[0]), float(b[0])))
-            print(
-                f"step {u}: eoslab {ours_s[-1]:.2f} s, {report.hvps} H·v, λ¹ {float(a[0]):.6g}, Δt {report.dt:.4g};  "
-                f"stable-solvers {peer_s[-1]:.2f} s, {peer_hvps[-1]} H·v, λ¹ {float(b[0]):.6g}, "
-                f"Δt {peer_report.dt:.4g}",
-                flush=True,
-            )
-        stable_solvers.operators.LossHessian.forward = forward
+    # ---- 1. exponential Euler, warm from the same eigenvectors at θ₀ (--steps 0: skipped; the peer's
+    # first step takes ≈ 14 min at full size on 1 thread)
+    step_fields = compare_steps(loss, theta0, peer_loss, stable_solvers, steps) if steps else dict.fromkeys(STEP_FIELDS)
 
     # ---- 2. top 11 of H at θ₀, cold
     op = loss.operator(theta0, "H")
@@ -214,18 +236,9 @@ def main() -> None:
         f"mixed precision {mixed_eig_s:.2f} s, {mixed_eig.products} products ({mixed_eig.low_products} float32); "
         f"curvlinops + eigsh {peer_eig_s:.2f} s, {products[0]} products; max rel. difference {eig_diff:.2e}"
     )
-    ours_step = statistics.median(ours_s) if steps else None
-    peer_step = statistics.median(peer_s) if steps else None
     emit(
         {
-            "ours_step_s": ours_step,
-            "peer_step_s": peer_step,
-            "step_speedup": peer_step / ours_step if steps else None,
-            "ours_hvps_per_step": statistics.mean(ours_hvps) if steps else None,
-            "peer_hvps_per_step": statistics.mean(peer_hvps) if steps else None,
-            "step0_max_rel_eig_diff": step0_diff,
-            "lambda1_last_ours": lam1[-1][0] if steps else None,
-            "lambda1_last_peer": lam1[-1][1] if steps else None,
+            **step_fields,
             "ours_eig_s": ours_eig_s,
             "curvlinops_eig_s": peer_eig_s,
             "eig_speedup_vs_curvlinops": peer_eig_s / ours_eig_s,

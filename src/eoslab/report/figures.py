@@ -661,30 +661,23 @@ def plan_figures(
     return sorted([*edge, *curves], key=lambda job: rank[job.group]), notes + edge_notes
 
 
-def render_all(
-    jobs: Iterable[FigureJob], out_dir: str | Path, *, dpi: int = 110
-) -> tuple[list[FigureFile], list[Path]]:
+def render_all(jobs: Iterable[FigureJob], out_dir: str | Path, *, dpi: int = 110) -> tuple[list[FigureFile], list[str]]:
     """Draw every job into ``out_dir`` (:func:`render`), then remove the PNG and PDF files there
     that this call did not write: the figures of an earlier report into the same folder (a group,
     run or family this one no longer has), which would otherwise stand beside the new ones as if
-    they were its own. Returns the figures and the removed files.
+    they were its own. Returns the figures and the report's note naming what was removed (none
+    when nothing was).
     """
     out_dir = Path(out_dir)
     figures = [render(job, out_dir, dpi=dpi) for job in jobs]
     written = {path for figure in figures for path in (figure.png, figure.pdf)}
-    stale = sorted(p for p in (*out_dir.glob("*.png"), *out_dir.glob("*.pdf")) if p not in written)
+    stale = [p for p in (*out_dir.glob("*.png"), *out_dir.glob("*.pdf")) if p not in written]
     for path in stale:
         path.unlink()
-    return figures, stale
-
-
-def stale_note(stale: list[Path]) -> list[str]:
-    """The report's note on the figures :func:`render_all` removed (none when it removed none)."""
-    if not stale:
-        return []
     stems = sorted({path.stem for path in stale})
     removed = ", ".join(stems)
-    return [f"Removed {len(stems)} figure(s) of an earlier report in this folder, not drawn this time: {removed}."]
+    note = f"Removed {len(stems)} figure(s) of an earlier report in this folder, not drawn this time: {removed}."
+    return figures, [note] if stems else []
 
 
 def render(job: FigureJob, out_dir: str | Path, *, dpi: int = 110) -> FigureFile:

@@ -36,7 +36,6 @@ from .figures import (
     percent,
     plan_curves,
     render_all,
-    stale_note,
     symbol,
     tidy_log_axis,
 )
@@ -396,8 +395,8 @@ def write_run_report(
         jobs, notes = plan_curves(frame, skip_before=skip, solver=config.solver.method)
         group = groups(frame)[0][0]
     trajectory = _trajectory_job(run_dir, config, traj, group)
-    figures, stale = render_all(track([trajectory, *jobs]), out_dir / "figures")
-    notes += stale_note(stale)
+    figures, removed = render_all(track([trajectory, *jobs]), out_dir / "figures")
+    notes += removed
     lines = summary.lines()
     write_text("\n".join(f"- **{k}**: {v}" for k, v in lines) + "\n", out_dir / "summary.md")
     index = out_dir / "index.html"

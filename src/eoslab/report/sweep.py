@@ -104,8 +104,8 @@ def write_report(
     jobs, figure_notes = figures_mod.plan_figures(frame, fits=fits, skip_before=skip_before)
     jobs += study.plan_studies(studies)
     notes += figure_notes
-    figures, stale = figures_mod.render_all(track(jobs), out_dir / "figures")
-    notes += figures_mod.stale_note(stale)
+    figures, removed = figures_mod.render_all(track(jobs), out_dir / "figures")
+    notes += removed
 
     index = out_dir / "index.html"
     write_text(
