@@ -16,7 +16,8 @@ from eoslab.data import available
 from eoslab.data.subsets import SUBSET_SIZES
 from eoslab.errors import EoslabError, RegistryError
 from eoslab.models.registry import MODELS
-from eoslab.report.powerlaw import CRITERION_NAMES, DATASET_NAMES, PAPER_TABLE2
+from eoslab.report.protocol import CRITERION_NAMES, DATASET_NAMES
+from eoslab.report.table2 import PAPER_TABLE2
 
 
 def first() -> str:

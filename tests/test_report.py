@@ -14,7 +14,7 @@ import pytest
 from eoslab.report import collected_frame, runs_of
 from eoslab.report.checks import checks_frame, section5_checks
 from eoslab.report.figures import CURVE_FAMILIES, plan_figures
-from eoslab.report.powerlaw import fit_power_laws, fits_frame, fits_markdown, peak_per_run
+from eoslab.report.table2 import fit_power_laws, fits_frame, fits_markdown, peak_per_run
 
 from ._report_helpers import STEPS, make_collected
 from ._train_helpers import small_config
@@ -380,7 +380,7 @@ def test_a_table_without_the_fitted_metric_still_gets_a_report(tmp_path):
 
 
 def test_y_at_a_common_flow_time_interpolates_and_the_last_snapshot_share_is_counted():
-    from eoslab.report.powerlaw import fixed_time_per_run
+    from eoslab.report.table2 import fixed_time_per_run
 
     table = collected_frame(make_collected(groups=(("cifar10", "ce", (390, 781, 1562), 4e-4, 0.49),), gd=False))
     frame = table[~((table["n"] == 390) & (table["step"] > 200))].copy()  # n = 390 stops at t = 2, the rest at 3
@@ -412,7 +412,7 @@ def test_y_at_a_common_flow_time_interpolates_and_the_last_snapshot_share_is_cou
 
 
 def test_the_protocol_comes_from_the_table_and_says_what_it_does_not_record():
-    from eoslab.report.powerlaw import protocol, protocol_text
+    from eoslab.report.protocol import protocol, protocol_text
 
     frame = collected_frame(make_collected(gd=False))
     fits = fit_power_laws(frame, n_boot=10)

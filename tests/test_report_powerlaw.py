@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from scipy import special, stats
 
-from eoslab.report.powerlaw import PAPER_TABLE2, fit_power_law, format_p
+from eoslab.report.powerlaw import fit_power_law, format_p
+from eoslab.report.table2 import PAPER_TABLE2
 
 SIZES = np.repeat([390, 781, 1562, 3125, 6250], 16)
 

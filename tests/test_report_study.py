@@ -8,8 +8,8 @@ import pytest
 
 from eoslab.report import collected_frame, write_report
 from eoslab.report.figures import render
-from eoslab.report.powerlaw import fit_power_laws
 from eoslab.report.study import Study, plan_studies, studies, study_frame, study_markdown
+from eoslab.report.table2 import fit_power_laws
 
 from ._report_helpers import make_collected
 
@@ -116,7 +116,7 @@ def test_groups_that_differ_in_a_number_are_ordered_by_its_value_in_table2():
     text order 128, 256, 512, 64); a text setting beside them still orders as text.
     """
     from eoslab.report.groups import groups
-    from eoslab.report.powerlaw import fits_markdown
+    from eoslab.report.table2 import fits_markdown
 
     frame = _widths({512: 0.5, 64: 0.2, 256: 0.4, 128: 0.3})
     assert [g.extra["width"] for g, _ in groups(frame)] == [64, 128, 256, 512]

@@ -13,8 +13,8 @@ import pytest
 
 from eoslab.report import collected_frame
 from eoslab.report.checks import checks_markdown, section5_checks
-from eoslab.report.powerlaw import fit_power_laws, fits_markdown
 from eoslab.report.study import studies, study_markdown
+from eoslab.report.table2 import fit_power_laws, fits_markdown
 from eoslab.store import read_parquet
 
 RESULTS = Path(__file__).resolve().parents[1] / "docs" / "results"

@@ -11,7 +11,9 @@ concept each:
 
 * :mod:`eoslab.report.collected` -- the collected table as a frame, and its slices;
 * :mod:`eoslab.report.groups` -- which runs belong together;
-* :mod:`eoslab.report.powerlaw` -- the power law of peak alignment against ``n`` (Eq. 9, Table 2);
+* :mod:`eoslab.report.powerlaw` -- Eq. 9 fitted to ``(n, y)``, with the tests of one power law;
+* :mod:`eoslab.report.protocol` -- the protocol of a group of runs, stated beside its fits;
+* :mod:`eoslab.report.table2` -- Table 2: ``y`` per run and one Eq. 9 fit per group;
 * :mod:`eoslab.report.study` -- its exponent against a setting that varies (the width, say);
 * :mod:`eoslab.report.checks` -- the numbers of the paper's Section 5 on our runs;
 * :mod:`eoslab.report.figures` -- the paper's figure families (Figs. 1-4 and the supplement);

@@ -43,7 +43,8 @@ import pandas as pd
 from eoslab.constants import SKIP_BEFORE
 from eoslab.report.collected import ANALYSIS_SOLVER, metric_rows, runs_of, split_trajectory
 from eoslab.report.groups import Group, groups, is_solver_column
-from eoslab.report.powerlaw import GroupFit, criterion_name, dataset_name
+from eoslab.report.protocol import criterion_name, dataset_name
+from eoslab.report.table2 import GroupFit
 from eoslab.sweeps.point import TRAJECTORY_METRICS
 
 if TYPE_CHECKING:
@@ -620,7 +621,7 @@ def plan_curves(
     Curve families: per group of the runs of ``solver`` (exponential Euler, as the paper;
     :func:`eoslab.report.groups.groups`), steps ``>= skip_before`` (D13, docs/decisions.md); a family without any
     data in a group is skipped with a note.
-    ``fits`` (from :func:`eoslab.report.powerlaw.fit_power_laws`) adds the peak-alignment
+    ``fits`` (from :func:`eoslab.report.table2.fit_power_laws`) adds the peak-alignment
     figures.
     """
     jobs: list[FigureJob] = []

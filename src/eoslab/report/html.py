@@ -16,18 +16,9 @@ from pathlib import Path
 
 from eoslab.report.checks import Check, format_value
 from eoslab.report.figures import FigureFile, group_heading
-from eoslab.report.powerlaw import (
-    GroupFit,
-    ci_text,
-    criterion_name,
-    dataset_name,
-    describe_y,
-    group_title,
-    protocol_text,
-    tests_cells,
-    verdict_lines,
-)
+from eoslab.report.protocol import criterion_name, dataset_name, protocol_text
 from eoslab.report.study import Study, sizes_text
+from eoslab.report.table2 import GroupFit, ci_text, describe_y, group_title, tests_cells, verdict_lines
 
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; color: #222; }

@@ -4,7 +4,7 @@ only (the width, say), side by side (docs/math.md §5).
 The report fits Eq. 9 once per group (:mod:`eoslab.report.groups`), so a sweep over widths gives
 one fit per width. A *study* gathers the fits of the groups that share dataset, criterion and
 every other setting and differ in one numeric setting: a table (``study.csv`` / ``study.md``: per
-value, both ``y`` of :class:`~eoslab.report.powerlaw.GroupFit` with ``b``, its interval, R², the
+value, both ``y`` of :class:`~eoslab.report.table2.GroupFit` with ``b``, its interval, R², the
 tests and the verdict) and a figure (``b`` with its interval against the setting, the paper's
 ``b`` marked). Whether the exponent approaches the paper's as the width approaches the paper's
 512 is read from them; the sizes of every fit are stated, since ``b`` over other sizes is another
@@ -23,15 +23,9 @@ import pandas as pd
 
 from eoslab.report.figures import FigureJob, panel_grid
 from eoslab.report.groups import Group, finite_number
-from eoslab.report.powerlaw import (
-    GroupFit,
-    PowerLawFit,
-    ci_text,
-    criterion_name,
-    dataset_name,
-    fit_columns,
-    tests_cells,
-)
+from eoslab.report.powerlaw import PowerLawFit
+from eoslab.report.protocol import criterion_name, dataset_name
+from eoslab.report.table2 import GroupFit, ci_text, fit_columns, tests_cells
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure

@@ -16,11 +16,11 @@ from eoslab.store import write_text
 from . import checks as checks_mod
 from . import figures as figures_mod
 from . import html as html_mod
-from . import powerlaw, study
+from . import study, table2
 from .checks import Check
 from .collected import collected_frame, flow_departures, split_trajectory
 from .figures import FigureFile, FigureJob
-from .powerlaw import GroupFit
+from .table2 import GroupFit
 
 
 @dataclass(frozen=True)
@@ -74,7 +74,7 @@ def write_report(
     if departed:
         notes.append(departed)
     try:
-        fits = powerlaw.fit_power_laws(
+        fits = table2.fit_power_laws(
             analysis,
             metric=metric,
             layer=layer,
@@ -87,9 +87,9 @@ def write_report(
     except ValueError as e:  # the metric is absent altogether; the rest of the report still stands
         fits = []
         notes.append(f"No power-law fit: {e}")
-    write_text(powerlaw.fits_frame(fits).to_csv(index=False), out_dir / "table2.csv")
-    write_text(powerlaw.fits_markdown(fits), out_dir / "table2.md")
-    write_text(powerlaw.peaks_frame(fits).to_csv(index=False), out_dir / "peaks.csv")
+    write_text(table2.fits_frame(fits).to_csv(index=False), out_dir / "table2.csv")
+    write_text(table2.fits_markdown(fits), out_dir / "table2.md")
+    write_text(table2.peaks_frame(fits).to_csv(index=False), out_dir / "peaks.csv")
     studies = study.studies(fits)
     for name in ("study.csv", "study.md"):
         (out_dir / name).unlink(missing_ok=True)

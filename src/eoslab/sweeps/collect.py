@@ -31,7 +31,7 @@ from .point import PointStatus, analysis_table, exclusion_reason, point_dir, poi
 #: other axis of the sweep (:func:`eoslab.sweeps.grid.axis_columns`), then the rows of
 #: ``analysis.parquet``. Without other axes the table's schema is exactly this one.
 COLLECT_SCHEMA = pa.schema(list(RUN_COLUMNS) + list(ANALYSIS_SCHEMA))
-#: Config fields the report's protocol states (:func:`eoslab.report.powerlaw.protocol`), carried as
+#: Config fields the report's protocol states (:func:`eoslab.report.protocol.protocol`), carried as
 #: columns whenever a run sets them, whether or not they vary between the runs.
 PROTOCOL_FIELDS = ("data.options.encoder",)
 #: Schema metadata key of :class:`CollectInfo`.
