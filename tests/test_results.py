@@ -174,3 +174,41 @@ def test_the_exponent_grows_with_the_width_and_overshoots_the_papers_at_its_widt
     assert by_width[512].fit.tests.lof_p == pytest.approx(0.0972, abs=5e-5) and not by_width[512].fit.tests.rejected
     assert by_width[256].fit.tests.lof_p == pytest.approx(0.0317, abs=5e-5) and by_width[256].fit.tests.rejected
     assert all(g.at_last == (10, 10) and g.fixed_time.b_ci[1] < 0 for g in by_width.values())
+
+
+@pytest.mark.parametrize(
+    ("preset", "name"), [("repro_dice", "dice"), ("repro_atrial_fibrillation", "atrial_fibrillation")]
+)
+def test_the_gd_sharpness_trajectories_quoted_in_the_results_are_the_committed_runs(preset, name):
+    """docs/results/README.md describes gradient descent's λ¹(H) every 5 steps from the GD runs
+    retrained for the re-check (recheck/gd_*.csv); at every committed snapshot those values must be
+    the committed ones (the same runs), and every one of them a certified eigenvalue.
+    """
+    gd = pd.read_csv(RESULTS / "recheck" / f"gd_{name}.csv")
+    measured = gd.dropna(subset=["sharpness_H"])
+    assert measured["eig_converged"].astype(bool).all()
+    frame = collected_frame(read_parquet(RESULTS / preset / "collected.parquet"))
+    snapshots = frame[(frame["metric"] == "sharpness_H") & (frame["solver"] == "gd")]
+    both = snapshots.merge(measured, on=["run_id", "step"], suffixes=("", "_gd"))
+    # every snapshot but a run's last (θ at the target, where training stops before measuring) is a measured step
+    assert set(both["run_id"]) == set(snapshots["run_id"]) == set(gd["run_id"])
+    assert len(both) == len(snapshots) - snapshots["run_id"].nunique() > 20
+    rel = (both["sharpness_H"] - both["value"]).abs() / both["value"]
+    assert rel.max() < 1e-4
+
+
+def test_the_gd_sharpness_numbers_in_the_results_readme():
+    """The numbers of the "Edge of stability" paragraphs (Dice n = 256, AtrialFibrillation n = 960)."""
+    dice = pd.read_csv(RESULTS / "recheck" / "gd_dice.csv").dropna(subset=["sharpness_H"])
+    eta01 = dice[dice["eta"] == 0.1].set_index("step")
+    assert eta01["sharpness_H"].loc[125] == pytest.approx(24.07, abs=0.01)
+    assert eta01["sharpness_H"].loc[10:395].drop([125, 390]).between(17.85, 22.85).all()
+    assert eta01["sharpness_H"].idxmax() == 420 and eta01["sharpness_H"].max() == pytest.approx(46.1, abs=0.05)
+    assert eta01["sharpness_H"].loc[430:].between(9.95, 10.85).all()
+    eta008 = dice[dice["eta"] == 0.08].set_index("step")["sharpness_H"]
+    assert eta008.idxmax() == 330 and eta008.max() == pytest.approx(62.4, abs=0.05)
+    assert eta008.loc[340:].between(14.25, 15.45).all()
+    af = pd.read_csv(RESULTS / "recheck" / "gd_atrial_fibrillation.csv").dropna(subset=["sharpness_H"])
+    af01 = af[af["eta"] == 0.1].set_index("step")["sharpness_H"]
+    assert (af01.loc[115], af01.loc[125], af01.loc[190]) == pytest.approx((28.2, 16.3, 37.3), abs=0.05)
+    assert af01.iloc[-1] == pytest.approx(9.5, abs=0.05)
