@@ -20,9 +20,10 @@ from eoslab.cli import main
 from eoslab.config import config_hash, load_config
 from eoslab.data import load_dataset
 from eoslab.errors import ConfigError
-from eoslab.rundir import TRAJECTORY_SCHEMA
+from eoslab.rundir import TRAJECTORY_SCHEMA, RunDir
 from eoslab.runs import RunConflictError, analyze_run, build_problem, load_run, train
 from eoslab.store import read_json, read_parquet
+from eoslab.sweeps.point import point_status
 
 from ._train_helpers import assert_same_run, config_dict, interrupt_at, small_config, write_config
 
@@ -186,6 +187,55 @@ def test_resume_skips_an_unreadable_snapshot(tmp_path, monkeypatch):
         "snapshots/step_00000020.safetensors does not match its checksum in manifest.json (corrupt): "
         "skipped, resumed from step 10"
     ]
+
+
+def _crash_at_step_20(cfg, run_dir, monkeypatch):
+    with monkeypatch.context() as m:
+        interrupt_at(m, 27)  # last snapshot: step 20
+        with pytest.raises(KeyboardInterrupt):
+            train(cfg, run_dir, progress=False)
+
+
+def test_a_run_resumed_by_other_code_says_it_mixes_two_versions(tmp_path, monkeypatch, capsys):
+    """The manifest records the code of each sitting; a resume by other code than the one that
+    trained the steps before is loud: stderr, a note in status.json, MIXED in `eoslab show`.
+    """
+    cfg, run_dir = small_config(train={"max_steps": 45}), tmp_path / "run"
+    monkeypatch.setattr("eoslab.runs.training.code_identity", lambda: "eoslab 0.1.0, git aaaaaaa")
+    _crash_at_step_20(cfg, run_dir, monkeypatch)
+    assert RunDir(run_dir).code_sittings() == [(0, "eoslab 0.1.0, git aaaaaaa")]
+    capsys.readouterr()
+    monkeypatch.setattr("eoslab.runs.training.code_identity", lambda: "eoslab 0.1.0, git bbbbbbb")
+    assert train(cfg, run_dir, progress=False)["state"] == "stopped"
+    assert RunDir(run_dir).code_sittings() == [(0, "eoslab 0.1.0, git aaaaaaa"), (20, "eoslab 0.1.0, git bbbbbbb")]
+    said = (
+        "resumed at step 20 by eoslab 0.1.0, git bbbbbbb, but steps up to 20 were trained by eoslab 0.1.0, git aaaaaaa"
+    )
+    assert said in capsys.readouterr().err
+    (note,) = read_json(run_dir / "status.json")["notes"]
+    assert note.startswith(said) and "mixes two versions" in note
+    assert main(["show", str(run_dir)]) == 0
+    shown = capsys.readouterr().out
+    assert "git aaaaaaa from step 0; eoslab 0.1.0, git bbbbbbb from step 20 (MIXED" in shown and said in shown
+    # and a sweep's status names it
+    assert point_status(run_dir, analysis=False).detail == "trained by 2 versions of eoslab (eoslab show)"
+
+
+def test_a_run_resumed_by_the_same_code_or_restarted_from_scratch_is_not_mixed(tmp_path, monkeypatch, capsys):
+    cfg = small_config(train={"max_steps": 45})
+    monkeypatch.setattr("eoslab.runs.training.code_identity", lambda: "eoslab 0.1.0, git aaaaaaa")
+    _crash_at_step_20(cfg, tmp_path / "same", monkeypatch)
+    train(cfg, tmp_path / "same", progress=False)
+    assert RunDir(tmp_path / "same").code_sittings() == [(0, "eoslab 0.1.0, git aaaaaaa")]
+    assert "notes" not in read_json(tmp_path / "same" / "status.json")
+    # every snapshot after step 0 unreadable: the run starts again from scratch, all by the new code
+    _crash_at_step_20(cfg, tmp_path / "again", monkeypatch)
+    for step in (10, 20):
+        (tmp_path / "again" / "snapshots" / f"step_{step:08d}.safetensors").write_bytes(b"garbage")
+    monkeypatch.setattr("eoslab.runs.training.code_identity", lambda: "eoslab 0.1.0, git bbbbbbb")
+    train(cfg, tmp_path / "again", progress=False)
+    assert RunDir(tmp_path / "again").code_sittings() == [(0, "eoslab 0.1.0, git bbbbbbb")]
+    assert not any("mixes" in n for n in read_json(tmp_path / "again" / "status.json").get("notes", []))
 
 
 @pytest.mark.slow

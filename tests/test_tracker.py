@@ -12,6 +12,7 @@ import torch.nn.functional as F
 
 import eoslab
 from eoslab.criteria import CrossEntropy
+from eoslab.provenance import code_identity
 from eoslab.report.run import run_summary, tracker_edge, write_run_report
 from eoslab.rundir import RunDirError
 from eoslab.runs import analyze_run, load_run
@@ -154,6 +155,7 @@ def test_tracker_run_passes_analyze_show_report(tmp_path, one_thread):
     assert float(at("hessian_trace_stderr", 20).iloc[0]) > 0
     summary = dict(run_summary(out).lines())
     assert summary["state"].startswith("stopped") and "4 of 4 snapshots analysed" in summary["analysis"]
+    assert summary["code"] == f"{code_identity()} from step 0"  # the eoslab that measured it
     result = write_run_report(out, tmp_path / "report")
     assert result.index.is_file() and len(result.figures) > 1
 

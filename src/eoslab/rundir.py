@@ -35,7 +35,10 @@ The manifest (``manifest.json``, JSON)::
       },
       "files": {"status.json": "…", "trajectory.parquet": "…",
                 "snapshots/step_00000100.safetensors": "…", ...},   # SHA-256 of each file's bytes
-      "pending": {...}            # checksums of files being replaced right now (see below)
+      "pending": {...},           # checksums of files being replaced right now (see below)
+      "code": [{"step": 0, "code": "eoslab 0.1.0, git 8f149db"}, ...]
+                                  # who trained it: each sitting whose code differs from the one
+                                  # before, and the step it trained from (RunDir.record_code)
     }
 
 Every write goes through :meth:`RunDir.transaction`: the new files are written to temporary
@@ -554,6 +557,32 @@ class RunDir:
         """Write ``status.json`` (a one-file :meth:`transaction`)."""
         with self.transaction() as tx:
             tx.write(STATUS_FILE, json_bytes(status))
+
+    def record_code(self, identity: str, step: int) -> str | None:
+        """Record in the manifest's ``code`` that ``identity`` (:func:`eoslab.provenance.code_identity`)
+        trains the run from ``step`` on (call it holding the lock). Sittings from ``step`` on are
+        dropped first (their steps were abandoned: the run restarts before them); a sitting is added
+        only when its code differs from the last one's. Returns that last code when it differs and
+        trained steps before ``step``: the run now mixes two versions of the code. None otherwise
+        (and for a run directory without a manifest, which records nothing).
+        """
+        manifest = self.manifest()
+        if manifest is None:
+            return None
+        recorded = manifest.get("code", [])
+        kept = [s for s in recorded if s["step"] < step]
+        last = kept[-1]["code"] if kept else None
+        if last != identity:
+            kept.append({"step": step, "code": identity})
+        if kept != recorded:
+            manifest["code"] = kept
+            self._write_manifest(manifest)
+        return last if last not in (None, identity) else None
+
+    def code_sittings(self) -> list[tuple[int, str]]:
+        """``(step, code)`` of each sitting :meth:`record_code` recorded, in order (empty when none)."""
+        manifest = self.manifest()
+        return [(int(s["step"]), str(s["code"])) for s in (manifest or {}).get("code", [])]
 
     def add_note(self, note: str) -> None:
         """Warn (stderr) and append ``note`` to ``status.json``'s ``notes`` (when it is readable)."""

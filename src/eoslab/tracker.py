@@ -68,6 +68,7 @@ from .data import Dataset
 from .data.stored import STORED, stored_bytes
 from .eigen import EigResult
 from .integrators import StepReport
+from .provenance import code_identity
 from .rundir import (
     DATA_FILE,
     STATUS_FILE,
@@ -478,6 +479,7 @@ class Tracker:
         cfg = dataclasses.replace(self.config, solver=dataclasses.replace(self.config.solver, eta=eta))
         self.problem = dataclasses.replace(self.problem, config=cfg)
         self.run.create(to_dict(cfg), config_hash(cfg, 64), self.problem.fingerprint(), to_toml(cfg))
+        self.run.record_code(code_identity(), 0)  # the eoslab that measures (docs/rundir.md, `code`)
         about = {
             "measured_on": self.measured_on,
             "operators": list(self.operators),

@@ -87,6 +87,8 @@ class RunSummary:
         sharpness_source: ``analysis`` or ``trajectory`` (or empty without any).
         edge: gradient descent: how its measured λ¹(H) meets 2/η
             (:func:`eoslab.report.figures.edge_text`, Eq. 1); empty for the flow.
+        code: ``(step, code)`` of each sitting that trained the run with other code than the one
+            before (:meth:`eoslab.rundir.RunDir.code_sittings`); empty when not recorded.
     """
 
     path: Path
@@ -102,6 +104,7 @@ class RunSummary:
     sharpness_source: str = ""
     edge: str = ""
     threshold: str = ""
+    code: list[tuple[int, str]] = field(default_factory=list)
 
     def lines(self) -> list[tuple[str, str]]:
         """``(label, text)`` pairs, in the order shown."""
@@ -139,6 +142,10 @@ class RunSummary:
         for name, trend in self.eq7.items():
             out.append((f"{name} (layer 1)", trend.text()))
         out.append(("analysis", f"{self.analysed} of {self.snapshots} snapshots analysed"))
+        if self.code:
+            code = "; ".join(f"{c} from step {step}" for step, c in self.code)
+            out.append(("code", code + (" (MIXED: two versions trained this run)" if len(self.code) > 1 else "")))
+        out += [("note", str(note)) for note in self.status.get("notes", [])]
         return out
 
 
@@ -222,6 +229,7 @@ def run_summary(run_dir: str | Path) -> RunSummary:
         sharpness_source=source,
         edge=edge,
         threshold=threshold,
+        code=RunDir(run_dir).code_sittings(),
     )
 
 

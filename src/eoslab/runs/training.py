@@ -36,6 +36,7 @@ from ..distributed import broadcast_object, is_main
 from ..errors import RunConflictError
 from ..integrators import ExponentialEuler, Integrator, StepReport, departure_note, loss_rises
 from ..progress import ProgressBar
+from ..provenance import code_identity
 from ..rundir import (
     FINAL_STATES,
     SNAPSHOT_KINDS,
@@ -134,6 +135,21 @@ def _bind(run: RunDir, problem: Problem) -> dict[str, Any]:
     return manifest
 
 
+def _record_code(run: RunDir, step: int, notes: list[str]) -> None:
+    """Record the code that trains ``run`` from ``step`` (:meth:`~eoslab.rundir.RunDir.record_code`);
+    when it differs from the code that trained the steps before, say so loudly (stderr and a note).
+    """
+    now = code_identity()
+    before = run.record_code(now, step)
+    if before is not None:
+        note = (
+            f"resumed at step {step} by {now}, but steps up to {step} were trained by {before}: "
+            "this run mixes two versions of eoslab; train it again into a new folder for one"
+        )
+        notes.append(note)
+        warn(f"{run.path}: {note}")
+
+
 def _written_manifest(run: RunDir) -> dict[str, Any]:
     """The manifest :meth:`~eoslab.rundir.RunDir.create` or :meth:`~eoslab.rundir.RunDir.adopt` just wrote."""
     manifest = run.manifest()
@@ -200,6 +216,8 @@ def _train_loop(
         status = {**resume.final_status, **({"notes": merged} if merged else {})}
         writer.finish([*resume.rows, resume.final_row], status)
         return status
+    if main:
+        _record_code(run, max(step0, 0), notes)
 
     elapsed0, rows = 0.0, []
     if resume is not None:

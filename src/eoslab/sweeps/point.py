@@ -202,10 +202,19 @@ def _files_status(run: RunDir, analysis: bool) -> PointStatus:
             return PointStatus(run_id, "pending", step, loss, reason, f"{TRAJECTORY_FILE} {e.detail}; rebuilt on rerun")
         complete = _analysis_complete(run, manifest) if analysis else True
         if complete:
-            return PointStatus(run_id, state, step, loss, reason)
+            return PointStatus(run_id, state, step, loss, reason, _mixed_code(manifest))
         what = f"{ANALYSIS_FILE} corrupt; recomputed on rerun" if complete is None else "trained; analysis pending"
         return PointStatus(run_id, "pending", step, loss, reason, what)
     return PointStatus(run_id, "pending", step, loss, reason, f"interrupted at step {step}; resumes")
+
+
+def _mixed_code(manifest: dict) -> str:
+    """``trained by 2 versions of eoslab (eoslab show)`` when more than one code trained the run
+    (the manifest's ``code``, docs/rundir.md), else empty.
+    """
+    sittings = manifest.get("code", [])
+    versions = len({s["code"] for s in sittings})
+    return f"trained by {versions} versions of eoslab (eoslab show)" if len(sittings) > 1 else ""
 
 
 def _record_failure(run: RunDir, stage: str, reason: str, train_status: dict | None) -> None:
