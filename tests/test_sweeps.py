@@ -3,6 +3,7 @@ per-point job (failures recorded, retried, finished runs untouched), failing poi
 with ``eoslab status``, and ``collect`` read back by pandas, polars and DuckDB.
 """
 
+import json
 import os
 import subprocess
 import sys
@@ -12,8 +13,10 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
+from eoslab.commands.report import load_source
 from eoslab.config import ConfigError, config_hash, resolve
 from eoslab.provenance import code_identity
+from eoslab.rundir import RunDir
 from eoslab.store import read_parquet, to_frame
 from eoslab.sweeps import (
     COLLECT_SCHEMA,
@@ -27,6 +30,7 @@ from eoslab.sweeps import (
     run_sweep,
     sweep_status,
 )
+from eoslab.sweeps.collect import current_info
 
 from ._sweep_helpers import sweep_cli, tiny_base, write_sweep
 
@@ -284,6 +288,21 @@ def test_collect_schema_and_readers(tmp_path):
     assert (rows, runs) == (expect, 2)
     assert con.execute(f"select typeof(layer) from read_parquet('{path}') limit 1").fetchone()[0] == "BIGINT"
     np.testing.assert_array_equal(frame["value"].to_numpy(), table["value"].to_numpy())  # NaN == NaN here
+
+    # each run records the code that trained it; a run resumed by other code is named in the report
+    first_run = RunDir(out / "runs" / grid[0]["run_id"])
+    assert first_run.code_sittings() == [(0, code_identity())] and current_info(out).mixed == {}
+    manifest = json.loads(first_run.manifest_file.read_text())
+    manifest["code"].append({"step": 5, "code": "eoslab 0.1.0, git fffffff"})
+    first_run.manifest_file.write_text(json.dumps(manifest))
+    assert current_info(out).mixed == {
+        grid[0]["run_id"]: [f"{code_identity()} from step 0", "eoslab 0.1.0, git fffffff from step 5"]
+    }
+    _, _, lines = load_source(out)
+    assert lines == [
+        f"WARNING: run {grid[0]['run_id']} was trained by more than one version of eoslab: "
+        f"{code_identity()} from step 0; eoslab 0.1.0, git fffffff from step 5"
+    ]
 
 
 def test_status_through_a_pipe_keeps_whole_lines_and_leaves_unused_axes_blank(tmp_path):

@@ -187,7 +187,11 @@ def load_source(source: Path, *, include_stopped: bool = False):
     if table.num_rows == 0:
         what = info.headline() if info is not None else "0 runs"
         raise ReportError(f"nothing to report: {what}")
-    return table, headline, ([] if info is None else [f"left out {line}" for line in info.left_out_lines()])
+    return (
+        table,
+        headline,
+        ([] if info is None else [*info.mixed_lines(), *(f"left out {x}" for x in info.left_out_lines())]),
+    )
 
 
 def load_parts(sources: list[Path], *, include_stopped: bool = False):
@@ -270,8 +274,8 @@ def run(args: argparse.Namespace) -> int:
         if g.error:
             print(f"eoslab report: {g.group.name} not fitted: {g.error}", file=sys.stderr)
     for note in result.notes:
-        if note.startswith("WARNING"):
-            print(f"eoslab report: {note}", file=sys.stderr)
+        if note.lstrip().startswith("WARNING"):  # a part's lines are indented under it
+            print(f"eoslab report: {note.lstrip()}", file=sys.stderr)
     failed = [c.name for c in result.checks if not c.holds]
     print(
         f"{len(result.fits)} power-law fit(s), {len(result.checks) - len(failed)}/{len(result.checks)} "

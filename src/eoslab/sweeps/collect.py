@@ -90,6 +90,8 @@ class CollectInfo:
         grid: SHA-256 of the grid's run ids, in order.
         code: the code identities that ran the sweep (:func:`eoslab.provenance.recorded_codes`;
             empty for a sweep run before they were recorded).
+        mixed: run_id → its code sittings (``<code> from step <s>``), for every included run that
+            more than one version of eoslab trained (a resume by other code, docs/rundir.md).
     """
 
     sweep: str
@@ -100,6 +102,7 @@ class CollectInfo:
     include_stopped: bool = False
     grid: str = ""
     code: list[str] = field(default_factory=list)
+    mixed: dict[str, list[str]] = field(default_factory=dict)
 
     def code_text(self) -> str:
         """``ran at eoslab 0.1.0, git 8f149db``, or that the code was not recorded."""
@@ -121,6 +124,13 @@ class CollectInfo:
         lines = [f"{p.run_id}: {p.reason}" for p in self.left_out[:limit]]
         more = len(self.left_out) - limit
         return lines + ([f"... and {more} more (eoslab status lists them all)"] if more > 0 else [])
+
+    def mixed_lines(self) -> list[str]:
+        """A WARNING per included run that more than one version of eoslab trained."""
+        return [
+            f"WARNING: run {run_id} was trained by more than one version of eoslab: {'; '.join(sittings)}"
+            for run_id, sittings in self.mixed.items()
+        ]
 
     def to_json(self) -> str:
         """The metadata as JSON text."""
@@ -151,12 +161,16 @@ def _grid_hash(run_ids: list[str]) -> str:
 def current_info(sweep_dir: str | Path, *, include_stopped: bool = False) -> CollectInfo:
     """What :func:`collect` would record for the sweep as it is now (without reading the tables)."""
     sweep_dir = Path(sweep_dir)
-    included, left_out, ids = {}, [], []
+    included, left_out, ids, mixed = {}, [], [], {}
     for row, status in sweep_status(sweep_dir):
         ids.append(row["run_id"])
         reason = exclusion_reason(status, include_stopped)
         if reason is None:
-            included[row["run_id"]] = _sha256(RunDir(point_dir(sweep_dir, row["run_id"])).analysis_file)
+            run = RunDir(point_dir(sweep_dir, row["run_id"]))
+            included[row["run_id"]] = _sha256(run.analysis_file)
+            sittings = run.code_sittings()
+            if len(sittings) > 1:
+                mixed[row["run_id"]] = [f"{code} from step {step}" for step, code in sittings]
         else:
             left_out.append(LeftOut(row["run_id"], status.state, reason))
     return CollectInfo(
@@ -168,6 +182,7 @@ def current_info(sweep_dir: str | Path, *, include_stopped: bool = False) -> Col
         include_stopped=include_stopped,
         grid=_grid_hash(ids),
         code=recorded_codes(sweep_dir),
+        mixed=mixed,
     )
 
 
