@@ -379,6 +379,17 @@ def test_a_table_without_the_fitted_metric_still_gets_a_report(tmp_path):
     assert pd.read_csv(tmp_path / "peaks.csv").empty
 
 
+def test_the_pages_notes_mark_warnings(tmp_path):
+    """A WARNING among the notes (a run that two versions of eoslab trained) stands out on the page."""
+    from eoslab.report import write_report
+
+    frame = make_collected(groups=(("cifar10", "ce", (390, 781), 4e-4, 0.49),), gd=False)
+    notes = ["WARNING: run abc was trained by more than one version of eoslab: …", "left out def: stopped"]
+    write_report(frame[frame["metric"] == "sharpness_H"], tmp_path, n_boot=10, notes=notes)
+    page = (tmp_path / "index.html").read_text()
+    assert "<li class=warn>WARNING: run abc was trained" in page and "<li>left out def: stopped</li>" in page
+
+
 def test_y_at_a_common_flow_time_interpolates_and_the_last_snapshot_share_is_counted():
     from eoslab.report.table2 import fixed_time_per_run
 

@@ -23,7 +23,7 @@ COMMANDS: dict[str, str] = {
     "train": "train one network to a target loss (GD or exponential Euler), resumable",
     "analyze": "compute the decomposition (analysis.parquet) for every snapshot of a run",
     "sweep": "run train + analyze over a grid of configs (local processes or Ray)",
-    "status": "table of done / running / failed / pending runs of a sweep, with the axes that vary",
+    "status": "table of a sweep's runs (done, stopped, running, failed, pending, missing), with the axes that vary",
     "collect": "join a sweep's configs, analyses and trajectories into one Parquet table",
     "report": "power-law fits (Table 2), the paper's figures and an index.html, of a sweep or of one run",
     "show": "one run at a glance: state, loss, λ¹ of H, G, R and the Eq. 7 factors over training",

@@ -1,4 +1,4 @@
-"""``eoslab status DIR``: a table of a sweep's points (done / running / failed / pending / missing) with the
+"""``eoslab status DIR``: a table of a sweep's points (done / stopped / running / failed / pending / missing) with the
 axes that vary between them (solver, η, ``model.gain``, ...), their step, loss and a note, then the
 settings every point shares, the counts and the reason of every failed point
 (:func:`eoslab.sweeps.sweep_status`).

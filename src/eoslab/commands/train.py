@@ -30,7 +30,7 @@ from .exit_codes import error_exit
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add this command's arguments to its sub-parser."""
-    parser.add_argument("config", help="run config (TOML)")
+    parser.add_argument("config", help="run config (TOML), or a preset's name (eoslab init --list)")
     parser.add_argument(
         "--out",
         required=True,

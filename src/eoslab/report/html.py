@@ -186,7 +186,7 @@ def index_html(
     """
     out_dir = Path(out_dir)
     fitted = "" if not fits else _e(describe_y(fits[0]).replace("`", ""))
-    note_list = "".join(f"<li>{_e(n)}</li>" for n in notes)
+    note_list = _note_items(notes)
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     return f"""<!DOCTYPE html>
 <html lang="en"><head>{_head("eoslab report")}</head>
@@ -212,13 +212,18 @@ per run, coloured by dataset size n (log scale). Click a figure for its PDF.</p>
 """
 
 
+def _note_items(notes: Sequence[str]) -> str:
+    """The notes as list items; a WARNING (a mixed-code run, peaks at the last snapshot) in red."""
+    return "".join(f"<li{' class=warn' if 'WARNING' in n else ''}>{_e(n)}</li>" for n in notes)
+
+
 def run_index_html(
     *, lines: list[tuple[str, str]], figures: list[FigureFile], notes: list[str], out_dir: str | Path
 ) -> str:
     """The page of a single run's report (``eoslab report RUN``): its summary, then its figures."""
     out_dir = Path(out_dir)
     summary = "".join(f"<tr><th class=l>{_e(k)}</th><td class=l>{_e(v)}</td></tr>" for k, v in lines)
-    note_list = "".join(f"<li>{_e(n)}</li>" for n in notes)
+    note_list = _note_items(notes)
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     title = dict(lines).get("run", "run")
     return f"""<!DOCTYPE html>
