@@ -1,7 +1,9 @@
 """Which code produced a result (eoslab.provenance): the version and, in a git checkout, the commit."""
 
+import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -28,3 +30,23 @@ def test_recorded_codes_are_the_distinct_lines_of_code_txt_in_order(tmp_path):
     with open(tmp_path / "code.txt", "a") as f:
         f.write("2026-01-01T00:00:00+00:00\teoslab 0.0.9, git abc1234, modified\n\n")
     assert recorded_codes(tmp_path) == [code_identity(), "eoslab 0.0.9, git abc1234, modified"]
+
+
+def test_an_eoslab_inside_another_repository_does_not_take_its_commit(tmp_path):
+    """An eoslab installed into a virtual environment inside a user's own repository (ignored there):
+    that repository's HEAD is not eoslab's commit, so the identity is the version alone.
+    """
+    if shutil.which("git") is None:
+        pytest.skip("no git here")
+    git = ["git", "-C", str(tmp_path), "-c", "user.email=a@b", "-c", "user.name=a"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    (tmp_path / ".gitignore").write_text("venv/\n")
+    subprocess.run([*git, "add", ".gitignore"], check=True)
+    subprocess.run([*git, "commit", "-qm", "their project"], check=True)
+    shutil.copytree(Path(eoslab.__file__).parent, tmp_path / "venv" / "eoslab")
+    code = "from eoslab.provenance import code_identity; print(code_identity())"
+    out = subprocess.run(
+        [sys.executable, "-c", code], env={**os.environ, "PYTHONPATH": str(tmp_path / "venv")}, capture_output=True
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.decode().strip() == f"eoslab {eoslab.__version__}"

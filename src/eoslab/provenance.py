@@ -18,7 +18,8 @@ from .rundir import CODE_FILE
 
 def code_identity() -> str:
     """``eoslab 0.1.0, git 8f149db`` (``, modified`` when the package's files differ from that
-    commit); ``eoslab 0.1.0`` outside a git checkout (an installed wheel).
+    commit); ``eoslab 0.1.0`` outside a git checkout of eoslab (an installed wheel, also one in a
+    folder of another repository).
     """
     package = Path(__file__).resolve().parent
 
@@ -32,7 +33,9 @@ def code_identity() -> str:
         return done.stdout.strip() if done.returncode == 0 else None
 
     commit = git("rev-parse", "--short", "HEAD")
-    if not commit:
+    # the package must be a tracked part of that checkout: an eoslab installed into a virtual
+    # environment inside someone's own repository (ignored there) is not that repository's commit
+    if not commit or git("ls-files", "--error-unmatch", "__init__.py") is None:
         return f"eoslab {__version__}"
     modified = git("status", "--porcelain", "--", ".")
     return f"eoslab {__version__}, git {commit}" + (", modified" if modified else "")
