@@ -3,7 +3,9 @@
 A sweep appends one line per invocation to its folder's :data:`~eoslab.rundir.CODE_FILE`
 (:func:`record_code`), and the collected table carries the distinct identities
 (:class:`~eoslab.sweeps.collect.CollectInfo`), so a report merged from parts of a sweep run at
-different times names the code of each part (docs/rundir.md).
+different times names the code of each part (docs/rundir.md). A run's manifest records the code of
+each sitting that trained it, and a resume by other code is loud, not refused (X16 in
+docs/decisions.md; :meth:`eoslab.rundir.RunDir.record_code`).
 """
 
 from __future__ import annotations
