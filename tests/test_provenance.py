@@ -32,6 +32,48 @@ def test_recorded_codes_are_the_distinct_lines_of_code_txt_in_order(tmp_path):
     assert recorded_codes(tmp_path) == [code_identity(), "eoslab 0.0.9, git abc1234, modified"]
 
 
+def _identity_of(package_parent: Path) -> str:
+    """code_identity() of the eoslab package copied under ``package_parent``, in a fresh interpreter."""
+    code = "from eoslab.provenance import code_identity; print(code_identity())"
+    env = {**os.environ, "PYTHONPATH": str(package_parent)}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True)
+    assert out.returncode == 0, out.stderr
+    return out.stdout.decode().strip()
+
+
+def _git(repo: Path, *args: str) -> None:
+    subprocess.run(["git", "-C", str(repo), "-c", "user.email=a@b", "-c", "user.name=a", *args], check=True)
+
+
+def test_two_different_uncommitted_states_are_two_identities(tmp_path):
+    """``modified`` carries a digest of the difference: a resume after another uncommitted edit is
+    another code (X16), and undoing the edit gives the commit back.
+    """
+    if shutil.which("git") is None:
+        pytest.skip("no git here")
+    package = tmp_path / "src" / "eoslab"
+    shutil.copytree(Path(eoslab.__file__).parent, package, ignore=shutil.ignore_patterns("__pycache__"))
+    _git(tmp_path, "init", "-q")
+    (tmp_path / ".gitignore").write_text("__pycache__/\n")
+    _git(tmp_path, "add", ".")
+    _git(tmp_path, "commit", "-qm", "eoslab")
+    clean = _identity_of(tmp_path / "src")
+    assert clean.startswith(f"eoslab {eoslab.__version__}, git ") and "modified" not in clean
+    solver = package / "integrators.py"
+    original = solver.read_text()
+    solver.write_text(original + "\n# an edit\n")
+    first = _identity_of(tmp_path / "src")
+    solver.write_text(original + "\n# another edit\n")
+    second = _identity_of(tmp_path / "src")
+    (package / "scratch.py").write_text("x = 1\n")  # an untracked file counts too
+    third = _identity_of(tmp_path / "src")
+    assert all(i.startswith(f"{clean}, modified ") for i in (first, second, third))
+    assert len({first, second, third}) == 3
+    (package / "scratch.py").unlink()
+    solver.write_text(original)
+    assert _identity_of(tmp_path / "src") == clean
+
+
 def test_an_eoslab_inside_another_repository_does_not_take_its_commit(tmp_path):
     """An eoslab installed into a virtual environment inside a user's own repository (ignored there):
     that repository's HEAD is not eoslab's commit, so the identity is the version alone.

@@ -10,6 +10,7 @@ docs/decisions.md; :meth:`eoslab.rundir.RunDir.record_code`).
 
 from __future__ import annotations
 
+import hashlib
 import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,9 +20,10 @@ from .rundir import CODE_FILE
 
 
 def code_identity() -> str:
-    """``eoslab 0.1.0, git 8f149db`` (``, modified`` when the package's files differ from that
-    commit); ``eoslab 0.1.0`` outside a git checkout of eoslab (an installed wheel, also one in a
-    folder of another repository).
+    """``eoslab 0.1.0, git 8f149db``; ``, modified 1a2b3c4d`` when the package's files differ from
+    that commit, with a digest of the difference (the diff and the untracked files), so two
+    different uncommitted states are two identities; ``eoslab 0.1.0`` outside a git checkout of
+    eoslab (an installed wheel, also one in a folder of another repository).
     """
     package = Path(__file__).resolve().parent
 
@@ -39,8 +41,17 @@ def code_identity() -> str:
     # environment inside someone's own repository (ignored there) is not that repository's commit
     if not commit or git("ls-files", "--error-unmatch", "__init__.py") is None:
         return f"eoslab {__version__}"
-    modified = git("status", "--porcelain", "--", ".")
-    return f"eoslab {__version__}, git {commit}" + (", modified" if modified else "")
+    identity = f"eoslab {__version__}, git {commit}"
+    if not git("status", "--porcelain", "--", "."):
+        return identity
+    digest = hashlib.sha256((git("diff", "HEAD", "--", ".") or "").encode())
+    for name in sorted((git("ls-files", "--others", "--exclude-standard", "--", ".") or "").splitlines()):
+        digest.update(name.encode())
+        try:
+            digest.update((package / name).read_bytes())
+        except OSError:
+            digest.update(b"unreadable")
+    return f"{identity}, modified {digest.hexdigest()[:8]}"
 
 
 def record_code(folder: str | Path) -> None:
