@@ -221,6 +221,23 @@ def test_a_run_resumed_by_other_code_says_it_mixes_two_versions(tmp_path, monkey
     assert point_status(run_dir, analysis=False).detail == "trained by 2 versions of eoslab (eoslab show)"
 
 
+def test_a_run_resumed_twice_from_one_snapshot_by_other_code_notes_it_once(tmp_path, monkeypatch):
+    """The second resume from the same snapshot meets the same mix; status.json says it once."""
+    cfg, run_dir = small_config(train={"max_steps": 45}), tmp_path / "run"
+    monkeypatch.setattr("eoslab.runs.training.code_identity", lambda: "eoslab 0.1.0, git aaaaaaa")
+    _crash_at_step_20(cfg, run_dir, monkeypatch)
+    monkeypatch.setattr("eoslab.runs.training.code_identity", lambda: "eoslab 0.1.0, git bbbbbbb")
+    with monkeypatch.context() as m:
+        interrupt_at(m, 5)  # step 26: before the next snapshot, so the next sitting resumes from 20 again
+        with pytest.raises(KeyboardInterrupt):
+            train(cfg, run_dir, progress=False)
+    assert [n for n in read_json(run_dir / "status.json")["notes"] if "mixes two versions" in n]
+    assert train(cfg, run_dir, progress=False)["state"] == "stopped"
+    assert RunDir(run_dir).code_sittings() == [(0, "eoslab 0.1.0, git aaaaaaa"), (20, "eoslab 0.1.0, git bbbbbbb")]
+    (note,) = read_json(run_dir / "status.json")["notes"]
+    assert note.startswith("resumed at step 20 by eoslab 0.1.0, git bbbbbbb") and "mixes two versions" in note
+
+
 def test_a_run_resumed_by_the_same_code_or_restarted_from_scratch_is_not_mixed(tmp_path, monkeypatch, capsys):
     cfg = small_config(train={"max_steps": 45})
     monkeypatch.setattr("eoslab.runs.training.code_identity", lambda: "eoslab 0.1.0, git aaaaaaa")

@@ -309,6 +309,13 @@ def data_differences(current: dict, created: dict) -> list[str]:
 
 
 # ------------------------------------------------------------------------------ the run directory
+def code_sittings(manifest: dict[str, Any] | None) -> list[tuple[int, str]]:
+    """``(step, code)`` of each sitting recorded in a manifest's ``code`` (docs/rundir.md), in order;
+    empty for a run without a manifest or without the record.
+    """
+    return [(int(s["step"]), str(s["code"])) for s in (manifest or {}).get("code", [])]
+
+
 class RunDir:
     """The files of one run directory (see the module docstring).
 
@@ -581,8 +588,7 @@ class RunDir:
 
     def code_sittings(self) -> list[tuple[int, str]]:
         """``(step, code)`` of each sitting :meth:`record_code` recorded, in order (empty when none)."""
-        manifest = self.manifest()
-        return [(int(s["step"]), str(s["code"])) for s in (manifest or {}).get("code", [])]
+        return code_sittings(self.manifest())
 
     def add_note(self, note: str) -> None:
         """Warn (stderr) and append ``note`` to ``status.json``'s ``notes`` (when it is readable)."""

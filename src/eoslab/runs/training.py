@@ -146,8 +146,16 @@ def _record_code(run: RunDir, step: int, notes: list[str]) -> None:
             f"resumed at step {step} by {now}, but steps up to {step} were trained by {before}: "
             "this run mixes two versions of eoslab; train it again into a new folder for one"
         )
+        _note(run, notes, note)
+
+
+def _note(run: RunDir, notes: list[str], note: str) -> None:
+    """Say ``note`` on stderr and add it to the run's ``notes`` unless it is there already (a run
+    resumed twice from the same snapshot meets the same problem twice; it is one problem).
+    """
+    warn(f"{run.path}: {note}")
+    if note not in notes:
         notes.append(note)
-        warn(f"{run.path}: {note}")
 
 
 def _written_manifest(run: RunDir) -> dict[str, Any]:
@@ -205,9 +213,7 @@ def _train_loop(
     step0 = resume.state["step"] if resume else -1
     if main and (broken or skipped):
         where = f"resumed from step {step0}" if resume else "started again from step 0"
-        note = "; ".join([*([broken] if broken else []), *(f"{s}: skipped, {where}" for s in skipped)])
-        notes.append(note)
-        warn(f"{run.path}: {note}")
+        _note(run, notes, "; ".join([*([broken] if broken else []), *(f"{s}: skipped, {where}" for s in skipped)]))
     # files after the resume point are corrupt, or of an abandoned trajectory
     writer.remove([run.snapshot_name(k, s) for k in SNAPSHOT_KINDS for s in run.snapshot_steps(k) if s > step0])
     if resume is not None and resume.final_status is not None:  # the final snapshot is intact
@@ -257,8 +263,7 @@ def _train_loop(
 
     departed = departure_note([r.loss for r in rows]) if flow and main else None
     if departed:
-        notes.append(departed)
-        warn(f"{run.path}: {departed}")
+        _note(run, notes, departed)
     status = final_status(report, limit, target, notes, rows[0].loss)
     if status["state"] == "failed":
         writer.finish(rows, status)

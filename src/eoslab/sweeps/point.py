@@ -35,6 +35,7 @@ from ..rundir import (
     CorruptFileError,
     RunDir,
     RunDirError,
+    code_sittings,
 )
 from ..runs import analyze_run, train
 from .grid import GRID_FILE, RUNS_DIR
@@ -212,8 +213,8 @@ def _mixed_code(manifest: dict) -> str:
     """``trained by 2 versions of eoslab (eoslab show)`` when more than one code trained the run
     (the manifest's ``code``, docs/rundir.md), else empty.
     """
-    sittings = manifest.get("code", [])
-    versions = len({s["code"] for s in sittings})
+    sittings = code_sittings(manifest)
+    versions = len({code for _, code in sittings})
     return f"trained by {versions} versions of eoslab (eoslab show)" if len(sittings) > 1 else ""
 
 
