@@ -19,7 +19,7 @@ from eoslab.runs import analyze_run, load_run
 from eoslab.store import to_frame
 from eoslab.tracker import optimizer_stability
 
-from ._cases import dense_H, mlp_case
+from ._cases import dense_G, dense_H, mlp_case
 
 
 def problem(n=40, seed=0, width=6):
@@ -59,7 +59,8 @@ def test_adam_preconditioner_is_the_update(amsgrad):
 
 def test_adam_preconditioned_sharpness_vs_dense(tmp_path):
     """The tracker's λ¹(P^{-1/2} H P^{-1/2}) against eigvalsh of the dense one (torch.func.hessian),
-    and AdamW's 38/η; λ¹(H), λ¹(G), λ¹(R) of its rows against the dense H too.
+    and AdamW's 38/η; λ¹(H), λ¹(G), λ¹(R) of its rows against eigvalsh of the dense H, of G
+    assembled from per-sample jacrev Jacobians, and of R = H − G.
     """
     model, net, X, y = problem()
     opt = torch.optim.AdamW(net.parameters(), lr=0.02, weight_decay=0.1)
@@ -73,7 +74,9 @@ def test_adam_preconditioned_sharpness_vs_dense(tmp_path):
     assert extra["preconditioned_sharpness"] == pytest.approx(float(dense), rel=1e-6)
     assert extra["threshold"] == pytest.approx(38 / 0.02) and extra["lr"] == 0.02
     assert report.eigenvalues[0] == pytest.approx(float(torch.linalg.eigvalsh(H)[-1]), rel=1e-6)
-    assert extra["sharpness_R"] < extra["sharpness_G"] <= report.eigenvalues[0] + extra["sharpness_R"] + 1e-9
+    G = dense_G(model, CrossEntropy(), theta, X, y)
+    assert extra["sharpness_G"] == pytest.approx(float(torch.linalg.eigvalsh(G)[-1]), rel=1e-6)
+    assert extra["sharpness_R"] == pytest.approx(float(torch.linalg.eigvalsh(H - G)[-1]), rel=1e-6)
     assert (report.step, report.t) == (3, pytest.approx(0.06))
     tracker.close()
 
