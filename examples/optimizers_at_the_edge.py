@@ -149,7 +149,8 @@ def main() -> None:
             f"last {ratio[-1]:.3f}, loss {float(traj['loss'].iloc[-1]):.3g}, "
             f"trained {trained:.1f} s, analysed {analysed:.1f} s, "
             f"{traj['hvps'].mean():.1f} H·v products per measurement, "
-            f"negative mass {density.negative_mass:.3f}"
+            f"negative mass {density.negative_mass:.3f} (bounds {density.negative_mass_bounds[0]:.3f}–"
+            f"{density.negative_mass_bounds[1]:.3f})"
         )
     axes[0].axhspan(0.9, 1.1, color="0.85", lw=0, zorder=0)
     axes[0].axhline(1.0, color="0.3", ls=":", lw=1)

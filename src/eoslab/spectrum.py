@@ -8,7 +8,7 @@ Every function takes an operator of :mod:`eoslab.curvature` (``op(V)`` on a bloc
   (Eq. S4);
 * :func:`lanczos_quadrature` — the stochastic Lanczos quadrature (SLQ) spectral density
   φ(λ) = (1/P) Σ_i δ(λ − λ_i) as nodes and weights per probe (Eq. S5), smoothed by
-  :meth:`SpectralDensity.density`, with the negative mass φ(λ < 0) (Eq. S6);
+  :meth:`SpectralDensity.density`, with the negative mass φ(λ < 0) and bounds on it (Eq. S6);
 * :func:`bottom_eigenvalues` — the k algebraically smallest eigenpairs (the top of −A);
 * :func:`block_sharpness` — λ¹ of A[g, g] for each parameter group g (H restricted to one layer,
   Eq. S7);
@@ -33,6 +33,11 @@ def _rademacher(count: int, op, generator: torch.Generator | None) -> torch.Tens
     """``count`` rows of i.i.d. ±1 entries, (count, P), drawn on the CPU."""
     z = torch.randint(0, 2, (count, op.dim), generator=generator, dtype=torch.int8)
     return (2 * z - 1).to(dtype=op.dtype, device=op.device)
+
+
+def _tridiagonal(alpha: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
+    """The symmetric tridiagonal matrix with diagonal ``alpha`` (m,) and off-diagonal ``beta`` (m − 1,)."""
+    return torch.diag(alpha) + torch.diag(beta, 1) + torch.diag(beta, -1)
 
 
 @dataclass
@@ -81,20 +86,66 @@ class SpectralDensity:
         weights: (probes, m), the squared first components of T_m's eigenvectors (each row sums
             to 1; a probe whose Krylov space closed after j < m steps has zero weights after j).
         products: operator products used.
+        alpha, beta: (probes, m), T_m's diagonal and the Lanczos β_1 … β_m (β_m: the next
+            off-diagonal, for the Gauss–Radau rules of :meth:`mass_below_bounds`).
+        length: (probes,), the steps each probe took (< m where its Krylov space closed).
     """
 
     nodes: torch.Tensor
     weights: torch.Tensor
     products: int
+    alpha: torch.Tensor
+    beta: torch.Tensor
+    length: torch.Tensor
 
     def expectation(self, f) -> float:
         """(1/probes) Σ_p Σ_j w_pj f(node_pj) ≈ (1/P) tr f(A) (Eq. S5)."""
         return float((self.weights * f(self.nodes)).sum(1).mean())
 
+    def mass_below_bounds(self, tau: float = 0.0) -> torch.Tensor:
+        """Per probe, bounds (probes, 2) on its measure's mass below ``tau``, μ_p(λ < τ) (Eq. S6).
+
+        The Gauss–Radau rule with a node fixed at τ (T_m extended by one row so that τ is an
+        eigenvalue: α̃ = τ + β_m² [(T_m − τ)⁻¹]_mm, Golub 1973) has nodes x_j and weights w_j with
+        Σ_{x_j<τ} w_j ≤ μ_p(λ < τ) ≤ μ_p(λ ≤ τ) ≤ Σ_{x_j≤τ} w_j (the Chebyshev–Markov–Stieltjes
+        inequalities). The weight at τ is what m steps cannot place on either side: large when much
+        of the spectrum sits at τ (H's null space in an over-parameterised network: then the Gauss
+        estimate Σ_{θ_j<τ} w_j can be far off either way). A probe whose Krylov space closed has the
+        exact measure. Nodes within 1e-10 × the largest |node| of τ count as at τ (round-off).
+        """
+        bounds = torch.zeros(self.nodes.shape[0], 2, dtype=self.nodes.dtype)
+        for p in range(self.nodes.shape[0]):
+            m, b = int(self.length[p]), float(self.beta[p, int(self.length[p]) - 1])
+            x, w = self.nodes[p, :m], self.weights[p, :m]
+            near = 1e-10 * float(x.abs().max())
+            if m == self.nodes.shape[1] and b > 0 and bool(((x - tau).abs() > near).all()):
+                T = _tridiagonal(self.alpha[p, :m], self.beta[p, : m - 1])
+                _, vectors = torch.linalg.eigh(T)
+                last = float((vectors[-1].square() / (x - tau)).sum())  # [(T_m − τ)⁻¹]_mm
+                R = torch.zeros(m + 1, m + 1, dtype=T.dtype)
+                R[:m, :m], R[m - 1, m], R[m, m - 1], R[m, m] = T, b, b, tau + b * b * last
+                values, vectors = torch.linalg.eigh(R)
+                x, w = values, vectors[0].square()
+            bounds[p, 0] = w[x < tau - near].sum()
+            bounds[p, 1] = w[x <= tau + near].sum()
+        return bounds
+
+    @property
+    def negative_mass_bounds(self) -> tuple[float, float]:
+        """Bounds on the SLQ estimate of φ(λ < 0) (Eq. S6): the mean over probes of each probe's
+        :meth:`mass_below_bounds` at 0 (certain for each probe's measure; the mean over probes is
+        the stochastic estimate of the share of A's eigenvalues).
+        """
+        low, high = self.mass_below_bounds(0.0).mean(0).tolist()
+        return low, high
+
     @property
     def negative_mass(self) -> float:
-        """φ(λ < 0) ≈ (number of negative eigenvalues) / P (Eq. S6)."""
-        return self.expectation(lambda x: (x < 0).to(x.dtype))
+        """φ(λ < 0) ≈ (number of negative eigenvalues) / P (Eq. S6): the middle of
+        :attr:`negative_mass_bounds`, which say how far it can be off for these probes.
+        """
+        low, high = self.negative_mass_bounds
+        return 0.5 * (low + high)
 
     def density(self, grid: torch.Tensor, sigma: float) -> torch.Tensor:
         """φ smoothed by a Gaussian of width ``sigma`` at the points ``grid`` (Eq. S5): integrates to 1."""
@@ -136,10 +187,9 @@ def lanczos_quadrature(
     weights = torch.zeros(probes, steps, dtype=Q[0])
     for p in range(probes):
         m = int(length[p])
-        T = torch.diag(alpha[p, :m]) + torch.diag(beta[p, : m - 1], 1) + torch.diag(beta[p, : m - 1], -1)
-        values, vectors = torch.linalg.eigh(T.cpu())
+        values, vectors = torch.linalg.eigh(_tridiagonal(alpha[p, :m], beta[p, : m - 1]).cpu())
         nodes[p, :m], weights[p, :m] = values, vectors[0].square()
-    return SpectralDensity(nodes, weights, probes * steps)
+    return SpectralDensity(nodes, weights, probes * steps, alpha.cpu(), beta.cpu(), length)
 
 
 def bottom_eigenvalues(
@@ -196,13 +246,17 @@ class SpectrumSummary:
     def rows(self, step: int, t: float) -> list[dict]:
         """Long-format rows ``step, t, metric, layer, value`` (``analysis.parquet``):
         ``hessian_trace``, ``hessian_trace_stderr``, ``bottom_eigenvalue_H``, ``negative_mass``
-        and ``block_sharpness_H`` per parameter group (layer 1..G).
+        with its bounds ``negative_mass_low``/``_high``, and ``block_sharpness_H`` per parameter
+        group (layer 1..G).
         """
+        low, high = self.density.negative_mass_bounds
         whole = {
             "hessian_trace": self.trace.value,
             "hessian_trace_stderr": self.trace.stderr,
             "bottom_eigenvalue_H": float(self.bottom.eigenvalues[0]),
-            "negative_mass": self.density.negative_mass,
+            "negative_mass": 0.5 * (low + high),
+            "negative_mass_low": low,
+            "negative_mass_high": high,
         }
         rows = [dict(step=step, t=t, metric=m, layer=None, value=float(v)) for m, v in whole.items()]
         rows += [
