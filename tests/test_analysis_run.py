@@ -150,8 +150,11 @@ def test_cli_every_and_skip_before(run_dir, tmp_path, capsys):
     assert sorted(df.step.unique()) == [0, 10, 20, 30]
     check_bounds(df, c5_step=0)
     assert cli_main(["analyze", str(tmp_path / "nothing"), "--no-progress"]) == 2
-    with pytest.raises(SystemExit):
+    assert "nothing is not a run directory" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:  # argparse refuses the value: usage error, exit 2
         cli_main(["analyze", str(run_dir), "--every", "0"])
+    assert exit_info.value.code == 2
+    assert "eoslab analyze: error: argument --every: must be >= 1, got 0" in capsys.readouterr().err
 
 
 def test_empty_selection_writes_an_empty_table(run_dir):

@@ -21,7 +21,7 @@ def test_paper_sizes():
         N = {"dice": 60000, "cifar10": 50000, "atrial_fibrillation": 7680}.get(name)
         if N is not None:
             assert all(s in {N // 2**j for j in range(1, 10)} for s in sizes)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"^the paper has no subsets for sst/mse; known: dice/ce, .*sst/ce$"):
         paper_subset_sizes("sst", "mse")
 
 
@@ -57,7 +57,7 @@ def test_independent_subsets_per_size():
     assert not set(a.tolist()) <= set(b.tolist())  # independent draws (overlap ~ 40 %, containment ~ impossible)
     assert torch.equal(a, subset_indices(N, 100, seed=1, nested=False))
     assert draw_subset(_toy(N), 100, 1, nested=False).meta["subset"]["nested"] is False
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"^subset size must be in 1\.\.500, got 501$"):
         subset_indices(N, N + 1, 0)
 
 

@@ -343,7 +343,7 @@ def test_mixed_precision_needs_a_float32_form():
         solver("lobpcg", 2, precision="mixed").solve(A.shifted(1.0))
     with pytest.raises(ValueError, match="precision must be one of"):
         LOBPCG(2, precision="float16")
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match="unexpected keyword argument 'precision'"):
         solver("power", 2, precision="mixed")
 
     class Scaled(torch.nn.Module):

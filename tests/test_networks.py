@@ -122,9 +122,8 @@ def test_exponential_euler_step_matches_a_dense_eigh_step(dense):
     assert rel(ee.theta - theta, expected - theta) < 1e-7  # the step itself, not just θ
 
 
-def test_per_group_statistics_match_per_sample_jacobians(dense):
-    """E‖J̃‖², E‖J̃_i‖² per parameter group (Eq. 4) and E‖H_ℓ‖ from per-sample jacrev Jacobians."""
-    model, criterion, theta, X, y, *_ = dense
+def _dense_group_statistics(model, criterion, theta, X, y):
+    """(E‖J̃‖², [E‖J̃_i‖² per parameter group], E‖H_ℓ‖) from per-sample jacrev Jacobians (Eq. 4)."""
     Jt, Ji, hn = [], [[] for _ in model.groups()], []
     for J, Hl in per_sample_jacobians(model, criterion, theta, X, y):
         mu, U = torch.linalg.eigh(Hl)
@@ -134,20 +133,31 @@ def test_per_group_statistics_match_per_sample_jacobians(dense):
             Jg = S @ J[:, grp.slice]
             Ji[i].append(float(torch.linalg.eigvalsh(Jg @ Jg.T)[-1]))
         hn.append(float(mu[-1]))
+    return float(np.mean(Jt)), [float(np.mean(v)) for v in Ji], float(np.mean(hn))
+
+
+def test_per_group_statistics_match_per_sample_jacobians(dense):
+    """E‖J̃‖², E‖J̃_i‖² per parameter group (Eq. 4) and E‖H_ℓ‖ from per-sample jacrev Jacobians."""
+    model, criterion, theta, X, y, *_ = dense
+    jtilde, layers, hnorm = _dense_group_statistics(model, criterion, theta, X, y)
     st = group_statistics(model, criterion, theta, X, y, chunk_size=3)
-    assert st.jtilde_sqnorm == pytest.approx(np.mean(Jt), rel=1e-11)
-    assert torch.allclose(st.layer_sqnorm, torch.tensor([np.mean(v) for v in Ji], dtype=F64), rtol=1e-11, atol=0)
-    assert st.criterion_hessian_norm == pytest.approx(np.mean(hn), rel=1e-12)
+    assert st.jtilde_sqnorm == pytest.approx(jtilde, rel=1e-11)
+    assert torch.allclose(st.layer_sqnorm, torch.tensor(layers, dtype=F64), rtol=1e-11, atol=0)
+    assert st.criterion_hessian_norm == pytest.approx(hnorm, rel=1e-12)
 
 
 def test_analysis_of_a_network_has_the_whole_network_metrics_only(dense):
+    """λ¹ of H, G, R and ρ = λ¹(G) / E‖J̃‖² (Eq. 3) against the dense H, G and per-sample Jacobians;
+    only the metrics any network has.
+    """
     model, criterion, theta, X, y, H, G = dense
     L = FullBatchLoss(model, criterion, X, y)
     res = analyze_snapshot(L, theta, AnalysisSpec(replace(SHARPNESS_SOLVER, tol=1e-10, max_iters=500), chunk_size=4))
     assert isinstance(res.stats, GroupStats) and res.c5_t0 is None
     for which, A in (("H", H), ("G", G), ("R", H - G)):
         assert res.raw_sharpness(which) == pytest.approx(float(torch.linalg.eigvalsh(A)[-1]), rel=1e-8)
-    assert 0 <= res.overlap_ratio <= 1
+    jtilde, _, _ = _dense_group_statistics(model, criterion, theta, X, y)
+    assert res.overlap_ratio == pytest.approx(float(torch.linalg.eigvalsh(G)[-1]) / jtilde, rel=1e-8)
     rows = res.rows()
     metrics = {r["metric"] for r in rows}
     assert metrics == ANY_NETWORK_METRICS

@@ -39,6 +39,17 @@ def test_noisy_power_law_matches_numpy_and_the_interval_covers_b():
     assert fit.r2 == pytest.approx(1 - residual @ residual / (total @ total), rel=1e-10)
     assert fit.b == pytest.approx(b, abs=0.05)
     assert fit.a == pytest.approx(a, rel=0.4)
+    # the interval against a plain-numpy percentile bootstrap: n_boot resamples of the runs with
+    # replacement (default_rng(seed).integers(0, N, N), one draw per resample; a resample of a single
+    # size would have no slope and is skipped), each slope by np.polyfit in log-log, and the 2.5 and
+    # 97.5 percentiles (linear interpolation) of the slopes
+    boot = np.random.default_rng(1)
+    slopes = []
+    for _ in range(1000):
+        pick = boot.integers(0, SIZES.size, size=SIZES.size)
+        if np.unique(SIZES[pick]).size > 1:
+            slopes.append(np.polyfit(np.log(SIZES[pick]), np.log(y[pick]), 1)[0])
+    assert fit.b_ci == pytest.approx(tuple(np.percentile(slopes, [2.5, 97.5])), rel=1e-12)
     low, high = fit.b_ci
     assert low < b < high and low < fit.b < high
     assert high - low < 0.15
@@ -150,7 +161,14 @@ def test_a_bent_curve_is_rejected_and_the_verdict_says_how_the_exponent_moves():
     assert t.lof_f == pytest.approx(f, rel=1e-9) and t.lof_p == pytest.approx(lof_p, rel=1e-6, abs=1e-300)
     assert t.quad_p == pytest.approx(quad_p, rel=1e-6, abs=1e-300)
     assert t.lof_p < 1e-6 and t.quad_p < 1e-6 and t.rejected and t.test == "lack of fit"
+    # the (log n)² coefficient is numpy's quadratic fit in log n (uncentred: centring does not change
+    # the leading coefficient), and near the -0.2 the data were drawn with
+    assert t.quad_coef == pytest.approx(np.polyfit(x, np.log(y), 2)[0], rel=1e-9)
     assert t.quad_coef == pytest.approx(-0.2, abs=0.03)
+    # local slopes: Δ log(mean y per size) / Δ log n between consecutive sizes
+    sizes = np.unique(REPLICATED)
+    means = np.array([y[REPLICATED == s].mean() for s in sizes])
+    np.testing.assert_allclose(t.local_slopes, np.diff(np.log(means)) / np.diff(np.log(sizes)), rtol=1e-12)
     slopes = t.local_slopes
     assert slopes[0] > 0.5 and slopes[-1] < 0  # 0.3 - 0.4 (x - mean) at the ends: ~0.7 and ~-0.1
     assert t.verdict() == (
