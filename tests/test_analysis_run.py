@@ -11,6 +11,7 @@ import pytest
 
 import eoslab.analysis.snapshot as snapshot
 import eoslab.runs.analyze as run_analysis
+import eoslab.spectrum
 from eoslab.analysis import SHARPNESS_SOLVER, AnalysisSpec, analyze_snapshot
 from eoslab.cli import main as cli_main
 from eoslab.config import from_dict
@@ -27,18 +28,22 @@ DEPTH = 3
 TOL = 1e-10
 
 
+def small_run_config(**sections):
+    """The config of :func:`trained_run` as a dict, with ``sections`` added."""
+    return {
+        "data": {"name": "synthetic", "options": {"n": 15, "input_dim": 4, "num_classes": 3, "seed": 2}},
+        "model": {"depth": DEPTH, "width": 6, "init_seed": 1},
+        "criterion": {"name": "ce"},
+        "solver": {"method": "gd", "eta": 0.5},
+        "train": {"snapshot_every": 5, "max_steps": 30, "target_loss": 1e-6, "threads": 1},
+        **sections,
+    }
+
+
 @pytest.fixture(scope="module")
 def trained_run(tmp_path_factory):
     """GD for 30 steps (depth 3, width 6, 15 samples), a snapshot every 5 steps."""
-    cfg = from_dict(
-        {
-            "data": {"name": "synthetic", "options": {"n": 15, "input_dim": 4, "num_classes": 3, "seed": 2}},
-            "model": {"depth": DEPTH, "width": 6, "init_seed": 1},
-            "criterion": {"name": "ce"},
-            "solver": {"method": "gd", "eta": 0.5},
-            "train": {"snapshot_every": 5, "max_steps": 30, "target_loss": 1e-6, "threads": 1},
-        }
-    )
+    cfg = from_dict(small_run_config())
     run_dir = tmp_path_factory.mktemp("run")
     train(cfg, run_dir, progress=False)
     return run_dir
@@ -172,8 +177,27 @@ def test_an_unconverged_eigensolve_is_named_in_a_warning_and_the_notes(run_dir, 
 
     monkeypatch.setattr(snapshot, "top_eigenvalues", g_never_converges)
     analyze_run(run_dir, tol=TOL, every=2, progress=False)
-    said = "λ¹ not certified to tol 1e-10, values are estimates: λ¹(G) at steps 10, 20, 30"
+    said = "eigenvalues not certified to tol 1e-10, values are estimates: λ¹(G) at steps 10, 20, 30"
     assert said in capsys.readouterr().err
     assert any(said in note for note in json.loads((run_dir / "status.json").read_text())["notes"])
     df = table_of(run_dir)
     assert df[df.metric == "sharpness_G"].value.notna().all()  # the estimate is kept
+
+
+def test_an_unconverged_spectrum_solve_is_named_in_the_notes(tmp_path, monkeypatch, capsys):
+    """``analysis.spectrum``: a λ_min(H) solve that stops before its tolerance is an estimate, and
+    the notes say so (as for λ¹); the per-group solves that converged are not named.
+    """
+    run_dir = tmp_path / "run"
+    train(from_dict(small_run_config(analysis={"spectrum": True})), run_dir, progress=False)
+    bottom = eoslab.spectrum.bottom_eigenvalues
+    monkeypatch.setattr(
+        eoslab.spectrum, "bottom_eigenvalues", lambda *a, **k: dataclasses.replace(bottom(*a, **k), converged=False)
+    )
+    analyze_run(run_dir, every=3, progress=False)
+    said = "values are estimates: bottom_eigenvalue_H at steps 10, 25"
+    assert said in capsys.readouterr().err
+    (note,) = json.loads((run_dir / "status.json").read_text())["notes"]
+    assert said in note and "block_sharpness_H" not in note
+    df = table_of(run_dir)
+    assert df[df.metric == "bottom_eigenvalue_H"].value.notna().all() and {"negative_mass_low"} <= set(df.metric)

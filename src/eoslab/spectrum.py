@@ -243,6 +243,13 @@ class SpectrumSummary:
     blocks: dict[str, EigResult]
     products: int
 
+    def unconverged(self) -> list[str]:
+        """The rows whose eigensolve stopped before its tolerance (their values are estimates):
+        ``bottom_eigenvalue_H`` and ``block_sharpness_H (group)``.
+        """
+        bottom = [] if self.bottom.converged else ["bottom_eigenvalue_H"]
+        return bottom + [f"block_sharpness_H ({name})" for name, r in self.blocks.items() if not r.converged]
+
     def rows(self, step: int, t: float) -> list[dict]:
         """Long-format rows ``step, t, metric, layer, value`` (``analysis.parquet``):
         ``hessian_trace``, ``hessian_trace_stderr``, ``bottom_eigenvalue_H``, ``negative_mass``

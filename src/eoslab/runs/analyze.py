@@ -49,8 +49,9 @@ def analyze_run(
     :class:`~eoslab.rundir.CorruptFileError` otherwise). A stored ``analysis.parquet`` that does
     not verify is recomputed, loudly; values a degenerate snapshot leaves undefined are NaN, with
     the reason in ``status.json``'s notes (:meth:`SnapshotAnalysis.degenerate`); a λ¹ solve that
-    did not meet its tolerance within its iteration limit (200) is kept as the solver's
-    estimate and named in a warning and in the notes (step and operator).
+    did not meet its tolerance within its iteration limit (200), or with ``analysis.spectrum`` a
+    λ_min or per-group λ¹ solve (:meth:`~eoslab.spectrum.SpectrumSummary.unconverged`), is kept
+    as the solver's estimate and named in a warning and in the notes (step and operator).
 
     Snapshots with step < ``skip_before`` are skipped (D13), then every ``every``-th is kept.
     C5(t0) of the stability bound is layer 1's C5 at the first kept snapshot (D15). The file is
@@ -96,11 +97,12 @@ def analyze_run(
                 warm = result.eigenvectors()
                 for reason in result.degenerate():
                     degenerate.setdefault(reason, []).append(step)
-                for which in result.uncertain(tol):
-                    unconverged.setdefault(which, []).append(step)
-                rows = result.rows()
+                rows, uncertain = result.rows(), [f"λ¹({which})" for which in result.uncertain(tol)]
                 if cfg.spectrum:  # docs/math.md §9, on request only
-                    rows += spectrum_summary(run.loss, theta, tol=tol, seed=step).rows(step, t)
+                    summary = spectrum_summary(run.loss, theta, tol=tol, seed=step)
+                    rows, uncertain = rows + summary.rows(step, t), uncertain + summary.unconverged()
+                for what in uncertain:
+                    unconverged.setdefault(what, []).append(step)
                 table = pa.concat_tables([table, rows_to_table(rows)])
                 run.dir.write_table(ANALYSIS_FILE, table)
                 bar.advance()
@@ -110,8 +112,8 @@ def analyze_run(
             said = "; ".join(f"{reason} ({_steps_text(s)})" for reason, s in degenerate.items())
             run.dir.add_note(f"{run.path}: degenerate snapshots, values recorded as NaN: {said}")
         if unconverged:
-            said = "; ".join(f"λ¹({which}) at {_steps_text(s)}" for which, s in unconverged.items())
-            run.dir.add_note(f"{run.path}: λ¹ not certified to tol {tol:g}, values are estimates: {said}")
+            said = "; ".join(f"{what} at {_steps_text(s)}" for what, s in unconverged.items())
+            run.dir.add_note(f"{run.path}: eigenvalues not certified to tol {tol:g}, values are estimates: {said}")
     return run.dir.analysis_file
 
 
