@@ -196,6 +196,22 @@ def _crash_at_step_20(cfg, run_dir, monkeypatch):
             train(cfg, run_dir, progress=False)
 
 
+def test_a_run_whose_eigensolves_stop_early_says_so(tmp_path, capsys):
+    """Steps whose eigensolve ran out of iterations are estimates (and so is the exponential Euler
+    step built on them): stderr and a note in status.json name them; a certified run has no note.
+    """
+    status = train(small_config(solver={"eig_max_iters": 3}, train={"max_steps": 30}), tmp_path / "r", progress=False)
+    rows = [r for r in read_parquet(tmp_path / "r" / "trajectory.parquet").to_pylist() if r["eigenvalues"]]
+    early = [r["step"] for r in rows if not r["eig_converged"]]
+    assert 0 < len(early) < len(rows)
+    said = f"the eigensolve stopped before its tolerance at {len(early)} of {len(rows)} measured steps"
+    (note,) = status["notes"]
+    assert note.startswith(said) and note == read_json(tmp_path / "r" / "status.json")["notes"][0]
+    assert said in capsys.readouterr().err
+    certified = train(small_config(train={"max_steps": 30}), tmp_path / "c", progress=False)
+    assert "notes" not in certified
+
+
 def test_a_run_resumed_by_other_code_says_it_mixes_two_versions(tmp_path, monkeypatch, capsys):
     """The manifest records the code of each sitting; a resume by other code than the one that
     trained the steps before is loud: stderr, a note in status.json, MIXED in `eoslab show`.

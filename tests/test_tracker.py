@@ -16,7 +16,7 @@ from eoslab.provenance import code_identity
 from eoslab.report.run import run_summary, tracker_edge, write_run_report
 from eoslab.rundir import RunDirError
 from eoslab.runs import analyze_run, load_run
-from eoslab.store import to_frame
+from eoslab.store import read_json, to_frame
 from eoslab.tracker import optimizer_stability
 
 from ._cases import dense_G, dense_H, mlp_case
@@ -183,6 +183,23 @@ def test_an_adam_runs_report_compares_with_adams_threshold_not_two_over_eta(tmp_
     assert lines["solver"].startswith("your own loop, tracked by eoslab.Tracker")
     result = write_run_report(out, tmp_path / "report")
     assert "2/η" not in result.index.read_text()
+
+
+def test_a_tracker_whose_eigensolves_stop_early_says_so(tmp_path, one_thread, capsys):
+    """Measurements whose λ¹ solve ran out of iterations (eig_max_iters = 4 here) are estimates:
+    the closed run's status.json and stderr name them, with the steps.
+    """
+    _, net, X, y = problem(n=30, width=5)
+    opt = torch.optim.Adam(net.parameters(), lr=0.01)
+    out = tmp_path / "adam"
+    with eoslab.Tracker(net, "ce", X, y, out=out, every=2, snapshot_every=10, eig_max_iters=4) as tracker:
+        train(net, opt, X, y, 12, tracker)
+    traj = load_run(out).trajectory()
+    early = traj[~traj["eig_converged"]]
+    assert 0 < len(early) < len(traj)
+    said = f"the eigensolve stopped before its tolerance at {len(early)} of {len(traj)} measured steps"
+    (note,) = read_json(out / "status.json")["notes"]
+    assert note.startswith(said) and said in capsys.readouterr().err
 
 
 def test_tracker_edge_from_a_recorded_threshold_that_a_schedule_moves():

@@ -78,8 +78,9 @@ from .rundir import (
     RunDir,
     RunDirError,
     folder_kind,
+    warn,
 )
-from .runs import Problem, final_status, problem_from_dataset, status_dict, trajectory_table
+from .runs import Problem, final_status, problem_from_dataset, status_dict, trajectory_table, uncertified_note
 from .store import json_bytes, parquet_bytes, safetensors_bytes
 
 OPERATOR_CHOICES = ("H", "G", "R")
@@ -380,7 +381,11 @@ class Tracker:
         report = dataclasses.replace(report, dt=0.0, final=True)
         self.rows[-1] = (report, extra)
         limit = f"the tracker closed at step {self.steps}"
-        status = final_status(report, limit, self.problem.target_loss, [], self.rows[0][0].loss)
+        uncertain = uncertified_note([r for r, _ in self.rows])
+        if uncertain:
+            warn(f"{self.run.path}: {uncertain}")
+        notes = [uncertain] if uncertain else []
+        status = final_status(report, limit, self.problem.target_loss, notes, self.rows[0][0].loss)
         self._write(status, snapshot=True)
         self._held.close()
         return status

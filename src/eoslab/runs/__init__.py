@@ -45,7 +45,7 @@ The modules, by concept:
 from ..errors import RunConflictError
 from .analyze import analyze_run
 from .problem import Problem, build_problem, make_integrator, memory_message, out_of_memory, problem_from_dataset
-from .records import DIVERGED_FACTOR, final_status, status_dict, trajectory_table
+from .records import DIVERGED_FACTOR, final_status, status_dict, trajectory_table, uncertified_note
 from .run import Run, load_run
 from .training import train
 
@@ -65,4 +65,5 @@ __all__ = [
     "status_dict",
     "train",
     "trajectory_table",
+    "uncertified_note",
 ]

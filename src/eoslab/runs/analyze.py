@@ -17,6 +17,7 @@ from ..analysis import DEFAULT_CHUNK_SIZE, SHARPNESS_SOLVER, AnalysisSpec, analy
 from ..progress import ProgressBar
 from ..rundir import ANALYSIS_FILE, ANALYSIS_SCHEMA, CorruptFileError
 from ..spectrum import spectrum_summary
+from .records import steps_text
 from .run import Run, load_run
 
 
@@ -109,21 +110,12 @@ def analyze_run(
         if not run.dir.analysis_file.exists():
             run.dir.write_table(ANALYSIS_FILE, table)
         if degenerate:
-            said = "; ".join(f"{reason} ({_steps_text(s)})" for reason, s in degenerate.items())
+            said = "; ".join(f"{reason} ({steps_text(s)})" for reason, s in degenerate.items())
             run.dir.add_note(f"{run.path}: degenerate snapshots, values recorded as NaN: {said}")
         if unconverged:
-            said = "; ".join(f"{what} at {_steps_text(s)}" for what, s in unconverged.items())
+            said = "; ".join(f"{what} at {steps_text(s)}" for what, s in unconverged.items())
             run.dir.add_note(f"{run.path}: eigenvalues not certified to tol {tol:g}, values are estimates: {said}")
     return run.dir.analysis_file
-
-
-def _steps_text(steps: list[int]) -> str:
-    """``step 10``, ``steps 10, 20, 30`` or ``12 steps, 10 to 120``."""
-    if len(steps) == 1:
-        return f"step {steps[0]}"
-    if len(steps) <= 3:
-        return f"steps {', '.join(map(str, steps))}"
-    return f"{len(steps)} steps, {steps[0]} to {steps[-1]}"
 
 
 def _stored_analysis(run: Run) -> pa.Table:

@@ -17,6 +17,32 @@ from ..integrators import StepReport
 from ..rundir import TRAJECTORY_SCHEMA
 
 
+def steps_text(steps: list[int]) -> str:
+    """``step 10``, ``steps 10, 20, 30`` or ``12 steps, 10 to 120``."""
+    if len(steps) == 1:
+        return f"step {steps[0]}"
+    if len(steps) <= 3:
+        return f"steps {', '.join(map(str, steps))}"
+    return f"{len(steps)} steps, {steps[0]} to {steps[-1]}"
+
+
+def uncertified_note(rows: list[StepReport]) -> str | None:
+    """What a trajectory says about the steps whose eigensolve stopped before its tolerance
+    (``eig_converged`` false; None when there are none): their eigenvalues are the solver's
+    estimates, and so are an exponential Euler step's Δt and direction, which are built on them.
+    """
+    measured = [r for r in rows if r.eigenvalues]
+    steps = [r.step for r in measured if not r.converged]
+    if not steps:
+        return None
+    return (
+        f"the eigensolve stopped before its tolerance at {len(steps)} of {len(measured)} measured steps "
+        f"({steps_text(steps)}): "
+        "their eigenvalues (and an exponential Euler step's Δt and direction) are estimates; "
+        "more eigensolver iterations (solver.eig_max_iters) would certify them"
+    )
+
+
 def trajectory_table(rows: list[StepReport]) -> pa.Table:
     """The rows as a table of :data:`~eoslab.rundir.TRAJECTORY_SCHEMA`."""
     cols = [f.name for f in TRAJECTORY_SCHEMA]

@@ -52,7 +52,7 @@ from ..rundir import (
 )
 from .checkpoint import NullWriter, Writer, resume_point
 from .problem import Problem, build_problem, make_integrator
-from .records import final_status
+from .records import final_status, uncertified_note
 
 
 def train(cfg: RunConfig, run_dir: str | Path, *, progress: bool = True) -> dict[str, Any]:
@@ -262,8 +262,9 @@ def _train_loop(
                 writer.snapshot(integ, rows, elapsed0 + time.monotonic() - start, running)
 
     departed = departure_note([r.loss for r in rows]) if flow and main else None
-    if departed:
-        _note(run, notes, departed)
+    for said in (departed, uncertified_note(rows) if main else None):
+        if said:
+            _note(run, notes, said)
     status = final_status(report, limit, target, notes, rows[0].loss)
     if status["state"] == "failed":
         writer.finish(rows, status)
