@@ -184,6 +184,26 @@ def test_an_unconverged_eigensolve_is_named_in_a_warning_and_the_notes(run_dir, 
     assert df[df.metric == "sharpness_G"].value.notna().all()  # the estimate is kept
 
 
+def test_a_layer_beyond_the_stability_bounds_premise_is_named_in_the_notes(tmp_path, capsys):
+    """stability_bound grants E‖J̃_i‖² ≤ 1.37 E‖J̃_1‖² (§4); few inputs and a wide depth-4 MLP break
+    it at every snapshot: the notes say where and by how much (the ratio from the stored rows).
+    """
+    run_dir = tmp_path / "run"
+    config = small_run_config()
+    config["data"]["options"].update(n=40, input_dim=4)
+    config["model"].update(depth=4, width=64)
+    config["train"].update(max_steps=10)
+    train(from_dict(config), run_dir, progress=False)
+    analyze_run(run_dir, skip_before=0, progress=False)
+    df = table_of(run_dir)
+    sq = df[df.metric == "layer_sqnorm"].pivot(index="step", columns="layer", values="value")
+    ratio = sq[[2, 3, 4]].max(axis=1) / sq[1]
+    assert (ratio > 1.37).all() and list(ratio.index) == [0, 5, 10]
+    said = f"a layer's ratio is up to {ratio.max():.3g} at steps 0, 5, 10: there the bound's premise fails"
+    (note,) = json.loads((run_dir / "status.json").read_text())["notes"]
+    assert said in note and said in capsys.readouterr().err
+
+
 def test_an_unconverged_spectrum_solve_is_named_in_the_notes(tmp_path, monkeypatch, capsys):
     """``analysis.spectrum``: a λ_min(H) solve that stops before its tolerance is an estimate, and
     the notes say so (as for λ¹); the per-group solves that converged are not named.

@@ -169,6 +169,16 @@ class SnapshotAnalysis:
         prefactor = 1 + LAYER_RATIO_BOUND * (self.stats.depth - 1)
         return prefactor * float(c[:4].prod()) * self.c5_t0
 
+    def layer_ratio(self) -> float | None:
+        """Max over layers i > 1 of E‖J̃_i‖² / E‖J̃_1‖² (Eq. 4): :attr:`stability_bound` grants it is at
+        most :data:`~eoslab.constants.LAYER_RATIO_BOUND` (§4). None for a model other than the MLP
+        or a one-layer one; NaN when E‖J̃_1‖² is 0.
+        """
+        if not isinstance(self.stats, LayerwiseStats) or self.stats.depth < 2:
+            return None
+        first = float(self.stats.layer_sqnorm[0])
+        return float(self.stats.layer_sqnorm[1:].max()) / first if first > 0 else math.nan
+
     def eigenvectors(self) -> dict[str, torch.Tensor]:
         """{H, G, R: (P, 1 + guard)} to warm-start the next snapshot's solves (eigenvector and
         guard vectors, :meth:`EigResult.warm_start`).

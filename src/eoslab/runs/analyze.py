@@ -14,6 +14,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..analysis import DEFAULT_CHUNK_SIZE, SHARPNESS_SOLVER, AnalysisSpec, analyze_snapshot
+from ..constants import LAYER_RATIO_BOUND
 from ..progress import ProgressBar
 from ..rundir import ANALYSIS_FILE, ANALYSIS_SCHEMA, CorruptFileError
 from ..spectrum import spectrum_summary
@@ -49,7 +50,9 @@ def analyze_run(
     with, and every snapshot to analyse must match its checksum (checked before any work;
     :class:`~eoslab.rundir.CorruptFileError` otherwise). A stored ``analysis.parquet`` that does
     not verify is recomputed, loudly; values a degenerate snapshot leaves undefined are NaN, with
-    the reason in ``status.json``'s notes (:meth:`SnapshotAnalysis.degenerate`); a λ¹ solve that
+    the reason in ``status.json``'s notes (:meth:`SnapshotAnalysis.degenerate`), and so are the
+    snapshots where a layer's E‖J̃_i‖² exceeds 1.37 E‖J̃_1‖², the premise of ``stability_bound``
+    (:meth:`SnapshotAnalysis.layer_ratio`); a λ¹ solve that
     did not meet its tolerance within its iteration limit (200), or with ``analysis.spectrum`` a
     λ_min or per-group λ¹ solve (:meth:`~eoslab.spectrum.SpectrumSummary.unconverged`), is kept
     as the solver's estimate and named in a warning and in the notes (step and operator).
@@ -89,6 +92,7 @@ def analyze_run(
         warm = None
         degenerate: dict[str, list[int]] = {}
         unconverged: dict[str, list[int]] = {}
+        beyond: dict[int, float] = {}  # step: a layer ratio above the stability bound's premise
         with ProgressBar(f"analyse {Path(run_dir).name}", total=len(todo), enabled=progress) as bar:
             for step in todo:
                 bar.update(description=f"analyse {Path(run_dir).name} step {step}")
@@ -96,6 +100,9 @@ def analyze_run(
                 result = analyze_snapshot(run.loss, theta, spec, step=step, t=t, warm_start=warm, c5_t0=c5_t0)
                 c5_t0 = result.c5_t0 if c5_t0 is None else c5_t0
                 warm = result.eigenvectors()
+                ratio = result.layer_ratio()
+                if ratio is not None and ratio > LAYER_RATIO_BOUND:
+                    beyond[step] = ratio
                 for reason in result.degenerate():
                     degenerate.setdefault(reason, []).append(step)
                 rows, uncertain = result.rows(), [f"λ¹({which})" for which in result.uncertain(tol)]
@@ -112,6 +119,12 @@ def analyze_run(
         if degenerate:
             said = "; ".join(f"{reason} ({steps_text(s)})" for reason, s in degenerate.items())
             run.dir.add_note(f"{run.path}: degenerate snapshots, values recorded as NaN: {said}")
+        if beyond:
+            run.dir.add_note(
+                f"{run.path}: stability_bound grants E‖J̃_i‖² ≤ {LAYER_RATIO_BOUND} E‖J̃_1‖² for every layer i > 1 "
+                f"(docs/math.md §4), but a layer's ratio is up to {max(beyond.values()):.3g} at "
+                f"{steps_text(sorted(beyond))}: there the bound's premise fails"
+            )
         if unconverged:
             said = "; ".join(f"{what} at {steps_text(s)}" for what, s in unconverged.items())
             run.dir.add_note(f"{run.path}: eigenvalues not certified to tol {tol:g}, values are estimates: {said}")
