@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from eoslab.curvature import LinearOperator
-from eoslab.eigen import EIG_ORDERS, available_eigensolvers, make_eigensolver
+from eoslab.eigen import EIG_ORDERS, available_eigensolvers, confirm_warm_solve, make_eigensolver
 
 from ._cases import with_spectrum
 
@@ -102,3 +102,35 @@ def test_converged_means_correct(name, options, order, k):
                 wrong.append((spectrum, seed, got.tolist(), want.tolist()))
     assert not wrong, f"{len(wrong)} converged solves wrong, e.g. {wrong[:3]}"
     assert converged >= len(SPECTRA) * STARTS // 4  # the contract is not met by never converging
+
+
+@pytest.mark.parametrize("k", [1, 3])
+@pytest.mark.parametrize("order", EIG_ORDERS)
+@pytest.mark.parametrize(("name", "options"), VARIANTS)
+def test_a_warm_start_that_missed_a_risen_eigenvalue_is_caught_by_the_check(name, options, order, k):
+    """A warm start that is still an exact invariant subspace converges at once and sees nothing
+    else: a bulk eigenvalue raised past the top (10.5, 12, 20 over 10, 9, 8 …) is missed and the
+    solve still says converged. :func:`confirm_warm_solve` finds it: every checked solve that
+    reports converged is right, and the unchecked ones were wrong (the test meets the trap).
+    """
+    lam = torch.cat([torch.tensor([10.0, 9.0], dtype=F64), torch.linspace(8, -2, 118, dtype=F64)])
+    trapped, wrong = 0, []
+    for seed in range(3):
+        A = with_spectrum(lam, seed=seed)
+        gen = torch.Generator().manual_seed(seed)
+        solver = make_eigensolver(name, k, tol=TOL, max_iters=2000, order=order, generator=gen, **options)
+        V0 = solver.solve(LinearOperator.from_dense(A)).warm_start()
+        values, vectors = torch.linalg.eigh(A)
+        for j, rise in enumerate((10.5, 12.0, 20.0)):
+            q = vectors[:, -10 - j]
+            B = A + (rise - float(values[-10 - j])) * torch.outer(q, q)
+            want = _truth(torch.linalg.eigvalsh(B), k, order)
+            op = LinearOperator.from_dense(B)
+            plain = solver.solve(op, V0)
+            trapped += plain.converged and bool((plain.eigenvalues - want).abs().max() > 1e-3)
+            checked = confirm_warm_solve(solver, op, V0, plain, gen)
+            assert checked.products >= plain.products and checked.iterations >= plain.iterations
+            if checked.converged and bool((checked.eigenvalues - want).abs().max() > TOL * float(want.abs().max())):
+                wrong.append((seed, rise, checked.eigenvalues.tolist(), want.tolist()))
+    assert not wrong, f"{len(wrong)} checked solves converged and wrong, e.g. {wrong[:2]}"
+    assert trapped > 0

@@ -24,7 +24,7 @@ from typing import Any
 import torch
 
 from .curvature import FullBatchLoss
-from .eigen import Eigensolver, EigResult
+from .eigen import Eigensolver, EigResult, confirm_warm_solve
 from .eigspec import EigSpec
 
 
@@ -134,9 +134,15 @@ class Integrator:
         V = state.get("eigenvectors")
         self._warm_start = None if V is None else V.to(dtype=self.theta.dtype, device=self.theta.device).clone()
 
-    def _eigs(self, solver: Eigensolver) -> EigResult:
-        """Top eigenpairs of H(θ_u) by ``solver``, warm-started from the previous ones, which they replace."""
-        result = solver.solve(self.loss.operator(self.theta, "H"), self._warm_start)
+    def _eigs(self, solver: Eigensolver, check: bool) -> EigResult:
+        """Top eigenpairs of H(θ_u) by ``solver``, warm-started from the previous ones, which they
+        replace; with ``check``, a warm start is checked for an eigenvalue it missed
+        (:func:`~eoslab.eigen.confirm_warm_solve`; every :data:`WARM_CHECK_EVERY`-th solve).
+        """
+        op, V0 = self.loss.operator(self.theta, "H"), self._warm_start
+        result = solver.solve(op, V0)
+        if check:
+            result = confirm_warm_solve(solver, op, V0, result, self.generator)
         self._warm_start = result.warm_start()
         return result
 
@@ -175,7 +181,8 @@ class GradientDescent(Integrator):
 
     def _move(self, grad: torch.Tensor, report: StepReport) -> None:
         if self._solver is not None and self.step_count % self.measure_every == 0:
-            _record(report, self._eigs(self._solver))
+            solves = self.step_count // self.measure_every
+            _record(report, self._eigs(self._solver, check=solves % WARM_CHECK_EVERY == 0))
         self.theta.sub_(grad, alpha=self.eta)
         report.dt = self.eta
 
@@ -227,7 +234,7 @@ class ExponentialEuler(Integrator):
         self._solver = eigensolver.make(k + 1, self.generator)
 
     def _move(self, grad: torch.Tensor, report: StepReport) -> None:
-        result = self._eigs(self._solver)
+        result = self._eigs(self._solver, check=self.step_count % WARM_CHECK_EVERY == 0)
         _record(report, result)
         lam, V = result.eigenvalues[: self.k], result.eigenvectors[:, : self.k]  # (k,), (P, k)
         dt = self.step_size(float(result.eigenvalues[self.k]))
@@ -243,6 +250,11 @@ class ExponentialEuler(Integrator):
             return self.eta_max
         return min(self.eta_max, self.step_c / abs(lam_next))
 
+
+#: Every this many eigensolves a warm-started one is checked for an eigenvalue it missed
+#: (:func:`~eoslab.eigen.confirm_warm_solve`): a missed one is found within this many solves,
+#: at a cost of a few products per solve on average (docs/math.md §6).
+WARM_CHECK_EVERY = 25
 
 #: A rise of the loss between consecutive exponential Euler steps larger than this (relative) is a
 #: departure from the gradient flow, whose loss never rises (dL/dt = −‖∇L̃‖², docs/math.md §2);

@@ -66,8 +66,8 @@ from .config import (
 )
 from .data import Dataset
 from .data.stored import STORED, stored_bytes
-from .eigen import EigResult
-from .integrators import StepReport
+from .eigen import EigResult, confirm_warm_solve
+from .integrators import WARM_CHECK_EVERY, StepReport
 from .provenance import code_identity
 from .rundir import (
     DATA_FILE,
@@ -283,7 +283,8 @@ class Tracker:
         self._check_module(X)
         self.measured_on = f"{BATCHES[batch]} ({len(self.problem.dataset)} samples)"
         eigensolver = dataclasses.replace(SHARPNESS_SOLVER, tol=eig_tol, max_iters=eig_max_iters)
-        self.solver = eigensolver.make(1, torch.Generator().manual_seed(seed))
+        self.generator = torch.Generator().manual_seed(seed)
+        self.solver = eigensolver.make(1, self.generator)
         self.warm: dict[str, torch.Tensor] = {}
         self.rows: list[tuple[StepReport, dict[str, Any]]] = []
         self.steps, self.t = 0, 0.0
@@ -408,7 +409,14 @@ class Tracker:
 
     # -------------------------------------------------------------- measuring and writing
     def _solve(self, which: str, op) -> EigResult:
-        result = self.solver.solve(op, self.warm.get(which))
+        """λ¹ of ``op``, warm-started from the last measurement's; every
+        :data:`~eoslab.integrators.WARM_CHECK_EVERY`-th measurement checks the warm start for an
+        eigenvalue it missed (:func:`~eoslab.eigen.confirm_warm_solve`).
+        """
+        V0 = self.warm.get(which)
+        result = self.solver.solve(op, V0)
+        if len(self.rows) % WARM_CHECK_EVERY == 0:
+            result = confirm_warm_solve(self.solver, op, V0, result, self.generator)
         self.warm[which] = result.warm_start()
         return result
 

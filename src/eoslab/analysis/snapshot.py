@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 
 from ..curvature import OPERATORS, FullBatchLoss
-from ..eigen import EigResult
+from ..eigen import EigResult, confirm_warm_solve
 from ..eigspec import EigSpec
 from ..models import MLP
 from .result import SnapshotAnalysis
@@ -58,13 +58,19 @@ def top_eigenvalues(
         eigensolver: the solver, its stopping (D4's 1e-4 by default; ``converged`` is False when
             its iterations run out) and guard vectors.
         warm_start: optional start vectors (P, j) per operator name, e.g. the previous
-            snapshot's :meth:`SnapshotAnalysis.eigenvectors`.
+            snapshot's :meth:`SnapshotAnalysis.eigenvectors`; a warm-started solve is checked
+            for an eigenvalue it missed (:func:`~eoslab.eigen.confirm_warm_solve`).
         seed: for the solver's random starts.
         operators: which of H, G, R to solve for.
     """
     warm_start = warm_start or {}
-    solver = eigensolver.make(1, torch.Generator(device="cpu").manual_seed(seed))
-    return {which: solver.solve(loss.operator(theta, which), warm_start.get(which)) for which in operators}
+    generator = torch.Generator(device="cpu").manual_seed(seed)
+    solver = eigensolver.make(1, generator)
+    solves = {}
+    for which in operators:  # a warm start (the previous snapshot's vectors) is checked every time
+        op, V0 = loss.operator(theta, which), warm_start.get(which)
+        solves[which] = confirm_warm_solve(solver, op, V0, solver.solve(op, V0), generator)
+    return solves
 
 
 def analyze_snapshot(

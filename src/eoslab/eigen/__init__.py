@@ -26,6 +26,7 @@ The protocol and the result are in :mod:`eoslab.eigen.base`, the orders in
 share are private modules (``_start``, ``_certify``).
 """
 
+from ._certify import confirm_warm_solve
 from .base import Eigensolver, EigResult
 from .lobpcg import LOBPCG, PRECISIONS
 from .order import EIG_ORDERS, check_order
@@ -43,6 +44,7 @@ __all__ = [
     "available_eigensolvers",
     "block_power",
     "check_order",
+    "confirm_warm_solve",
     "make_eigensolver",
     "register_eigensolver",
 ]

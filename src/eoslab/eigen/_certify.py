@@ -1,5 +1,6 @@
 """What makes an eigensolver's ``converged`` a promise (docs/math.md §6): the error bound of each
-Ritz pair, and the check that a cold start missed no eigenvalue above the pairs it returns.
+Ritz pair, and the check that a start (cold, or warm now and then: :func:`confirm_warm_solve`)
+missed no eigenvalue above the pairs it returns.
 
 A Ritz pair's residual ρ bounds its distance to *some* eigenvalue; which one, and the sharper
 quadratic bound, depend on the rest of the spectrum, which Ritz values cannot see: a start block
@@ -11,10 +12,16 @@ an independent random start, on the operator with the converged pairs deflated.
 
 from __future__ import annotations
 
+import dataclasses
+from typing import TYPE_CHECKING, Any
+
 import torch
 
 from ._start import random_rows
 from .order import order_key
+
+if TYPE_CHECKING:
+    from .base import Eigensolver, EigResult
 
 #: Absolute floor of the stopping tests, relative to the largest Ritz value.
 FLOOR = 1e-8
@@ -134,3 +141,32 @@ def missed_eigenvector(
         w = deflated(q).sub_(q, alpha=alphas[j]).sub_(q_prev, alpha=betas[j - 1] if j else 0.0)
         q_prev, q = q, w / betas[j]
     return y[None]
+
+
+def confirm_warm_solve(
+    solver: Eigensolver, op: Any, V0: torch.Tensor | None, result: EigResult, generator: torch.Generator | None
+) -> EigResult:
+    """``result`` of ``solver.solve(op, V0)``, checked for an eigenvalue its block missed when it was
+    warm-started (a cold start checks itself). A warm start that is still an accurate invariant
+    subspace converges at once and explores nothing else, so an eigenvalue that rose past its
+    pairs from directions the block does not couple to stays unseen, and the solve still reports
+    ``converged``. The check is :func:`missed_eigenvector` on ``op`` deflated by the returned pairs,
+    beyond the k-th pair's edge (value + residual); a found vector heads the next start block and
+    the solve is repeated (at most :data:`MAX_CONFIRMS` times). Products and iterations of all of it
+    are counted in the result. Callers run it periodically (docs/math.md §6).
+    """
+    if V0 is None or not result.converged:
+        return result
+    products, iterations = result.products, result.iterations
+    for _ in range(MAX_CONFIRMS):
+        k = result.eigenvalues.numel()
+        kth = float(order_key(result.eigenvalues, result.order)[k - 1] + result.residual_norms[k - 1])
+        before = op.products
+        y = missed_eigenvector(op, result.eigenvectors.T, kth, result.order, generator)
+        products += op.products - before
+        if y is None:
+            break
+        start = result.warm_start()
+        result = solver.solve(op, torch.cat([y.T, start], dim=1)[:, : start.shape[1]])
+        products, iterations = products + result.products, iterations + result.iterations
+    return dataclasses.replace(result, products=products, iterations=iterations)
