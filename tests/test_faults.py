@@ -217,6 +217,7 @@ def test_flipped_bit_in_the_final_snapshot_is_refused_then_rebuilt(tmp_path, cap
     config, run_dir = finished_run(tmp_path, train={"max_steps": 20, "target_loss": 1e-9})
     clean = shutil.copytree(run_dir, tmp_path / "clean")
     analyze_run(clean, progress=False)
+    capsys.readouterr()  # what the clean run's analysis said
     flip_bit(run_dir / "snapshots" / "step_00000020.safetensors")
     assert main(["analyze", str(run_dir), "--no-progress"]) == 1
     err = one_line(capsys.readouterr().err)
