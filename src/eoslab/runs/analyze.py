@@ -52,10 +52,10 @@ def analyze_run(
     not verify is recomputed, loudly; values a degenerate snapshot leaves undefined are NaN, with
     the reason in ``status.json``'s notes (:meth:`SnapshotAnalysis.degenerate`), and so are the
     snapshots where a layer's E‖J̃_i‖² exceeds 1.37 E‖J̃_1‖², the premise of ``stability_bound``
-    (:meth:`SnapshotAnalysis.layer_ratio`); a λ¹ solve that
-    did not meet its tolerance within its iteration limit (200), or with ``analysis.spectrum`` a
-    λ_min or per-group λ¹ solve (:meth:`~eoslab.spectrum.SpectrumSummary.unconverged`), is kept
-    as the solver's estimate and named in a warning and in the notes (step and operator).
+    (:meth:`SnapshotAnalysis.layer_ratio`); a λ¹ solve that did not meet its tolerance within its
+    iteration limit (200), or with ``analysis.spectrum`` a λ_min or per-group λ¹ solve
+    (:meth:`~eoslab.spectrum.SpectrumSummary.unconverged`), is kept as the solver's estimate and
+    named in a warning and in the notes (step and operator).
 
     Snapshots with step < ``skip_before`` are skipped (D13), then every ``every``-th is kept.
     C5(t0) of the stability bound is layer 1's C5 at the first kept snapshot (D15). The file is
