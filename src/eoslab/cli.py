@@ -22,6 +22,7 @@ COMMANDS: dict[str, str] = {
     "demo": "run the demo preset end to end (sweep, analysis, report)",
     "train": "train one network to a target loss (GD or exponential Euler), resumable",
     "analyze": "compute the decomposition (analysis.parquet) for every snapshot of a run",
+    "compact": "drop the snapshots a run's analysis no longer needs (analysed ones, old state files)",
     "sweep": "run train + analyze over a grid of configs (local processes or Ray)",
     "status": "table of a sweep's runs (done, stopped, running, failed, pending, missing), with the axes that vary",
     "collect": "join a sweep's configs, analyses and trajectories into one Parquet table",

@@ -14,27 +14,7 @@ from __future__ import annotations
 import argparse
 
 from ..runs import analyze_run
-
-
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
-
-
-def _nonnegative(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
-    return value
+from ._arguments import nonnegative, positive, positive_float
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -42,27 +22,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run_dir", metavar="RUN_DIR", help="a run directory written by `eoslab train`")
     parser.add_argument(
         "--every",
-        type=_positive,
+        type=positive,
         default=None,
         metavar="N",
         help="analyse every N-th snapshot (default: the run config's analysis.every)",
     )
     parser.add_argument(
         "--skip-before",
-        type=_nonnegative,
+        type=nonnegative,
         default=None,
         metavar="STEP",
         help="skip snapshots before this step (D13 in docs/decisions.md; default: analysis.skip_before, 10)",
     )
     parser.add_argument(
         "--tol",
-        type=_positive_float,
+        type=positive_float,
         default=None,
         help="relative residual tolerance of the λ¹ solves (default: analysis.eig_tol, 1e-4)",
     )
     parser.add_argument(
         "--chunk-size",
-        type=_positive,
+        type=positive,
         default=None,
         metavar="N",
         help="samples per chunk of the per-sample part (default: analysis.chunk_size)",

@@ -33,6 +33,7 @@ _RUN_EXIT_CODES: tuple[tuple[tuple[type[BaseException], ...], int], ...] = (
 )
 EXIT_CODES: dict[str, tuple[tuple[tuple[type[BaseException], ...], int], ...]] = {
     "analyze": _RUN_EXIT_CODES,
+    "compact": _RUN_EXIT_CODES,
     "train": _RUN_EXIT_CODES,
     "collect": (((OSError, ValueError), 2),),
     "data": (((DatasetError, ValueError, TypeError), 2),),

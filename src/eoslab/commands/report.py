@@ -42,6 +42,7 @@ from eoslab.sweeps.grid import GRID_FILE
 
 from ..constants import SKIP_BEFORE
 from ..errors import ReportError, UsageError
+from ._arguments import nonnegative, positive
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -72,7 +73,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--skip-before",
-        type=_count,
+        type=nonnegative,
         help=f"ignore steps below this, the transient (default {DEFAULTS['skip_before']}, D13 in docs/decisions.md; "
         "a single run's report: the run's analysis.skip_before)",
     )
@@ -81,7 +82,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--bootstrap",
-        type=_positive,
+        type=positive,
         help=f"bootstrap resamples for b's interval (default {DEFAULTS['bootstrap']})",
     )
     parser.add_argument("--seed", type=int, help=f"seed of the bootstrap (default {DEFAULTS['seed']})")
@@ -107,20 +108,6 @@ def _layer(text: str) -> int | str:
         return "none"
     if not text.isdigit() or int(text) < 1:
         raise argparse.ArgumentTypeError(f"{text!r} is not a layer: a number >= 1, or 'none' (a whole-network metric)")
-    return int(text)
-
-
-def _count(text: str) -> int:
-    """A whole number >= 0."""
-    if not text.isdigit():
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number >= 0")
-    return int(text)
-
-
-def _positive(text: str) -> int:
-    """A whole number >= 1."""
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number >= 1")
     return int(text)
 
 

@@ -19,6 +19,7 @@ import argparse
 import sys
 
 from ..sweeps import load_sweep, run_sweep
+from ._arguments import positive
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -37,7 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--threads-per-run",
-        type=_positive,
+        type=positive,
         metavar="T",
         help="torch/OpenMP threads of each run (default: $OMP_NUM_THREADS, else cores // workers)",
     )
@@ -53,13 +54,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="replace another sweep in DIR (its sweep.toml and grid.parquet; its run directories stay)",
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-
-
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
 
 
 def run(args: argparse.Namespace) -> int:

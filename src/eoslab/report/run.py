@@ -83,7 +83,8 @@ class RunSummary:
         sharpness: λ¹ of H, G and R over the analysed snapshots (Eq. 2); without an analysis, λ¹(H)
             from the trajectory's eigenvalues under ``H``.
         eq7: the five factors C1..C5 of Eq. 7 for layer 1 over the analysed snapshots.
-        analysed, snapshots: analysed snapshots, and parameter snapshots on disk.
+        analysed, snapshots: analysed snapshots, and snapshots in all (on disk or analysed: a compacted
+            run keeps no parameter file of its analysed steps, `eoslab compact`).
         sharpness_source: ``analysis`` or ``trajectory`` (or empty without any).
         edge: gradient descent: how its measured λ¹(H) meets 2/η
             (:func:`eoslab.report.figures.edge_text`, Eq. 1); empty for the flow.
@@ -189,9 +190,9 @@ def run_summary(run_dir: str | Path) -> RunSummary:
     config, status, traj, analysis = _read(run_dir)
     steps = traj["step"].to_numpy()
     loss = traj["loss"].to_numpy(dtype=float)
-    sharpness, eq7, source, analysed = {}, {}, "", 0
-    if analysis is not None and not analysis.empty:
-        source, analysed = "analysis", int(analysis["step"].nunique())
+    sharpness, eq7, source, analysed_steps = {}, {}, "", set()
+    if analysis is not None and not analysis.empty:  # compacted runs keep no snapshot of their analysed steps
+        source, analysed_steps = "analysis", {int(s) for s in analysis["step"].unique()}
         for name, metric in SHARPNESS.items():
             rows = analysis[(analysis["metric"] == metric) & analysis["layer"].isna()].sort_values("step")
             trend = Trend.of(rows["step"].to_numpy(), rows["value"].to_numpy(dtype=float))
@@ -224,8 +225,8 @@ def run_summary(run_dir: str | Path) -> RunSummary:
         loss=(float(loss[0]), float(loss[-1])) if loss.size else None,
         sharpness=sharpness,
         eq7=eq7,
-        analysed=analysed,
-        snapshots=len(RunDir(run_dir).snapshot_steps("step")),
+        analysed=len(analysed_steps),
+        snapshots=len(set(RunDir(run_dir).snapshot_steps("step")) | analysed_steps),
         sharpness_source=source,
         edge=edge,
         threshold=threshold,

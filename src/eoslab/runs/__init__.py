@@ -39,11 +39,13 @@ The modules, by concept:
   data-parallel runs);
 * :mod:`.run` — :func:`load_run`, a run directory opened for analysis;
 * :mod:`.analyze` — :func:`analyze_run`, the analysis of a run's snapshots into
-  ``analysis.parquet`` (the numerics are :mod:`eoslab.analysis`, which writes no files).
+  ``analysis.parquet`` (the numerics are :mod:`eoslab.analysis`, which writes no files);
+* :mod:`.compact` — :func:`compact_run`, dropping the snapshots a run's analysis no longer needs.
 """
 
 from ..errors import RunConflictError
 from .analyze import analyze_run
+from .compact import Compacted, compact_run
 from .problem import Problem, build_problem, make_integrator, memory_message, out_of_memory, problem_from_dataset
 from .records import DIVERGED_FACTOR, final_status, status_dict, trajectory_table, uncertified_note
 from .run import Run, load_run
@@ -51,11 +53,13 @@ from .training import train
 
 __all__ = [
     "DIVERGED_FACTOR",
+    "Compacted",
     "Problem",
     "Run",
     "RunConflictError",
     "analyze_run",
     "build_problem",
+    "compact_run",
     "final_status",
     "load_run",
     "make_integrator",

@@ -58,7 +58,9 @@ def analyze_run(
     named in a warning and in the notes (step and operator).
 
     Snapshots with step < ``skip_before`` are skipped (D13), then every ``every``-th is kept.
-    C5(t0) of the stability bound is layer 1's C5 at the first kept snapshot (D15). The file is
+    C5(t0) of the stability bound is layer 1's C5 at the first kept snapshot (D15): the file's first
+    step when it holds an earlier one than the snapshots on disk (a compacted run,
+    :func:`~eoslab.runs.compact_run`). The file is
     rewritten atomically after each snapshot, and a rerun skips the steps it already holds, so an
     interrupted analysis resumes. The λ¹ solves are warm-started from the previous snapshot.
 
@@ -86,7 +88,8 @@ def analyze_run(
         done = set(table["step"].to_pylist())
         steps = run.dir.analysed_steps(skip_before=skip_before, every=every)
         todo = [step for step in steps if step not in done]
-        c5_t0 = _first_c5(table, steps[0]) if steps and steps[0] in done else None
+        first = min([*done, *steps[:1]], default=None)  # the first kept snapshot, also when compacted away
+        c5_t0 = _first_c5(table, first) if first is not None and first in done else None
         for step in todo:  # refuse a corrupt snapshot before hours of work, not after
             run.load_snapshot(step)
         warm = None
