@@ -17,7 +17,7 @@ from eoslab.commands.report import load_source
 from eoslab.config import ConfigError, config_hash, resolve
 from eoslab.provenance import code_identity
 from eoslab.rundir import RunDir
-from eoslab.store import read_parquet, to_frame
+from eoslab.store import read_json, read_parquet, to_frame
 from eoslab.sweeps import (
     COLLECT_SCHEMA,
     collect,
@@ -299,10 +299,18 @@ def test_collect_schema_and_readers(tmp_path):
         grid[0]["run_id"]: [f"{code_identity()} from step 0", "eoslab 0.1.0, git fffffff from step 5"]
     }
     _, _, lines = load_source(out)
-    assert lines == [
+    assert lines[0] == (
         f"WARNING: run {grid[0]['run_id']} was trained by more than one version of eoslab: "
         f"{code_identity()} from step 0; eoslab 0.1.0, git fffffff from step 5"
+    )
+    # then every note of an included run, named by its id instead of its path
+    notes = {p["run_id"]: read_json(out / "runs" / p["run_id"] / "status.json").get("notes", []) for p in grid}
+    said = [
+        f"run {p['run_id']}: {n.removeprefix(str(out / 'runs' / p['run_id']) + ': ')}"
+        for p in grid
+        for n in notes[p["run_id"]]
     ]
+    assert sorted(lines[1:]) == sorted(said) and any(n.startswith(str(out)) for v in notes.values() for n in v)
 
 
 def test_status_through_a_pipe_keeps_whole_lines_and_leaves_unused_axes_blank(tmp_path):

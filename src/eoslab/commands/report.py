@@ -177,7 +177,9 @@ def load_source(source: Path, *, include_stopped: bool = False):
     return (
         table,
         headline,
-        ([] if info is None else [*info.mixed_lines(), *(f"left out {x}" for x in info.left_out_lines())]),
+        []
+        if info is None
+        else [*info.mixed_lines(), *info.note_lines(), *(f"left out {x}" for x in info.left_out_lines())],
     )
 
 

@@ -92,6 +92,9 @@ class CollectInfo:
             empty for a sweep run before they were recorded).
         mixed: run_id → its code sittings (``<code> from step <s>``), for every included run that
             more than one version of eoslab trained (a resume by other code, docs/rundir.md).
+        run_notes: run_id → the notes in its ``status.json`` (what training, the analysis or
+            ``eoslab compact`` found and said: uncertified eigenvalues, thinned snapshots, a
+            dropped warm start, ...), for every included run that has some.
     """
 
     sweep: str
@@ -103,6 +106,7 @@ class CollectInfo:
     grid: str = ""
     code: list[str] = field(default_factory=list)
     mixed: dict[str, list[str]] = field(default_factory=dict)
+    run_notes: dict[str, list[str]] = field(default_factory=dict)
 
     def code_text(self) -> str:
         """``ran at eoslab 0.1.0, git 8f149db``, or that the code was not recorded."""
@@ -131,6 +135,17 @@ class CollectInfo:
             f"WARNING: run {run_id} was trained by more than one version of eoslab: {'; '.join(sittings)}"
             for run_id, sittings in self.mixed.items()
         ]
+
+    def note_lines(self) -> list[str]:
+        """``run <id>: <note>`` for every note of an included run (the run's path, which a note may
+        start with, left out).
+        """
+        lines = []
+        for run_id, notes in self.run_notes.items():
+            for note in notes:
+                head, sep, rest = note.partition(": ")
+                lines.append(f"run {run_id}: {rest if sep and head.endswith(run_id) else note}")
+        return lines
 
     def to_json(self) -> str:
         """The metadata as JSON text."""
@@ -161,7 +176,7 @@ def _grid_hash(run_ids: list[str]) -> str:
 def current_info(sweep_dir: str | Path, *, include_stopped: bool = False) -> CollectInfo:
     """What :func:`collect` would record for the sweep as it is now (without reading the tables)."""
     sweep_dir = Path(sweep_dir)
-    included, left_out, ids, mixed = {}, [], [], {}
+    included, left_out, ids, mixed, run_notes = {}, [], [], {}, {}
     for row, status in sweep_status(sweep_dir):
         ids.append(row["run_id"])
         reason = exclusion_reason(status, include_stopped)
@@ -171,6 +186,9 @@ def current_info(sweep_dir: str | Path, *, include_stopped: bool = False) -> Col
             sittings = run.code_sittings()
             if len(sittings) > 1:
                 mixed[row["run_id"]] = [f"{code} from step {step}" for step, code in sittings]
+            notes = (run.read_status() or {}).get("notes", [])
+            if notes:
+                run_notes[row["run_id"]] = list(notes)
         else:
             left_out.append(LeftOut(row["run_id"], status.state, reason))
     return CollectInfo(
@@ -183,6 +201,7 @@ def current_info(sweep_dir: str | Path, *, include_stopped: bool = False) -> Col
         grid=_grid_hash(ids),
         code=recorded_codes(sweep_dir),
         mixed=mixed,
+        run_notes=run_notes,
     )
 
 
