@@ -14,8 +14,8 @@ commit. :func:`compact_run` keeps what resuming and the report need:
 What goes: the parameter snapshots whose rows ``analysis.parquet`` holds (their rows stay; a
 later analysis takes C5(t0) of the stability bound from the file's first step, D15), those the
 analysis skips by design (step < ``analysis.skip_before``, D13), the older state file, and with
-``thin = K`` the unanalysed snapshots whose step is not a multiple of K (the analysis is then every
-K steps from there; a note says from which step). Nothing is removed that a later analysis would
+``thin = K`` the unanalysed snapshots whose step is not a multiple of K, from step ``thin_from`` on
+(the analysis is then every K steps there; a note names the steps). Nothing is removed that a later analysis would
 compute, except what ``thin`` removes by request.
 """
 
@@ -58,7 +58,7 @@ def _size(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
-def compact_run(run_dir: str | Path, *, thin: int | None = None) -> Compacted:
+def compact_run(run_dir: str | Path, *, thin: int | None = None, thin_from: int = 0) -> Compacted:
     """Drop the snapshots of ``run_dir`` that nothing needs any more (module docstring).
 
     Holds the run's lock (a run in use is refused, :class:`~eoslab.rundir.RunBusyError`) and
@@ -69,9 +69,13 @@ def compact_run(run_dir: str | Path, *, thin: int | None = None) -> Compacted:
     Args:
         thin: also drop the unanalysed parameter snapshots whose step is not a multiple of
             ``thin`` (never the newest); None keeps every unanalysed snapshot.
+        thin_from: thin only the snapshots from this step on (the earlier ones stay, e.g. to keep
+            the analysis dense where a flow time t* the report reads falls).
     """
     if thin is not None and thin < 1:
         raise ValueError(f"thin must be >= 1, got {thin}")
+    if thin_from < 0:
+        raise ValueError(f"thin_from must be >= 0, got {thin_from}")
     run = RunDir(run_dir)
     if not run.config_file.exists():
         raise RunDirError(f"{run.path} is not a run directory (no config.toml); give the --out of `eoslab train`")
@@ -101,7 +105,7 @@ def compact_run(run_dir: str | Path, *, thin: int | None = None) -> Compacted:
                 continue
             if step in analysed or step < analysis.skip_before:
                 out.removed.append(run.snapshot_name("step", step))
-            elif thin is not None and step % thin != 0:
+            elif thin is not None and step >= thin_from and step % thin != 0:
                 out.removed.append(run.snapshot_name("step", step))
                 out.thinned.append(step)
         out.removed += [run.snapshot_name("state", s) for s in states if s != newest]
