@@ -92,7 +92,7 @@ def test_thin_keeps_every_kth_unanalysed_snapshot_and_says_so(tmp_path, capsys):
     assert files(tmp_path / "r", "step") == [10, 15, 20, 40, 60] and files(tmp_path / "r", "state") == [60]
     assert done.thinned == [25, 30, 35, 45, 50, 55] and done.stripped is None  # GD has no warm start
     note = read_json(tmp_path / "r" / "status.json")["notes"][-1]
-    assert "thinned to every 20 steps by `eoslab compact`, 6 unanalysed ones removed (6 steps, 25 to 55)" in note
+    assert "thinned to every 20 steps by `eoslab compact`, 6 unanalysed snapshots removed (6 steps, 25 to 55)" in note
     assert compact_run(tmp_path / "r", thin=20).thinned == [10, 15]
 
     analyze_run(tmp_path / "r", progress=False)

@@ -121,7 +121,8 @@ def compact_run(run_dir: str | Path, *, thin: int | None = None, thin_from: int 
         if out.thinned:
             run.add_note(
                 f"{run.path}: snapshots thinned to every {thin} steps by `eoslab compact`, {len(out.thinned)} "
-                f"unanalysed ones removed ({steps_text(out.thinned)}): the analysis has one every {thin} steps there"
+                f"unanalysed snapshot{'s' if len(out.thinned) > 1 else ''} removed ({steps_text(out.thinned)}): the "
+                f"analysis has one every {thin} steps there"
             )
         if out.stripped is not None:
             run.add_note(
