@@ -120,6 +120,14 @@ def test_compact_refuses_what_it_cannot_do_safely(tmp_path, capsys):
         r = cli("compact", str(run))
     assert r.returncode == 2 and f"this run is in use by another eoslab process (pid {os.getpid()})" in r.stderr
     assert sorted(p.name for p in (run / "snapshots").iterdir()) == before
+    analyze_run(run, progress=False)  # rebuilt
+    newest = run / "snapshots" / "step_00000020.safetensors"
+    data = bytearray(newest.read_bytes())
+    data[-9] ^= 1
+    newest.write_bytes(bytes(data))  # the resume point is corrupt: its predecessors must stay
+    with pytest.raises(CorruptFileError, match="step_00000020.safetensors: does not match its checksum"):
+        compact_run(run)
+    assert sorted(p.name for p in (run / "snapshots").iterdir()) == before
 
     every = tmp_path / "every.toml"
     write_config(every, config_dict(analysis={"every": 2}, train={"max_steps": 20}))

@@ -48,7 +48,7 @@ class Compacted:
     def text(self) -> str:
         """One line: files removed and the folder's size before and after."""
         mb = 1024 * 1024
-        said = f"{self.path}: {len(self.removed)} snapshot files removed"
+        said = f"{self.path}: snapshot files removed: {len(self.removed)}"
         if self.stripped is not None:
             said += f", the warm start of step {self.stripped} dropped"
         return said + f"; {self.bytes_before / mb:.1f} MB -> {self.bytes_after / mb:.1f} MB"
@@ -110,7 +110,8 @@ def compact_run(run_dir: str | Path, *, thin: int | None = None, thin_from: int 
                 out.thinned.append(step)
         out.removed += [run.snapshot_name("state", s) for s in states if s != newest]
         with run.transaction() as tx:
-            if newest is not None:
+            if newest is not None:  # the resume point must be good before its predecessors go
+                run.read_verified(run.snapshot_name("step", newest), manifest, "")
                 name = run.snapshot_name("state", newest)
                 tensors, meta = parse_safetensors(run.read_verified(name, manifest, ""))
                 if tensors.pop(WARM_START, None) is not None:
