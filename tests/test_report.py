@@ -493,13 +493,20 @@ def test_report_options_the_table_does_not_hold_are_refused_with_the_valid_value
     assert not out.exists()  # nothing written
 
 
-@pytest.mark.parametrize(("option", "value"), [("--layer", "abc"), ("--layer", "0"), ("--bootstrap", "0")])
-def test_report_option_values_of_the_wrong_kind_are_usage_errors(tmp_path, capsys, option, value):
+@pytest.mark.parametrize(
+    ("option", "value", "said"),
+    [
+        ("--layer", "abc", "'abc' is not a layer"),
+        ("--layer", "0", "'0' is not a layer"),
+        ("--bootstrap", "0", "must be >= 1"),
+    ],
+)
+def test_report_option_values_of_the_wrong_kind_are_usage_errors(tmp_path, capsys, option, value, said):
     from eoslab.cli import main
 
     with pytest.raises(SystemExit) as exit_:
         main(["report", str(tmp_path / "any.parquet"), option, value])
-    assert exit_.value.code == 2 and f"argument {option}: '{value}' is not a" in capsys.readouterr().err
+    assert exit_.value.code == 2 and f"argument {option}: {said}" in capsys.readouterr().err
 
 
 def test_a_whole_network_metric_needs_no_layer(tmp_path, capsys):

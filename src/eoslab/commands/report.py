@@ -179,7 +179,7 @@ def load_source(source: Path, *, include_stopped: bool = False):
         headline,
         []
         if info is None
-        else [*info.mixed_lines(), *info.note_lines(), *(f"left out {x}" for x in info.left_out_lines())],
+        else [*info.mixed_lines(), *(f"left out {x}" for x in info.left_out_lines()), *info.note_lines()],
     )
 
 
