@@ -16,7 +16,7 @@ set -euo pipefail
 COMMIT=da563ba
 THIN_FROM=${THIN_FROM:-1000}  # every 25 steps before (t* of the report falls there), every 100 after
 REPO=$(git -C "$(dirname "$0")" rev-parse --show-toplevel)
-PARKED=$REPO/docs/results/progress/repro_cifar10_mse_part2
+PARKED=$REPO/parked/repro_cifar10_mse_part2  # outside docs/results, whose size tests/test_results.py bounds
 WT=/tmp/wt_mse2
 SWEEP=/work/sweeps/repro_cifar10_mse_part2
 DATA=${EOSLAB_DATA:-/work/data}
